@@ -1,0 +1,96 @@
+//! Cluster bootstrap: the nodes race for the leader lease; the winner runs initdb (or
+//! adopts its existing data), writes the `initialize` key, then starts as primary. The
+//! others wait for the key and clone. Bootstrap happens under the lease, so a crashed
+//! initializer's claim expires with it (L1).
+
+use super::Cx;
+use crate::action::Action;
+use crate::dcs::{ClusterView, Expect, InitializeRecord, LeaderRecord, Value, Write};
+use crate::memory::PgOpKind;
+use crate::reason::Reason;
+use crate::types::Versioned;
+
+impl Cx<'_> {
+    /// No leader and no `initialize` key.
+    pub(super) fn bootstrap(&mut self, view: &ClusterView, expect: Expect) {
+        self.leave_leadership();
+        self.keepalive();
+        if !self.cfg.tags.can_lead() {
+            return self.set(
+                Reason::WaitingForBootstrap,
+                "tagged nofailover: another node must initialize",
+            );
+        }
+        if self.s.paused {
+            return self.set(Reason::Paused, "no cluster yet and paused");
+        }
+        if self.mem.pending.is_some() || self.mem.lease_op.is_some() {
+            self.busy();
+            return self.set(Reason::BootstrapAcquiring, "waiting for an operation");
+        }
+        let record = LeaderRecord {
+            holder: self.cfg.name.clone(),
+            term: view.term.next(),
+            ttl: self.s.ttl,
+        };
+        self.acquire(view, record, expect);
+        self.set(Reason::BootstrapAcquiring, String::new());
+    }
+
+    /// This node holds the lease and the cluster is not initialized yet.
+    pub(super) fn bootstrap_leader(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        self.busy();
+        if let Some(p) = self.mem.pending {
+            return self.set(Reason::BootstrapInitdb, format!("waiting for {:?}", p.kind));
+        }
+        let pg = &self.obs.pg;
+        let Some(system_id) = pg.system_id() else {
+            if self
+                .mem
+                .last_failure
+                .is_some_and(|f| f.kind == PgOpKind::Initdb)
+            {
+                // Let another node try; the shell removed what initdb left.
+                self.mem.last_failure = None;
+                return self.step_down(rec, Reason::OperationFailed, "initdb failed".into());
+            }
+            self.pg_op(PgOpKind::Initdb, |id| Action::Initdb { id });
+            return self.set(Reason::BootstrapInitdb, String::new());
+        };
+        // Register the cluster's identity before PostgreSQL can accept a single write, so
+        // no data written here can ever belong to an unregistered cluster.
+        let mut writes = vec![Write::put(
+            Value::Initialize(InitializeRecord {
+                system_id,
+                base_timeline: pg.timeline,
+            }),
+            Expect::Absent,
+        )];
+        if view.config.is_none() {
+            writes.push(Write::put(
+                Value::Config(self.cfg.defaults.clone()),
+                Expect::Absent,
+            ));
+        }
+        self.leader_write(rec, writes, true);
+        self.set(
+            Reason::BootstrapRegistering,
+            format!("system identifier {system_id}"),
+        );
+        if !pg.running {
+            let Some(deadline) = self.writable_until() else {
+                return;
+            };
+            let sync_standbys =
+                crate::observation::SyncStandbys::for_names(Vec::new(), self.strict());
+            self.arm_guard();
+            self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary {
+                id,
+                lease_deadline: deadline,
+                sync_standbys,
+            });
+        } else if pg.maybe_writable() {
+            self.arm_guard();
+        }
+    }
+}

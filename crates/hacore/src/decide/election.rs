@@ -1,0 +1,280 @@
+//! The leader is missing: elect the most advanced eligible member (S3).
+//!
+//! Each eligible candidate stops its WAL receiver so its position is final, reports it,
+//! and waits until every eligible member has reported or is unreachable. It takes the
+//! lease only if nobody reachable and eligible is ahead of it (ties: priority, then
+//! name), it is within `maximum_lag_on_failover` (asynchronous mode), in the sync set
+//! (synchronous mode, S2), in the failsafe set and not holding a failsafe
+//! acknowledgement (S1').
+
+use super::Cx;
+use crate::action::Action;
+use crate::dcs::{ClusterView, Expect, LeaderRecord, SwitchoverRequest};
+use crate::history::{ForkCause, Lineage};
+use crate::memory::Seen;
+use crate::reason::Reason;
+use crate::status::ElectionReport;
+use crate::types::{Lsn, NodeName, Versioned};
+use std::cmp::Ordering;
+
+/// How two candidates compare: more WAL first, then higher priority, then smaller name.
+pub(super) fn rank(a: (Lsn, u32, &str), b: (Lsn, u32, &str)) -> Ordering {
+    a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| b.2.cmp(a.2))
+}
+
+impl Cx<'_> {
+    pub(super) fn elect(&mut self, view: &ClusterView, expect: Expect) {
+        self.leave_leadership();
+        self.keepalive();
+        let pg = &self.obs.pg;
+        let settled = pg.upstream.is_none() && !pg.streaming;
+        let report = |eligible| ElectionReport {
+            position: pg.position(),
+            settled,
+            priority: self.cfg.tags.failover_priority,
+            eligible,
+        };
+
+        // Manual failover request.
+        let manual = self.manual_request(view);
+        let mut manual_to_me = false;
+        if let Some((req, since)) = &manual {
+            match &req.value.to {
+                Some(to) if to != self.me() => {
+                    if self.now.saturating_sub(*since) < self.s.switchover_timeout {
+                        self.election = Some(report(false));
+                        self.mem.election_since = None;
+                        return self.set(
+                            Reason::WaitingForManualFailover,
+                            format!("failover to {to} requested"),
+                        );
+                    }
+                }
+                Some(_) => manual_to_me = true,
+                None => {}
+            }
+        }
+        if self.s.paused && !manual_to_me {
+            self.mem.election_since = None;
+            self.election = Some(report(false));
+            return self.set(Reason::Paused, "no leader; automatic failover is paused");
+        }
+        if let Err((reason, detail)) = self.eligibility(view) {
+            self.election = Some(report(false));
+            self.mem.election_since = None;
+            return self.set(reason, detail);
+        }
+        if manual_to_me && self.s.paused {
+            if let Some(old) =
+                self.old_primary_running(view, manual.as_ref().map(|(r, _)| &r.value))
+            {
+                self.election = Some(report(false));
+                return self.set(
+                    Reason::ManualFailoverOldPrimaryRunning,
+                    format!("{old} has not been confirmed stopped"),
+                );
+            }
+        }
+
+        let since = *self.mem.election_since.get_or_insert(self.now);
+        self.busy();
+        if !settled {
+            self.election = Some(report(true));
+            if pg.upstream.is_some() {
+                self.actions.push(Action::Follow { upstream: None });
+            }
+            return self.set(Reason::ElectionSettling, String::new());
+        }
+        self.election = Some(report(true));
+
+        // Compare with every member that could lead.
+        let mine = (pg.flush_lsn, self.cfg.tags.failover_priority, self.me());
+        let mut waiting: Vec<&str> = Vec::new();
+        for m in view
+            .members
+            .iter()
+            .filter(|m| m.value.name != self.cfg.name && m.value.tags.can_lead())
+        {
+            let name = m.value.name.as_str();
+            let Some(peer) = self.obs.peer(name) else {
+                waiting.push(name);
+                continue;
+            };
+            let Some(st) = &peer.status else { continue }; // unreachable
+            let (eligible, lsn, prio, settled) = match st.election {
+                Some(e) => (e.eligible, e.position.lsn, e.priority, e.settled),
+                None => (
+                    st.can_lead,
+                    st.position.lsn,
+                    m.value.tags.failover_priority,
+                    false,
+                ),
+            };
+            if !eligible {
+                continue;
+            }
+            if rank((lsn, prio, name), mine) == Ordering::Greater {
+                let reason = if manual_to_me {
+                    Reason::ManualFailoverBehind
+                } else {
+                    Reason::ElectionLost
+                };
+                return self.set(
+                    reason,
+                    format!(
+                        "{name} at {lsn} (priority {prio}) ranks above {}",
+                        pg.flush_lsn
+                    ),
+                );
+            }
+            if !settled {
+                waiting.push(name);
+            }
+        }
+        if !waiting.is_empty() && self.now.saturating_sub(since) < self.s.ttl {
+            return self.set(
+                Reason::ElectionWaiting,
+                format!("no final position yet from {}", waiting.join(", ")),
+            );
+        }
+        if self.mem.lease_op.is_some() {
+            return self.set(Reason::Acquiring, "waiting for the acquire outcome");
+        }
+        self.mem.acquired_via = Some(if manual_to_me {
+            ForkCause::ManualFailover
+        } else {
+            ForkCause::Failover
+        });
+        let record = LeaderRecord {
+            holder: self.cfg.name.clone(),
+            term: view.term.next(),
+            ttl: self.s.ttl,
+        };
+        self.acquire(view, record, expect);
+        self.set(Reason::Acquiring, format!("at {}", pg.position()));
+    }
+
+    /// Whether this node may take the lease now; otherwise the reason why not.
+    pub(super) fn eligibility(&self, view: &ClusterView) -> Result<(), (Reason, String)> {
+        let pg = &self.obs.pg;
+        let me = self.me();
+        if !self.cfg.tags.can_lead() {
+            return Err((Reason::IneligibleNoFailover, String::new()));
+        }
+        if let Some(p) = self.mem.pending {
+            return Err((Reason::IneligibleBusy, format!("{:?} in progress", p.kind)));
+        }
+        let init = view.initialize.as_ref().map(|i| i.value.system_id);
+        if pg.system_id().is_none() || pg.system_id() != init {
+            return Err((Reason::IneligibleNoData, "no data of this cluster".into()));
+        }
+        if pg.maybe_writable() || (pg.running && (!pg.responsive || pg.in_recovery.is_none())) {
+            return Err((
+                Reason::IneligibleBusy,
+                "PostgreSQL state not settled".into(),
+            ));
+        }
+        if self.lineage != Lineage::Along {
+            return Err((
+                Reason::IneligibleDiverged,
+                format!("local {}", pg.position()),
+            ));
+        }
+        if let Some(t) = self.mem.catchup_to {
+            return Err((
+                Reason::IneligibleCatchingUp,
+                format!("replayed {} of {t}", pg.replay_lsn),
+            ));
+        }
+        if self.s.synchronous_mode.enabled() {
+            let in_set = view
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.value.leader == me || s.value.members.iter().any(|m| m == me));
+            if !in_set {
+                return Err((Reason::IneligibleNotSynchronous, String::new()));
+            }
+        } else if let Some(st) = &view.status {
+            let lag = pg.flush_lsn.lag_behind(st.value.lsn);
+            if lag > self.s.maximum_lag_on_failover {
+                return Err((
+                    Reason::IneligibleLagging,
+                    format!(
+                        "{lag} bytes behind {} > {}",
+                        st.value.lsn, self.s.maximum_lag_on_failover
+                    ),
+                ));
+            }
+        }
+        if self.s.failsafe_mode {
+            if let Some(f) = &view.failsafe {
+                if !f.value.members.iter().any(|m| m.name == me) {
+                    return Err((Reason::IneligibleNotInFailsafeSet, String::new()));
+                }
+            }
+        }
+        if let Some(ack) = &self.mem.failsafe_ack {
+            if self.now < ack.at.saturating_add(self.s.ttl) {
+                return Err((
+                    Reason::IneligibleFailsafeHold,
+                    format!("acknowledged {} in term {}", ack.leader, ack.term),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request naming a candidate while no leader exists, and since when it was seen.
+    fn manual_request(
+        &mut self,
+        view: &ClusterView,
+    ) -> Option<(Versioned<SwitchoverRequest>, u64)> {
+        let Some(req) = view.switchover.as_ref().filter(|r| r.value.to.is_some()) else {
+            self.mem.request_seen = None;
+            return None;
+        };
+        let since = match &self.mem.request_seen {
+            Some(s) if s.version == req.version => s.since,
+            _ => {
+                self.mem.request_seen = Some(Seen {
+                    name: NodeName::new(),
+                    version: req.version,
+                    since: self.now,
+                });
+                self.now
+            }
+        };
+        Some((req.clone(), since))
+    }
+
+    /// In pause, a manual failover needs the old primary confirmed stopped: its name if not.
+    fn old_primary_running(
+        &self,
+        view: &ClusterView,
+        req: Option<&SwitchoverRequest>,
+    ) -> Option<NodeName> {
+        let old = req
+            .and_then(|r| r.from.clone())
+            .or_else(|| view.status.as_ref().map(|s| s.value.leader.clone()))?;
+        if old == self.cfg.name {
+            return None;
+        }
+        match self.obs.peer(&old).and_then(|p| p.status.as_ref()) {
+            Some(st) if !st.running => None,
+            _ => Some(old),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_orders_by_lsn_then_priority_then_name() {
+        assert_eq!(rank((Lsn(2), 1, "b"), (Lsn(1), 9, "a")), Ordering::Greater);
+        assert_eq!(rank((Lsn(1), 2, "b"), (Lsn(1), 1, "a")), Ordering::Greater);
+        assert_eq!(rank((Lsn(1), 1, "a"), (Lsn(1), 1, "b")), Ordering::Greater);
+        assert_eq!(rank((Lsn(1), 1, "a"), (Lsn(1), 1, "a")), Ordering::Equal);
+    }
+}

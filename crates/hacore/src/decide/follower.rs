@@ -1,0 +1,179 @@
+//! Another node leads: follow it. Clone when there is no data, rewind or re-clone when
+//! the local WAL forks from the published history (S4), start only as a standby.
+
+use super::Cx;
+use crate::action::{Action, StopMode};
+use crate::dcs::{ClusterView, LeaderRecord, MemberRole};
+use crate::history::Lineage;
+use crate::memory::PgOpKind;
+use crate::reason::Reason;
+use crate::types::{NodeName, Versioned};
+
+impl Cx<'_> {
+    pub(super) fn follow(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let leader = rec.value.holder.clone();
+        self.leader = Some(leader.clone());
+        self.leave_leadership();
+        self.mem.election_since = None;
+        self.keepalive();
+        if self.s.paused {
+            return self.set(Reason::Paused, format!("{leader} leads"));
+        }
+        if let Some(p) = self.mem.pending {
+            let reason = match p.kind {
+                PgOpKind::Clone => Reason::Cloning,
+                PgOpKind::Rewind => Reason::Rewinding,
+                PgOpKind::StartReplica => Reason::StartingReplica,
+                PgOpKind::StopFast => Reason::StoppingDiverged,
+                _ => self.reason,
+            };
+            self.busy();
+            return self.set(reason, format!("waiting for {:?}", p.kind));
+        }
+        let Some(init) = view.initialize.as_ref() else {
+            return self.set(
+                Reason::WaitingForBootstrap,
+                format!("{leader} is initializing the cluster"),
+            );
+        };
+        let pg = &self.obs.pg;
+        if self.obs.requests.reinitialize {
+            return self.reinitialize(view, &leader);
+        }
+        let Some(system_id) = pg.system_id() else {
+            if pg.running {
+                return self.set(
+                    Reason::IneligibleNoData,
+                    "PostgreSQL runs without a data directory?",
+                );
+            }
+            if self.backing_off(PgOpKind::Clone) {
+                return self.set(Reason::Cloning, "retrying after a failed clone");
+            }
+            let from = self.clone_source(view, &leader);
+            self.pg_op(PgOpKind::Clone, |id| Action::Clone {
+                id,
+                from: from.clone(),
+            });
+            return self.set(Reason::Cloning, format!("from {from}"));
+        };
+        if system_id != init.value.system_id {
+            return self.set(
+                Reason::SystemIdMismatch,
+                format!("local {system_id}, cluster {}", init.value.system_id),
+            );
+        }
+        if pg.maybe_writable() {
+            // Being fenced (S1 check above); nothing else until it is down.
+            self.busy();
+            return self.set(Reason::FencingNotLeader, String::new());
+        }
+        let leader_primary = view
+            .member(&leader)
+            .is_some_and(|m| m.value.role == MemberRole::Primary);
+        if pg.running {
+            if self.lineage == Lineage::Diverged {
+                self.pg_op(PgOpKind::StopFast, |id| Action::Stop {
+                    id,
+                    mode: StopMode::Fast,
+                });
+                return self.set(
+                    Reason::StoppingDiverged,
+                    format!("local {} vs history", pg.position()),
+                );
+            }
+            if pg.upstream.as_deref() != Some(leader.as_str()) {
+                self.actions.push(Action::Follow {
+                    upstream: Some(leader.clone()),
+                });
+                self.busy();
+                return self.set(Reason::Repointing, format!("to {leader}"));
+            }
+            if pg.streaming {
+                return self.set(Reason::ReplicaStreaming, String::new());
+            }
+            return self.set(Reason::ReplicaConnecting, format!("from {leader}"));
+        }
+        // PostgreSQL is down.
+        self.busy();
+        if self.lineage == Lineage::Diverged {
+            if !leader_primary {
+                return self.set(
+                    Reason::WaitingForLeaderPrimary,
+                    format!("{leader} is not primary yet"),
+                );
+            }
+            if self.cfg.use_rewind && pg.rewind_capable && !self.mem.rewind_failed {
+                if self.backing_off(PgOpKind::Rewind) {
+                    return self.set(Reason::Rewinding, "retrying after a failed rewind");
+                }
+                self.pg_op(PgOpKind::Rewind, |id| Action::Rewind {
+                    id,
+                    from: leader.clone(),
+                });
+                return self.set(
+                    Reason::Rewinding,
+                    format!("local {} forks from the history", pg.position()),
+                );
+            }
+            if !self.cfg.reclone_on_rewind_failure {
+                return self.set(
+                    Reason::DivergedNeedsReinit,
+                    format!("local {} forks from the history", pg.position()),
+                );
+            }
+            if self.backing_off(PgOpKind::Clone) {
+                return self.set(Reason::Recloning, "retrying after a failed clone");
+            }
+            let why = if !pg.rewind_capable || !self.cfg.use_rewind {
+                "pg_rewind unavailable (needs wal_log_hints or data checksums)"
+            } else {
+                "pg_rewind failed"
+            };
+            self.pg_op(PgOpKind::Clone, |id| Action::Clone {
+                id,
+                from: leader.clone(),
+            });
+            return self.set(Reason::Recloning, why);
+        }
+        if self.backing_off(PgOpKind::StartReplica) {
+            return self.set(Reason::StartingReplica, "retrying after a failed start");
+        }
+        self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica {
+            id,
+            upstream: Some(leader.clone()),
+        });
+        self.set(Reason::StartingReplica, format!("following {leader}"));
+    }
+
+    /// Clone source: a running replica tagged `clonefrom`, else the leader.
+    fn clone_source(&self, view: &ClusterView, leader: &NodeName) -> NodeName {
+        view.members
+            .iter()
+            .find(|m| {
+                m.value.tags.clonefrom
+                    && m.value.name != self.cfg.name
+                    && m.value.running
+                    && m.value.role == MemberRole::Replica
+            })
+            .map_or_else(|| leader.clone(), |m| m.value.name.clone())
+    }
+
+    fn reinitialize(&mut self, view: &ClusterView, leader: &NodeName) {
+        let pg = &self.obs.pg;
+        self.busy();
+        if pg.running {
+            self.pg_op(PgOpKind::StopFast, |id| Action::Stop {
+                id,
+                mode: StopMode::Fast,
+            });
+            return self.set(Reason::Reinitializing, "stopping PostgreSQL first");
+        }
+        let from = self.clone_source(view, leader);
+        self.pg_op(PgOpKind::Clone, |id| Action::Clone {
+            id,
+            from: from.clone(),
+        });
+        self.set(Reason::Reinitializing, format!("cloning from {from}"));
+    }
+}

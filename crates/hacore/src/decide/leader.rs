@@ -1,0 +1,530 @@
+//! The leader record names this node: renew, promote, restart in place, step down on
+//! hang, and the cluster-wide housekeeping only the leader does.
+
+use super::{slot_name, Cx};
+use crate::action::{Action, StopMode};
+use crate::dcs::{
+    ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, Key, LeaderRecord, LeaseModel,
+    StatusRecord, SyncRecord, Value, Write,
+};
+use crate::history::{Fork, ForkCause};
+use crate::memory::{HeldLease, LeaseOp, LeaseOpKind, PgOpKind, Seen};
+use crate::observation::SyncStandbys;
+use crate::reason::Reason;
+use crate::types::Versioned;
+
+impl Cx<'_> {
+    pub(super) fn lead(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        self.leader = Some(self.cfg.name.clone());
+        self.mem.election_since = None;
+        let term = rec.value.term;
+
+        if self.mem.stepping_down == Some(term) {
+            return self.step_down_continue(rec);
+        }
+
+        // Claim a record that names us but is not backed by our own lease (transfer to
+        // us, daemon restart, indeterminate renewal).
+        let held = self
+            .mem
+            .lease
+            .filter(|l| l.term == term && l.version == rec.version);
+        let Some(lease) = held else {
+            if self.mem.lease_op.is_none() {
+                if self.mem.lease.is_none_or(|l| l.term != term)
+                    && self.obs.pg.in_recovery == Some(true)
+                {
+                    self.mem.acquired_via.get_or_insert(ForkCause::Switchover);
+                }
+                let record = LeaderRecord {
+                    holder: self.cfg.name.clone(),
+                    term,
+                    ttl: self.s.ttl,
+                };
+                self.acquire(view, record, Expect::Version(rec.version));
+            }
+            // Until the claim succeeds, a guard-adopted lease may still keep us writable.
+            if self.obs.pg.maybe_writable() {
+                self.arm_guard();
+            }
+            return self.set(Reason::Claiming, format!("term {term}"));
+        };
+
+        self.renew_if_due(rec, lease);
+
+        if self.s.paused {
+            if self.obs.pg.maybe_writable() {
+                self.arm_guard();
+            }
+            return self.set(
+                Reason::Paused,
+                "leader keeps its lease; no automatic action",
+            );
+        }
+        if view.initialize.is_none() {
+            return self.bootstrap_leader(view, rec);
+        }
+        if self.switchover_in_progress(view, rec) {
+            return;
+        }
+        let pg = &self.obs.pg;
+        if let Some(p) = self.mem.pending {
+            let reason = match p.kind {
+                PgOpKind::Promote => Reason::Promoting,
+                PgOpKind::StartPrimary => Reason::PrimaryStarting,
+                PgOpKind::StartReplica => Reason::StartingForPromotion,
+                PgOpKind::StopImmediate => self.reason,
+                _ => Reason::SteppingDown,
+            };
+            if pg.maybe_writable() && p.kind == PgOpKind::Promote {
+                self.arm_guard();
+            }
+            self.busy();
+            return self.set(reason, format!("waiting for {:?}", p.kind));
+        }
+        if pg.running && !pg.responsive {
+            let since = self.mem.unresponsive_since.unwrap_or(self.now);
+            if self.now.saturating_sub(since) >= self.s.primary_hang_timeout {
+                return self.step_down(
+                    rec,
+                    Reason::PrimaryHung,
+                    format!("no answer for {} ms", self.now - since),
+                );
+            }
+            return self.set(
+                Reason::PrimaryUnresponsive,
+                format!("no answer for {} ms", self.now - since),
+            );
+        }
+        if !pg.running {
+            return self.start_in_place(view, rec);
+        }
+        if pg.in_recovery == Some(true) {
+            return self.promote(view, rec);
+        }
+        self.mem.primary_down_since = None;
+        self.primary_duties(view, rec);
+    }
+
+    fn renew_if_due(&mut self, rec: &Versioned<LeaderRecord>, lease: HeldLease) {
+        if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait)
+        {
+            return;
+        }
+        let id = self.dcs(DcsOp::RenewLeader {
+            guard: self.guard(rec),
+            ttl: self.s.ttl,
+        });
+        self.mem.lease_op = Some(LeaseOp {
+            id,
+            kind: LeaseOpKind::Renew,
+            term: lease.term,
+        });
+    }
+
+    /// Give up leadership: fence first (PostgreSQL may still write), release once down.
+    pub(super) fn step_down(
+        &mut self,
+        rec: &Versioned<LeaderRecord>,
+        reason: Reason,
+        detail: String,
+    ) {
+        self.mem.stepping_down = Some(rec.value.term);
+        self.set(reason, detail);
+        self.step_down_continue(rec);
+    }
+
+    fn step_down_continue(&mut self, rec: &Versioned<LeaderRecord>) {
+        self.set(Reason::SteppingDown, String::new());
+        self.busy();
+        if self.obs.pg.maybe_writable() {
+            if !self
+                .mem
+                .pending
+                .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
+            {
+                self.pg_op(PgOpKind::StopImmediate, |id| Action::Stop {
+                    id,
+                    mode: StopMode::Immediate,
+                });
+            }
+            return;
+        }
+        if self.mem.lease_op.is_none() {
+            let id = self.dcs(DcsOp::ReleaseLeader {
+                guard: self.guard(rec),
+            });
+            self.mem.lease_op = Some(LeaseOp {
+                id,
+                kind: LeaseOpKind::Release,
+                term: rec.value.term,
+            });
+        }
+    }
+
+    /// The settings' view of `synchronous_standby_names` for the published set.
+    pub(super) fn published_sync(
+        &self,
+        view: &ClusterView,
+        rec: &Versioned<LeaderRecord>,
+    ) -> SyncStandbys {
+        if !self.s.synchronous_mode.enabled() {
+            return SyncStandbys::Off;
+        }
+        let strict = self.s.synchronous_mode == crate::config::SyncMode::Strict;
+        let names = view
+            .sync
+            .as_ref()
+            .filter(|s| s.value.leader == rec.value.holder && s.value.term == rec.value.term)
+            .map(|s| s.value.members.clone())
+            .unwrap_or_default();
+        SyncStandbys::for_names(names, strict)
+    }
+
+    /// PostgreSQL is down on the leader: restart it in place, bounded by
+    /// `primary_start_timeout`, else give up the lease.
+    fn start_in_place(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let since = *self.mem.primary_down_since.get_or_insert(self.now);
+        if self.now.saturating_sub(since) >= self.s.primary_start_timeout {
+            let detail = format!("down for {} ms", self.now - since);
+            return self.step_down(rec, Reason::PrimaryStartFailed, detail);
+        }
+        let pg = &self.obs.pg;
+        if pg.system_id().is_none()
+            || view
+                .initialize
+                .as_ref()
+                .is_some_and(|i| pg.system_id() != Some(i.value.system_id))
+        {
+            return self.step_down(
+                rec,
+                Reason::PrimaryStartFailed,
+                "no usable data directory".into(),
+            );
+        }
+        self.busy();
+        if self.backing_off(PgOpKind::StartPrimary) || self.backing_off(PgOpKind::StartReplica) {
+            return self.set(Reason::PrimaryStarting, "retrying after a failed start");
+        }
+        if pg.in_recovery == Some(true) {
+            // A standby's data: start it as a standby; it is promoted next.
+            self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica {
+                id,
+                upstream: None,
+            });
+            return self.set(Reason::StartingForPromotion, String::new());
+        }
+        let Some(deadline) = self.writable_until() else {
+            return;
+        };
+        let sync_standbys = self.published_sync(view, rec);
+        self.arm_guard();
+        self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary {
+            id,
+            lease_deadline: deadline,
+            sync_standbys,
+        });
+        self.set(Reason::PrimaryStarting, String::new());
+    }
+
+    /// The leader's PostgreSQL is a standby: record the fork (S4), enter the sync record
+    /// (S2), then promote under the lease deadline.
+    fn promote(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let pg = &self.obs.pg;
+        self.busy();
+        if pg.upstream.is_some() {
+            // Freeze the position before recording the fork point.
+            self.actions.push(Action::Follow { upstream: None });
+            return self.set(Reason::Promoting, "stopping the WAL receiver first");
+        }
+        if pg.streaming {
+            return self.set(Reason::Promoting, "waiting for the WAL receiver to stop");
+        }
+        // S3 at the last moment: a reachable eligible member strictly ahead means we must not
+        // promote (a straggler reported late). Give the lease back.
+        if let Some(ahead) = self.peer_strictly_ahead(view) {
+            return self.step_down(
+                rec,
+                Reason::ElectionLost,
+                format!("{ahead} has more WAL; not promoting"),
+            );
+        } else if self.lineage != crate::history::Lineage::Along {
+            return self.step_down(
+                rec,
+                Reason::IneligibleDiverged,
+                "local WAL is not along the history".into(),
+            );
+        }
+        let term = rec.value.term;
+        let history = Self::history(view);
+        let mut writes = Vec::new();
+        let timeline = match history.fork_by(self.me(), term) {
+            Some(f) => f.timeline,
+            None => {
+                let timeline = history.next_timeline(Self::base_timeline(view), pg.timeline);
+                let mut next = history.clone();
+                next.forks.push(Fork {
+                    parent: pg.timeline,
+                    lsn: pg.flush_lsn,
+                    timeline,
+                    term,
+                    node: self.cfg.name.clone(),
+                    cause: self.mem.acquired_via.unwrap_or(ForkCause::Failover),
+                    wall_time_ms: self.obs.wall_time_ms,
+                });
+                writes.push(Write::put(
+                    Value::History(next),
+                    Expect::from_current(view.history.as_ref()),
+                ));
+                timeline
+            }
+        };
+        let sync_mine = view
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == term);
+        if self.s.synchronous_mode.enabled() && !sync_mine {
+            let record = SyncRecord {
+                leader: self.cfg.name.clone(),
+                term,
+                members: Vec::new(),
+            };
+            writes.push(Write::put(
+                Value::Sync(record),
+                Expect::from_current(view.sync.as_ref()),
+            ));
+        }
+        if !writes.is_empty() {
+            self.leader_write(rec, writes, true);
+        }
+        let Some(deadline) = self.writable_until() else {
+            return;
+        };
+        let sync_standbys = self.published_sync(view, rec);
+        let sync_standbys = if sync_mine {
+            sync_standbys
+        } else {
+            SyncStandbys::for_names(Vec::new(), self.strict())
+        };
+        self.arm_guard();
+        self.pg_op(PgOpKind::Promote, |id| Action::Promote {
+            id,
+            lease_deadline: deadline,
+            timeline,
+            sync_standbys,
+        });
+        self.set(Reason::Promoting, format!("creating timeline {timeline}"));
+    }
+
+    pub(super) fn strict(&self) -> bool {
+        self.s.synchronous_mode == crate::config::SyncMode::Strict
+    }
+
+    /// A reachable member that could lead and has strictly more WAL than this node.
+    fn peer_strictly_ahead(&self, view: &ClusterView) -> Option<String> {
+        let mine = self.obs.pg.flush_lsn;
+        view.members
+            .iter()
+            .filter(|m| m.value.name != self.cfg.name)
+            .find_map(|m| {
+                let st = self.obs.peer(&m.value.name)?.status.as_ref()?;
+                let eligible = st.election.map_or(st.can_lead, |e| e.eligible);
+                let lsn = st.election.map_or(st.position.lsn, |e| e.position.lsn);
+                (eligible && lsn > mine).then(|| m.value.name.clone())
+            })
+    }
+
+    /// A healthy primary under a valid lease: everything only the leader does.
+    fn primary_duties(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        self.arm_guard();
+        self.set(Reason::LeaderHealthy, String::new());
+        self.correct_fork(view, rec);
+        self.publish_status(view, rec);
+        if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
+            self.leader_put_tail(
+                rec,
+                Value::Config(self.cfg.defaults.clone()),
+                Expect::Absent,
+            );
+        }
+        self.publish_failsafe(view, rec);
+        self.manage_sync(view, rec);
+        self.manage_slots(view);
+        self.remove_stale_members(view, rec);
+        self.serve_switchover(view, rec);
+    }
+
+    /// After promotion, make the recorded fork say what PostgreSQL actually did.
+    fn correct_fork(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let pg = &self.obs.pg;
+        let history = Self::history(view);
+        let Some(idx) = history
+            .forks
+            .iter()
+            .rposition(|f| f.term == rec.value.term && f.node == self.cfg.name)
+        else {
+            return;
+        };
+        let fork = &history.forks[idx];
+        let Some(last) = pg.history.last() else {
+            return;
+        };
+        if fork.timeline == pg.timeline && fork.parent == last.timeline && fork.lsn == last.lsn {
+            return;
+        }
+        let mut next = history.clone();
+        let f = &mut next.forks[idx];
+        f.parent = last.timeline;
+        f.lsn = last.lsn;
+        f.timeline = pg.timeline;
+        let detail = format!(
+            "fork corrected to {}@{} -> timeline {}",
+            last.lsn, last.timeline, pg.timeline
+        );
+        self.leader_put_tail(
+            rec,
+            Value::History(next),
+            Expect::from_current(view.history.as_ref()),
+        );
+        self.note(Reason::Promoting, detail);
+    }
+
+    fn publish_status(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let pg = &self.obs.pg;
+        let mine = view
+            .status
+            .as_ref()
+            .is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == rec.value.term);
+        let unchanged = self
+            .mem
+            .status_at
+            .is_some_and(|(_, lsn)| lsn == pg.flush_lsn);
+        let recent = self
+            .mem
+            .status_at
+            .is_some_and(|(at, _)| self.now < at.saturating_add(self.s.loop_wait));
+        if mine && (unchanged || recent) {
+            return;
+        }
+        self.mem.status_at = Some((self.now, pg.flush_lsn));
+        let status = StatusRecord {
+            leader: self.cfg.name.clone(),
+            term: rec.value.term,
+            timeline: pg.timeline,
+            lsn: pg.flush_lsn,
+        };
+        self.leader_put_tail(rec, Value::Status(status), Expect::Any);
+    }
+
+    fn publish_failsafe(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        if !self.s.failsafe_mode {
+            if let Some(f) = &view.failsafe {
+                self.leader_write(
+                    rec,
+                    vec![Write::delete(Key::Failsafe, Expect::Version(f.version))],
+                    false,
+                );
+            }
+            return;
+        }
+        let mut members: Vec<FailsafeMember> = view
+            .members
+            .iter()
+            .map(|m| FailsafeMember {
+                name: m.value.name.clone(),
+                api_url: m.value.api_url.clone(),
+            })
+            .collect();
+        if !members.iter().any(|m| m.name == self.cfg.name) {
+            members.push(FailsafeMember {
+                name: self.cfg.name.clone(),
+                api_url: self.cfg.api_url.clone(),
+            });
+        }
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        if view
+            .failsafe
+            .as_ref()
+            .is_some_and(|f| f.value.members == members)
+        {
+            return;
+        }
+        let expect = Expect::from_current(view.failsafe.as_ref());
+        self.leader_put_tail(rec, Value::Failsafe(FailsafeRecord { members }), expect);
+    }
+
+    fn manage_slots(&mut self, view: &ClusterView) {
+        let pg = &self.obs.pg;
+        let me = self.me();
+        let wanted = |name: &str| {
+            self.cfg.permanent_slots.iter().any(|p| p == name)
+                || view
+                    .members
+                    .iter()
+                    .any(|m| m.value.name != me && slot_name(&m.value.name) == name)
+        };
+        let mut create: Vec<String> = view
+            .members
+            .iter()
+            .filter(|m| m.value.name != me)
+            .map(|m| slot_name(&m.value.name))
+            .chain(self.cfg.permanent_slots.iter().cloned())
+            .filter(|s| !pg.slots.contains(s))
+            .collect();
+        create.dedup();
+        let drop: Vec<String> = pg.slots.iter().filter(|s| !wanted(s)).cloned().collect();
+        for name in create {
+            self.actions.push(Action::CreateSlot { name });
+        }
+        for name in drop {
+            self.actions.push(Action::DropSlot { name });
+        }
+    }
+
+    /// Stores without leases (DynamoDB): delete member records nobody refreshed for a ttl.
+    fn remove_stale_members(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        if view.lease_model != LeaseModel::ObserverClock {
+            return;
+        }
+        let mut seen = std::mem::take(&mut self.mem.members_seen);
+        seen.retain(|s| view.members.iter().any(|m| m.value.name == s.name));
+        let mut stale = Vec::new();
+        for m in view
+            .members
+            .iter()
+            .filter(|m| m.value.name != self.cfg.name)
+        {
+            match seen.iter_mut().find(|s| s.name == m.value.name) {
+                Some(s) if s.version == m.version => {
+                    if view.received_at.saturating_sub(s.since) >= self.s.ttl {
+                        stale.push((m.value.name.clone(), m.version));
+                    }
+                }
+                Some(s) => {
+                    s.version = m.version;
+                    s.since = view.received_at;
+                }
+                None => seen.push(Seen {
+                    name: m.value.name.clone(),
+                    version: m.version,
+                    since: view.received_at,
+                }),
+            }
+        }
+        self.mem.members_seen = seen;
+        for (name, version) in stale {
+            self.leader_write(
+                rec,
+                vec![Write::delete(
+                    Key::Member(name.clone()),
+                    Expect::Version(version),
+                )],
+                false,
+            );
+            self.note(
+                Reason::StaleMemberRemoved,
+                format!("{name} not refreshed for a ttl"),
+            );
+        }
+    }
+}

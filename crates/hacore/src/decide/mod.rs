@@ -1,0 +1,953 @@
+//! The decision: [`step`] and the situations it is split into.
+//!
+//! Order of concerns in one step:
+//! 1. learn from outcomes of earlier actions (lease grants, finished operations);
+//! 2. adopt the cluster settings; track record ages (observer-clock leases);
+//! 3. S1: fence first if PostgreSQL may be writable without a valid lease;
+//! 4. the situation: leader / follower / election / bootstrap / DCS unavailable;
+//! 5. publish this member's record, keep the node lease alive, record events.
+
+mod bootstrap;
+mod election;
+mod failsafe;
+mod follower;
+mod leader;
+mod switchover;
+mod sync;
+
+pub use failsafe::{answer_failsafe, FailsafeRequest};
+
+use crate::action::{Action, StopMode};
+use crate::config::{ClusterSettings, Config};
+use crate::dcs::{
+    ClusterView, DcsOp, Event, Key, LeaderGuard, LeaderRecord, LeaseModel, MemberRecord,
+    MemberRole, Value, Write,
+};
+use crate::history::{History, Lineage};
+use crate::memory::{
+    HeldLease, LastFailure, LeaseOp, LeaseOpKind, Memory, Pending, PgOpKind, Seen,
+};
+use crate::observation::{Done, Failure, GuardState, Observation};
+use crate::reason::Reason;
+use crate::status::{ElectionReport, NodeStatus};
+use crate::types::{Millis, NodeName, Timeline, Version, Versioned};
+use serde::{Deserialize, Serialize};
+
+/// The result of one [`step`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Memory to pass to the next step.
+    pub memory: Memory,
+    /// Actions to execute in order (see [`crate::action`] for the executor contract).
+    pub actions: Vec<Action>,
+    /// Step again within this many milliseconds (always `<= loop_wait`), or earlier on a
+    /// DCS change, a PostgreSQL state change, an outcome or an API request.
+    pub wake_within: Millis,
+    /// The node's status.
+    pub status: NodeStatus,
+}
+
+/// Decides what this node does next.
+///
+/// * `cfg`: this node's configuration (validated with [`Config::validate`]).
+/// * `mem`: the memory returned by the previous step ([`Memory::default`] at start).
+/// * `obs`: what the shell observed this tick, including outcomes of earlier actions.
+/// * `now`: this node's monotonic clock (CLOCK_BOOTTIME in the daemon) in ms. Only ever
+///   compared with other readings of the same clock.
+///
+/// Pure: no IO, no clock reads, no randomness; the same input gives the same output. It
+/// never panics. The shell executes [`Decision::actions`] in order, stores
+/// [`Decision::memory`], and calls `step` again within [`Decision::wake_within`].
+pub fn step(cfg: &Config, mem: &Memory, obs: &Observation, now: Millis) -> Decision {
+    let mut cx = Cx::new(cfg, mem, obs, now);
+    cx.run();
+    cx.finish()
+}
+
+/// Where the leader record stands for this node.
+enum LeaderState<'a> {
+    /// Names this node.
+    Mine(&'a Versioned<LeaderRecord>),
+    /// Names another node whose lease is live.
+    Other(&'a Versioned<LeaderRecord>),
+    /// Free: absent (`Absent`), or expired/corrupt (`Version(v)`: take it by CAS).
+    Vacant(crate::dcs::Expect),
+    /// A corrupt record that has not yet aged a full ttl.
+    Unknown,
+}
+
+/// Per-step working state.
+pub(crate) struct Cx<'a> {
+    pub cfg: &'a Config,
+    pub obs: &'a Observation,
+    pub now: Millis,
+    pub mem: Memory,
+    /// Effective cluster settings.
+    pub s: ClusterSettings,
+    pub view: Option<&'a ClusterView>,
+    /// Actions in order; PostgreSQL safety actions first.
+    pub actions: Vec<Action>,
+    /// Informational DCS writes, executed after everything else.
+    pub tail: Vec<Action>,
+    pub reason: Reason,
+    pub detail: String,
+    pub wake: Millis,
+    pub leader: Option<NodeName>,
+    pub election: Option<ElectionReport>,
+    pub can_lead: bool,
+    pub lineage: Lineage,
+    /// Version of the config key applied this step.
+    pub config_version: Option<Version>,
+}
+
+impl<'a> Cx<'a> {
+    fn new(cfg: &'a Config, mem: &Memory, obs: &'a Observation, now: Millis) -> Self {
+        let s = mem
+            .applied
+            .as_ref()
+            .map_or_else(|| cfg.defaults.clone(), |(_, s)| s.clone());
+        let wake = s.loop_wait;
+        Cx {
+            cfg,
+            obs,
+            now,
+            mem: mem.clone(),
+            s,
+            view: None,
+            actions: Vec::new(),
+            tail: Vec::new(),
+            reason: Reason::Starting,
+            detail: String::new(),
+            wake,
+            leader: None,
+            election: None,
+            can_lead: false,
+            lineage: Lineage::Diverged,
+            config_version: mem.applied.as_ref().map(|(v, _)| *v),
+        }
+    }
+
+    fn run(&mut self) {
+        self.ingest_outcomes();
+        self.track_pg();
+        let obs = self.obs;
+        match &obs.dcs {
+            Err(e) => {
+                self.fence_if_needed();
+                self.dcs_unavailable(e);
+            }
+            Ok(view) => {
+                self.view = Some(view);
+                self.adopt_settings(view);
+                self.track_leader(view);
+                self.lineage = self.judge_lineage(view);
+                self.can_lead = self.judge_can_lead(view);
+                self.adopt_guard_deadline(view);
+                let state = self.leader_state(view);
+                self.fence_if_needed();
+                match state {
+                    LeaderState::Mine(rec) => self.lead(view, rec),
+                    LeaderState::Other(rec) => self.follow(view, rec),
+                    LeaderState::Vacant(expect) if view.initialize.is_none() => {
+                        self.bootstrap(view, expect)
+                    }
+                    LeaderState::Vacant(expect) => self.elect(view, expect),
+                    LeaderState::Unknown => {
+                        self.leave_leadership();
+                        self.keepalive();
+                        self.set_if_unset(
+                            Reason::LeaderRecordCorrupt,
+                            "the leader key cannot be decoded",
+                        );
+                        self.busy();
+                    }
+                }
+                self.publish_member(view);
+            }
+        }
+    }
+
+    // ----- small helpers -------------------------------------------------------------
+
+    /// Sets the decision's reason unless a more important one (fencing) was set first.
+    pub fn set(&mut self, reason: Reason, detail: impl Into<String>) {
+        if self.reason == Reason::Starting {
+            self.reason = reason;
+            self.detail = detail.into();
+        }
+    }
+
+    /// Same as [`Cx::set`]; reads better where a reason may already be set.
+    pub fn set_if_unset(&mut self, reason: Reason, detail: impl Into<String>) {
+        self.set(reason, detail)
+    }
+
+    /// Records an event besides the main reason (sync changes, stale members...).
+    pub fn note(&mut self, reason: Reason, detail: String) {
+        if self.view.is_none() {
+            return;
+        }
+        let event = Event {
+            wall_time_ms: self.obs.wall_time_ms,
+            node: self.cfg.name.clone(),
+            term: self.mem.max_term,
+            reason,
+            detail,
+        };
+        let id = self.mem.op();
+        self.tail.push(Action::Dcs {
+            id,
+            op: DcsOp::AppendEvent(event),
+        });
+    }
+
+    /// Wake again soon: something is in flux.
+    pub fn busy(&mut self) {
+        self.wake = self.wake.min(self.busy_wait());
+    }
+
+    fn busy_wait(&self) -> Millis {
+        (self.s.loop_wait / 10).max(10).min(self.s.loop_wait)
+    }
+
+    pub fn me(&self) -> &'a str {
+        &self.cfg.name
+    }
+
+    /// Pushes a DCS operation in order with the other actions; returns its id.
+    pub fn dcs(&mut self, op: DcsOp) -> crate::types::OpId {
+        let id = self.mem.op();
+        self.actions.push(Action::Dcs { id, op });
+        id
+    }
+
+    /// Pushes an informational DCS write at the end of the batch.
+    pub fn dcs_tail(&mut self, op: DcsOp) {
+        let id = self.mem.op();
+        self.tail.push(Action::Dcs { id, op });
+    }
+
+    /// Pushes a long PostgreSQL operation and remembers it as pending.
+    pub fn pg_op(&mut self, kind: PgOpKind, make: impl FnOnce(crate::types::OpId) -> Action) {
+        let id = self.mem.op();
+        let t = &self.cfg.timeouts;
+        let limit = match kind {
+            PgOpKind::Initdb => t.initdb,
+            PgOpKind::Clone => t.clone,
+            PgOpKind::Rewind => t.rewind,
+            PgOpKind::StartPrimary | PgOpKind::StartReplica => t.start,
+            PgOpKind::StopFast | PgOpKind::StopImmediate => t.stop,
+            PgOpKind::Promote => t.promote,
+            PgOpKind::Checkpoint => t.checkpoint,
+        };
+        self.actions.push(make(id));
+        self.mem.pending = Some(Pending {
+            id,
+            kind,
+            since: self.now,
+            give_up_at: self.now.saturating_add(limit),
+        });
+        self.busy();
+    }
+
+    /// A long operation of this kind failed less than a loop ago: wait before retrying.
+    pub fn backing_off(&self, kind: PgOpKind) -> bool {
+        self.mem
+            .last_failure
+            .is_some_and(|f| f.kind == kind && self.now < f.at.saturating_add(self.s.loop_wait))
+    }
+
+    /// Guard for leader-side writes in the current reign.
+    pub fn guard(&self, rec: &Versioned<LeaderRecord>) -> LeaderGuard {
+        LeaderGuard {
+            holder: rec.value.holder.clone(),
+            term: rec.value.term,
+            version: rec.version,
+        }
+    }
+
+    /// The published history (empty when the key is absent).
+    pub fn history(view: &ClusterView) -> &History {
+        static EMPTY: History = History { forks: Vec::new() };
+        view.history.as_ref().map_or(&EMPTY, |h| &h.value)
+    }
+
+    /// The cluster's first timeline.
+    pub fn base_timeline(view: &ClusterView) -> Timeline {
+        view.initialize
+            .as_ref()
+            .map_or(Timeline(1), |i| i.value.base_timeline)
+    }
+
+    // ----- 1. outcomes ---------------------------------------------------------------
+
+    fn ingest_outcomes(&mut self) {
+        let obs = self.obs;
+        for o in &obs.outcomes {
+            if let Some(op) = self.mem.lease_op.filter(|op| op.id == o.id) {
+                self.mem.lease_op = None;
+                self.on_lease_outcome(op, &o.result);
+            } else if let Some(p) = self.mem.pending.filter(|p| p.id == o.id) {
+                self.mem.pending = None;
+                match o.result {
+                    Ok(done) => self.on_pg_done(p.kind, done),
+                    Err(f) => self.on_pg_failed(p.kind, f),
+                }
+            } else if self.mem.failsafe_op == Some(o.id) {
+                self.mem.failsafe_op = None;
+                if let Ok(Done::FailsafeAcked { sent_at }) = o.result {
+                    let ttl = self.s.ttl;
+                    let until = sent_at
+                        .saturating_add(ttl)
+                        .saturating_sub(self.cfg.safety.margin(ttl));
+                    self.mem.failsafe_until =
+                        Some(self.mem.failsafe_until.map_or(until, |u| u.max(until)));
+                }
+            }
+        }
+        if let Some(p) = self.mem.pending.filter(|p| self.now >= p.give_up_at) {
+            self.mem.pending = None;
+            self.on_pg_failed(p.kind, Failure::TimedOut);
+        }
+    }
+
+    fn on_lease_outcome(&mut self, op: LeaseOp, result: &Result<Done, Failure>) {
+        match (op.kind, result) {
+            (LeaseOpKind::Acquire | LeaseOpKind::Renew, Ok(Done::Lease(g))) => {
+                if op.kind == LeaseOpKind::Renew && self.mem.lease.is_none_or(|l| l.term != op.term)
+                {
+                    return;
+                }
+                let deadline = g
+                    .sent_at
+                    .saturating_add(g.ttl)
+                    .saturating_sub(self.cfg.safety.margin(g.ttl));
+                self.mem.lease = Some(HeldLease {
+                    term: op.term,
+                    version: g.version,
+                    sent_at: g.sent_at,
+                    ttl: g.ttl,
+                    deadline,
+                });
+                self.mem.max_term = self.mem.max_term.max(op.term);
+            }
+            (LeaseOpKind::Renew, Err(Failure::Conflict)) => {
+                self.mem.lease = None;
+                self.mem.failsafe_until = None;
+            }
+            (LeaseOpKind::Acquire, Err(_)) => {
+                if self.mem.lease.is_none_or(|l| l.term != op.term) {
+                    self.mem.acquired_via = None;
+                }
+            }
+            (LeaseOpKind::Release | LeaseOpKind::Transfer, Ok(_)) => {
+                self.mem.lease = None;
+                self.mem.failsafe_until = None;
+                self.mem.switchover = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn on_pg_done(&mut self, kind: PgOpKind, done: Done) {
+        if self.mem.last_failure.is_some_and(|f| f.kind == kind) {
+            self.mem.last_failure = None;
+        }
+        if let (PgOpKind::Rewind | PgOpKind::Clone, Done::ConsistentAt(lsn)) = (kind, done) {
+            self.mem.catchup_to = Some(lsn);
+            self.mem.rewind_failed = false;
+        }
+    }
+
+    fn on_pg_failed(&mut self, kind: PgOpKind, f: Failure) {
+        self.mem.last_failure = Some(LastFailure { kind, at: self.now });
+        if kind == PgOpKind::Rewind {
+            self.mem.rewind_failed = true;
+        }
+        if f != Failure::Skipped {
+            self.note(Reason::OperationFailed, format!("{kind:?} {f:?}"));
+        }
+    }
+
+    fn track_pg(&mut self) {
+        let pg = &self.obs.pg;
+        if pg.running && !pg.responsive {
+            self.mem.unresponsive_since.get_or_insert(self.now);
+        } else {
+            self.mem.unresponsive_since = None;
+        }
+        if let Some(t) = self.mem.catchup_to {
+            if pg.running && pg.responsive && pg.in_recovery == Some(true) && pg.replay_lsn >= t {
+                self.mem.catchup_to = None;
+            }
+        }
+    }
+
+    // ----- 2. settings, record ages ------------------------------------------------
+
+    fn adopt_settings(&mut self, view: &ClusterView) {
+        match &view.config {
+            Some(c) if self.config_version == Some(c.version) => {}
+            Some(c) => match c.value.validate(&self.cfg.safety) {
+                Ok(()) => {
+                    self.mem.applied = Some((c.version, c.value.clone()));
+                    self.s = c.value.clone();
+                    self.config_version = Some(c.version);
+                }
+                Err(errs) => {
+                    // Keep the previous settings; say why once per bad version.
+                    if self.mem.last_reason != Some(Reason::ConfigRejected) {
+                        let msg = errs
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        self.note(
+                            Reason::ConfigRejected,
+                            format!("config version {}: {msg}", c.version),
+                        );
+                    }
+                }
+            },
+            None => {
+                if view.corrupt_key(&Key::Config).is_none() {
+                    self.mem.applied = None;
+                    self.s = self.cfg.defaults.clone();
+                    self.config_version = None;
+                    self.wake = self.wake.min(self.s.loop_wait);
+                }
+            }
+        }
+        self.wake = self.wake.min(self.s.loop_wait);
+        // Pause disarms fencing only once every member reports the paused version.
+        match (self.s.paused, &view.config) {
+            (true, Some(c)) => {
+                let all = !view.members.is_empty()
+                    && view.members.iter().all(|m| {
+                        m.value.name == self.cfg.name || m.value.applied_config == Some(c.version)
+                    });
+                if all {
+                    self.mem.pause_confirmed = Some(c.version);
+                }
+            }
+            _ => self.mem.pause_confirmed = None,
+        }
+        self.mem.max_term = self.mem.max_term.max(view.term);
+        if let Some(l) = &view.leader {
+            self.mem.max_term = self.mem.max_term.max(l.value.term);
+        }
+        if let Some(f) = &view.failsafe {
+            if f.value.members != self.mem.failsafe_set {
+                self.mem.failsafe_set = f.value.members.clone();
+            }
+        } else if !self.mem.failsafe_set.is_empty() {
+            self.mem.failsafe_set.clear();
+        }
+    }
+
+    /// Observer-clock leases: since when the leader record has had its current version.
+    fn track_leader(&mut self, view: &ClusterView) {
+        let version = match (&view.leader, view.corrupt_key(&Key::Leader)) {
+            (Some(l), _) => Some(l.version),
+            (None, Some(c)) => Some(c.version),
+            (None, None) => None,
+        };
+        match (version, &self.mem.leader_seen) {
+            (Some(v), Some(seen)) if seen.version == v => {}
+            (Some(v), _) => {
+                self.mem.leader_seen = Some(Seen {
+                    name: NodeName::new(),
+                    version: v,
+                    since: view.received_at,
+                })
+            }
+            (None, _) => self.mem.leader_seen = None,
+        }
+    }
+
+    /// Whether the leader record at `version` has aged a full `ttl` unchanged.
+    fn aged_out(&self, view: &ClusterView, version: Version, ttl: Millis) -> bool {
+        self.mem.leader_seen.as_ref().is_some_and(|s| {
+            s.version == version && view.received_at.saturating_sub(s.since) >= ttl
+        })
+    }
+
+    fn leader_state<'v>(&self, view: &'v ClusterView) -> LeaderState<'v> {
+        use crate::dcs::Expect;
+        match &view.leader {
+            Some(rec) if rec.value.holder == self.cfg.name => LeaderState::Mine(rec),
+            Some(rec) => {
+                if view.lease_model == LeaseModel::ObserverClock
+                    && self.aged_out(view, rec.version, rec.value.ttl)
+                {
+                    LeaderState::Vacant(Expect::Version(rec.version))
+                } else {
+                    LeaderState::Other(rec)
+                }
+            }
+            None => match view.corrupt_key(&Key::Leader) {
+                Some(c) if self.aged_out(view, c.version, self.s.ttl) => {
+                    LeaderState::Vacant(Expect::Version(c.version))
+                }
+                Some(_) => LeaderState::Unknown,
+                None => LeaderState::Vacant(Expect::Absent),
+            },
+        }
+    }
+
+    fn judge_lineage(&self, view: &ClusterView) -> Lineage {
+        let pg = &self.obs.pg;
+        if pg.system_id().is_none() {
+            return Lineage::Diverged;
+        }
+        Self::history(view).lineage(Self::base_timeline(view), pg.position(), &pg.history)
+    }
+
+    /// Could lead now, election or not (tags, data, lineage, catch-up).
+    fn judge_can_lead(&self, view: &ClusterView) -> bool {
+        let pg = &self.obs.pg;
+        self.cfg.tags.can_lead()
+            && view
+                .initialize
+                .as_ref()
+                .is_none_or(|i| pg.system_id() == Some(i.value.system_id))
+            && self.lineage == Lineage::Along
+            && self.mem.catchup_to.is_none()
+    }
+
+    /// After a daemon restart the guard still holds the deadline of a lease this node
+    /// holds: adopt it instead of fencing, then claim the record.
+    fn adopt_guard_deadline(&mut self, view: &ClusterView) {
+        if self.mem.lease.is_some() {
+            return;
+        }
+        let (GuardState::Armed { deadline, term }, Some(rec)) = (self.obs.guard, &view.leader)
+        else {
+            return;
+        };
+        if rec.value.holder == self.cfg.name && rec.value.term == term && deadline > self.now {
+            let ttl = rec.value.ttl;
+            self.mem.lease = Some(HeldLease {
+                term,
+                version: Version(u64::MAX), // unknown: forces a claim
+                sent_at: deadline
+                    .saturating_add(self.cfg.safety.margin(ttl))
+                    .saturating_sub(ttl),
+                ttl,
+                deadline,
+            });
+        }
+    }
+
+    // ----- 3. S1: fencing ------------------------------------------------------------
+
+    /// The lease this node holds, if valid now and not contradicted by the view.
+    pub fn valid_lease(&self) -> Option<HeldLease> {
+        let l = self.mem.lease?;
+        if self.now >= l.deadline || self.mem.stepping_down == Some(l.term) {
+            return None;
+        }
+        match self.view {
+            Some(view) => match &view.leader {
+                Some(rec) if rec.value.holder == self.cfg.name && rec.value.term == l.term => {
+                    Some(l)
+                }
+                _ => None,
+            },
+            None => Some(l),
+        }
+    }
+
+    /// Until when PostgreSQL may be writable, if at all (lease, or failsafe while the
+    /// DCS is unreadable).
+    pub fn writable_until(&self) -> Option<Millis> {
+        let lease = self.valid_lease().map(|l| l.deadline);
+        let failsafe = match self.view {
+            None => self
+                .mem
+                .failsafe_until
+                .filter(|&u| u > self.now && self.mem.lease.is_some()),
+            Some(_) => None,
+        };
+        lease.max(failsafe)
+    }
+
+    fn pause_disarmed(&self) -> bool {
+        self.s.paused
+            && self.mem.pause_confirmed.is_some()
+            && self.mem.pause_confirmed == self.config_version
+    }
+
+    fn fence_if_needed(&mut self) {
+        let pg = &self.obs.pg;
+        if !pg.maybe_writable() || self.pause_disarmed() {
+            return;
+        }
+        let reason = if self.cfg.require_guard && self.obs.guard == GuardState::Lost {
+            Reason::GuardLost
+        } else if self.writable_until().is_some() {
+            return;
+        } else if self.mem.lease.is_some_and(|l| self.now >= l.deadline) {
+            Reason::LeaseExpired
+        } else {
+            Reason::FencingNotLeader
+        };
+        self.fence(reason);
+    }
+
+    /// Stop PostgreSQL immediately (unless a fence is already under way).
+    pub fn fence(&mut self, reason: Reason) {
+        if !self
+            .mem
+            .pending
+            .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
+        {
+            self.pg_op(PgOpKind::StopImmediate, |id| Action::Stop {
+                id,
+                mode: StopMode::Immediate,
+            });
+        }
+        self.set(reason, String::new());
+    }
+
+    /// Hands the guard the current writable deadline when it moved.
+    pub fn arm_guard(&mut self) {
+        let Some(until) = self.writable_until() else {
+            return;
+        };
+        let acknowledged = match self.obs.guard {
+            GuardState::Armed { deadline, .. } => deadline >= until,
+            GuardState::Disabled => {
+                !self.cfg.require_guard && self.mem.armed_until.is_some_and(|a| a >= until)
+            }
+            GuardState::Lost => false,
+        };
+        if acknowledged {
+            return;
+        }
+        let term = self.mem.lease.map_or(self.mem.max_term, |l| l.term);
+        let id = self.mem.op();
+        self.actions.push(Action::ArmGuard {
+            id,
+            deadline: until,
+            term,
+        });
+        self.mem.armed_until = Some(until);
+    }
+
+    // ----- leadership bookkeeping ---------------------------------------------------
+
+    /// Not the leader (any more): forget leader-only state.
+    pub fn leave_leadership(&mut self) {
+        if self.mem.lease.take().is_some() {
+            self.note(
+                Reason::LeaseLost,
+                "the leader record is no longer this node's".into(),
+            );
+        }
+        self.mem.failsafe_until = None;
+        self.mem.acquired_via = None;
+        self.mem.stepping_down = None;
+        self.mem.switchover = None;
+        self.mem.sync_add = None;
+        self.mem.primary_down_since = None;
+        self.mem.status_at = None;
+        self.mem.members_seen.clear();
+        self.mem.armed_until = None;
+    }
+
+    /// Emits an acquire (or claim) of the leader record.
+    pub fn acquire(
+        &mut self,
+        view: &ClusterView,
+        record: LeaderRecord,
+        expect: crate::dcs::Expect,
+    ) {
+        let sync = self
+            .s
+            .synchronous_mode
+            .enabled()
+            .then(|| crate::dcs::Expect::from_current(view.sync.as_ref()));
+        let term = record.term;
+        let id = self.dcs(DcsOp::AcquireLeader(crate::dcs::Acquire {
+            record,
+            expect,
+            term_was: view.term,
+            sync,
+        }));
+        self.mem.lease_op = Some(LeaseOp {
+            id,
+            kind: LeaseOpKind::Acquire,
+            term,
+        });
+        self.busy();
+    }
+
+    /// Keeps the node lease (etcd) or member record (DynamoDB) alive; non-leaders only.
+    pub fn keepalive(&mut self) {
+        if self
+            .mem
+            .keepalive_at
+            .is_none_or(|t| self.now >= t.saturating_add(self.s.loop_wait))
+        {
+            self.mem.keepalive_at = Some(self.now);
+            self.dcs_tail(DcsOp::KeepAlive { ttl: self.s.ttl });
+        }
+    }
+
+    /// Writes a leader-conditioned set of writes (S5).
+    pub fn leader_write(
+        &mut self,
+        rec: &Versioned<LeaderRecord>,
+        writes: Vec<Write>,
+        in_order: bool,
+    ) {
+        let op = DcsOp::LeaderWrite {
+            guard: self.guard(rec),
+            writes,
+        };
+        if in_order {
+            self.dcs(op);
+        } else {
+            self.dcs_tail(op);
+        }
+    }
+
+    /// Puts a value under the leader guard at the end of the batch.
+    pub fn leader_put_tail(
+        &mut self,
+        rec: &Versioned<LeaderRecord>,
+        value: Value,
+        expect: crate::dcs::Expect,
+    ) {
+        self.leader_write(rec, vec![Write::put(value, expect)], false);
+    }
+
+    // ----- 5. member record, status ------------------------------------------------
+
+    fn role(&self) -> MemberRole {
+        let pg = &self.obs.pg;
+        if pg.running
+            && self
+                .mem
+                .pending
+                .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
+        {
+            MemberRole::Fencing
+        } else if pg.system_id().is_none() && !pg.running {
+            MemberRole::Uninitialized
+        } else if pg.maybe_writable()
+            && self.leader.as_deref() == Some(self.me())
+            && self.writable_until().is_some()
+        {
+            MemberRole::Primary
+        } else if self.mem.election_since.is_some() {
+            MemberRole::Candidate
+        } else if pg.running && pg.in_recovery == Some(true) {
+            MemberRole::Replica
+        } else {
+            MemberRole::Stopped
+        }
+    }
+
+    fn publish_member(&mut self, view: &ClusterView) {
+        let pg = &self.obs.pg;
+        let reason = if self.reason == Reason::Starting {
+            None
+        } else {
+            Some(self.reason)
+        };
+        let current = view.member(self.me());
+        let role = self.role();
+        let material = |m: &MemberRecord| {
+            m.role == role
+                && m.running == pg.running
+                && m.timeline == pg.timeline
+                && m.tags == self.cfg.tags
+                && m.applied_config == self.config_version
+                && m.pending_restart == pg.pending_restart
+                && m.reason == reason
+                && m.api_url == self.cfg.api_url
+                && m.pg_url == self.cfg.pg_url
+        };
+        if current.is_some_and(|m| material(&m.value)) {
+            return;
+        }
+        let record = MemberRecord {
+            name: self.cfg.name.clone(),
+            api_url: self.cfg.api_url.clone(),
+            pg_url: self.cfg.pg_url.clone(),
+            role,
+            running: pg.running,
+            timeline: pg.timeline,
+            lsn: pg.flush_lsn,
+            tags: self.cfg.tags.clone(),
+            applied_config: self.config_version,
+            pending_restart: pg.pending_restart,
+            reason,
+        };
+        self.dcs_tail(DcsOp::PublishMember(record));
+    }
+
+    fn finish(mut self) -> Decision {
+        if self.reason == Reason::Starting {
+            self.reason = Reason::Starting;
+        }
+        // Events on reason changes.
+        if Some(self.reason) != self.mem.last_reason && self.reason.is_event() {
+            let detail = std::mem::take(&mut self.detail);
+            self.note(self.reason, detail.clone());
+            self.detail = detail;
+        }
+        self.mem.last_reason = Some(self.reason);
+
+        let writable_until = self.writable_until();
+        let mut wake = self.wake.min(self.s.loop_wait);
+        if let Some(u) = writable_until {
+            wake = wake.min(u.saturating_sub(self.now));
+        }
+        if let Some(l) = self
+            .mem
+            .lease
+            .filter(|_| writable_until.is_some() && self.mem.lease_op.is_none())
+        {
+            // Next renewal; a failed one is retried at the busy pace, never in a tight loop.
+            let due = l
+                .sent_at
+                .saturating_add(self.s.loop_wait)
+                .saturating_sub(self.now);
+            wake = wake.min(due.max(self.busy_wait()));
+        }
+        if let Some(p) = self.mem.pending {
+            wake = wake.min(p.give_up_at.saturating_sub(self.now));
+        }
+        let wake = wake.max(1).min(self.s.loop_wait);
+
+        let pg = &self.obs.pg;
+        let status = NodeStatus {
+            role: if self.view.is_some() {
+                self.role()
+            } else {
+                self.role_without_view()
+            },
+            term: self.mem.max_term,
+            leader: self.leader.clone(),
+            position: pg.position(),
+            writable_until,
+            reason: self.reason,
+            detail: self.detail,
+            election: self.election,
+            can_lead: self.can_lead,
+            paused: self.s.paused,
+            applied_config: self.config_version,
+            pending: self.mem.pending.map(|p| p.kind),
+            accepts_failsafe: self.mem.election_since.is_none() && self.mem.lease.is_none(),
+        };
+        let mut actions = self.actions;
+        actions.extend(self.tail);
+        Decision {
+            memory: self.mem,
+            actions,
+            wake_within: wake,
+            status,
+        }
+    }
+
+    fn role_without_view(&self) -> MemberRole {
+        let pg = &self.obs.pg;
+        if pg.running
+            && self
+                .mem
+                .pending
+                .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
+        {
+            MemberRole::Fencing
+        } else if pg.maybe_writable() && self.writable_until().is_some() {
+            MemberRole::Primary
+        } else if pg.running && pg.in_recovery == Some(true) {
+            MemberRole::Replica
+        } else if pg.system_id().is_none() {
+            MemberRole::Uninitialized
+        } else {
+            MemberRole::Stopped
+        }
+    }
+
+    // ----- DCS unavailable ------------------------------------------------------------
+
+    fn dcs_unavailable(&mut self, err: &crate::dcs::DcsError) {
+        // A node that cannot read the DCS cannot win an election: stop being a candidate
+        // so that it acknowledges a failsafe primary.
+        self.mem.election_since = None;
+        let Some(lease) = self
+            .mem
+            .lease
+            .filter(|l| self.mem.stepping_down != Some(l.term))
+        else {
+            self.set(Reason::DcsUnavailable, err.to_string());
+            return;
+        };
+        self.leader = Some(self.cfg.name.clone());
+        if self.now >= lease.sent_at.saturating_add(self.s.loop_wait) {
+            let guard = LeaderGuard {
+                holder: self.cfg.name.clone(),
+                term: lease.term,
+                version: lease.version,
+            };
+            let id = self.dcs(DcsOp::RenewLeader {
+                guard,
+                ttl: self.s.ttl,
+            });
+            self.mem.lease_op = Some(LeaseOp {
+                id,
+                kind: LeaseOpKind::Renew,
+                term: lease.term,
+            });
+        }
+        let pg = &self.obs.pg;
+        if self.s.failsafe_mode && pg.maybe_writable() && self.mem.failsafe_op.is_none() {
+            let me = self.me();
+            let members: Vec<_> = self
+                .mem
+                .failsafe_set
+                .iter()
+                .filter(|m| m.name != me)
+                .cloned()
+                .collect();
+            if self.mem.failsafe_set.iter().any(|m| m.name == me) {
+                let id = self.mem.op();
+                self.actions.push(Action::FailsafePing {
+                    id,
+                    term: lease.term,
+                    members,
+                });
+                self.mem.failsafe_op = Some(id);
+            }
+        }
+        if pg.maybe_writable() {
+            self.arm_guard();
+        }
+        if self.valid_lease().is_some() {
+            self.set(Reason::DcsUnavailableLeaseValid, err.to_string());
+        } else if self.writable_until().is_some() {
+            self.set(Reason::FailsafeHolding, err.to_string());
+        } else {
+            self.set(Reason::DcsUnavailable, err.to_string());
+        }
+        self.busy();
+    }
+}
+
+/// A replication slot name for a member: lower case, `[a-z0-9_]` only.
+pub fn slot_name(member: &str) -> String {
+    member
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

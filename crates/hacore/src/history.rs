@@ -1,0 +1,268 @@
+//! Timeline history (S4): the forks a cluster has taken, as published in the DCS, and
+//! the test of whether a node's WAL lies along them.
+//!
+//! Nodes compare history *contents* (parent timeline and fork LSN), never timeline
+//! numbers alone: two nodes that each promoted to "timeline 3" from different points
+//! are on different branches.
+
+use crate::types::{Lsn, NodeName, Term, Timeline, WalPosition};
+use serde::{Deserialize, Serialize};
+
+/// Why a fork was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForkCause {
+    /// Automatic failover after the leader was lost.
+    Failover,
+    /// Planned switchover.
+    Switchover,
+    /// Operator-requested failover to a named node.
+    ManualFailover,
+}
+
+/// One fork recorded by a new leader *before* it promotes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fork {
+    /// Timeline the new one branches from.
+    pub parent: Timeline,
+    /// LSN on `parent` where the branch starts (end of the promoted node's WAL).
+    pub lsn: Lsn,
+    /// The new timeline.
+    pub timeline: Timeline,
+    /// Term of the leader that took the fork.
+    pub term: Term,
+    /// Node that took the fork.
+    pub node: NodeName,
+    /// Why.
+    pub cause: ForkCause,
+    /// Wall-clock time in ms since the epoch, as data for people (never compared).
+    pub wall_time_ms: u64,
+}
+
+/// The published history: forks in the order they were recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// Forks, oldest first. Superseded branches stay listed; the current line is the
+    /// ancestry of the last fork's timeline.
+    pub forks: Vec<Fork>,
+}
+
+/// One entry of PostgreSQL's timeline history file: `timeline` ended at `lsn` and the
+/// next timeline in the file (or the current one) began there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineSwitch {
+    /// The ancestor timeline.
+    pub timeline: Timeline,
+    /// Where it was left.
+    pub lsn: Lsn,
+}
+
+/// Whether a node's WAL lies along the published history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lineage {
+    /// Every record the node has is on the current line: it may follow the leader and,
+    /// if otherwise eligible, be promoted.
+    Along,
+    /// The node has WAL the current line does not (or a timeline it does not know): it
+    /// must rewind or re-clone before it streams, and may never lead.
+    Diverged,
+}
+
+impl History {
+    /// Timeline the next fork should create: above every timeline anyone has seen.
+    pub fn next_timeline(&self, base: Timeline, current: Timeline) -> Timeline {
+        let max = self
+            .forks
+            .iter()
+            .map(|f| f.timeline)
+            .max()
+            .unwrap_or(base)
+            .max(base)
+            .max(current);
+        Timeline(max.0.saturating_add(1))
+    }
+
+    /// The fork recorded by `node` in `term`, if any.
+    pub fn fork_by(&self, node: &str, term: Term) -> Option<&Fork> {
+        self.forks
+            .iter()
+            .rev()
+            .find(|f| f.term == term && f.node == node)
+    }
+
+    /// Where the current line leaves `timeline` (None: it is the tip, or not on the line).
+    /// Returns `Err(())` when `timeline` is not on the current line.
+    fn line_end(&self, base: Timeline, timeline: Timeline) -> Result<Option<Lsn>, ()> {
+        let Some(tip) = self.forks.last() else {
+            return if timeline == base { Ok(None) } else { Err(()) };
+        };
+        if timeline == tip.timeline {
+            return Ok(None);
+        }
+        // Walk the ancestry from the tip down to the base.
+        let mut child = tip;
+        let mut guard = self.forks.len() + 1;
+        loop {
+            if child.parent == timeline {
+                return Ok(Some(child.lsn));
+            }
+            if child.parent == base || guard == 0 {
+                return Err(());
+            }
+            guard -= 1;
+            match self.forks.iter().rev().find(|f| f.timeline == child.parent) {
+                Some(f) => child = f,
+                None => return Err(()),
+            }
+        }
+    }
+
+    /// Judges a node's WAL against the current line. `pos` is the end of the node's WAL;
+    /// `local` its timeline history file; `base` the cluster's first timeline.
+    pub fn lineage(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Lineage {
+        if pos.timeline < base {
+            return Lineage::Diverged;
+        }
+        match self.line_end(base, pos.timeline) {
+            Err(()) => return Lineage::Diverged,
+            Ok(Some(end)) if pos.lsn > end => return Lineage::Diverged,
+            Ok(_) => {}
+        }
+        // Contents: every switch in the node's own history must be a fork of the line.
+        for sw in local.iter().filter(|s| s.timeline >= base) {
+            match self.line_end(base, sw.timeline) {
+                Ok(Some(end)) if end == sw.lsn => {}
+                _ => return Lineage::Diverged,
+            }
+        }
+        Lineage::Along
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fork(parent: u32, lsn: u64, timeline: u32, term: u64) -> Fork {
+        Fork {
+            parent: Timeline(parent),
+            lsn: Lsn(lsn),
+            timeline: Timeline(timeline),
+            term: Term(term),
+            node: "n".into(),
+            cause: ForkCause::Failover,
+            wall_time_ms: 0,
+        }
+    }
+    fn pos(t: u32, l: u64) -> WalPosition {
+        WalPosition {
+            timeline: Timeline(t),
+            lsn: Lsn(l),
+        }
+    }
+    fn sw(t: u32, l: u64) -> TimelineSwitch {
+        TimelineSwitch {
+            timeline: Timeline(t),
+            lsn: Lsn(l),
+        }
+    }
+
+    #[test]
+    fn empty_history_accepts_base_only() {
+        let h = History::default();
+        assert_eq!(h.lineage(Timeline(1), pos(1, 500), &[]), Lineage::Along);
+        assert_eq!(
+            h.lineage(Timeline(1), pos(2, 500), &[sw(1, 100)]),
+            Lineage::Diverged
+        );
+    }
+
+    #[test]
+    fn parent_before_fork_is_along_after_is_diverged() {
+        let h = History {
+            forks: vec![fork(1, 100, 2, 2)],
+        };
+        assert_eq!(h.lineage(Timeline(1), pos(1, 100), &[]), Lineage::Along);
+        assert_eq!(h.lineage(Timeline(1), pos(1, 101), &[]), Lineage::Diverged);
+        assert_eq!(
+            h.lineage(Timeline(1), pos(2, 900), &[sw(1, 100)]),
+            Lineage::Along
+        );
+    }
+
+    #[test]
+    fn same_timeline_number_different_fork_point_is_diverged() {
+        let h = History {
+            forks: vec![fork(1, 100, 2, 2)],
+        };
+        assert_eq!(
+            h.lineage(Timeline(1), pos(2, 900), &[sw(1, 90)]),
+            Lineage::Diverged
+        );
+    }
+
+    #[test]
+    fn superseded_branch_is_diverged() {
+        // 1 -> 2 at 100 (dead branch), then 1 -> 3 at 80.
+        let h = History {
+            forks: vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3)],
+        };
+        assert_eq!(
+            h.lineage(Timeline(1), pos(2, 150), &[sw(1, 100)]),
+            Lineage::Diverged
+        );
+        assert_eq!(h.lineage(Timeline(1), pos(1, 80), &[]), Lineage::Along);
+        assert_eq!(h.lineage(Timeline(1), pos(1, 90), &[]), Lineage::Diverged);
+        assert_eq!(
+            h.lineage(Timeline(1), pos(3, 90), &[sw(1, 80)]),
+            Lineage::Along
+        );
+        assert_eq!(h.next_timeline(Timeline(1), Timeline(3)), Timeline(4));
+    }
+
+    #[test]
+    fn deep_chain() {
+        let h = History {
+            forks: vec![fork(1, 100, 2, 2), fork(2, 200, 3, 3), fork(3, 300, 4, 4)],
+        };
+        assert_eq!(
+            h.lineage(Timeline(1), pos(2, 199), &[sw(1, 100)]),
+            Lineage::Along
+        );
+        assert_eq!(
+            h.lineage(
+                Timeline(1),
+                pos(4, 999),
+                &[sw(1, 100), sw(2, 200), sw(3, 300)]
+            ),
+            Lineage::Along
+        );
+        assert_eq!(
+            h.lineage(
+                Timeline(1),
+                pos(4, 999),
+                &[sw(1, 100), sw(2, 201), sw(3, 300)]
+            ),
+            Lineage::Diverged
+        );
+    }
+
+    #[test]
+    fn base_above_one_ignores_older_switches() {
+        let h = History::default();
+        assert_eq!(
+            h.lineage(Timeline(5), pos(5, 10), &[sw(3, 1), sw(4, 2)]),
+            Lineage::Along
+        );
+        assert_eq!(h.lineage(Timeline(5), pos(4, 10), &[]), Lineage::Diverged);
+    }
+
+    #[test]
+    fn cyclic_garbage_terminates() {
+        let h = History {
+            forks: vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)],
+        };
+        assert_eq!(h.lineage(Timeline(1), pos(1, 1), &[]), Lineage::Diverged);
+    }
+}

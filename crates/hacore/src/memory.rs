@@ -1,0 +1,224 @@
+//! The little the core remembers between ticks. The core returns the next [`Memory`] in
+//! every [`crate::Decision`]; the shell stores it and passes it back. Nothing else is kept.
+//!
+//! A daemon may persist it across restarts within one boot (its times are on
+//! CLOCK_BOOTTIME); after a reboot it must start from [`Memory::default`].
+
+use crate::config::ClusterSettings;
+use crate::dcs::FailsafeMember;
+use crate::history::ForkCause;
+use crate::reason::Reason;
+use crate::types::{Lsn, Millis, NodeName, OpId, Term, Version};
+use serde::{Deserialize, Serialize};
+
+/// The lease this node holds, as of its last successful acquire or renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLease {
+    /// Term of the reign.
+    pub term: Term,
+    /// Leader record version after the last successful operation.
+    pub version: Version,
+    /// Send time of that operation's request.
+    pub sent_at: Millis,
+    /// ttl the store granted with it.
+    pub ttl: Millis,
+    /// `sent_at + ttl - margin`: PostgreSQL may be writable until then.
+    pub deadline: Millis,
+}
+
+/// Which lease operation is awaiting its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseOpKind {
+    /// Acquire or claim.
+    Acquire,
+    /// Renewal.
+    Renew,
+    /// Release.
+    Release,
+    /// Transfer to a switchover candidate.
+    Transfer,
+}
+
+/// A lease operation awaiting its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseOp {
+    /// Action id.
+    pub id: OpId,
+    /// Kind.
+    pub kind: LeaseOpKind,
+    /// Term the operation is for.
+    pub term: Term,
+}
+
+/// Long PostgreSQL operations the core waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgOpKind {
+    /// initdb.
+    Initdb,
+    /// Clone from a member.
+    Clone,
+    /// pg_rewind.
+    Rewind,
+    /// Start as primary.
+    StartPrimary,
+    /// Start as standby.
+    StartReplica,
+    /// Stop fast.
+    StopFast,
+    /// Stop immediate (fence).
+    StopImmediate,
+    /// Promote.
+    Promote,
+    /// CHECKPOINT.
+    Checkpoint,
+}
+
+/// A long operation in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Action id.
+    pub id: OpId,
+    /// What it is.
+    pub kind: PgOpKind,
+    /// When it was issued.
+    pub since: Millis,
+    /// When the core stops waiting for it.
+    pub give_up_at: Millis,
+}
+
+/// The last long operation that failed (for back-off and for choosing the next remedy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastFailure {
+    /// What failed.
+    pub kind: PgOpKind,
+    /// When the failure was learnt.
+    pub at: Millis,
+}
+
+/// Progress of a planned switchover on the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverProgress {
+    /// The node taking over.
+    pub candidate: NodeName,
+    /// Version of the `switchover` key being served.
+    pub request: Version,
+    /// Current phase.
+    pub phase: SwitchoverPhase,
+    /// When the phase began.
+    pub since: Millis,
+}
+
+/// Phases of a switchover on the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchoverPhase {
+    /// CHECKPOINT while still writable (so the shutdown checkpoint is short).
+    Checkpoint,
+    /// Stopping PostgreSQL fast.
+    Stopping,
+    /// PostgreSQL is down; waiting for the candidate to receive the end of the WAL.
+    AwaitCandidate,
+}
+
+/// A standby being added to the sync set (S2): `synchronous_standby_names` already names
+/// it; it is published once its flush LSN reaches `target`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncAdd {
+    /// The standby.
+    pub name: NodeName,
+    /// Primary flush LSN read after the setting took effect.
+    pub target: Option<Lsn>,
+}
+
+/// A failsafe acknowledgement this node gave (S1').
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailsafeAck {
+    /// Leader acknowledged.
+    pub leader: NodeName,
+    /// Its term.
+    pub term: Term,
+    /// When (local clock).
+    pub at: Millis,
+}
+
+/// A record version and since when it has been seen unchanged (local clock).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// Key name (member name; empty for the leader record).
+    pub name: NodeName,
+    /// The version.
+    pub version: Version,
+    /// Receipt time of the first read that returned it.
+    pub since: Millis,
+}
+
+/// The core's memory between ticks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Next action id.
+    pub next_op: u64,
+    /// The lease this node holds.
+    pub lease: Option<HeldLease>,
+    /// Lease operation awaiting its outcome.
+    pub lease_op: Option<LeaseOp>,
+    /// How this node came to hold its current term (decides the fork cause).
+    pub acquired_via: Option<ForkCause>,
+    /// Gave up the lease in this term; do not renew it again.
+    pub stepping_down: Option<Term>,
+    /// Writable until then thanks to a complete failsafe round.
+    pub failsafe_until: Option<Millis>,
+    /// Failsafe round awaiting its outcome.
+    pub failsafe_op: Option<OpId>,
+    /// Members that must acknowledge a failsafe ping (from the last `failsafe` key seen).
+    pub failsafe_set: Vec<FailsafeMember>,
+    /// Last failsafe acknowledgement given.
+    pub failsafe_ack: Option<FailsafeAck>,
+    /// Deadline last handed to the guard.
+    pub armed_until: Option<Millis>,
+    /// Leader record version seen unchanged since when (observer-clock leases).
+    pub leader_seen: Option<Seen>,
+    /// Member records seen unchanged (observer-clock stores, leader only).
+    pub members_seen: Vec<Seen>,
+    /// Long PostgreSQL operation in flight.
+    pub pending: Option<Pending>,
+    /// Last failed long operation.
+    pub last_failure: Option<LastFailure>,
+    /// Rewind was tried and failed for this divergence: re-clone next.
+    pub rewind_failed: bool,
+    /// After a rewind or clone: not eligible until replay passes this LSN.
+    pub catchup_to: Option<Lsn>,
+    /// PostgreSQL running but unresponsive since.
+    pub unresponsive_since: Option<Millis>,
+    /// As leader: PostgreSQL down since (bounded by `primary_start_timeout`).
+    pub primary_down_since: Option<Millis>,
+    /// Candidate since (leader missing, this node eligible).
+    pub election_since: Option<Millis>,
+    /// Switchover in progress (leader).
+    pub switchover: Option<SwitchoverProgress>,
+    /// Standby being added to the sync set (leader).
+    pub sync_add: Option<SyncAdd>,
+    /// Manual failover request version and since when it has been seen.
+    pub request_seen: Option<Seen>,
+    /// Applied `config` key version and its settings.
+    pub applied: Option<(Version, ClusterSettings)>,
+    /// Highest term seen anywhere.
+    pub max_term: Term,
+    /// Last time a keepalive was sent (non-leaders).
+    pub keepalive_at: Option<Millis>,
+    /// Last time the leader's status record was written, and the LSN written.
+    pub status_at: Option<(Millis, Lsn)>,
+    /// Pause was confirmed by every member for this config version.
+    pub pause_confirmed: Option<Version>,
+    /// Reason of the previous decision (events are recorded on changes).
+    pub last_reason: Option<Reason>,
+}
+
+impl Memory {
+    /// Allocates an action id.
+    pub fn op(&mut self) -> OpId {
+        self.next_op += 1;
+        OpId(self.next_op)
+    }
+}

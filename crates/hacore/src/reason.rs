@@ -1,0 +1,203 @@
+//! Machine-readable reasons. Every decision carries one; it is logged, recorded as an
+//! event when it changes, shown by `hashell list` and the REST API.
+//! `docs/reasons.md` is generated from [`Reason::explain`] (a test keeps it in sync).
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! reasons {
+    ($( $(#[doc = $doc:literal])* $name:ident = $event:literal ),* $(,)?) => {
+        /// Why a node did what it did.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Reason {
+            $( $(#[doc = $doc])* $name, )*
+            /// No decision yet.
+            #[default]
+            Starting,
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)* Reason::Starting];
+
+            /// One line for an operator asking "why did it do that?".
+            pub fn explain(self) -> &'static str {
+                match self {
+                    $( Reason::$name => concat!($($doc),*).trim_ascii(), )*
+                    Reason::Starting => "No decision yet.",
+                }
+            }
+
+            /// Whether entering this reason is worth an event in the DCS.
+            pub fn is_event(self) -> bool {
+                match self {
+                    $( Reason::$name => $event, )*
+                    Reason::Starting => false,
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Holds the leader lease and runs the writable primary.
+    LeaderHealthy = false,
+    /// Follows the leader and streams its WAL.
+    ReplicaStreaming = false,
+    /// Follows the leader; the WAL receiver is not streaming yet (PostgreSQL retries by itself).
+    ReplicaConnecting = false,
+    /// Maintenance mode: no automatic action is taken; status is still reported.
+    Paused = true,
+    /// No cluster exists yet: racing the other nodes for the leader lease to initialize it.
+    BootstrapAcquiring = false,
+    /// Won the bootstrap race: running initdb under the leader lease.
+    BootstrapInitdb = true,
+    /// Writing the cluster's system identifier (initialize key) before starting as primary.
+    BootstrapRegistering = true,
+    /// Another node is initializing the cluster (or this node may not): waiting for it.
+    WaitingForBootstrap = false,
+    /// Copying the data directory from a member; the node starts as a standby afterwards.
+    Cloning = true,
+    /// The local data belongs to another cluster (system identifier differs); it is not started. Reinitialize this node.
+    SystemIdMismatch = true,
+    /// Won the election: taking the leader lease.
+    Acquiring = true,
+    /// The leader record names this node (planned transfer or daemon restart): claiming it with a fresh lease.
+    Claiming = true,
+    /// The leader record was taken over or deleted: this node no longer leads.
+    LeaseLost = true,
+    /// The lease deadline passed without a successful renewal: fencing PostgreSQL (stop immediate).
+    LeaseExpired = true,
+    /// PostgreSQL accepts writes but this node does not hold the leader lease: fencing it (stop immediate).
+    FencingNotLeader = true,
+    /// The fencing guard is gone or did not acknowledge the deadline: fencing PostgreSQL.
+    GuardLost = true,
+    /// The DCS cannot be read: leaving PostgreSQL as it is and retrying.
+    DcsUnavailable = true,
+    /// The DCS cannot be read: the primary stays writable only until its lease deadline.
+    DcsUnavailableLeaseValid = true,
+    /// The DCS cannot be read, but every failsafe member acknowledged this primary: it stays writable.
+    FailsafeHolding = true,
+    /// Giving up the leader lease (the leader cannot run PostgreSQL).
+    SteppingDown = true,
+    /// The leader record cannot be decoded: waiting until it has stayed unchanged for a ttl, then replacing it by CAS.
+    LeaderRecordCorrupt = true,
+    /// The leader's PostgreSQL is down: starting it again as primary under the lease.
+    PrimaryStarting = true,
+    /// The leader's PostgreSQL did not come back within primary_start_timeout (or failed to start): releasing the lease.
+    PrimaryStartFailed = true,
+    /// The leader's PostgreSQL runs but does not answer: holding the lease until primary_hang_timeout.
+    PrimaryUnresponsive = true,
+    /// The leader's PostgreSQL has not answered for primary_hang_timeout: releasing the lease and fencing.
+    PrimaryHung = true,
+    /// Recording the fork in the history and promoting this standby.
+    Promoting = true,
+    /// The new leader's PostgreSQL is a stopped standby: starting it so it can be promoted.
+    StartingForPromotion = true,
+    /// Starting PostgreSQL as a standby of the leader.
+    StartingReplica = true,
+    /// Pointing the WAL receiver at the current leader.
+    Repointing = true,
+    /// The local WAL forks from the leader's history: stopping PostgreSQL to rewind it.
+    StoppingDiverged = true,
+    /// The local WAL forks from the leader's history: running pg_rewind against the leader.
+    Rewinding = true,
+    /// The local WAL forks from the leader's history and pg_rewind is impossible or failed: re-cloning from the leader.
+    Recloning = true,
+    /// The local WAL forks from the leader's history and automatic re-cloning is disabled: run reinitialize on this node.
+    DivergedNeedsReinit = true,
+    /// The leader has not finished promoting: waiting before rewinding or cloning from it.
+    WaitingForLeaderPrimary = false,
+    /// Reinitializing this node on request: its data is replaced by a clone of the leader.
+    Reinitializing = true,
+    /// Refused to reinitialize: this node is the leader. Switch over first.
+    ReinitRefusedOnLeader = true,
+    /// The leader is missing: stopping the WAL receiver so this node's position is final before comparing.
+    ElectionSettling = true,
+    /// The leader is missing: waiting until every eligible member has reported its position or is unreachable.
+    ElectionWaiting = false,
+    /// The leader is missing: a more advanced (or, equally advanced, higher-priority) member should take over.
+    ElectionLost = true,
+    /// Not eligible to lead: tagged nofailover (or failover_priority 0).
+    IneligibleNoFailover = false,
+    /// Not eligible to lead: the local WAL is not along the published history.
+    IneligibleDiverged = true,
+    /// Not eligible to lead: synchronous mode and this node is not in the published sync set.
+    IneligibleNotSynchronous = false,
+    /// Not eligible to lead: further behind the last known primary position than maximum_lag_on_failover.
+    IneligibleLagging = true,
+    /// Not eligible to lead: it acknowledged a failsafe primary less than a ttl ago.
+    IneligibleFailsafeHold = true,
+    /// Not eligible to lead: after a failsafe episode only members of the failsafe set may lead.
+    IneligibleNotInFailsafeSet = true,
+    /// Not eligible to lead: after a rewind or clone it has not replayed past its consistency point yet.
+    IneligibleCatchingUp = false,
+    /// Not eligible to lead: no usable data (empty, foreign, or PostgreSQL state unknown).
+    IneligibleNoData = false,
+    /// Not eligible to lead right now: a PostgreSQL operation is in progress.
+    IneligibleBusy = false,
+    /// An operator asked for a failover to another node: waiting for it to take over.
+    WaitingForManualFailover = true,
+    /// Manual failover to this node refused for now: another eligible member is more advanced.
+    ManualFailoverBehind = true,
+    /// Manual failover in pause waits until the old primary is confirmed stopped.
+    ManualFailoverOldPrimaryRunning = true,
+    /// A switchover is scheduled and not yet due.
+    SwitchoverScheduled = true,
+    /// Switchover: CHECKPOINT while still writable, so the shutdown checkpoint is short.
+    SwitchoverCheckpoint = true,
+    /// Switchover: stopping PostgreSQL fast (the lease is kept).
+    SwitchoverStopping = true,
+    /// Switchover: waiting for the candidate to receive the end of the WAL.
+    SwitchoverAwaitCandidate = true,
+    /// Switchover: handing the leader record to the candidate.
+    SwitchoverTransferring = true,
+    /// Switchover abandoned (candidate did not catch up in time or failed): resuming as primary.
+    SwitchoverAborted = true,
+    /// Switchover request refused and cleared (invalid, impossible, or paused); the event says why.
+    SwitchoverRejected = true,
+    /// A standby was added to or removed from the synchronous set.
+    SyncSetChanged = true,
+    /// The DCS config is invalid and was not applied; the previous settings stay in effect.
+    ConfigRejected = true,
+    /// A long PostgreSQL operation failed or timed out; it will be retried or remedied.
+    OperationFailed = true,
+    /// A member record that stopped being refreshed was deleted.
+    StaleMemberRemoved = true,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // snake_case, as serialized.
+        for (i, c) in format!("{self:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    f.write_str("_")?;
+                }
+                write!(f, "{}", c.to_ascii_lowercase())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_explained_once() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(*r));
+            assert!(r.explain().ends_with('.'), "{r:?}: {}", r.explain());
+        }
+    }
+
+    #[test]
+    fn display_is_snake_case() {
+        assert_eq!(Reason::LeaderHealthy.to_string(), "leader_healthy");
+    }
+}

@@ -1,0 +1,1139 @@
+//! Decision tables: one snapshot per situation, each reading "given ... then ...".
+//! Review every snapshot as a specification: an accepted wrong snapshot is a bug.
+//!
+//! Numbers used throughout: now = 100000 ms, ttl 10000, loop_wait 1000, margin 2020, so a
+//! lease renewed at 99500 is valid until 107480. LSN 0/5000000 is where everyone is.
+
+use hacore::dcs::{LeaseModel, MemberRole};
+use hacore::memory::{
+    LeaseOp, LeaseOpKind, Pending, PgOpKind, SwitchoverPhase, SwitchoverProgress, SyncAdd,
+};
+use hacore::observation::SyncStandbys;
+use hacore::testing::scenario::{Scenario, FAILOVER, SWITCHOVER};
+use hacore::{Done, Failure, GuardState, LeaseGrant, OpId, SyncMode, Term, Version};
+
+const AT: u64 = 0x500_0000;
+
+macro_rules! table {
+    ($name:ident, $title:expr, $scenario:expr) => {
+        #[test]
+        fn $name() {
+            let s: Scenario = $scenario;
+            insta::assert_snapshot!(stringify!($name), s.table($title));
+        }
+    };
+}
+
+// ----- bootstrap -----------------------------------------------------------------------
+
+table!(
+    bootstrap_race_empty_cluster,
+    "no cluster yet: every node races for the lease",
+    Scenario::node("n1")
+);
+
+table!(
+    bootstrap_winner_runs_initdb,
+    "won the bootstrap race: initdb under the lease",
+    Scenario::node("n1")
+        .leader("n1", 1, 5)
+        .holding(1, 5, 99_500)
+);
+
+table!(
+    bootstrap_registers_before_start,
+    "initdb done: register the system id, then start as primary",
+    Scenario::node("n1")
+        .leader("n1", 1, 5)
+        .holding(1, 5, 99_500)
+        .pg_stopped(1, 0x100_0000, false)
+        .pg(|p| {
+            p.data = hacore::DataDir::Present { system_id: 42 };
+        })
+);
+
+table!(
+    bootstrap_initdb_failed_steps_down,
+    "initdb failed: give the lease up so another node tries",
+    Scenario::node("n1")
+        .leader("n1", 1, 5)
+        .holding(1, 5, 99_500)
+        .memory(|m| {
+            m.last_failure = Some(hacore::memory::LastFailure {
+                kind: PgOpKind::Initdb,
+                at: 99_000,
+            });
+        })
+);
+
+table!(
+    bootstrap_loser_waits,
+    "another node bootstraps: wait, do not clone yet",
+    Scenario::node("n2")
+        .leader("n1", 1, 5)
+        .member("n1", MemberRole::Primary, 0)
+);
+
+table!(
+    bootstrap_nofailover_never_initializes,
+    "a nofailover node never initializes the cluster",
+    Scenario::node("n3").tags(|t| t.nofailover = true)
+);
+
+table!(
+    clone_once_initialized,
+    "cluster initialized, no local data: clone from the leader",
+    Scenario::cluster3("n2").pg_empty()
+);
+
+table!(
+    clone_prefers_clonefrom_member,
+    "a running replica tagged clonefrom is the preferred clone source",
+    Scenario::cluster3("n2")
+        .pg_empty()
+        .member_tags("n3", |t| t.clonefrom = true)
+);
+
+table!(
+    system_id_mismatch_refuses,
+    "local data belongs to another cluster: refuse, never overwrite",
+    Scenario::cluster3("n2")
+        .pg_stopped(1, AT, true)
+        .pg(|p| p.data = hacore::DataDir::Present { system_id: 99 })
+);
+
+// ----- lease ----------------------------------------------------------------------------
+
+table!(
+    leader_steady,
+    "healthy leader, renewal not due: nothing to do",
+    Scenario::cluster3("n1")
+);
+
+table!(
+    leader_renews_when_due,
+    "healthy leader, a loop since the last renewal: renew",
+    Scenario::cluster3("n1").holding(3, 40, 98_900)
+);
+
+table!(
+    renewal_grant_moves_deadline,
+    "a renewal succeeded: the guard gets the new deadline (send time + granted ttl - margin)",
+    Scenario::cluster3("n1")
+        .holding(3, 40, 98_900)
+        .memory(|m| {
+            m.lease_op = Some(LeaseOp {
+                id: OpId(7),
+                kind: LeaseOpKind::Renew,
+                term: Term(3),
+            });
+        })
+        .outcome(
+            7,
+            Ok(Done::Lease(LeaseGrant {
+                sent_at: 99_900,
+                ttl: 10_000,
+                version: Version(40)
+            }))
+        )
+);
+
+table!(
+    renewal_conflict_fences,
+    "the renewal lost (another node leads now): fence at once",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 50)
+        .holding(3, 40, 98_900)
+        .memory(|m| {
+            m.lease_op = Some(LeaseOp {
+                id: OpId(7),
+                kind: LeaseOpKind::Renew,
+                term: Term(3),
+            });
+        })
+        .outcome(7, Err(Failure::Conflict))
+);
+
+table!(
+    lease_deadline_passed_fences,
+    "renewals failed until the deadline passed, though the store still shows us: fence",
+    Scenario::cluster3("n1").holding(3, 40, 88_000)
+);
+
+table!(
+    leader_key_deleted_fences_then_competes,
+    "the store deleted our leader key (lease expired there first): fence, then run for election",
+    Scenario::cluster3("n1").no_leader(3)
+);
+
+table!(
+    claim_after_transfer,
+    "the old leader transferred the record to us: claim it with our own lease",
+    Scenario::cluster3("n2").leader("n2", 4, 41)
+);
+
+table!(
+    restart_with_guard_adopts_deadline,
+    "daemon restarted, PostgreSQL kept running, guard holds the deadline: no fence, claim",
+    Scenario::cluster3("n1")
+        .memory(|m| *m = Default::default())
+        .guard(GuardState::Armed {
+            deadline: 105_000,
+            term: Term(3)
+        })
+);
+
+table!(
+    restart_without_guard_fences,
+    "daemon restarted with no guard: the lease cannot be proven, fence and claim",
+    Scenario::cluster3("n1").memory(|m| *m = Default::default())
+);
+
+table!(
+    guard_lost_fences,
+    "the fencing guard is gone: losing it counts as a missed deadline",
+    Scenario::cluster3("n1")
+        .guard(GuardState::Lost)
+        .cfg_require_guard()
+);
+
+// ----- following -------------------------------------------------------------------------
+
+table!(
+    replica_steady,
+    "streaming replica: nothing to do",
+    Scenario::cluster3("n2")
+);
+
+table!(
+    replica_repoints_to_new_leader,
+    "a new leader (n3) took over: point the WAL receiver at it",
+    Scenario::cluster3("n2")
+        .leader("n3", 4, 60)
+        .history(&[(1, AT, 2, 4, "n3")])
+        .member("n3", MemberRole::Primary, AT)
+);
+
+table!(
+    stopped_replica_starts,
+    "standby data, PostgreSQL down: start it as a standby of the leader",
+    Scenario::cluster3("n2").pg_stopped(1, AT, true)
+);
+
+table!(
+    old_leader_follows_after_switchover,
+    "after transferring to n2, the old leader (stopped) starts as a standby of n2",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 41)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+);
+
+table!(
+    catching_up_after_rewind,
+    "after a rewind, streaming but not yet past the consistency point: cannot lead yet",
+    Scenario::cluster3("n2")
+        .memory(|m| m.catchup_to = Some(hacore::Lsn(AT + 0x1000)))
+        .no_leader(3)
+);
+
+// ----- leader's PostgreSQL down or hung ----------------------------------------------------
+
+table!(
+    leader_crash_restarts_in_place,
+    "the leader's PostgreSQL crashed: restart it as primary under the lease",
+    Scenario::cluster3("n1").pg_stopped(1, AT, false)
+);
+
+table!(
+    leader_start_timeout_releases,
+    "the leader's PostgreSQL stayed down past primary_start_timeout: release the lease",
+    Scenario::cluster3("n1")
+        .pg_stopped(1, AT, false)
+        .memory(|m| m.primary_down_since = Some(75_000))
+);
+
+table!(
+    leader_pg_unresponsive_holds,
+    "the leader's PostgreSQL does not answer for 5 s: keep the lease for now",
+    Scenario::cluster3("n1")
+        .pg(|p| p.responsive = false)
+        .memory(|m| m.unresponsive_since = Some(95_000))
+);
+
+table!(
+    leader_pg_hung_fences_then_releases,
+    "no answer for primary_hang_timeout: fence first (it may still write), release once down",
+    Scenario::cluster3("n1")
+        .pg(|p| p.responsive = false)
+        .memory(|m| m.unresponsive_since = Some(80_000))
+);
+
+table!(
+    stepping_down_releases_once_stopped,
+    "stepping down and PostgreSQL is down: release the lease",
+    Scenario::cluster3("n1")
+        .pg_stopped(1, AT, false)
+        .memory(|m| m.stepping_down = Some(Term(3)))
+);
+
+// ----- election --------------------------------------------------------------------------
+
+table!(
+    election_settles_receiver_first,
+    "leader gone: stop the WAL receiver so the position is final",
+    Scenario::cluster3("n2").no_leader(3)
+);
+
+table!(
+    election_waits_for_unreported_peer,
+    "settled, but n3 has not reported yet: wait",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .memory(|m| m.election_since = Some(99_000))
+        .without_peer("n3")
+);
+
+table!(
+    election_lost_to_more_advanced,
+    "n3 reports more WAL: it should take over",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT + 0x100, true, true)
+);
+
+table!(
+    election_won_acquires,
+    "every eligible peer reported and is behind: acquire term 4 (create-if-absent)",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT - 0x100, true, true)
+);
+
+table!(
+    election_tie_goes_to_priority,
+    "equal WAL, n3 has a higher failover_priority: n3 wins",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT, true, true)
+        .member_tags("n3", |t| t.failover_priority = 2)
+        .peer_priority("n3", 2)
+);
+
+table!(
+    election_tie_goes_to_name,
+    "equal WAL and priority: the smaller name (n2) wins",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT, true, true)
+);
+
+table!(
+    election_skips_unreachable_peer,
+    "n3 does not answer (proved unreachable): decide without it",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer("n3", None)
+);
+
+table!(
+    election_ignores_ineligible_peer_ahead,
+    "n3 is ahead but ineligible (e.g. lagging, diverged): it does not block",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT + 0x100, true, false)
+);
+
+table!(
+    election_straggler_after_ttl,
+    "n3 answers but never settles; after a ttl of waiting decide (it is behind)",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT - 0x100, false, true)
+        .memory(|m| m.election_since = Some(89_000))
+);
+
+table!(
+    election_unsettled_peer_ahead_wins,
+    "n3 has not settled but is already ahead: it wins",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT + 1, false, true)
+);
+
+table!(
+    election_nofailover_ineligible,
+    "tagged nofailover: never a candidate",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .tags(|t| t.nofailover = true)
+);
+
+table!(
+    election_lagging_ineligible,
+    "further behind the last primary position than maximum_lag_on_failover: ineligible",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .status("n1", 3, AT + 0x20_0000)
+);
+
+table!(
+    election_diverged_ineligible,
+    "local timeline 2 is not in the published history: ineligible",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .pg_replica(2, AT, None, false)
+        .pg_history(&[(1, 0x300_0000)])
+);
+
+table!(
+    election_sync_not_in_set_ineligible,
+    "synchronous mode and not in the published sync set: ineligible (S2)",
+    Scenario::cluster3("n3")
+        .no_leader(3)
+        .settings(|s| s.synchronous_mode = SyncMode::On)
+        .sync("n1", 3, &["n2"])
+);
+
+table!(
+    election_sync_member_acquires_with_guard,
+    "synchronous mode, in the sync set: acquire conditioned on the sync record version",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .settings(|s| s.synchronous_mode = SyncMode::On)
+        .sync("n1", 3, &["n2"])
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT + 0x100, true, false)
+);
+
+table!(
+    election_failsafe_hold_ineligible,
+    "acknowledged a failsafe primary 3 s ago: may not take the lease for a ttl",
+    Scenario::cluster3("n2").no_leader(3).memory(|m| {
+        m.failsafe_ack = Some(hacore::memory::FailsafeAck {
+            leader: "n1".into(),
+            term: Term(3),
+            at: 97_000,
+        });
+    })
+);
+
+table!(
+    election_not_in_failsafe_set,
+    "failsafe mode: only members of the failsafe set may lead after an episode",
+    Scenario::cluster3("n3")
+        .no_leader(3)
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2"])
+);
+
+table!(
+    observer_clock_leader_aged_out,
+    "DynamoDB-like store: the leader record has not changed for a ttl on our clock: free, take it by CAS",
+    Scenario::cluster3("n2").observer_clock().pg_replica(1, AT, None, false).peer("n3", None)
+        .memory(|m| m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(40), since: 89_000 }))
+);
+
+table!(
+    observer_clock_leader_fresh,
+    "DynamoDB-like store: the leader record changed recently: still held",
+    Scenario::cluster3("n2")
+        .observer_clock()
+        .memory(|m| m.leader_seen = Some(hacore::memory::Seen {
+            name: String::new(),
+            version: Version(40),
+            since: 95_000
+        }))
+);
+
+table!(
+    paused_no_election,
+    "paused: no election even though the leader is gone",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .settings(|s| s.paused = true)
+);
+
+table!(
+    corrupt_leader_record_waits,
+    "the leader key holds garbage: do nothing until it has aged a ttl",
+    Scenario::cluster3("n2").no_leader(3).corrupt_leader(77)
+);
+
+table!(
+    corrupt_leader_record_aged_replaced,
+    "the garbage leader key aged a ttl unchanged: replace it by CAS on its version",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .corrupt_leader(77)
+        .pg_replica(1, AT, None, false)
+        .peer("n3", None)
+        .memory(|m| m.leader_seen = Some(hacore::memory::Seen {
+            name: String::new(),
+            version: Version(77),
+            since: 80_000
+        }))
+);
+
+// ----- promotion ----------------------------------------------------------------------------
+
+table!(
+    new_leader_records_fork_then_promotes,
+    "won the lease: record the fork in history, arm the guard, promote to a new timeline",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::Failover))
+);
+
+table!(
+    new_leader_sync_mode_enters_sync_record,
+    "synchronous mode: the new leader also writes itself into the sync record before promoting",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .settings(|s| s.synchronous_mode = SyncMode::Strict)
+        .sync("n1", 3, &["n2"])
+);
+
+table!(
+    new_leader_peer_ahead_steps_down,
+    "holding the lease but n3 turned out to have more WAL: do not promote, give the lease back",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT + 0x100, true, true)
+);
+
+table!(
+    new_leader_receiver_still_on,
+    "holding the lease (transfer) and still receiving: stop the receiver first",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+);
+
+table!(
+    promote_in_flight_waits,
+    "promotion in progress: keep renewing, wait",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .memory(|m| m.pending = Some(Pending {
+            id: OpId(9),
+            kind: PgOpKind::Promote,
+            since: 99_900,
+            give_up_at: 159_900
+        }))
+);
+
+table!(
+    fork_record_corrected,
+    "after promotion PostgreSQL forked at a different LSN than recorded: correct the record",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_500)
+        .pg_primary(2, AT + 0x200)
+        .pg_history(&[(1, AT + 0x80)])
+        .history(&[(1, AT, 2, 4, "n2")])
+        .pg(|p| p.slots = vec!["n1".into(), "n3".into()])
+);
+
+table!(
+    stopped_standby_leader_starts_for_promotion,
+    "holding the lease with a stopped standby: start it (as standby) so it can be promoted",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_stopped(1, AT, true)
+);
+
+// ----- switchover -------------------------------------------------------------------------
+
+table!(
+    switchover_starts_with_checkpoint,
+    "switchover to n2 requested: checkpoint while still writable",
+    Scenario::cluster3("n1").switchover(SWITCHOVER, Some("n1"), Some("n2"))
+);
+
+table!(
+    switchover_to_best_candidate,
+    "switchover without a candidate: pick the most advanced healthy replica (n3)",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, None, None)
+        .peer_replica("n3", AT + 0x10)
+        .standby("n3", AT + 0x10)
+);
+
+table!(
+    switchover_stops_after_checkpoint,
+    "checkpoint done: stop fast (keep the lease)",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::Checkpoint, 99_000)
+        .outcome(12, Ok(Done::Ok))
+        .memory(|m| m.pending = Some(Pending {
+            id: OpId(12),
+            kind: PgOpKind::Checkpoint,
+            since: 99_000,
+            give_up_at: 400_000
+        }))
+);
+
+table!(
+    switchover_awaits_candidate,
+    "stopped; n2 has not received the end of the WAL yet",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 99_000)
+        .pg_stopped(1, AT + 0x28, false)
+        .peer_replica("n2", AT)
+);
+
+table!(
+    switchover_transfers_when_caught_up,
+    "n2 received the shutdown checkpoint: transfer the record with term + 1",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 99_000)
+        .pg_stopped(1, AT + 0x28, false)
+        .peer_replica("n2", AT + 0x28)
+);
+
+table!(
+    switchover_timeout_resumes,
+    "n2 did not catch up within switchover_timeout: resume as primary under the lease",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 85_000)
+        .pg_stopped(1, AT + 0x28, false)
+        .peer_replica("n2", AT)
+);
+
+table!(
+    switchover_rejected_candidate_not_streaming,
+    "the named candidate is not streaming from the leader: reject and clear the request",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, None, Some("n3"))
+        .pg(|p| p.standbys.retain(|s| s.name != "n3"))
+);
+
+table!(
+    switchover_rejected_wrong_from,
+    "the request names another leader: reject and clear",
+    Scenario::cluster3("n1").switchover(SWITCHOVER, Some("n3"), Some("n2"))
+);
+
+table!(
+    switchover_scheduled_not_due,
+    "scheduled switchover not due yet: carry on",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, None, Some("n2"))
+        .scheduled()
+);
+
+table!(
+    switchover_sync_candidate_must_be_synchronous,
+    "synchronous mode: a switchover candidate outside the sync set is rejected",
+    Scenario::cluster3("n1")
+        .settings(|s| s.synchronous_mode = SyncMode::On)
+        .sync("n1", 3, &["n2"])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .switchover(SWITCHOVER, None, Some("n3"))
+);
+
+// ----- manual failover -----------------------------------------------------------------------
+
+table!(
+    manual_failover_named_node_acquires,
+    "leader gone, operator asked for n3: n3 takes over although n2 is equally advanced",
+    Scenario::cluster3("n3")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n2", AT, true, true)
+        .switchover(FAILOVER, None, Some("n3"))
+);
+
+table!(
+    manual_failover_others_wait,
+    "leader gone, operator asked for n3: n2 does not compete",
+    Scenario::cluster3("n2")
+        .no_leader(3)
+        .switchover(FAILOVER, None, Some("n3"))
+);
+
+table!(
+    manual_failover_behind_refused,
+    "operator asked for n3 but n2 has more WAL: refuse for now (no acknowledged write lost)",
+    Scenario::cluster3("n3")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n2", AT + 0x100, true, true)
+        .switchover(FAILOVER, None, Some("n3"))
+);
+
+table!(
+    manual_failover_paused_waits_for_old_primary,
+    "paused, failover to n3 requested: wait until the old primary n1 is confirmed stopped",
+    Scenario::cluster3("n3")
+        .no_leader(3)
+        .pg_replica(1, AT, None, false)
+        .settings(|s| s.paused = true)
+        .switchover(FAILOVER, None, Some("n3"))
+        .peer_replica("n1", AT)
+        .peer("n2", None)
+);
+
+table!(
+    leader_clears_done_failover_request,
+    "the failover to n3 happened: the new leader clears the request",
+    Scenario::cluster3("n1").switchover(FAILOVER, None, Some("n1"))
+);
+
+// ----- divergence (S4) ------------------------------------------------------------------------
+
+table!(
+    diverged_stopped_rewinds,
+    "our WAL passed the fork point on the old timeline: rewind from the leader",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT + 0x300, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+);
+
+table!(
+    diverged_without_rewind_reclones,
+    "diverged and no wal_log_hints/checksums: re-clone",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT + 0x300, false)
+        .pg(|p| p.rewind_capable = false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+);
+
+table!(
+    diverged_rewind_failed_reclones,
+    "pg_rewind failed: re-clone",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| {
+            m.lease = None;
+            m.rewind_failed = true;
+        })
+        .pg_stopped(1, AT + 0x300, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+);
+
+table!(
+    diverged_reclone_disabled_waits,
+    "pg_rewind failed and automatic re-clone disabled: wait for reinitialize",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| {
+            m.lease = None;
+            m.rewind_failed = true;
+        })
+        .pg_stopped(1, AT + 0x300, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+        .no_reclone()
+);
+
+table!(
+    diverged_running_replica_stops,
+    "a running standby on a superseded branch: stop it to rewind",
+    Scenario::cluster3("n3")
+        .leader("n2", 5, 61)
+        .pg_replica(2, AT + 0x900, Some("n1"), false)
+        .pg_history(&[(1, 0x400_0000)])
+        .history(&[(1, 0x400_0000, 2, 4, "n1"), (1, 0x300_0000, 3, 5, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+);
+
+table!(
+    diverged_waits_for_leader_primary,
+    "diverged, but the new leader is still promoting: wait before rewinding from it",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT + 0x300, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Replica, AT)
+);
+
+// ----- synchronous replication (S2) --------------------------------------------------------------
+
+fn sync_leader() -> Scenario {
+    Scenario::cluster3("n1").settings(|s| s.synchronous_mode = SyncMode::On)
+}
+
+table!(
+    sync_takes_over_stale_record,
+    "synchronous mode on a leader whose sync record names an older reign: take it over empty",
+    sync_leader().sync("n0", 2, &["n2"])
+);
+
+table!(
+    sync_add_changes_setting_first,
+    "sync set empty, n2 healthy: name it in synchronous_standby_names first",
+    sync_leader().sync("n1", 3, &[])
+);
+
+table!(
+    sync_add_reads_target_after_change,
+    "the setting names n2 now: remember the flush LSN read after the change",
+    sync_leader()
+        .sync("n1", 3, &[])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .memory(|m| m.sync_add = Some(SyncAdd {
+            name: "n2".into(),
+            target: None
+        }))
+);
+
+table!(
+    sync_add_waits_for_flush,
+    "n2 has not flushed up to the target yet: do not publish",
+    sync_leader()
+        .sync("n1", 3, &[])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .standby("n2", AT - 0x10)
+        .memory(|m| m.sync_add = Some(SyncAdd {
+            name: "n2".into(),
+            target: Some(hacore::Lsn(AT))
+        }))
+);
+
+table!(
+    sync_add_publishes_when_caught_up,
+    "n2 flushed past the target: publish it in the sync set",
+    sync_leader()
+        .sync("n1", 3, &[])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .memory(|m| m.sync_add = Some(SyncAdd {
+            name: "n2".into(),
+            target: Some(hacore::Lsn(AT))
+        }))
+);
+
+table!(
+    sync_remove_publishes_first,
+    "n2 stopped streaming: remove it from the published set before touching the setting",
+    sync_leader().sync("n1", 3, &["n2"]).pg(|p| {
+        p.sync_standbys = SyncStandbys::First(vec!["n2".into()]);
+        p.standbys.retain(|s| s.name != "n2");
+    })
+);
+
+table!(
+    sync_remove_then_updates_setting,
+    "published set no longer has n2: now drop it from synchronous_standby_names (n3 follows next)",
+    sync_leader().sync("n1", 3, &[]).pg(|p| {
+        p.sync_standbys = SyncStandbys::First(vec!["n2".into()]);
+        p.standbys.retain(|s| s.name != "n2");
+    })
+);
+
+table!(
+    sync_strict_no_standby_blocks,
+    "strict mode with no healthy standby: block writes rather than go asynchronous",
+    Scenario::cluster3("n1")
+        .settings(|s| s.synchronous_mode = SyncMode::Strict)
+        .sync("n1", 3, &[])
+        .pg(|p| p.standbys.clear())
+);
+
+table!(
+    sync_steady,
+    "synchronous mode steady: n2 published and named, nothing to do",
+    sync_leader()
+        .sync("n1", 3, &["n2"])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+);
+
+table!(
+    sync_mode_turned_off,
+    "synchronous mode turned off: clear the setting and the sync record",
+    Scenario::cluster3("n1")
+        .sync("n1", 3, &["n2"])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+);
+
+// ----- DCS outage and failsafe (S1') -----------------------------------------------------------
+
+table!(
+    dcs_down_leader_keeps_until_deadline,
+    "DCS unreachable, no failsafe: retry renewal; writable only until the lease deadline",
+    Scenario::cluster3("n1").holding(3, 40, 98_900).dcs_down()
+);
+
+table!(
+    dcs_down_past_deadline_fences,
+    "DCS unreachable past the deadline and no failsafe: fence",
+    Scenario::cluster3("n1").holding(3, 40, 90_000).dcs_down()
+);
+
+table!(
+    dcs_down_failsafe_pings,
+    "DCS unreachable, failsafe mode: ping every member of the failsafe set",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .holding(3, 40, 98_900)
+        .dcs_down()
+);
+
+table!(
+    failsafe_acks_extend_past_lease,
+    "every failsafe member acknowledged a round sent at 99000: writable until 99000 + ttl - margin",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .holding(3, 40, 91_000)
+        .memory(|m| m.failsafe_op = Some(OpId(20)))
+        .outcome(20, Ok(Done::FailsafeAcked { sent_at: 99_000 }))
+        .dcs_down()
+);
+
+table!(
+    failsafe_refused_fences,
+    "a failsafe member refused (it is a candidate): no extension, the lease passed: fence",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .holding(3, 40, 90_000)
+        .memory(|m| m.failsafe_op = Some(OpId(20)))
+        .outcome(20, Err(Failure::Failed))
+        .dcs_down()
+);
+
+table!(
+    dcs_down_replica_waits,
+    "DCS unreachable on a replica: leave PostgreSQL alone",
+    Scenario::cluster3("n2").dcs_down()
+);
+
+table!(
+    leader_publishes_failsafe_set,
+    "failsafe mode on a healthy leader: publish the member set",
+    Scenario::cluster3("n1").settings(|s| s.failsafe_mode = true)
+);
+
+// ----- pause ------------------------------------------------------------------------------------
+
+table!(
+    pause_leader_keeps_lease,
+    "paused leader: renew, nothing automatic",
+    Scenario::cluster3("n1")
+        .settings(|s| s.paused = true)
+        .holding(3, 40, 98_900)
+);
+
+table!(
+    pause_confirmed_disarms_fencing,
+    "paused and every member applied it: a primary without a lease is not fenced (documented exception)",
+    Scenario::cluster3("n1").settings(|s| s.paused = true).no_leader(3).all_applied(34)
+);
+
+table!(
+    pause_unconfirmed_still_fences,
+    "paused but n3 has not applied the paused config yet: fencing stays armed",
+    Scenario::cluster3("n1")
+        .settings(|s| s.paused = true)
+        .no_leader(3)
+        .all_applied(34)
+        .member_applied("n3", None)
+);
+
+// ----- housekeeping ------------------------------------------------------------------------------
+
+table!(
+    slots_follow_members,
+    "a slot for every member, none for departed ones; permanent slots kept",
+    Scenario::cluster3("n1")
+        .pg(|p| p.slots = vec!["n2".into(), "old_node".into(), "cdc".into()])
+        .permanent_slot("cdc")
+);
+
+table!(
+    stale_member_removed_on_observer_store,
+    "DynamoDB-like store: n3's record did not change for a ttl: the leader deletes it",
+    Scenario::cluster3("n1").observer_clock().memory(|m| {
+        m.members_seen = vec![
+            hacore::memory::Seen {
+                name: "n2".into(),
+                version: Version(101),
+                since: 99_000,
+            },
+            hacore::memory::Seen {
+                name: "n3".into(),
+                version: Version(102),
+                since: 85_000,
+            },
+        ]
+    })
+);
+
+table!(
+    invalid_config_rejected,
+    "the DCS config violates the lease arithmetic: keep the old settings, record why",
+    Scenario::cluster3("n2").config(|c| c.ttl = 3_000)
+);
+
+table!(
+    leader_writes_missing_config,
+    "no config key yet: the leader writes its defaults (create-if-absent)",
+    Scenario::cluster3("n1").no_config()
+);
+
+table!(
+    reinitialize_requested_on_replica,
+    "operator asked to reinitialize this replica: stop it, then clone",
+    Scenario::cluster3("n2").reinit()
+);
+
+table!(
+    operation_timeout_gives_up,
+    "a clone has run past its limit: give up waiting, record it, retry after back-off",
+    Scenario::cluster3("n2")
+        .pg_empty()
+        .memory(|m| m.pending = Some(Pending {
+            id: OpId(5),
+            kind: PgOpKind::Clone,
+            since: 0,
+            give_up_at: 99_000
+        }))
+);
+
+table!(
+    started_replica_failed_backs_off,
+    "starting the standby just failed: back off a loop before retrying",
+    Scenario::cluster3("n2")
+        .pg_stopped(1, AT, true)
+        .memory(|m| m.pending = Some(Pending {
+            id: OpId(5),
+            kind: PgOpKind::StartReplica,
+            since: 99_000,
+            give_up_at: 159_000
+        }))
+        .outcome(5, Err(Failure::Failed))
+);
+
+// ----- helpers only these tables need ----------------------------------------------------------
+
+trait More {
+    fn cfg_require_guard(self) -> Self;
+    fn without_peer(self, name: &str) -> Self;
+    fn peer_priority(self, name: &str, prio: u32) -> Self;
+    fn corrupt_leader(self, version: u64) -> Self;
+    fn in_switchover(self, to: &str, phase: SwitchoverPhase, since: u64) -> Self;
+    fn scheduled(self) -> Self;
+    fn no_reclone(self) -> Self;
+    fn all_applied(self, version: u64) -> Self;
+    fn member_applied(self, name: &str, version: Option<u64>) -> Self;
+    fn permanent_slot(self, name: &str) -> Self;
+    fn no_config(self) -> Self;
+    fn reinit(self) -> Self;
+}
+
+impl More for Scenario {
+    fn cfg_require_guard(mut self) -> Self {
+        self.cfg.require_guard = true;
+        self
+    }
+    fn without_peer(mut self, name: &str) -> Self {
+        self.obs.peers.retain(|p| p.name != name);
+        self
+    }
+    fn peer_priority(mut self, name: &str, prio: u32) -> Self {
+        if let Some(p) = self.obs.peers.iter_mut().find(|p| p.name == name) {
+            if let Some(e) = p.status.as_mut().and_then(|s| s.election.as_mut()) {
+                e.priority = prio;
+            }
+        }
+        self
+    }
+    fn corrupt_leader(mut self, version: u64) -> Self {
+        self.view_mut().corrupt.push(hacore::dcs::CorruptKey {
+            key: hacore::dcs::Key::Leader,
+            version: Version(version),
+            reason: "expected JSON, found 0xff".into(),
+        });
+        self
+    }
+    fn in_switchover(mut self, to: &str, phase: SwitchoverPhase, since: u64) -> Self {
+        self.mem.switchover = Some(SwitchoverProgress {
+            candidate: to.into(),
+            request: Version(33),
+            phase,
+            since,
+        });
+        self
+    }
+    fn scheduled(mut self) -> Self {
+        if let Some(s) = &mut self.view_mut().switchover {
+            s.value.at_wall_ms = Some(1_800_000_000_000);
+        }
+        self
+    }
+    fn no_reclone(mut self) -> Self {
+        self.cfg.reclone_on_rewind_failure = false;
+        self
+    }
+    fn all_applied(mut self, version: u64) -> Self {
+        for m in &mut self.view_mut().members {
+            m.value.applied_config = Some(Version(version));
+        }
+        self
+    }
+    fn member_applied(mut self, name: &str, version: Option<u64>) -> Self {
+        for m in self
+            .view_mut()
+            .members
+            .iter_mut()
+            .filter(|m| m.value.name == name)
+        {
+            m.value.applied_config = version.map(Version);
+        }
+        self
+    }
+    fn permanent_slot(mut self, name: &str) -> Self {
+        self.cfg.permanent_slots.push(name.into());
+        self
+    }
+    fn no_config(mut self) -> Self {
+        self.view_mut().config = None;
+        self.mem.applied = None;
+        self
+    }
+    fn reinit(mut self) -> Self {
+        self.obs.requests.reinitialize = true;
+        self
+    }
+}
+
+#[test]
+fn lease_model_default_is_store_expiry() {
+    assert_eq!(LeaseModel::default(), LeaseModel::StoreExpiry);
+}
