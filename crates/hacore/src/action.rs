@@ -180,8 +180,9 @@ impl Action {
     /// The deadline this action relies on, if it makes or keeps PostgreSQL writable.
     pub fn writable_deadline(&self) -> Option<Millis> {
         match self {
-            Action::StartPrimary { lease_deadline, .. }
-            | Action::Promote { lease_deadline, .. } => Some(*lease_deadline),
+            Action::StartPrimary { lease_deadline, .. } | Action::Promote { lease_deadline, .. } => {
+                Some(*lease_deadline)
+            }
             Action::ArmGuard { deadline, .. } => Some(*deadline),
             _ => None,
         }

@@ -92,22 +92,15 @@ pub struct Safety {
 
 impl Default for Safety {
     fn default() -> Self {
-        Safety {
-            max_clock_drift_ppm: 1_000,
-            fence_time: 1_500,
-            wake_latency: 500,
-        }
+        Safety { max_clock_drift_ppm: 1_000, fence_time: 1_500, wake_latency: 500 }
     }
 }
 
 impl Safety {
     /// The lease margin for a given ttl: `2*rho*ttl + fence_time + wake_latency`, rounded up.
     pub fn margin(&self, ttl: Millis) -> Millis {
-        let drift =
-            (2 * self.max_clock_drift_ppm as u128 * ttl as u128).div_ceil(1_000_000) as Millis;
-        drift
-            .saturating_add(self.fence_time)
-            .saturating_add(self.wake_latency)
+        let drift = (2 * self.max_clock_drift_ppm as u128 * ttl as u128).div_ceil(1_000_000) as Millis;
+        drift.saturating_add(self.fence_time).saturating_add(self.wake_latency)
     }
 }
 
@@ -214,11 +207,7 @@ impl Config {
         let mut errs = Vec::new();
         if self.name.is_empty() || self.name.len() > 64 {
             errs.push(ConfigError::new("name", "must be 1 to 64 characters long"));
-        } else if !self
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        } else if !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             errs.push(ConfigError::new(
                 "name",
                 "may contain only letters, digits, '-', '_' and '.' (it is used in DCS keys and slot names)",
@@ -270,6 +259,25 @@ impl ClusterSettings {
         safety.margin(self.ttl)
     }
 
+    /// The smallest ttl satisfying `loop_wait + 2*retry_timeout + margin(ttl) <= ttl`.
+    pub fn min_ttl(&self, safety: &Safety) -> Millis {
+        let fixed = self
+            .loop_wait
+            .saturating_add(self.retry_timeout.saturating_mul(2))
+            .saturating_add(safety.fence_time)
+            .saturating_add(safety.wake_latency);
+        let mut ttl = fixed;
+        // The drift term grows with ttl; a few rounds reach the fixed point.
+        for _ in 0..8 {
+            let need = fixed.saturating_add(safety.margin(ttl) - safety.fence_time - safety.wake_latency);
+            if need <= ttl {
+                break;
+            }
+            ttl = need;
+        }
+        ttl
+    }
+
     /// Checks the settings against the safety assumptions (S1). Each error says what to change.
     pub fn validate(&self, safety: &Safety) -> Result<(), Vec<ConfigError>> {
         let mut errs = Vec::new();
@@ -277,28 +285,20 @@ impl ClusterSettings {
             errs.push(ConfigError::new("ttl", "must be between 1000 ms and 1 h"));
         }
         if !(10..=600_000).contains(&self.loop_wait) {
-            errs.push(ConfigError::new(
-                "loop_wait",
-                "must be between 10 ms and 10 min",
-            ));
+            errs.push(ConfigError::new("loop_wait", "must be between 10 ms and 10 min"));
         }
         if !(10..=600_000).contains(&self.retry_timeout) {
-            errs.push(ConfigError::new(
-                "retry_timeout",
-                "must be between 10 ms and 10 min",
-            ));
+            errs.push(ConfigError::new("retry_timeout", "must be between 10 ms and 10 min"));
         }
         let margin = self.margin(safety);
-        let need = self
-            .loop_wait
-            .saturating_add(self.retry_timeout.saturating_mul(2))
-            .saturating_add(margin);
+        let need = self.loop_wait.saturating_add(self.retry_timeout.saturating_mul(2)).saturating_add(margin);
         if need > self.ttl {
+            let min_ttl = self.min_ttl(safety);
             errs.push(ConfigError::new(
                 "ttl",
                 format!(
                     "loop_wait ({}) + 2*retry_timeout ({}) + margin ({margin}) = {need} ms exceeds ttl ({}); \
-                     raise ttl to at least {need} or lower loop_wait/retry_timeout \
+                     raise ttl to at least {min_ttl} or lower loop_wait/retry_timeout \
                      (margin = 2*max_clock_drift*ttl + fence_time + wake_latency)",
                     self.loop_wait,
                     2 * self.retry_timeout,
@@ -307,10 +307,7 @@ impl ClusterSettings {
             ));
         }
         if self.synchronous_node_count == 0 || self.synchronous_node_count > 16 {
-            errs.push(ConfigError::new(
-                "synchronous_node_count",
-                "must be between 1 and 16",
-            ));
+            errs.push(ConfigError::new("synchronous_node_count", "must be between 1 and 16"));
         }
         for (field, v) in [
             ("primary_start_timeout", self.primary_start_timeout),
@@ -318,10 +315,7 @@ impl ClusterSettings {
             ("switchover_timeout", self.switchover_timeout),
         ] {
             if v < self.loop_wait || v > 86_400_000 {
-                errs.push(ConfigError::new(
-                    field,
-                    "must be between loop_wait and 24 h",
-                ));
+                errs.push(ConfigError::new(field, "must be between loop_wait and 24 h"));
             }
         }
         if errs.is_empty() {
@@ -344,10 +338,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            message: message.into(),
-        }
+        ConfigError { field: field.into(), message: message.into() }
     }
 }
 
@@ -362,11 +353,7 @@ mod tests {
 
     #[test]
     fn margin_formula() {
-        let s = Safety {
-            max_clock_drift_ppm: 1000,
-            fence_time: 1500,
-            wake_latency: 500,
-        };
+        let s = Safety { max_clock_drift_ppm: 1000, fence_time: 1500, wake_latency: 500 };
         // 2 * 0.001 * 30000 = 60
         assert_eq!(s.margin(30_000), 2_060);
         assert_eq!(s.margin(1), 2_001);
@@ -379,11 +366,12 @@ mod tests {
         let errs = c.validate().unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "defaults.ttl");
-        assert!(
-            errs[0].message.contains("raise ttl to at least 17060"),
-            "{}",
-            errs[0]
-        );
+        assert!(errs[0].message.contains("raise ttl to at least 17035"), "{}", errs[0]);
+        let mut ok = c.defaults.clone();
+        ok.ttl = 17_035;
+        ok.validate(&c.safety).unwrap();
+        ok.ttl = 17_034;
+        assert!(ok.validate(&c.safety).is_err());
     }
 
     #[test]

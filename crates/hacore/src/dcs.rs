@@ -345,19 +345,11 @@ pub struct Write {
 impl Write {
     /// Put `value` under its key if the key is in state `expect`.
     pub fn put(value: Value, expect: Expect) -> Write {
-        Write {
-            key: value.key(),
-            value: Some(value),
-            expect,
-        }
+        Write { key: value.key(), value: Some(value), expect }
     }
     /// Delete `key` if it is in state `expect`.
     pub fn delete(key: Key, expect: Expect) -> Write {
-        Write {
-            key,
-            value: None,
-            expect,
-        }
+        Write { key, value: None, expect }
     }
 }
 
@@ -596,20 +588,10 @@ mod tests {
 
     #[test]
     fn lsn_only_changes_are_not_material() {
-        let a = MemberRecord {
-            name: "a".into(),
-            lsn: Lsn(1),
-            ..Default::default()
-        };
-        let b = MemberRecord {
-            lsn: Lsn(99),
-            ..a.clone()
-        };
+        let a = MemberRecord { name: "a".into(), lsn: Lsn(1), ..Default::default() };
+        let b = MemberRecord { lsn: Lsn(99), ..a.clone() };
         assert!(a.same_material(&b));
-        let c = MemberRecord {
-            role: MemberRole::Primary,
-            ..a.clone()
-        };
+        let c = MemberRecord { role: MemberRole::Primary, ..a.clone() };
         assert!(!a.same_material(&c));
     }
 }

@@ -72,23 +72,13 @@ pub enum Lineage {
 impl History {
     /// Timeline the next fork should create: above every timeline anyone has seen.
     pub fn next_timeline(&self, base: Timeline, current: Timeline) -> Timeline {
-        let max = self
-            .forks
-            .iter()
-            .map(|f| f.timeline)
-            .max()
-            .unwrap_or(base)
-            .max(base)
-            .max(current);
+        let max = self.forks.iter().map(|f| f.timeline).max().unwrap_or(base).max(base).max(current);
         Timeline(max.0.saturating_add(1))
     }
 
     /// The fork recorded by `node` in `term`, if any.
     pub fn fork_by(&self, node: &str, term: Term) -> Option<&Fork> {
-        self.forks
-            .iter()
-            .rev()
-            .find(|f| f.term == term && f.node == node)
+        self.forks.iter().rev().find(|f| f.term == term && f.node == node)
     }
 
     /// Where the current line leaves `timeline` (None: it is the tip, or not on the line).
@@ -156,113 +146,62 @@ mod tests {
         }
     }
     fn pos(t: u32, l: u64) -> WalPosition {
-        WalPosition {
-            timeline: Timeline(t),
-            lsn: Lsn(l),
-        }
+        WalPosition { timeline: Timeline(t), lsn: Lsn(l) }
     }
     fn sw(t: u32, l: u64) -> TimelineSwitch {
-        TimelineSwitch {
-            timeline: Timeline(t),
-            lsn: Lsn(l),
-        }
+        TimelineSwitch { timeline: Timeline(t), lsn: Lsn(l) }
     }
 
     #[test]
     fn empty_history_accepts_base_only() {
         let h = History::default();
         assert_eq!(h.lineage(Timeline(1), pos(1, 500), &[]), Lineage::Along);
-        assert_eq!(
-            h.lineage(Timeline(1), pos(2, 500), &[sw(1, 100)]),
-            Lineage::Diverged
-        );
+        assert_eq!(h.lineage(Timeline(1), pos(2, 500), &[sw(1, 100)]), Lineage::Diverged);
     }
 
     #[test]
     fn parent_before_fork_is_along_after_is_diverged() {
-        let h = History {
-            forks: vec![fork(1, 100, 2, 2)],
-        };
+        let h = History { forks: vec![fork(1, 100, 2, 2)] };
         assert_eq!(h.lineage(Timeline(1), pos(1, 100), &[]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(1), pos(1, 101), &[]), Lineage::Diverged);
-        assert_eq!(
-            h.lineage(Timeline(1), pos(2, 900), &[sw(1, 100)]),
-            Lineage::Along
-        );
+        assert_eq!(h.lineage(Timeline(1), pos(2, 900), &[sw(1, 100)]), Lineage::Along);
     }
 
     #[test]
     fn same_timeline_number_different_fork_point_is_diverged() {
-        let h = History {
-            forks: vec![fork(1, 100, 2, 2)],
-        };
-        assert_eq!(
-            h.lineage(Timeline(1), pos(2, 900), &[sw(1, 90)]),
-            Lineage::Diverged
-        );
+        let h = History { forks: vec![fork(1, 100, 2, 2)] };
+        assert_eq!(h.lineage(Timeline(1), pos(2, 900), &[sw(1, 90)]), Lineage::Diverged);
     }
 
     #[test]
     fn superseded_branch_is_diverged() {
         // 1 -> 2 at 100 (dead branch), then 1 -> 3 at 80.
-        let h = History {
-            forks: vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3)],
-        };
-        assert_eq!(
-            h.lineage(Timeline(1), pos(2, 150), &[sw(1, 100)]),
-            Lineage::Diverged
-        );
+        let h = History { forks: vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3)] };
+        assert_eq!(h.lineage(Timeline(1), pos(2, 150), &[sw(1, 100)]), Lineage::Diverged);
         assert_eq!(h.lineage(Timeline(1), pos(1, 80), &[]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(1), pos(1, 90), &[]), Lineage::Diverged);
-        assert_eq!(
-            h.lineage(Timeline(1), pos(3, 90), &[sw(1, 80)]),
-            Lineage::Along
-        );
+        assert_eq!(h.lineage(Timeline(1), pos(3, 90), &[sw(1, 80)]), Lineage::Along);
         assert_eq!(h.next_timeline(Timeline(1), Timeline(3)), Timeline(4));
     }
 
     #[test]
     fn deep_chain() {
-        let h = History {
-            forks: vec![fork(1, 100, 2, 2), fork(2, 200, 3, 3), fork(3, 300, 4, 4)],
-        };
-        assert_eq!(
-            h.lineage(Timeline(1), pos(2, 199), &[sw(1, 100)]),
-            Lineage::Along
-        );
-        assert_eq!(
-            h.lineage(
-                Timeline(1),
-                pos(4, 999),
-                &[sw(1, 100), sw(2, 200), sw(3, 300)]
-            ),
-            Lineage::Along
-        );
-        assert_eq!(
-            h.lineage(
-                Timeline(1),
-                pos(4, 999),
-                &[sw(1, 100), sw(2, 201), sw(3, 300)]
-            ),
-            Lineage::Diverged
-        );
+        let h = History { forks: vec![fork(1, 100, 2, 2), fork(2, 200, 3, 3), fork(3, 300, 4, 4)] };
+        assert_eq!(h.lineage(Timeline(1), pos(2, 199), &[sw(1, 100)]), Lineage::Along);
+        assert_eq!(h.lineage(Timeline(1), pos(4, 999), &[sw(1, 100), sw(2, 200), sw(3, 300)]), Lineage::Along);
+        assert_eq!(h.lineage(Timeline(1), pos(4, 999), &[sw(1, 100), sw(2, 201), sw(3, 300)]), Lineage::Diverged);
     }
 
     #[test]
     fn base_above_one_ignores_older_switches() {
         let h = History::default();
-        assert_eq!(
-            h.lineage(Timeline(5), pos(5, 10), &[sw(3, 1), sw(4, 2)]),
-            Lineage::Along
-        );
+        assert_eq!(h.lineage(Timeline(5), pos(5, 10), &[sw(3, 1), sw(4, 2)]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(5), pos(4, 10), &[]), Lineage::Diverged);
     }
 
     #[test]
     fn cyclic_garbage_terminates() {
-        let h = History {
-            forks: vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)],
-        };
+        let h = History { forks: vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)] };
         assert_eq!(h.lineage(Timeline(1), pos(1, 1), &[]), Lineage::Diverged);
     }
 }

@@ -64,11 +64,7 @@ pub use dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, LeaseGrant, LeaseMode
 pub use decide::{answer_failsafe, slot_name, step, Decision, FailsafeRequest};
 pub use history::{Fork, ForkCause, History, Lineage, TimelineSwitch};
 pub use memory::Memory;
-pub use observation::{
-    DataDir, Done, Failure, GuardState, Observation, Outcome, PeerReport, PgObservation,
-};
+pub use observation::{DataDir, Done, Failure, GuardState, Observation, Outcome, PeerReport, PgObservation};
 pub use reason::Reason;
 pub use status::{ElectionReport, NodeStatus, PeerStatus};
-pub use types::{
-    Lsn, Millis, NodeName, OpId, Tags, Term, Timeline, Version, Versioned, WalPosition,
-};
+pub use types::{Lsn, Millis, NodeName, OpId, Tags, Term, Timeline, Version, Versioned, WalPosition};

@@ -7,8 +7,8 @@
 //! DynamoDB-like records that never expire (a fresh version on every renewal).
 
 use crate::dcs::{
-    Acquire, ClusterView, CorruptKey, Dcs, DcsError, DcsOp, DcsReply, Event, Expect, Key,
-    LeaderGuard, LeaderRecord, LeaseGrant, LeaseModel, MemberRecord, Value, Write,
+    Acquire, ClusterView, CorruptKey, Dcs, DcsError, DcsOp, DcsReply, Event, Expect, Key, LeaderGuard, LeaderRecord,
+    LeaseGrant, LeaseModel, MemberRecord, Value, Write,
 };
 use crate::types::{Millis, NodeName, Term, Version, Versioned};
 use std::collections::{BTreeMap, VecDeque};
@@ -45,12 +45,7 @@ impl StoreOptions {
     }
     /// DynamoDB-like: no expiry; observers age records on their own clocks.
     pub fn dynamo_like() -> Self {
-        StoreOptions {
-            lease_model: LeaseModel::ObserverClock,
-            ttl_granularity: 1,
-            ttl_min: 1,
-            ..Self::etcd_like()
-        }
+        StoreOptions { lease_model: LeaseModel::ObserverClock, ttl_granularity: 1, ttl_min: 1, ..Self::etcd_like() }
     }
 
     /// The ttl the store grants for a request.
@@ -117,20 +112,12 @@ impl MemStore {
         if self.opts.lease_model != LeaseModel::StoreExpiry {
             return;
         }
-        let dead: Vec<NodeName> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.expires_at <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
+        let dead: Vec<NodeName> =
+            self.leases.iter().filter(|(_, l)| l.expires_at <= now).map(|(n, _)| n.clone()).collect();
         for node in dead {
             self.leases.remove(&node);
             self.members.remove(&node);
-            if self
-                .leader
-                .as_ref()
-                .is_some_and(|(_, owner)| *owner == node)
-            {
+            if self.leader.as_ref().is_some_and(|(_, owner)| *owner == node) {
                 self.leader = None;
             }
         }
@@ -168,22 +155,10 @@ impl MemStore {
             }
             Key::Member(name) => {
                 self.members.remove(&name);
-                self.values.insert(
-                    Key::Member(name),
-                    Versioned {
-                        version,
-                        value: Stored::Corrupt(reason.into()),
-                    },
-                );
+                self.values.insert(Key::Member(name), Versioned { version, value: Stored::Corrupt(reason.into()) });
             }
             k => {
-                self.values.insert(
-                    k,
-                    Versioned {
-                        version,
-                        value: Stored::Corrupt(reason.into()),
-                    },
-                );
+                self.values.insert(k, Versioned { version, value: Stored::Corrupt(reason.into()) });
             }
         }
     }
@@ -200,20 +175,14 @@ impl MemStore {
             ..Default::default()
         };
         if let Some((version, reason)) = &self.leader_corrupt {
-            view.corrupt.push(CorruptKey {
-                key: Key::Leader,
-                version: *version,
-                reason: reason.clone(),
-            });
+            view.corrupt.push(CorruptKey { key: Key::Leader, version: *version, reason: reason.clone() });
         }
         for (key, v) in &self.values {
             let version = v.version;
             match &v.value {
-                Stored::Corrupt(reason) => view.corrupt.push(CorruptKey {
-                    key: key.clone(),
-                    version,
-                    reason: reason.clone(),
-                }),
+                Stored::Corrupt(reason) => {
+                    view.corrupt.push(CorruptKey { key: key.clone(), version, reason: reason.clone() })
+                }
                 Stored::Value(value) => match value.clone() {
                     Value::Status(x) => view.status = Some(Versioned { version, value: x }),
                     Value::Config(x) => view.config = Some(Versioned { version, value: x }),
@@ -230,16 +199,10 @@ impl MemStore {
 
     fn current_version(&self, key: &Key) -> Option<Version> {
         match key {
-            Key::Leader => self
-                .leader
-                .as_ref()
-                .map(|(l, _)| l.version)
-                .or(self.leader_corrupt.as_ref().map(|c| c.0)),
-            Key::Member(n) => self
-                .members
-                .get(n)
-                .map(|m| m.version)
-                .or_else(|| self.values.get(key).map(|v| v.version)),
+            Key::Leader => self.leader.as_ref().map(|(l, _)| l.version).or(self.leader_corrupt.as_ref().map(|c| c.0)),
+            Key::Member(n) => {
+                self.members.get(n).map(|m| m.version).or_else(|| self.values.get(key).map(|v| v.version))
+            }
             Key::Term | Key::Events => None,
             k => self.values.get(k).map(|v| v.version),
         }
@@ -258,8 +221,7 @@ impl MemStore {
             Some((l, _)) => {
                 l.value.holder == g.holder
                     && l.value.term == g.term
-                    && (self.opts.lease_model == LeaseModel::ObserverClock
-                        || l.version == g.version)
+                    && (self.opts.lease_model == LeaseModel::ObserverClock || l.version == g.version)
             }
             None => false,
         }
@@ -267,38 +229,22 @@ impl MemStore {
 
     fn refresh_lease(&mut self, node: &str, ttl: Millis, now: Millis) -> Millis {
         let granted = self.opts.grant(ttl);
-        self.leases.insert(
-            node.to_string(),
-            NodeLease {
-                ttl: granted,
-                expires_at: now.saturating_add(granted),
-            },
-        );
+        self.leases.insert(node.to_string(), NodeLease { ttl: granted, expires_at: now.saturating_add(granted) });
         granted
     }
 
     fn check_writes(&self, writes: &[Write]) -> Result<(), DcsError> {
         for w in writes {
             if matches!(w.key, Key::Leader | Key::Term | Key::Events) {
-                return Err(DcsError::Invalid(format!(
-                    "{} cannot be written this way",
-                    w.key.path()
-                )));
+                return Err(DcsError::Invalid(format!("{} cannot be written this way", w.key.path())));
             }
             if let Some(v) = &w.value {
                 if v.key() != w.key {
-                    return Err(DcsError::Invalid(format!(
-                        "value for {} written to {}",
-                        v.key().path(),
-                        w.key.path()
-                    )));
+                    return Err(DcsError::Invalid(format!("value for {} written to {}", v.key().path(), w.key.path())));
                 }
             }
             if !self.holds(&w.key, w.expect) {
-                return Err(DcsError::Conflict(format!(
-                    "{} is not in the expected state",
-                    w.key.path()
-                )));
+                return Err(DcsError::Conflict(format!("{} is not in the expected state", w.key.path())));
             }
         }
         Ok(())
@@ -315,13 +261,7 @@ impl MemStore {
                 }
                 Some(v) => {
                     let version = self.next_version();
-                    self.values.insert(
-                        w.key.clone(),
-                        Versioned {
-                            version,
-                            value: Stored::Value(v.clone()),
-                        },
-                    );
+                    self.values.insert(w.key.clone(), Versioned { version, value: Stored::Value(v.clone()) });
                 }
             }
         }
@@ -329,133 +269,67 @@ impl MemStore {
 
     /// Applies one operation from `node`. `now` is the store clock; `sent_at` the
     /// caller's clock when it sent the request (reported in lease grants).
-    pub fn apply(
-        &mut self,
-        node: &str,
-        op: &DcsOp,
-        now: Millis,
-        sent_at: Millis,
-    ) -> Result<DcsReply, DcsError> {
+    pub fn apply(&mut self, node: &str, op: &DcsOp, now: Millis, sent_at: Millis) -> Result<DcsReply, DcsError> {
         self.expire(now);
         let observer = self.opts.lease_model == LeaseModel::ObserverClock;
         match op {
-            DcsOp::AcquireLeader(Acquire {
-                record,
-                expect,
-                term_was,
-                sync,
-            }) => {
+            DcsOp::AcquireLeader(Acquire { record, expect, term_was, sync }) => {
                 if record.holder != node {
-                    return Err(DcsError::Invalid(
-                        "a node can only acquire the leader record for itself".into(),
-                    ));
+                    return Err(DcsError::Invalid("a node can only acquire the leader record for itself".into()));
                 }
                 if self.term != *term_was {
-                    return Err(DcsError::Conflict(format!(
-                        "term is {}, not {term_was}",
-                        self.term
-                    )));
+                    return Err(DcsError::Conflict(format!("term is {}, not {term_was}", self.term)));
                 }
                 if !self.holds(&Key::Leader, *expect) {
-                    return Err(DcsError::Conflict(
-                        "leader record is not in the expected state".into(),
-                    ));
+                    return Err(DcsError::Conflict("leader record is not in the expected state".into()));
                 }
                 if let Some(s) = sync {
                     if !self.holds(&Key::Sync, *s) {
                         return Err(DcsError::Conflict("sync record changed".into()));
                     }
                 }
-                let ttl = if observer {
-                    record.ttl
-                } else {
-                    self.refresh_lease(node, record.ttl, now)
-                };
+                let ttl = if observer { record.ttl } else { self.refresh_lease(node, record.ttl, now) };
                 let version = self.next_version();
                 self.term = self.term.max(record.term);
                 self.leader_corrupt = None;
-                self.leader = Some((
-                    Versioned {
-                        version,
-                        value: record.clone(),
-                    },
-                    node.to_string(),
-                ));
-                Ok(DcsReply::Lease(LeaseGrant {
-                    sent_at,
-                    ttl,
-                    version,
-                }))
+                self.leader = Some((Versioned { version, value: record.clone() }, node.to_string()));
+                Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl, version }))
             }
             DcsOp::RenewLeader { guard, ttl } => {
                 if guard.holder != node || !self.guard_holds(guard) {
-                    return Err(DcsError::Conflict(
-                        "leader record is not this node's".into(),
-                    ));
+                    return Err(DcsError::Conflict("leader record is not this node's".into()));
                 }
                 if observer {
-                    if self
-                        .leader
-                        .as_ref()
-                        .is_some_and(|(l, _)| l.version != guard.version)
-                    {
+                    if self.leader.as_ref().is_some_and(|(l, _)| l.version != guard.version) {
                         return Err(DcsError::Conflict("leader record version moved".into()));
                     }
                     let version = self.next_version();
                     let (l, _) = self.leader.as_mut().expect("checked by guard_holds");
                     l.version = version;
                     l.value.ttl = *ttl;
-                    return Ok(DcsReply::Lease(LeaseGrant {
-                        sent_at,
-                        ttl: *ttl,
-                        version,
-                    }));
+                    return Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl: *ttl, version }));
                 }
-                let owner = self
-                    .leader
-                    .as_ref()
-                    .map(|(_, o)| o.clone())
-                    .unwrap_or_default();
+                let owner = self.leader.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
                 if owner != node {
-                    return Err(DcsError::Conflict(
-                        "leader record rides on another lease".into(),
-                    ));
+                    return Err(DcsError::Conflict("leader record rides on another lease".into()));
                 }
                 let granted = self.refresh_lease(node, *ttl, now);
-                let version = self
-                    .leader
-                    .as_ref()
-                    .map(|(l, _)| l.version)
-                    .unwrap_or_default();
-                Ok(DcsReply::Lease(LeaseGrant {
-                    sent_at,
-                    ttl: granted,
-                    version,
-                }))
+                let version = self.leader.as_ref().map(|(l, _)| l.version).unwrap_or_default();
+                Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl: granted, version }))
             }
             DcsOp::ReleaseLeader { guard } => {
                 if guard.holder != node || !self.guard_holds(guard) {
-                    return Err(DcsError::Conflict(
-                        "leader record is not this node's".into(),
-                    ));
+                    return Err(DcsError::Conflict("leader record is not this node's".into()));
                 }
                 self.leader = None;
                 Ok(DcsReply::Done)
             }
-            DcsOp::TransferLeader {
-                guard,
-                to,
-                clear_switchover,
-            } => {
+            DcsOp::TransferLeader { guard, to, clear_switchover } => {
                 if guard.holder != node || !self.guard_holds(guard) {
-                    return Err(DcsError::Conflict(
-                        "leader record is not this node's".into(),
-                    ));
+                    return Err(DcsError::Conflict("leader record is not this node's".into()));
                 }
                 if to.term <= guard.term {
-                    return Err(DcsError::Invalid(
-                        "a transfer must increase the term".into(),
-                    ));
+                    return Err(DcsError::Invalid("a transfer must increase the term".into()));
                 }
                 if let Some(v) = clear_switchover {
                     if !self.holds(&Key::Switchover, Expect::Version(*v)) {
@@ -465,25 +339,13 @@ impl MemStore {
                 }
                 let version = self.next_version();
                 self.term = self.term.max(to.term);
-                let owner = self
-                    .leader
-                    .as_ref()
-                    .map(|(_, o)| o.clone())
-                    .unwrap_or_default();
-                self.leader = Some((
-                    Versioned {
-                        version,
-                        value: to.clone(),
-                    },
-                    owner,
-                ));
+                let owner = self.leader.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+                self.leader = Some((Versioned { version, value: to.clone() }, owner));
                 Ok(DcsReply::Done)
             }
             DcsOp::LeaderWrite { guard, writes } => {
                 if guard.holder != node || !self.guard_holds(guard) {
-                    return Err(DcsError::Conflict(
-                        "leader record is not this node's".into(),
-                    ));
+                    return Err(DcsError::Conflict("leader record is not this node's".into()));
                 }
                 self.check_writes(writes)?;
                 self.apply_writes(writes);
@@ -504,9 +366,7 @@ impl MemStore {
             }
             DcsOp::PublishMember(record) => {
                 if record.name != node {
-                    return Err(DcsError::Invalid(
-                        "a node can only publish its own member record".into(),
-                    ));
+                    return Err(DcsError::Invalid("a node can only publish its own member record".into()));
                 }
                 if !observer && !self.leases.contains_key(node) {
                     let ttl = self.opts.default_ttl;
@@ -514,21 +374,13 @@ impl MemStore {
                 }
                 let version = self.next_version();
                 self.values.remove(&Key::Member(node.to_string()));
-                self.members.insert(
-                    node.to_string(),
-                    Versioned {
-                        version,
-                        value: record.clone(),
-                    },
-                );
+                self.members.insert(node.to_string(), Versioned { version, value: record.clone() });
                 Ok(DcsReply::Done)
             }
             DcsOp::Put(w) => {
                 self.check_writes(std::slice::from_ref(w))?;
                 if matches!(w.key, Key::Member(_)) {
-                    return Err(DcsError::Invalid(
-                        "member records are published by their node".into(),
-                    ));
+                    return Err(DcsError::Invalid("member records are published by their node".into()));
                 }
                 self.apply_writes(std::slice::from_ref(w));
                 Ok(DcsReply::Done)
@@ -587,11 +439,7 @@ pub struct SharedStore {
 impl SharedStore {
     /// A shared store whose own clock is `clock`.
     pub fn new(opts: StoreOptions, clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(SharedStore {
-            store: Mutex::new(MemStore::new(opts)),
-            watch: Mutex::new(Watchers::default()),
-            clock,
-        })
+        Arc::new(SharedStore { store: Mutex::new(MemStore::new(opts)), watch: Mutex::new(Watchers::default()), clock })
     }
 
     /// Runs `f` on the store (tests: inject corruption, inspect).
@@ -610,11 +458,7 @@ impl SharedStore {
 
     /// A client for `node` reading the node clock `clock`.
     pub fn client(self: &Arc<Self>, node: &str, clock: Arc<dyn Clock>) -> MemDcs {
-        MemDcs {
-            shared: Arc::clone(self),
-            node: node.to_string(),
-            clock,
-        }
+        MemDcs { shared: Arc::clone(self), node: node.to_string(), clock }
     }
 }
 
@@ -673,10 +517,7 @@ impl Dcs for MemDcs {
     }
 
     fn changed(&self) -> impl Future<Output = ()> + Send {
-        Changed {
-            shared: Arc::clone(&self.shared),
-            seen: None,
-        }
+        Changed { shared: Arc::clone(&self.shared), seen: None }
     }
 
     fn has_watch(&self) -> bool {
@@ -700,17 +541,8 @@ mod tests {
     #[test]
     fn leader_expires_with_its_lease_and_extension_postpones_it() {
         let mut s = MemStore::new(StoreOptions::etcd_like());
-        let record = LeaderRecord {
-            holder: "a".into(),
-            term: Term(1),
-            ttl: 10_000,
-        };
-        let op = DcsOp::AcquireLeader(Acquire {
-            record,
-            expect: Expect::Absent,
-            term_was: Term(0),
-            sync: None,
-        });
+        let record = LeaderRecord { holder: "a".into(), term: Term(1), ttl: 10_000 };
+        let op = DcsOp::AcquireLeader(Acquire { record, expect: Expect::Absent, term_was: Term(0), sync: None });
         s.apply("a", &op, 0, 0).unwrap();
         assert!(s.read(9_999, 0).leader.is_some());
         s.extend_all_leases(5_000);

@@ -201,6 +201,8 @@ pub struct Memory {
     pub sync_add: Option<SyncAdd>,
     /// Manual failover request version and since when it has been seen.
     pub request_seen: Option<Seen>,
+    /// A `config` key version found invalid (reported once).
+    pub config_rejected: Option<Version>,
     /// Applied `config` key version and its settings.
     pub applied: Option<(Version, ClusterSettings)>,
     /// Highest term seen anywhere.

@@ -105,10 +105,7 @@ pub struct PgObservation {
 impl PgObservation {
     /// Where the local WAL ends.
     pub fn position(&self) -> WalPosition {
-        WalPosition {
-            timeline: self.timeline,
-            lsn: self.flush_lsn,
-        }
+        WalPosition { timeline: self.timeline, lsn: self.flush_lsn }
     }
 
     /// Whether PostgreSQL may be accepting writes (running and not known to be in recovery).

@@ -94,6 +94,8 @@ reasons! {
     Promoting = true,
     /// The new leader's PostgreSQL is a stopped standby: starting it so it can be promoted.
     StartingForPromotion = true,
+    /// After promotion PostgreSQL forked at another point than recorded: the history record was corrected to match.
+    HistoryCorrected = true,
     /// Starting PostgreSQL as a standby of the leader.
     StartingReplica = true,
     /// Pointing the WAL receiver at the current leader.

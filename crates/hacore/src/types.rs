@@ -11,9 +11,7 @@ pub type Millis = u64;
 pub type NodeName = String;
 
 /// A WAL location (PostgreSQL `pg_lsn`), as a byte offset.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Lsn(pub u64);
 
@@ -31,9 +29,7 @@ impl fmt::Display for Lsn {
 }
 
 /// A PostgreSQL timeline id.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timeline(pub u32);
 
@@ -45,9 +41,7 @@ impl fmt::Display for Timeline {
 
 /// A leadership term: the fencing token. Each acquisition of the leader record by a new
 /// reign increments it; every leader-side write is conditioned on it (S5).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Term(pub u64);
 
@@ -66,9 +60,7 @@ impl fmt::Display for Term {
 
 /// An opaque version of a DCS record, assigned by the store on every write
 /// (etcd `mod_revision`; a fresh random number on DynamoDB). Only compared for equality.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Version(pub u64);
 
@@ -104,9 +96,7 @@ impl fmt::Display for WalPosition {
 
 /// Identifies an action whose outcome the core waits for (long PostgreSQL operations,
 /// lease operations). Allocated from [`crate::Memory::next_op`]; unique per node run.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OpId(pub u64);
 
@@ -129,13 +119,7 @@ pub struct Tags {
 
 impl Default for Tags {
     fn default() -> Self {
-        Tags {
-            nofailover: false,
-            failover_priority: 1,
-            noloadbalance: false,
-            nosync: false,
-            clonefrom: false,
-        }
+        Tags { nofailover: false, failover_priority: 1, noloadbalance: false, nosync: false, clonefrom: false }
     }
 }
 

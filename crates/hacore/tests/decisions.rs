@@ -5,9 +5,7 @@
 //! lease renewed at 99500 is valid until 107480. LSN 0/5000000 is where everyone is.
 
 use hacore::dcs::{LeaseModel, MemberRole};
-use hacore::memory::{
-    LeaseOp, LeaseOpKind, Pending, PgOpKind, SwitchoverPhase, SwitchoverProgress, SyncAdd,
-};
+use hacore::memory::{LeaseOp, LeaseOpKind, Pending, PgOpKind, SwitchoverPhase, SwitchoverProgress, SyncAdd};
 use hacore::observation::SyncStandbys;
 use hacore::testing::scenario::{Scenario, FAILOVER, SWITCHOVER};
 use hacore::{Done, Failure, GuardState, LeaseGrant, OpId, SyncMode, Term, Version};
@@ -26,52 +24,34 @@ macro_rules! table {
 
 // ----- bootstrap -----------------------------------------------------------------------
 
-table!(
-    bootstrap_race_empty_cluster,
-    "no cluster yet: every node races for the lease",
-    Scenario::node("n1")
-);
+table!(bootstrap_race_empty_cluster, "no cluster yet: every node races for the lease", Scenario::node("n1"));
 
 table!(
     bootstrap_winner_runs_initdb,
     "won the bootstrap race: initdb under the lease",
-    Scenario::node("n1")
-        .leader("n1", 1, 5)
-        .holding(1, 5, 99_500)
+    Scenario::node("n1").leader("n1", 1, 5).holding(1, 5, 99_500)
 );
 
 table!(
     bootstrap_registers_before_start,
     "initdb done: register the system id, then start as primary",
-    Scenario::node("n1")
-        .leader("n1", 1, 5)
-        .holding(1, 5, 99_500)
-        .pg_stopped(1, 0x100_0000, false)
-        .pg(|p| {
-            p.data = hacore::DataDir::Present { system_id: 42 };
-        })
+    Scenario::node("n1").leader("n1", 1, 5).holding(1, 5, 99_500).pg_stopped(1, 0x100_0000, false).pg(|p| {
+        p.data = hacore::DataDir::Present { system_id: 42 };
+    })
 );
 
 table!(
     bootstrap_initdb_failed_steps_down,
     "initdb failed: give the lease up so another node tries",
-    Scenario::node("n1")
-        .leader("n1", 1, 5)
-        .holding(1, 5, 99_500)
-        .memory(|m| {
-            m.last_failure = Some(hacore::memory::LastFailure {
-                kind: PgOpKind::Initdb,
-                at: 99_000,
-            });
-        })
+    Scenario::node("n1").leader("n1", 1, 5).holding(1, 5, 99_500).memory(|m| {
+        m.last_failure = Some(hacore::memory::LastFailure { kind: PgOpKind::Initdb, at: 99_000 });
+    })
 );
 
 table!(
     bootstrap_loser_waits,
     "another node bootstraps: wait, do not clone yet",
-    Scenario::node("n2")
-        .leader("n1", 1, 5)
-        .member("n1", MemberRole::Primary, 0)
+    Scenario::node("n2").leader("n1", 1, 5).member("n1", MemberRole::Primary, 0)
 );
 
 table!(
@@ -89,26 +69,18 @@ table!(
 table!(
     clone_prefers_clonefrom_member,
     "a running replica tagged clonefrom is the preferred clone source",
-    Scenario::cluster3("n2")
-        .pg_empty()
-        .member_tags("n3", |t| t.clonefrom = true)
+    Scenario::cluster3("n2").pg_empty().member_tags("n3", |t| t.clonefrom = true)
 );
 
 table!(
     system_id_mismatch_refuses,
     "local data belongs to another cluster: refuse, never overwrite",
-    Scenario::cluster3("n2")
-        .pg_stopped(1, AT, true)
-        .pg(|p| p.data = hacore::DataDir::Present { system_id: 99 })
+    Scenario::cluster3("n2").pg_stopped(1, AT, true).pg(|p| p.data = hacore::DataDir::Present { system_id: 99 })
 );
 
 // ----- lease ----------------------------------------------------------------------------
 
-table!(
-    leader_steady,
-    "healthy leader, renewal not due: nothing to do",
-    Scenario::cluster3("n1")
-);
+table!(leader_steady, "healthy leader, renewal not due: nothing to do", Scenario::cluster3("n1"));
 
 table!(
     leader_renews_when_due,
@@ -122,20 +94,9 @@ table!(
     Scenario::cluster3("n1")
         .holding(3, 40, 98_900)
         .memory(|m| {
-            m.lease_op = Some(LeaseOp {
-                id: OpId(7),
-                kind: LeaseOpKind::Renew,
-                term: Term(3),
-            });
+            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Renew, term: Term(3) });
         })
-        .outcome(
-            7,
-            Ok(Done::Lease(LeaseGrant {
-                sent_at: 99_900,
-                ttl: 10_000,
-                version: Version(40)
-            }))
-        )
+        .outcome(7, Ok(Done::Lease(LeaseGrant { sent_at: 99_900, ttl: 10_000, version: Version(40) })))
 );
 
 table!(
@@ -145,11 +106,7 @@ table!(
         .leader("n2", 4, 50)
         .holding(3, 40, 98_900)
         .memory(|m| {
-            m.lease_op = Some(LeaseOp {
-                id: OpId(7),
-                kind: LeaseOpKind::Renew,
-                term: Term(3),
-            });
+            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Renew, term: Term(3) });
         })
         .outcome(7, Err(Failure::Conflict))
 );
@@ -177,10 +134,7 @@ table!(
     "daemon restarted, PostgreSQL kept running, guard holds the deadline: no fence, claim",
     Scenario::cluster3("n1")
         .memory(|m| *m = Default::default())
-        .guard(GuardState::Armed {
-            deadline: 105_000,
-            term: Term(3)
-        })
+        .guard(GuardState::Armed { deadline: 105_000, term: Term(3) })
 );
 
 table!(
@@ -192,26 +146,17 @@ table!(
 table!(
     guard_lost_fences,
     "the fencing guard is gone: losing it counts as a missed deadline",
-    Scenario::cluster3("n1")
-        .guard(GuardState::Lost)
-        .cfg_require_guard()
+    Scenario::cluster3("n1").guard(GuardState::Lost).cfg_require_guard()
 );
 
 // ----- following -------------------------------------------------------------------------
 
-table!(
-    replica_steady,
-    "streaming replica: nothing to do",
-    Scenario::cluster3("n2")
-);
+table!(replica_steady, "streaming replica: nothing to do", Scenario::cluster3("n2"));
 
 table!(
     replica_repoints_to_new_leader,
     "a new leader (n3) took over: point the WAL receiver at it",
-    Scenario::cluster3("n2")
-        .leader("n3", 4, 60)
-        .history(&[(1, AT, 2, 4, "n3")])
-        .member("n3", MemberRole::Primary, AT)
+    Scenario::cluster3("n2").leader("n3", 4, 60).history(&[(1, AT, 2, 4, "n3")]).member("n3", MemberRole::Primary, AT)
 );
 
 table!(
@@ -234,9 +179,7 @@ table!(
 table!(
     catching_up_after_rewind,
     "after a rewind, streaming but not yet past the consistency point: cannot lead yet",
-    Scenario::cluster3("n2")
-        .memory(|m| m.catchup_to = Some(hacore::Lsn(AT + 0x1000)))
-        .no_leader(3)
+    Scenario::cluster3("n2").memory(|m| m.catchup_to = Some(hacore::Lsn(AT + 0x1000))).leader_dead()
 );
 
 // ----- leader's PostgreSQL down or hung ----------------------------------------------------
@@ -250,33 +193,25 @@ table!(
 table!(
     leader_start_timeout_releases,
     "the leader's PostgreSQL stayed down past primary_start_timeout: release the lease",
-    Scenario::cluster3("n1")
-        .pg_stopped(1, AT, false)
-        .memory(|m| m.primary_down_since = Some(75_000))
+    Scenario::cluster3("n1").pg_stopped(1, AT, false).memory(|m| m.primary_down_since = Some(75_000))
 );
 
 table!(
     leader_pg_unresponsive_holds,
     "the leader's PostgreSQL does not answer for 5 s: keep the lease for now",
-    Scenario::cluster3("n1")
-        .pg(|p| p.responsive = false)
-        .memory(|m| m.unresponsive_since = Some(95_000))
+    Scenario::cluster3("n1").pg(|p| p.responsive = false).memory(|m| m.unresponsive_since = Some(95_000))
 );
 
 table!(
     leader_pg_hung_fences_then_releases,
     "no answer for primary_hang_timeout: fence first (it may still write), release once down",
-    Scenario::cluster3("n1")
-        .pg(|p| p.responsive = false)
-        .memory(|m| m.unresponsive_since = Some(80_000))
+    Scenario::cluster3("n1").pg(|p| p.responsive = false).memory(|m| m.unresponsive_since = Some(80_000))
 );
 
 table!(
     stepping_down_releases_once_stopped,
     "stepping down and PostgreSQL is down: release the lease",
-    Scenario::cluster3("n1")
-        .pg_stopped(1, AT, false)
-        .memory(|m| m.stepping_down = Some(Term(3)))
+    Scenario::cluster3("n1").pg_stopped(1, AT, false).memory(|m| m.stepping_down = Some(Term(3)))
 );
 
 // ----- election --------------------------------------------------------------------------
@@ -284,14 +219,14 @@ table!(
 table!(
     election_settles_receiver_first,
     "leader gone: stop the WAL receiver so the position is final",
-    Scenario::cluster3("n2").no_leader(3)
+    Scenario::cluster3("n2").leader_dead()
 );
 
 table!(
     election_waits_for_unreported_peer,
     "settled, but n3 has not reported yet: wait",
     Scenario::cluster3("n2")
-        .no_leader(3)
+        .leader_dead()
         .pg_replica(1, AT, None, false)
         .memory(|m| m.election_since = Some(99_000))
         .without_peer("n3")
@@ -300,26 +235,20 @@ table!(
 table!(
     election_lost_to_more_advanced,
     "n3 reports more WAL: it should take over",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(1, AT, None, false)
-        .peer_candidate("n3", AT + 0x100, true, true)
+    Scenario::cluster3("n2").leader_dead().pg_replica(1, AT, None, false).peer_candidate("n3", AT + 0x100, true, true)
 );
 
 table!(
     election_won_acquires,
     "every eligible peer reported and is behind: acquire term 4 (create-if-absent)",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(1, AT, None, false)
-        .peer_candidate("n3", AT - 0x100, true, true)
+    Scenario::cluster3("n2").leader_dead().pg_replica(1, AT, None, false).peer_candidate("n3", AT - 0x100, true, true)
 );
 
 table!(
     election_tie_goes_to_priority,
     "equal WAL, n3 has a higher failover_priority: n3 wins",
     Scenario::cluster3("n2")
-        .no_leader(3)
+        .leader_dead()
         .pg_replica(1, AT, None, false)
         .peer_candidate("n3", AT, true, true)
         .member_tags("n3", |t| t.failover_priority = 2)
@@ -329,35 +258,26 @@ table!(
 table!(
     election_tie_goes_to_name,
     "equal WAL and priority: the smaller name (n2) wins",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(1, AT, None, false)
-        .peer_candidate("n3", AT, true, true)
+    Scenario::cluster3("n2").leader_dead().pg_replica(1, AT, None, false).peer_candidate("n3", AT, true, true)
 );
 
 table!(
     election_skips_unreachable_peer,
     "n3 does not answer (proved unreachable): decide without it",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(1, AT, None, false)
-        .peer("n3", None)
+    Scenario::cluster3("n2").leader_dead().pg_replica(1, AT, None, false).peer("n3", None)
 );
 
 table!(
     election_ignores_ineligible_peer_ahead,
     "n3 is ahead but ineligible (e.g. lagging, diverged): it does not block",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(1, AT, None, false)
-        .peer_candidate("n3", AT + 0x100, true, false)
+    Scenario::cluster3("n2").leader_dead().pg_replica(1, AT, None, false).peer_candidate("n3", AT + 0x100, true, false)
 );
 
 table!(
     election_straggler_after_ttl,
     "n3 answers but never settles; after a ttl of waiting decide (it is behind)",
     Scenario::cluster3("n2")
-        .no_leader(3)
+        .leader_dead()
         .pg_replica(1, AT, None, false)
         .peer_candidate("n3", AT - 0x100, false, true)
         .memory(|m| m.election_since = Some(89_000))
@@ -366,51 +286,38 @@ table!(
 table!(
     election_unsettled_peer_ahead_wins,
     "n3 has not settled but is already ahead: it wins",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(1, AT, None, false)
-        .peer_candidate("n3", AT + 1, false, true)
+    Scenario::cluster3("n2").leader_dead().pg_replica(1, AT, None, false).peer_candidate("n3", AT + 1, false, true)
 );
 
 table!(
     election_nofailover_ineligible,
     "tagged nofailover: never a candidate",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .tags(|t| t.nofailover = true)
+    Scenario::cluster3("n2").leader_dead().tags(|t| t.nofailover = true)
 );
 
 table!(
     election_lagging_ineligible,
     "further behind the last primary position than maximum_lag_on_failover: ineligible",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .status("n1", 3, AT + 0x20_0000)
+    Scenario::cluster3("n2").leader_dead().status("n1", 3, AT + 0x20_0000)
 );
 
 table!(
     election_diverged_ineligible,
     "local timeline 2 is not in the published history: ineligible",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .pg_replica(2, AT, None, false)
-        .pg_history(&[(1, 0x300_0000)])
+    Scenario::cluster3("n2").leader_dead().pg_replica(2, AT, None, false).pg_history(&[(1, 0x300_0000)])
 );
 
 table!(
     election_sync_not_in_set_ineligible,
     "synchronous mode and not in the published sync set: ineligible (S2)",
-    Scenario::cluster3("n3")
-        .no_leader(3)
-        .settings(|s| s.synchronous_mode = SyncMode::On)
-        .sync("n1", 3, &["n2"])
+    Scenario::cluster3("n3").leader_dead().settings(|s| s.synchronous_mode = SyncMode::On).sync("n1", 3, &["n2"])
 );
 
 table!(
     election_sync_member_acquires_with_guard,
     "synchronous mode, in the sync set: acquire conditioned on the sync record version",
     Scenario::cluster3("n2")
-        .no_leader(3)
+        .leader_dead()
         .settings(|s| s.synchronous_mode = SyncMode::On)
         .sync("n1", 3, &["n2"])
         .pg_replica(1, AT, None, false)
@@ -420,70 +327,51 @@ table!(
 table!(
     election_failsafe_hold_ineligible,
     "acknowledged a failsafe primary 3 s ago: may not take the lease for a ttl",
-    Scenario::cluster3("n2").no_leader(3).memory(|m| {
-        m.failsafe_ack = Some(hacore::memory::FailsafeAck {
-            leader: "n1".into(),
-            term: Term(3),
-            at: 97_000,
-        });
+    Scenario::cluster3("n2").leader_dead().memory(|m| {
+        m.failsafe_ack = Some(hacore::memory::FailsafeAck { leader: "n1".into(), term: Term(3), at: 97_000 });
     })
 );
 
 table!(
     election_not_in_failsafe_set,
     "failsafe mode: only members of the failsafe set may lead after an episode",
-    Scenario::cluster3("n3")
-        .no_leader(3)
-        .settings(|s| s.failsafe_mode = true)
-        .failsafe(&["n1", "n2"])
+    Scenario::cluster3("n3").leader_dead().settings(|s| s.failsafe_mode = true).failsafe(&["n1", "n2"])
 );
 
 table!(
     observer_clock_leader_aged_out,
     "DynamoDB-like store: the leader record has not changed for a ttl on our clock: free, take it by CAS",
-    Scenario::cluster3("n2").observer_clock().pg_replica(1, AT, None, false).peer("n3", None)
-        .memory(|m| m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(40), since: 89_000 }))
+    Scenario::cluster3("n2").observer_clock().pg_replica(1, AT, None, false).peer("n3", None).peer("n1", None).memory(
+        |m| m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(40), since: 89_000 })
+    )
 );
 
 table!(
     observer_clock_leader_fresh,
     "DynamoDB-like store: the leader record changed recently: still held",
-    Scenario::cluster3("n2")
-        .observer_clock()
-        .memory(|m| m.leader_seen = Some(hacore::memory::Seen {
-            name: String::new(),
-            version: Version(40),
-            since: 95_000
-        }))
+    Scenario::cluster3("n2").observer_clock().memory(
+        |m| m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(40), since: 95_000 })
+    )
 );
 
 table!(
     paused_no_election,
     "paused: no election even though the leader is gone",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .settings(|s| s.paused = true)
+    Scenario::cluster3("n2").leader_dead().settings(|s| s.paused = true)
 );
 
 table!(
     corrupt_leader_record_waits,
     "the leader key holds garbage: do nothing until it has aged a ttl",
-    Scenario::cluster3("n2").no_leader(3).corrupt_leader(77)
+    Scenario::cluster3("n2").leader_dead().corrupt_leader(77)
 );
 
 table!(
     corrupt_leader_record_aged_replaced,
     "the garbage leader key aged a ttl unchanged: replace it by CAS on its version",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .corrupt_leader(77)
-        .pg_replica(1, AT, None, false)
-        .peer("n3", None)
-        .memory(|m| m.leader_seen = Some(hacore::memory::Seen {
-            name: String::new(),
-            version: Version(77),
-            since: 80_000
-        }))
+    Scenario::cluster3("n2").leader_dead().corrupt_leader(77).pg_replica(1, AT, None, false).peer("n3", None).memory(
+        |m| m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(77), since: 80_000 })
+    )
 );
 
 // ----- promotion ----------------------------------------------------------------------------
@@ -512,19 +400,18 @@ table!(
 table!(
     new_leader_peer_ahead_steps_down,
     "holding the lease but n3 turned out to have more WAL: do not promote, give the lease back",
-    Scenario::cluster3("n2")
-        .leader("n2", 4, 61)
-        .holding(4, 61, 99_900)
-        .pg_replica(1, AT, None, false)
-        .peer_candidate("n3", AT + 0x100, true, true)
+    Scenario::cluster3("n2").leader("n2", 4, 61).holding(4, 61, 99_900).pg_replica(1, AT, None, false).peer_candidate(
+        "n3",
+        AT + 0x100,
+        true,
+        true
+    )
 );
 
 table!(
     new_leader_receiver_still_on,
     "holding the lease (transfer) and still receiving: stop the receiver first",
-    Scenario::cluster3("n2")
-        .leader("n2", 4, 61)
-        .holding(4, 61, 99_900)
+    Scenario::cluster3("n2").leader("n2", 4, 61).holding(4, 61, 99_900)
 );
 
 table!(
@@ -535,12 +422,9 @@ table!(
         .holding(4, 61, 99_900)
         .pg_replica(1, AT, None, false)
         .history(&[(1, AT, 2, 4, "n2")])
-        .memory(|m| m.pending = Some(Pending {
-            id: OpId(9),
-            kind: PgOpKind::Promote,
-            since: 99_900,
-            give_up_at: 159_900
-        }))
+        .memory(
+            |m| m.pending = Some(Pending { id: OpId(9), kind: PgOpKind::Promote, since: 99_900, give_up_at: 159_900 })
+        )
 );
 
 table!(
@@ -558,10 +442,7 @@ table!(
 table!(
     stopped_standby_leader_starts_for_promotion,
     "holding the lease with a stopped standby: start it (as standby) so it can be promoted",
-    Scenario::cluster3("n2")
-        .leader("n2", 4, 61)
-        .holding(4, 61, 99_900)
-        .pg_stopped(1, AT, true)
+    Scenario::cluster3("n2").leader("n2", 4, 61).holding(4, 61, 99_900).pg_stopped(1, AT, true)
 );
 
 // ----- switchover -------------------------------------------------------------------------
@@ -575,10 +456,7 @@ table!(
 table!(
     switchover_to_best_candidate,
     "switchover without a candidate: pick the most advanced healthy replica (n3)",
-    Scenario::cluster3("n1")
-        .switchover(SWITCHOVER, None, None)
-        .peer_replica("n3", AT + 0x10)
-        .standby("n3", AT + 0x10)
+    Scenario::cluster3("n1").switchover(SWITCHOVER, None, None).peer_replica("n3", AT + 0x10).standby("n3", AT + 0x10)
 );
 
 table!(
@@ -588,12 +466,8 @@ table!(
         .switchover(SWITCHOVER, Some("n1"), Some("n2"))
         .in_switchover("n2", SwitchoverPhase::Checkpoint, 99_000)
         .outcome(12, Ok(Done::Ok))
-        .memory(|m| m.pending = Some(Pending {
-            id: OpId(12),
-            kind: PgOpKind::Checkpoint,
-            since: 99_000,
-            give_up_at: 400_000
-        }))
+        .memory(|m| m.pending =
+            Some(Pending { id: OpId(12), kind: PgOpKind::Checkpoint, since: 99_000, give_up_at: 400_000 }))
 );
 
 table!(
@@ -629,9 +503,7 @@ table!(
 table!(
     switchover_rejected_candidate_not_streaming,
     "the named candidate is not streaming from the leader: reject and clear the request",
-    Scenario::cluster3("n1")
-        .switchover(SWITCHOVER, None, Some("n3"))
-        .pg(|p| p.standbys.retain(|s| s.name != "n3"))
+    Scenario::cluster3("n1").switchover(SWITCHOVER, None, Some("n3")).pg(|p| p.standbys.retain(|s| s.name != "n3"))
 );
 
 table!(
@@ -643,9 +515,7 @@ table!(
 table!(
     switchover_scheduled_not_due,
     "scheduled switchover not due yet: carry on",
-    Scenario::cluster3("n1")
-        .switchover(SWITCHOVER, None, Some("n2"))
-        .scheduled()
+    Scenario::cluster3("n1").switchover(SWITCHOVER, None, Some("n2")).scheduled()
 );
 
 table!(
@@ -664,7 +534,7 @@ table!(
     manual_failover_named_node_acquires,
     "leader gone, operator asked for n3: n3 takes over although n2 is equally advanced",
     Scenario::cluster3("n3")
-        .no_leader(3)
+        .leader_dead()
         .pg_replica(1, AT, None, false)
         .peer_candidate("n2", AT, true, true)
         .switchover(FAILOVER, None, Some("n3"))
@@ -673,16 +543,14 @@ table!(
 table!(
     manual_failover_others_wait,
     "leader gone, operator asked for n3: n2 does not compete",
-    Scenario::cluster3("n2")
-        .no_leader(3)
-        .switchover(FAILOVER, None, Some("n3"))
+    Scenario::cluster3("n2").leader_dead().switchover(FAILOVER, None, Some("n3"))
 );
 
 table!(
     manual_failover_behind_refused,
     "operator asked for n3 but n2 has more WAL: refuse for now (no acknowledged write lost)",
     Scenario::cluster3("n3")
-        .no_leader(3)
+        .leader_dead()
         .pg_replica(1, AT, None, false)
         .peer_candidate("n2", AT + 0x100, true, true)
         .switchover(FAILOVER, None, Some("n3"))
@@ -692,7 +560,7 @@ table!(
     manual_failover_paused_waits_for_old_primary,
     "paused, failover to n3 requested: wait until the old primary n1 is confirmed stopped",
     Scenario::cluster3("n3")
-        .no_leader(3)
+        .leader_dead()
         .pg_replica(1, AT, None, false)
         .settings(|s| s.paused = true)
         .switchover(FAILOVER, None, Some("n3"))
@@ -806,10 +674,7 @@ table!(
     sync_leader()
         .sync("n1", 3, &[])
         .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
-        .memory(|m| m.sync_add = Some(SyncAdd {
-            name: "n2".into(),
-            target: None
-        }))
+        .memory(|m| m.sync_add = Some(SyncAdd { name: "n2".into(), target: None }))
 );
 
 table!(
@@ -819,10 +684,7 @@ table!(
         .sync("n1", 3, &[])
         .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
         .standby("n2", AT - 0x10)
-        .memory(|m| m.sync_add = Some(SyncAdd {
-            name: "n2".into(),
-            target: Some(hacore::Lsn(AT))
-        }))
+        .memory(|m| m.sync_add = Some(SyncAdd { name: "n2".into(), target: Some(hacore::Lsn(AT)) }))
 );
 
 table!(
@@ -831,10 +693,7 @@ table!(
     sync_leader()
         .sync("n1", 3, &[])
         .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
-        .memory(|m| m.sync_add = Some(SyncAdd {
-            name: "n2".into(),
-            target: Some(hacore::Lsn(AT))
-        }))
+        .memory(|m| m.sync_add = Some(SyncAdd { name: "n2".into(), target: Some(hacore::Lsn(AT)) }))
 );
 
 table!(
@@ -867,17 +726,13 @@ table!(
 table!(
     sync_steady,
     "synchronous mode steady: n2 published and named, nothing to do",
-    sync_leader()
-        .sync("n1", 3, &["n2"])
-        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+    sync_leader().sync("n1", 3, &["n2"]).pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
 );
 
 table!(
     sync_mode_turned_off,
     "synchronous mode turned off: clear the setting and the sync record",
-    Scenario::cluster3("n1")
-        .sync("n1", 3, &["n2"])
-        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+    Scenario::cluster3("n1").sync("n1", 3, &["n2"]).pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
 );
 
 // ----- DCS outage and failsafe (S1') -----------------------------------------------------------
@@ -945,9 +800,7 @@ table!(
 table!(
     pause_leader_keeps_lease,
     "paused leader: renew, nothing automatic",
-    Scenario::cluster3("n1")
-        .settings(|s| s.paused = true)
-        .holding(3, 40, 98_900)
+    Scenario::cluster3("n1").settings(|s| s.paused = true).holding(3, 40, 98_900)
 );
 
 table!(
@@ -959,11 +812,7 @@ table!(
 table!(
     pause_unconfirmed_still_fences,
     "paused but n3 has not applied the paused config yet: fencing stays armed",
-    Scenario::cluster3("n1")
-        .settings(|s| s.paused = true)
-        .no_leader(3)
-        .all_applied(34)
-        .member_applied("n3", None)
+    Scenario::cluster3("n1").settings(|s| s.paused = true).no_leader(3).all_applied(34).member_applied("n3", None)
 );
 
 // ----- housekeeping ------------------------------------------------------------------------------
@@ -971,9 +820,7 @@ table!(
 table!(
     slots_follow_members,
     "a slot for every member, none for departed ones; permanent slots kept",
-    Scenario::cluster3("n1")
-        .pg(|p| p.slots = vec!["n2".into(), "old_node".into(), "cdc".into()])
-        .permanent_slot("cdc")
+    Scenario::cluster3("n1").pg(|p| p.slots = vec!["n2".into(), "old_node".into(), "cdc".into()]).permanent_slot("cdc")
 );
 
 table!(
@@ -981,16 +828,8 @@ table!(
     "DynamoDB-like store: n3's record did not change for a ttl: the leader deletes it",
     Scenario::cluster3("n1").observer_clock().memory(|m| {
         m.members_seen = vec![
-            hacore::memory::Seen {
-                name: "n2".into(),
-                version: Version(101),
-                since: 99_000,
-            },
-            hacore::memory::Seen {
-                name: "n3".into(),
-                version: Version(102),
-                since: 85_000,
-            },
+            hacore::memory::Seen { name: "n2".into(), version: Version(101), since: 99_000 },
+            hacore::memory::Seen { name: "n3".into(), version: Version(102), since: 85_000 },
         ]
     })
 );
@@ -998,7 +837,7 @@ table!(
 table!(
     invalid_config_rejected,
     "the DCS config violates the lease arithmetic: keep the old settings, record why",
-    Scenario::cluster3("n2").config(|c| c.ttl = 3_000)
+    Scenario::cluster3("n2").config(|c| c.ttl = 3_000).config_version(35)
 );
 
 table!(
@@ -1018,12 +857,7 @@ table!(
     "a clone has run past its limit: give up waiting, record it, retry after back-off",
     Scenario::cluster3("n2")
         .pg_empty()
-        .memory(|m| m.pending = Some(Pending {
-            id: OpId(5),
-            kind: PgOpKind::Clone,
-            since: 0,
-            give_up_at: 99_000
-        }))
+        .memory(|m| m.pending = Some(Pending { id: OpId(5), kind: PgOpKind::Clone, since: 0, give_up_at: 99_000 }))
 );
 
 table!(
@@ -1031,18 +865,16 @@ table!(
     "starting the standby just failed: back off a loop before retrying",
     Scenario::cluster3("n2")
         .pg_stopped(1, AT, true)
-        .memory(|m| m.pending = Some(Pending {
-            id: OpId(5),
-            kind: PgOpKind::StartReplica,
-            since: 99_000,
-            give_up_at: 159_000
-        }))
+        .memory(|m| m.pending =
+            Some(Pending { id: OpId(5), kind: PgOpKind::StartReplica, since: 99_000, give_up_at: 159_000 }))
         .outcome(5, Err(Failure::Failed))
 );
 
 // ----- helpers only these tables need ----------------------------------------------------------
 
 trait More {
+    fn config_version(self, v: u64) -> Self;
+    fn leader_dead(self) -> Self;
     fn cfg_require_guard(self) -> Self;
     fn without_peer(self, name: &str) -> Self;
     fn peer_priority(self, name: &str, prio: u32) -> Self;
@@ -1058,6 +890,16 @@ trait More {
 }
 
 impl More for Scenario {
+    fn config_version(mut self, v: u64) -> Self {
+        if let Some(c) = &mut self.view_mut().config {
+            c.version = Version(v);
+        }
+        self
+    }
+    /// The leader record is gone and n1 (the old leader) does not answer.
+    fn leader_dead(self) -> Self {
+        self.no_leader(3).peer("n1", None)
+    }
     fn cfg_require_guard(mut self) -> Self {
         self.cfg.require_guard = true;
         self
@@ -1083,12 +925,7 @@ impl More for Scenario {
         self
     }
     fn in_switchover(mut self, to: &str, phase: SwitchoverPhase, since: u64) -> Self {
-        self.mem.switchover = Some(SwitchoverProgress {
-            candidate: to.into(),
-            request: Version(33),
-            phase,
-            since,
-        });
+        self.mem.switchover = Some(SwitchoverProgress { candidate: to.into(), request: Version(33), phase, since });
         self
     }
     fn scheduled(mut self) -> Self {
@@ -1108,12 +945,7 @@ impl More for Scenario {
         self
     }
     fn member_applied(mut self, name: &str, version: Option<u64>) -> Self {
-        for m in self
-            .view_mut()
-            .members
-            .iter_mut()
-            .filter(|m| m.value.name == name)
-        {
+        for m in self.view_mut().members.iter_mut().filter(|m| m.value.name == name) {
             m.value.applied_config = version.map(Version);
         }
         self

@@ -16,10 +16,7 @@ impl Cx<'_> {
         self.leave_leadership();
         self.keepalive();
         if !self.cfg.tags.can_lead() {
-            return self.set(
-                Reason::WaitingForBootstrap,
-                "tagged nofailover: another node must initialize",
-            );
+            return self.set(Reason::WaitingForBootstrap, "tagged nofailover: another node must initialize");
         }
         if self.s.paused {
             return self.set(Reason::Paused, "no cluster yet and paused");
@@ -28,11 +25,7 @@ impl Cx<'_> {
             self.busy();
             return self.set(Reason::BootstrapAcquiring, "waiting for an operation");
         }
-        let record = LeaderRecord {
-            holder: self.cfg.name.clone(),
-            term: view.term.next(),
-            ttl: self.s.ttl,
-        };
+        let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
         self.acquire(view, record, expect);
         self.set(Reason::BootstrapAcquiring, String::new());
     }
@@ -45,11 +38,7 @@ impl Cx<'_> {
         }
         let pg = &self.obs.pg;
         let Some(system_id) = pg.system_id() else {
-            if self
-                .mem
-                .last_failure
-                .is_some_and(|f| f.kind == PgOpKind::Initdb)
-            {
+            if self.mem.last_failure.is_some_and(|f| f.kind == PgOpKind::Initdb) {
                 // Let another node try; the shell removed what initdb left.
                 self.mem.last_failure = None;
                 return self.step_down(rec, Reason::OperationFailed, "initdb failed".into());
@@ -60,29 +49,19 @@ impl Cx<'_> {
         // Register the cluster's identity before PostgreSQL can accept a single write, so
         // no data written here can ever belong to an unregistered cluster.
         let mut writes = vec![Write::put(
-            Value::Initialize(InitializeRecord {
-                system_id,
-                base_timeline: pg.timeline,
-            }),
+            Value::Initialize(InitializeRecord { system_id, base_timeline: pg.timeline }),
             Expect::Absent,
         )];
         if view.config.is_none() {
-            writes.push(Write::put(
-                Value::Config(self.cfg.defaults.clone()),
-                Expect::Absent,
-            ));
+            writes.push(Write::put(Value::Config(self.cfg.defaults.clone()), Expect::Absent));
         }
         self.leader_write(rec, writes, true);
-        self.set(
-            Reason::BootstrapRegistering,
-            format!("system identifier {system_id}"),
-        );
+        self.set(Reason::BootstrapRegistering, format!("system identifier {system_id}"));
         if !pg.running {
             let Some(deadline) = self.writable_until() else {
                 return;
             };
-            let sync_standbys =
-                crate::observation::SyncStandbys::for_names(Vec::new(), self.strict());
+            let sync_standbys = crate::observation::SyncStandbys::for_names(Vec::new(), self.strict());
             self.arm_guard();
             self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary {
                 id,

@@ -40,23 +40,25 @@ impl Cx<'_> {
         let mut manual_to_me = false;
         if let Some((req, since)) = &manual {
             match &req.value.to {
-                Some(to) if to != self.me() => {
-                    if self.now.saturating_sub(*since) < self.s.switchover_timeout {
-                        self.election = Some(report(false));
-                        self.mem.election_since = None;
-                        return self.set(
-                            Reason::WaitingForManualFailover,
-                            format!("failover to {to} requested"),
-                        );
-                    }
+                Some(to) if to != self.me() && self.now.saturating_sub(*since) < self.s.switchover_timeout => {
+                    self.election = Some(report(false));
+                    self.mem.election_since = None;
+                    return self.set(Reason::WaitingForManualFailover, format!("failover to {to} requested"));
                 }
-                Some(_) => manual_to_me = true,
+                Some(to) if to == self.me() => manual_to_me = true,
+                Some(_) => {} // an expired request for another node: ignore it
                 None => {}
             }
         }
         if self.s.paused && !manual_to_me {
             self.mem.election_since = None;
             self.election = Some(report(false));
+            if pg.maybe_writable() && self.pause_disarmed() && self.can_lead && self.mem.lease_op.is_none() {
+                // Nobody campaigns in pause: the running primary takes its record back.
+                let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
+                self.acquire(view, record, expect);
+                return self.set(Reason::Paused, "no leader record; the running primary takes it back");
+            }
             return self.set(Reason::Paused, "no leader; automatic failover is paused");
         }
         if let Err((reason, detail)) = self.eligibility(view) {
@@ -65,14 +67,10 @@ impl Cx<'_> {
             return self.set(reason, detail);
         }
         if manual_to_me && self.s.paused {
-            if let Some(old) =
-                self.old_primary_running(view, manual.as_ref().map(|(r, _)| &r.value))
-            {
+            if let Some(old) = self.old_primary_running(view, manual.as_ref().map(|(r, _)| &r.value)) {
                 self.election = Some(report(false));
-                return self.set(
-                    Reason::ManualFailoverOldPrimaryRunning,
-                    format!("{old} has not been confirmed stopped"),
-                );
+                return self
+                    .set(Reason::ManualFailoverOldPrimaryRunning, format!("{old} has not been confirmed stopped"));
             }
         }
 
@@ -90,11 +88,7 @@ impl Cx<'_> {
         // Compare with every member that could lead.
         let mine = (pg.flush_lsn, self.cfg.tags.failover_priority, self.me());
         let mut waiting: Vec<&str> = Vec::new();
-        for m in view
-            .members
-            .iter()
-            .filter(|m| m.value.name != self.cfg.name && m.value.tags.can_lead())
-        {
+        for m in view.members.iter().filter(|m| m.value.name != self.cfg.name && m.value.tags.can_lead()) {
             let name = m.value.name.as_str();
             let Some(peer) = self.obs.peer(name) else {
                 waiting.push(name);
@@ -103,53 +97,29 @@ impl Cx<'_> {
             let Some(st) = &peer.status else { continue }; // unreachable
             let (eligible, lsn, prio, settled) = match st.election {
                 Some(e) => (e.eligible, e.position.lsn, e.priority, e.settled),
-                None => (
-                    st.can_lead,
-                    st.position.lsn,
-                    m.value.tags.failover_priority,
-                    false,
-                ),
+                None => (st.can_lead, st.position.lsn, m.value.tags.failover_priority, false),
             };
             if !eligible {
                 continue;
             }
-            if rank((lsn, prio, name), mine) == Ordering::Greater {
-                let reason = if manual_to_me {
-                    Reason::ManualFailoverBehind
-                } else {
-                    Reason::ElectionLost
-                };
-                return self.set(
-                    reason,
-                    format!(
-                        "{name} at {lsn} (priority {prio}) ranks above {}",
-                        pg.flush_lsn
-                    ),
-                );
+            // An operator's choice overrides the tie-breaks; only more WAL blocks it (S3).
+            let ahead = if manual_to_me { lsn > mine.0 } else { rank((lsn, prio, name), mine) == Ordering::Greater };
+            if ahead {
+                let reason = if manual_to_me { Reason::ManualFailoverBehind } else { Reason::ElectionLost };
+                return self.set(reason, format!("{name} at {lsn} (priority {prio}) ranks above {}", pg.flush_lsn));
             }
             if !settled {
                 waiting.push(name);
             }
         }
         if !waiting.is_empty() && self.now.saturating_sub(since) < self.s.ttl {
-            return self.set(
-                Reason::ElectionWaiting,
-                format!("no final position yet from {}", waiting.join(", ")),
-            );
+            return self.set(Reason::ElectionWaiting, format!("no final position yet from {}", waiting.join(", ")));
         }
         if self.mem.lease_op.is_some() {
             return self.set(Reason::Acquiring, "waiting for the acquire outcome");
         }
-        self.mem.acquired_via = Some(if manual_to_me {
-            ForkCause::ManualFailover
-        } else {
-            ForkCause::Failover
-        });
-        let record = LeaderRecord {
-            holder: self.cfg.name.clone(),
-            term: view.term.next(),
-            ttl: self.s.ttl,
-        };
+        self.mem.acquired_via = Some(if manual_to_me { ForkCause::ManualFailover } else { ForkCause::Failover });
+        let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
         self.acquire(view, record, expect);
         self.set(Reason::Acquiring, format!("at {}", pg.position()));
     }
@@ -169,28 +139,17 @@ impl Cx<'_> {
             return Err((Reason::IneligibleNoData, "no data of this cluster".into()));
         }
         if pg.maybe_writable() || (pg.running && (!pg.responsive || pg.in_recovery.is_none())) {
-            return Err((
-                Reason::IneligibleBusy,
-                "PostgreSQL state not settled".into(),
-            ));
+            return Err((Reason::IneligibleBusy, "PostgreSQL state not settled".into()));
         }
         if self.lineage != Lineage::Along {
-            return Err((
-                Reason::IneligibleDiverged,
-                format!("local {}", pg.position()),
-            ));
+            return Err((Reason::IneligibleDiverged, format!("local {}", pg.position())));
         }
         if let Some(t) = self.mem.catchup_to {
-            return Err((
-                Reason::IneligibleCatchingUp,
-                format!("replayed {} of {t}", pg.replay_lsn),
-            ));
+            return Err((Reason::IneligibleCatchingUp, format!("replayed {} of {t}", pg.replay_lsn)));
         }
         if self.s.synchronous_mode.enabled() {
-            let in_set = view
-                .sync
-                .as_ref()
-                .is_some_and(|s| s.value.leader == me || s.value.members.iter().any(|m| m == me));
+            let in_set =
+                view.sync.as_ref().is_some_and(|s| s.value.leader == me || s.value.members.iter().any(|m| m == me));
             if !in_set {
                 return Err((Reason::IneligibleNotSynchronous, String::new()));
             }
@@ -199,10 +158,7 @@ impl Cx<'_> {
             if lag > self.s.maximum_lag_on_failover {
                 return Err((
                     Reason::IneligibleLagging,
-                    format!(
-                        "{lag} bytes behind {} > {}",
-                        st.value.lsn, self.s.maximum_lag_on_failover
-                    ),
+                    format!("{lag} bytes behind {} > {}", st.value.lsn, self.s.maximum_lag_on_failover),
                 ));
             }
         }
@@ -225,10 +181,7 @@ impl Cx<'_> {
     }
 
     /// A request naming a candidate while no leader exists, and since when it was seen.
-    fn manual_request(
-        &mut self,
-        view: &ClusterView,
-    ) -> Option<(Versioned<SwitchoverRequest>, u64)> {
+    fn manual_request(&mut self, view: &ClusterView) -> Option<(Versioned<SwitchoverRequest>, u64)> {
         let Some(req) = view.switchover.as_ref().filter(|r| r.value.to.is_some()) else {
             self.mem.request_seen = None;
             return None;
@@ -236,11 +189,7 @@ impl Cx<'_> {
         let since = match &self.mem.request_seen {
             Some(s) if s.version == req.version => s.since,
             _ => {
-                self.mem.request_seen = Some(Seen {
-                    name: NodeName::new(),
-                    version: req.version,
-                    since: self.now,
-                });
+                self.mem.request_seen = Some(Seen { name: NodeName::new(), version: req.version, since: self.now });
                 self.now
             }
         };
@@ -248,14 +197,8 @@ impl Cx<'_> {
     }
 
     /// In pause, a manual failover needs the old primary confirmed stopped: its name if not.
-    fn old_primary_running(
-        &self,
-        view: &ClusterView,
-        req: Option<&SwitchoverRequest>,
-    ) -> Option<NodeName> {
-        let old = req
-            .and_then(|r| r.from.clone())
-            .or_else(|| view.status.as_ref().map(|s| s.value.leader.clone()))?;
+    fn old_primary_running(&self, view: &ClusterView, req: Option<&SwitchoverRequest>) -> Option<NodeName> {
+        let old = req.and_then(|r| r.from.clone()).or_else(|| view.status.as_ref().map(|s| s.value.leader.clone()))?;
         if old == self.cfg.name {
             return None;
         }

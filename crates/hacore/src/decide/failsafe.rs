@@ -21,12 +21,7 @@ pub struct FailsafeRequest {
 ///
 /// The shell must call this under the same lock as [`crate::step`] (so no step runs
 /// between the answer and storing the memory), and store the returned memory.
-pub fn answer_failsafe(
-    cfg: &Config,
-    mem: &Memory,
-    req: &FailsafeRequest,
-    now: Millis,
-) -> (bool, Memory) {
+pub fn answer_failsafe(cfg: &Config, mem: &Memory, req: &FailsafeRequest, now: Millis) -> (bool, Memory) {
     let refuse = req.leader == cfg.name
         || mem.election_since.is_some()
         || mem.lease.is_some()
@@ -36,11 +31,7 @@ pub fn answer_failsafe(
         return (false, mem.clone());
     }
     let mut next = mem.clone();
-    next.failsafe_ack = Some(FailsafeAck {
-        leader: req.leader.clone(),
-        term: req.term,
-        at: now,
-    });
+    next.failsafe_ack = Some(FailsafeAck { leader: req.leader.clone(), term: req.term, at: now });
     (true, next)
 }
 
@@ -51,28 +42,16 @@ mod tests {
     #[test]
     fn candidate_refuses_and_acker_remembers() {
         let cfg = Config::new("n2");
-        let req = FailsafeRequest {
-            leader: "n1".into(),
-            term: Term(3),
-        };
-        let mem = Memory {
-            max_term: Term(3),
-            ..Default::default()
-        };
+        let req = FailsafeRequest { leader: "n1".into(), term: Term(3) };
+        let mem = Memory { max_term: Term(3), ..Default::default() };
         let (ok, next) = answer_failsafe(&cfg, &mem, &req, 100);
         assert!(ok);
         assert_eq!(next.failsafe_ack.as_ref().map(|a| a.at), Some(100));
 
-        let candidate = Memory {
-            election_since: Some(50),
-            ..mem.clone()
-        };
+        let candidate = Memory { election_since: Some(50), ..mem.clone() };
         assert!(!answer_failsafe(&cfg, &candidate, &req, 100).0);
 
-        let newer = Memory {
-            max_term: Term(4),
-            ..mem
-        };
+        let newer = Memory { max_term: Term(4), ..mem };
         assert!(!answer_failsafe(&cfg, &newer, &req, 100).0);
     }
 }

@@ -31,10 +31,7 @@ impl Cx<'_> {
             return self.set(reason, format!("waiting for {:?}", p.kind));
         }
         let Some(init) = view.initialize.as_ref() else {
-            return self.set(
-                Reason::WaitingForBootstrap,
-                format!("{leader} is initializing the cluster"),
-            );
+            return self.set(Reason::WaitingForBootstrap, format!("{leader} is initializing the cluster"));
         };
         let pg = &self.obs.pg;
         if self.obs.requests.reinitialize {
@@ -42,50 +39,31 @@ impl Cx<'_> {
         }
         let Some(system_id) = pg.system_id() else {
             if pg.running {
-                return self.set(
-                    Reason::IneligibleNoData,
-                    "PostgreSQL runs without a data directory?",
-                );
+                return self.set(Reason::IneligibleNoData, "PostgreSQL runs without a data directory?");
             }
             if self.backing_off(PgOpKind::Clone) {
                 return self.set(Reason::Cloning, "retrying after a failed clone");
             }
             let from = self.clone_source(view, &leader);
-            self.pg_op(PgOpKind::Clone, |id| Action::Clone {
-                id,
-                from: from.clone(),
-            });
+            self.pg_op(PgOpKind::Clone, |id| Action::Clone { id, from: from.clone() });
             return self.set(Reason::Cloning, format!("from {from}"));
         };
         if system_id != init.value.system_id {
-            return self.set(
-                Reason::SystemIdMismatch,
-                format!("local {system_id}, cluster {}", init.value.system_id),
-            );
+            return self.set(Reason::SystemIdMismatch, format!("local {system_id}, cluster {}", init.value.system_id));
         }
         if pg.maybe_writable() {
             // Being fenced (S1 check above); nothing else until it is down.
             self.busy();
             return self.set(Reason::FencingNotLeader, String::new());
         }
-        let leader_primary = view
-            .member(&leader)
-            .is_some_and(|m| m.value.role == MemberRole::Primary);
+        let leader_primary = view.member(&leader).is_some_and(|m| m.value.role == MemberRole::Primary);
         if pg.running {
             if self.lineage == Lineage::Diverged {
-                self.pg_op(PgOpKind::StopFast, |id| Action::Stop {
-                    id,
-                    mode: StopMode::Fast,
-                });
-                return self.set(
-                    Reason::StoppingDiverged,
-                    format!("local {} vs history", pg.position()),
-                );
+                self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
+                return self.set(Reason::StoppingDiverged, format!("local {} vs history", pg.position()));
             }
             if pg.upstream.as_deref() != Some(leader.as_str()) {
-                self.actions.push(Action::Follow {
-                    upstream: Some(leader.clone()),
-                });
+                self.actions.push(Action::Follow { upstream: Some(leader.clone()) });
                 self.busy();
                 return self.set(Reason::Repointing, format!("to {leader}"));
             }
@@ -98,29 +76,18 @@ impl Cx<'_> {
         self.busy();
         if self.lineage == Lineage::Diverged {
             if !leader_primary {
-                return self.set(
-                    Reason::WaitingForLeaderPrimary,
-                    format!("{leader} is not primary yet"),
-                );
+                return self.set(Reason::WaitingForLeaderPrimary, format!("{leader} is not primary yet"));
             }
             if self.cfg.use_rewind && pg.rewind_capable && !self.mem.rewind_failed {
                 if self.backing_off(PgOpKind::Rewind) {
                     return self.set(Reason::Rewinding, "retrying after a failed rewind");
                 }
-                self.pg_op(PgOpKind::Rewind, |id| Action::Rewind {
-                    id,
-                    from: leader.clone(),
-                });
-                return self.set(
-                    Reason::Rewinding,
-                    format!("local {} forks from the history", pg.position()),
-                );
+                self.pg_op(PgOpKind::Rewind, |id| Action::Rewind { id, from: leader.clone() });
+                return self.set(Reason::Rewinding, format!("local {} forks from the history", pg.position()));
             }
             if !self.cfg.reclone_on_rewind_failure {
-                return self.set(
-                    Reason::DivergedNeedsReinit,
-                    format!("local {} forks from the history", pg.position()),
-                );
+                return self
+                    .set(Reason::DivergedNeedsReinit, format!("local {} forks from the history", pg.position()));
             }
             if self.backing_off(PgOpKind::Clone) {
                 return self.set(Reason::Recloning, "retrying after a failed clone");
@@ -130,19 +97,13 @@ impl Cx<'_> {
             } else {
                 "pg_rewind failed"
             };
-            self.pg_op(PgOpKind::Clone, |id| Action::Clone {
-                id,
-                from: leader.clone(),
-            });
+            self.pg_op(PgOpKind::Clone, |id| Action::Clone { id, from: leader.clone() });
             return self.set(Reason::Recloning, why);
         }
         if self.backing_off(PgOpKind::StartReplica) {
             return self.set(Reason::StartingReplica, "retrying after a failed start");
         }
-        self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica {
-            id,
-            upstream: Some(leader.clone()),
-        });
+        self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: Some(leader.clone()) });
         self.set(Reason::StartingReplica, format!("following {leader}"));
     }
 
@@ -163,17 +124,11 @@ impl Cx<'_> {
         let pg = &self.obs.pg;
         self.busy();
         if pg.running {
-            self.pg_op(PgOpKind::StopFast, |id| Action::Stop {
-                id,
-                mode: StopMode::Fast,
-            });
+            self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
             return self.set(Reason::Reinitializing, "stopping PostgreSQL first");
         }
         let from = self.clone_source(view, leader);
-        self.pg_op(PgOpKind::Clone, |id| Action::Clone {
-            id,
-            from: from.clone(),
-        });
+        self.pg_op(PgOpKind::Clone, |id| Action::Clone { id, from: from.clone() });
         self.set(Reason::Reinitializing, format!("cloning from {from}"));
     }
 }

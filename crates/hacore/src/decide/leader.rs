@@ -4,8 +4,8 @@
 use super::{slot_name, Cx};
 use crate::action::{Action, StopMode};
 use crate::dcs::{
-    ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, Key, LeaderRecord, LeaseModel,
-    StatusRecord, SyncRecord, Value, Write,
+    ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, Key, LeaderRecord, LeaseModel, StatusRecord,
+    SyncRecord, Value, Write,
 };
 use crate::history::{Fork, ForkCause};
 use crate::memory::{HeldLease, LeaseOp, LeaseOpKind, PgOpKind, Seen};
@@ -25,22 +25,13 @@ impl Cx<'_> {
 
         // Claim a record that names us but is not backed by our own lease (transfer to
         // us, daemon restart, indeterminate renewal).
-        let held = self
-            .mem
-            .lease
-            .filter(|l| l.term == term && l.version == rec.version);
+        let held = self.mem.lease.filter(|l| l.term == term && l.version == rec.version);
         let Some(lease) = held else {
             if self.mem.lease_op.is_none() {
-                if self.mem.lease.is_none_or(|l| l.term != term)
-                    && self.obs.pg.in_recovery == Some(true)
-                {
+                if self.mem.lease.is_none_or(|l| l.term != term) && self.obs.pg.in_recovery == Some(true) {
                     self.mem.acquired_via.get_or_insert(ForkCause::Switchover);
                 }
-                let record = LeaderRecord {
-                    holder: self.cfg.name.clone(),
-                    term,
-                    ttl: self.s.ttl,
-                };
+                let record = LeaderRecord { holder: self.cfg.name.clone(), term, ttl: self.s.ttl };
                 self.acquire(view, record, Expect::Version(rec.version));
             }
             // Until the claim succeeds, a guard-adopted lease may still keep us writable.
@@ -56,10 +47,7 @@ impl Cx<'_> {
             if self.obs.pg.maybe_writable() {
                 self.arm_guard();
             }
-            return self.set(
-                Reason::Paused,
-                "leader keeps its lease; no automatic action",
-            );
+            return self.set(Reason::Paused, "leader keeps its lease; no automatic action");
         }
         if view.initialize.is_none() {
             return self.bootstrap_leader(view, rec);
@@ -85,16 +73,9 @@ impl Cx<'_> {
         if pg.running && !pg.responsive {
             let since = self.mem.unresponsive_since.unwrap_or(self.now);
             if self.now.saturating_sub(since) >= self.s.primary_hang_timeout {
-                return self.step_down(
-                    rec,
-                    Reason::PrimaryHung,
-                    format!("no answer for {} ms", self.now - since),
-                );
+                return self.step_down(rec, Reason::PrimaryHung, format!("no answer for {} ms", self.now - since));
             }
-            return self.set(
-                Reason::PrimaryUnresponsive,
-                format!("no answer for {} ms", self.now - since),
-            );
+            return self.set(Reason::PrimaryUnresponsive, format!("no answer for {} ms", self.now - since));
         }
         if !pg.running {
             return self.start_in_place(view, rec);
@@ -107,28 +88,15 @@ impl Cx<'_> {
     }
 
     fn renew_if_due(&mut self, rec: &Versioned<LeaderRecord>, lease: HeldLease) {
-        if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait)
-        {
+        if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait) {
             return;
         }
-        let id = self.dcs(DcsOp::RenewLeader {
-            guard: self.guard(rec),
-            ttl: self.s.ttl,
-        });
-        self.mem.lease_op = Some(LeaseOp {
-            id,
-            kind: LeaseOpKind::Renew,
-            term: lease.term,
-        });
+        let id = self.dcs(DcsOp::RenewLeader { guard: self.guard(rec), ttl: self.s.ttl });
+        self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
     }
 
     /// Give up leadership: fence first (PostgreSQL may still write), release once down.
-    pub(super) fn step_down(
-        &mut self,
-        rec: &Versioned<LeaderRecord>,
-        reason: Reason,
-        detail: String,
-    ) {
+    pub(super) fn step_down(&mut self, rec: &Versioned<LeaderRecord>, reason: Reason, detail: String) {
         self.mem.stepping_down = Some(rec.value.term);
         self.set(reason, detail);
         self.step_down_continue(rec);
@@ -138,36 +106,19 @@ impl Cx<'_> {
         self.set(Reason::SteppingDown, String::new());
         self.busy();
         if self.obs.pg.maybe_writable() {
-            if !self
-                .mem
-                .pending
-                .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
-            {
-                self.pg_op(PgOpKind::StopImmediate, |id| Action::Stop {
-                    id,
-                    mode: StopMode::Immediate,
-                });
+            if !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
+                self.pg_op(PgOpKind::StopImmediate, |id| Action::Stop { id, mode: StopMode::Immediate });
             }
             return;
         }
         if self.mem.lease_op.is_none() {
-            let id = self.dcs(DcsOp::ReleaseLeader {
-                guard: self.guard(rec),
-            });
-            self.mem.lease_op = Some(LeaseOp {
-                id,
-                kind: LeaseOpKind::Release,
-                term: rec.value.term,
-            });
+            let id = self.dcs(DcsOp::ReleaseLeader { guard: self.guard(rec) });
+            self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Release, term: rec.value.term });
         }
     }
 
     /// The settings' view of `synchronous_standby_names` for the published set.
-    pub(super) fn published_sync(
-        &self,
-        view: &ClusterView,
-        rec: &Versioned<LeaderRecord>,
-    ) -> SyncStandbys {
+    pub(super) fn published_sync(&self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> SyncStandbys {
         if !self.s.synchronous_mode.enabled() {
             return SyncStandbys::Off;
         }
@@ -191,16 +142,9 @@ impl Cx<'_> {
         }
         let pg = &self.obs.pg;
         if pg.system_id().is_none()
-            || view
-                .initialize
-                .as_ref()
-                .is_some_and(|i| pg.system_id() != Some(i.value.system_id))
+            || view.initialize.as_ref().is_some_and(|i| pg.system_id() != Some(i.value.system_id))
         {
-            return self.step_down(
-                rec,
-                Reason::PrimaryStartFailed,
-                "no usable data directory".into(),
-            );
+            return self.step_down(rec, Reason::PrimaryStartFailed, "no usable data directory".into());
         }
         self.busy();
         if self.backing_off(PgOpKind::StartPrimary) || self.backing_off(PgOpKind::StartReplica) {
@@ -208,10 +152,7 @@ impl Cx<'_> {
         }
         if pg.in_recovery == Some(true) {
             // A standby's data: start it as a standby; it is promoted next.
-            self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica {
-                id,
-                upstream: None,
-            });
+            self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: None });
             return self.set(Reason::StartingForPromotion, String::new());
         }
         let Some(deadline) = self.writable_until() else {
@@ -219,11 +160,7 @@ impl Cx<'_> {
         };
         let sync_standbys = self.published_sync(view, rec);
         self.arm_guard();
-        self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary {
-            id,
-            lease_deadline: deadline,
-            sync_standbys,
-        });
+        self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary { id, lease_deadline: deadline, sync_standbys });
         self.set(Reason::PrimaryStarting, String::new());
     }
 
@@ -243,17 +180,9 @@ impl Cx<'_> {
         // S3 at the last moment: a reachable eligible member strictly ahead means we must not
         // promote (a straggler reported late). Give the lease back.
         if let Some(ahead) = self.peer_strictly_ahead(view) {
-            return self.step_down(
-                rec,
-                Reason::ElectionLost,
-                format!("{ahead} has more WAL; not promoting"),
-            );
+            return self.step_down(rec, Reason::ElectionLost, format!("{ahead} has more WAL; not promoting"));
         } else if self.lineage != crate::history::Lineage::Along {
-            return self.step_down(
-                rec,
-                Reason::IneligibleDiverged,
-                "local WAL is not along the history".into(),
-            );
+            return self.step_down(rec, Reason::IneligibleDiverged, "local WAL is not along the history".into());
         }
         let term = rec.value.term;
         let history = Self::history(view);
@@ -272,27 +201,14 @@ impl Cx<'_> {
                     cause: self.mem.acquired_via.unwrap_or(ForkCause::Failover),
                     wall_time_ms: self.obs.wall_time_ms,
                 });
-                writes.push(Write::put(
-                    Value::History(next),
-                    Expect::from_current(view.history.as_ref()),
-                ));
+                writes.push(Write::put(Value::History(next), Expect::from_current(view.history.as_ref())));
                 timeline
             }
         };
-        let sync_mine = view
-            .sync
-            .as_ref()
-            .is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == term);
+        let sync_mine = view.sync.as_ref().is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == term);
         if self.s.synchronous_mode.enabled() && !sync_mine {
-            let record = SyncRecord {
-                leader: self.cfg.name.clone(),
-                term,
-                members: Vec::new(),
-            };
-            writes.push(Write::put(
-                Value::Sync(record),
-                Expect::from_current(view.sync.as_ref()),
-            ));
+            let record = SyncRecord { leader: self.cfg.name.clone(), term, members: Vec::new() };
+            writes.push(Write::put(Value::Sync(record), Expect::from_current(view.sync.as_ref())));
         }
         if !writes.is_empty() {
             self.leader_write(rec, writes, true);
@@ -301,18 +217,9 @@ impl Cx<'_> {
             return;
         };
         let sync_standbys = self.published_sync(view, rec);
-        let sync_standbys = if sync_mine {
-            sync_standbys
-        } else {
-            SyncStandbys::for_names(Vec::new(), self.strict())
-        };
+        let sync_standbys = if sync_mine { sync_standbys } else { SyncStandbys::for_names(Vec::new(), self.strict()) };
         self.arm_guard();
-        self.pg_op(PgOpKind::Promote, |id| Action::Promote {
-            id,
-            lease_deadline: deadline,
-            timeline,
-            sync_standbys,
-        });
+        self.pg_op(PgOpKind::Promote, |id| Action::Promote { id, lease_deadline: deadline, timeline, sync_standbys });
         self.set(Reason::Promoting, format!("creating timeline {timeline}"));
     }
 
@@ -323,15 +230,12 @@ impl Cx<'_> {
     /// A reachable member that could lead and has strictly more WAL than this node.
     fn peer_strictly_ahead(&self, view: &ClusterView) -> Option<String> {
         let mine = self.obs.pg.flush_lsn;
-        view.members
-            .iter()
-            .filter(|m| m.value.name != self.cfg.name)
-            .find_map(|m| {
-                let st = self.obs.peer(&m.value.name)?.status.as_ref()?;
-                let eligible = st.election.map_or(st.can_lead, |e| e.eligible);
-                let lsn = st.election.map_or(st.position.lsn, |e| e.position.lsn);
-                (eligible && lsn > mine).then(|| m.value.name.clone())
-            })
+        view.members.iter().filter(|m| m.value.name != self.cfg.name).find_map(|m| {
+            let st = self.obs.peer(&m.value.name)?.status.as_ref()?;
+            let eligible = st.election.map_or(st.can_lead, |e| e.eligible);
+            let lsn = st.election.map_or(st.position.lsn, |e| e.position.lsn);
+            (eligible && lsn > mine).then(|| m.value.name.clone())
+        })
     }
 
     /// A healthy primary under a valid lease: everything only the leader does.
@@ -341,11 +245,7 @@ impl Cx<'_> {
         self.correct_fork(view, rec);
         self.publish_status(view, rec);
         if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
-            self.leader_put_tail(
-                rec,
-                Value::Config(self.cfg.defaults.clone()),
-                Expect::Absent,
-            );
+            self.leader_put_tail(rec, Value::Config(self.cfg.defaults.clone()), Expect::Absent);
         }
         self.publish_failsafe(view, rec);
         self.manage_sync(view, rec);
@@ -358,11 +258,7 @@ impl Cx<'_> {
     fn correct_fork(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         let history = Self::history(view);
-        let Some(idx) = history
-            .forks
-            .iter()
-            .rposition(|f| f.term == rec.value.term && f.node == self.cfg.name)
-        else {
+        let Some(idx) = history.forks.iter().rposition(|f| f.term == rec.value.term && f.node == self.cfg.name) else {
             return;
         };
         let fork = &history.forks[idx];
@@ -377,32 +273,17 @@ impl Cx<'_> {
         f.parent = last.timeline;
         f.lsn = last.lsn;
         f.timeline = pg.timeline;
-        let detail = format!(
-            "fork corrected to {}@{} -> timeline {}",
-            last.lsn, last.timeline, pg.timeline
-        );
-        self.leader_put_tail(
-            rec,
-            Value::History(next),
-            Expect::from_current(view.history.as_ref()),
-        );
-        self.note(Reason::Promoting, detail);
+        let detail = format!("fork corrected to {}@{} -> timeline {}", last.lsn, last.timeline, pg.timeline);
+        self.leader_put_tail(rec, Value::History(next), Expect::from_current(view.history.as_ref()));
+        self.note(Reason::HistoryCorrected, detail);
     }
 
     fn publish_status(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
-        let mine = view
-            .status
-            .as_ref()
-            .is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == rec.value.term);
-        let unchanged = self
-            .mem
-            .status_at
-            .is_some_and(|(_, lsn)| lsn == pg.flush_lsn);
-        let recent = self
-            .mem
-            .status_at
-            .is_some_and(|(at, _)| self.now < at.saturating_add(self.s.loop_wait));
+        let mine =
+            view.status.as_ref().is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == rec.value.term);
+        let unchanged = self.mem.status_at.is_some_and(|(_, lsn)| lsn == pg.flush_lsn);
+        let recent = self.mem.status_at.is_some_and(|(at, _)| self.now < at.saturating_add(self.s.loop_wait));
         if mine && (unchanged || recent) {
             return;
         }
@@ -419,34 +300,20 @@ impl Cx<'_> {
     fn publish_failsafe(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         if !self.s.failsafe_mode {
             if let Some(f) = &view.failsafe {
-                self.leader_write(
-                    rec,
-                    vec![Write::delete(Key::Failsafe, Expect::Version(f.version))],
-                    false,
-                );
+                self.leader_write(rec, vec![Write::delete(Key::Failsafe, Expect::Version(f.version))], false);
             }
             return;
         }
         let mut members: Vec<FailsafeMember> = view
             .members
             .iter()
-            .map(|m| FailsafeMember {
-                name: m.value.name.clone(),
-                api_url: m.value.api_url.clone(),
-            })
+            .map(|m| FailsafeMember { name: m.value.name.clone(), api_url: m.value.api_url.clone() })
             .collect();
         if !members.iter().any(|m| m.name == self.cfg.name) {
-            members.push(FailsafeMember {
-                name: self.cfg.name.clone(),
-                api_url: self.cfg.api_url.clone(),
-            });
+            members.push(FailsafeMember { name: self.cfg.name.clone(), api_url: self.cfg.api_url.clone() });
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
-        if view
-            .failsafe
-            .as_ref()
-            .is_some_and(|f| f.value.members == members)
-        {
+        if view.failsafe.as_ref().is_some_and(|f| f.value.members == members) {
             return;
         }
         let expect = Expect::from_current(view.failsafe.as_ref());
@@ -458,10 +325,7 @@ impl Cx<'_> {
         let me = self.me();
         let wanted = |name: &str| {
             self.cfg.permanent_slots.iter().any(|p| p == name)
-                || view
-                    .members
-                    .iter()
-                    .any(|m| m.value.name != me && slot_name(&m.value.name) == name)
+                || view.members.iter().any(|m| m.value.name != me && slot_name(&m.value.name) == name)
         };
         let mut create: Vec<String> = view
             .members
@@ -489,11 +353,7 @@ impl Cx<'_> {
         let mut seen = std::mem::take(&mut self.mem.members_seen);
         seen.retain(|s| view.members.iter().any(|m| m.value.name == s.name));
         let mut stale = Vec::new();
-        for m in view
-            .members
-            .iter()
-            .filter(|m| m.value.name != self.cfg.name)
-        {
+        for m in view.members.iter().filter(|m| m.value.name != self.cfg.name) {
             match seen.iter_mut().find(|s| s.name == m.value.name) {
                 Some(s) if s.version == m.version => {
                     if view.received_at.saturating_sub(s.since) >= self.s.ttl {
@@ -504,27 +364,13 @@ impl Cx<'_> {
                     s.version = m.version;
                     s.since = view.received_at;
                 }
-                None => seen.push(Seen {
-                    name: m.value.name.clone(),
-                    version: m.version,
-                    since: view.received_at,
-                }),
+                None => seen.push(Seen { name: m.value.name.clone(), version: m.version, since: view.received_at }),
             }
         }
         self.mem.members_seen = seen;
         for (name, version) in stale {
-            self.leader_write(
-                rec,
-                vec![Write::delete(
-                    Key::Member(name.clone()),
-                    Expect::Version(version),
-                )],
-                false,
-            );
-            self.note(
-                Reason::StaleMemberRemoved,
-                format!("{name} not refreshed for a ttl"),
-            );
+            self.leader_write(rec, vec![Write::delete(Key::Member(name.clone()), Expect::Version(version))], false);
+            self.note(Reason::StaleMemberRemoved, format!("{name} not refreshed for a ttl"));
         }
     }
 }

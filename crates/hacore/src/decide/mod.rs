@@ -20,13 +20,10 @@ pub use failsafe::{answer_failsafe, FailsafeRequest};
 use crate::action::{Action, StopMode};
 use crate::config::{ClusterSettings, Config};
 use crate::dcs::{
-    ClusterView, DcsOp, Event, Key, LeaderGuard, LeaderRecord, LeaseModel, MemberRecord,
-    MemberRole, Value, Write,
+    ClusterView, DcsOp, Event, Key, LeaderGuard, LeaderRecord, LeaseModel, MemberRecord, MemberRole, Value, Write,
 };
 use crate::history::{History, Lineage};
-use crate::memory::{
-    HeldLease, LastFailure, LeaseOp, LeaseOpKind, Memory, Pending, PgOpKind, Seen,
-};
+use crate::memory::{HeldLease, LastFailure, LeaseOp, LeaseOpKind, Memory, Pending, PgOpKind, Seen};
 use crate::observation::{Done, Failure, GuardState, Observation};
 use crate::reason::Reason;
 use crate::status::{ElectionReport, NodeStatus};
@@ -98,14 +95,13 @@ pub(crate) struct Cx<'a> {
     pub lineage: Lineage,
     /// Version of the config key applied this step.
     pub config_version: Option<Version>,
+    /// Events to record (only when the DCS is readable).
+    pub notes: Vec<(Reason, String)>,
 }
 
 impl<'a> Cx<'a> {
     fn new(cfg: &'a Config, mem: &Memory, obs: &'a Observation, now: Millis) -> Self {
-        let s = mem
-            .applied
-            .as_ref()
-            .map_or_else(|| cfg.defaults.clone(), |(_, s)| s.clone());
+        let s = mem.applied.as_ref().map_or_else(|| cfg.defaults.clone(), |(_, s)| s.clone());
         let wake = s.loop_wait;
         Cx {
             cfg,
@@ -124,6 +120,7 @@ impl<'a> Cx<'a> {
             can_lead: false,
             lineage: Lineage::Diverged,
             config_version: mem.applied.as_ref().map(|(v, _)| *v),
+            notes: Vec::new(),
         }
     }
 
@@ -148,17 +145,12 @@ impl<'a> Cx<'a> {
                 match state {
                     LeaderState::Mine(rec) => self.lead(view, rec),
                     LeaderState::Other(rec) => self.follow(view, rec),
-                    LeaderState::Vacant(expect) if view.initialize.is_none() => {
-                        self.bootstrap(view, expect)
-                    }
+                    LeaderState::Vacant(expect) if view.initialize.is_none() => self.bootstrap(view, expect),
                     LeaderState::Vacant(expect) => self.elect(view, expect),
                     LeaderState::Unknown => {
                         self.leave_leadership();
                         self.keepalive();
-                        self.set_if_unset(
-                            Reason::LeaderRecordCorrupt,
-                            "the leader key cannot be decoded",
-                        );
+                        self.set_if_unset(Reason::LeaderRecordCorrupt, "the leader key cannot be decoded");
                         self.busy();
                     }
                 }
@@ -184,21 +176,7 @@ impl<'a> Cx<'a> {
 
     /// Records an event besides the main reason (sync changes, stale members...).
     pub fn note(&mut self, reason: Reason, detail: String) {
-        if self.view.is_none() {
-            return;
-        }
-        let event = Event {
-            wall_time_ms: self.obs.wall_time_ms,
-            node: self.cfg.name.clone(),
-            term: self.mem.max_term,
-            reason,
-            detail,
-        };
-        let id = self.mem.op();
-        self.tail.push(Action::Dcs {
-            id,
-            op: DcsOp::AppendEvent(event),
-        });
+        self.notes.push((reason, detail));
     }
 
     /// Wake again soon: something is in flux.
@@ -241,29 +219,18 @@ impl<'a> Cx<'a> {
             PgOpKind::Checkpoint => t.checkpoint,
         };
         self.actions.push(make(id));
-        self.mem.pending = Some(Pending {
-            id,
-            kind,
-            since: self.now,
-            give_up_at: self.now.saturating_add(limit),
-        });
+        self.mem.pending = Some(Pending { id, kind, since: self.now, give_up_at: self.now.saturating_add(limit) });
         self.busy();
     }
 
     /// A long operation of this kind failed less than a loop ago: wait before retrying.
     pub fn backing_off(&self, kind: PgOpKind) -> bool {
-        self.mem
-            .last_failure
-            .is_some_and(|f| f.kind == kind && self.now < f.at.saturating_add(self.s.loop_wait))
+        self.mem.last_failure.is_some_and(|f| f.kind == kind && self.now < f.at.saturating_add(self.s.loop_wait))
     }
 
     /// Guard for leader-side writes in the current reign.
     pub fn guard(&self, rec: &Versioned<LeaderRecord>) -> LeaderGuard {
-        LeaderGuard {
-            holder: rec.value.holder.clone(),
-            term: rec.value.term,
-            version: rec.version,
-        }
+        LeaderGuard { holder: rec.value.holder.clone(), term: rec.value.term, version: rec.version }
     }
 
     /// The published history (empty when the key is absent).
@@ -274,9 +241,7 @@ impl<'a> Cx<'a> {
 
     /// The cluster's first timeline.
     pub fn base_timeline(view: &ClusterView) -> Timeline {
-        view.initialize
-            .as_ref()
-            .map_or(Timeline(1), |i| i.value.base_timeline)
+        view.initialize.as_ref().map_or(Timeline(1), |i| i.value.base_timeline)
     }
 
     // ----- 1. outcomes ---------------------------------------------------------------
@@ -297,11 +262,8 @@ impl<'a> Cx<'a> {
                 self.mem.failsafe_op = None;
                 if let Ok(Done::FailsafeAcked { sent_at }) = o.result {
                     let ttl = self.s.ttl;
-                    let until = sent_at
-                        .saturating_add(ttl)
-                        .saturating_sub(self.cfg.safety.margin(ttl));
-                    self.mem.failsafe_until =
-                        Some(self.mem.failsafe_until.map_or(until, |u| u.max(until)));
+                    let until = sent_at.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl));
+                    self.mem.failsafe_until = Some(self.mem.failsafe_until.map_or(until, |u| u.max(until)));
                 }
             }
         }
@@ -314,31 +276,20 @@ impl<'a> Cx<'a> {
     fn on_lease_outcome(&mut self, op: LeaseOp, result: &Result<Done, Failure>) {
         match (op.kind, result) {
             (LeaseOpKind::Acquire | LeaseOpKind::Renew, Ok(Done::Lease(g))) => {
-                if op.kind == LeaseOpKind::Renew && self.mem.lease.is_none_or(|l| l.term != op.term)
-                {
+                if op.kind == LeaseOpKind::Renew && self.mem.lease.is_none_or(|l| l.term != op.term) {
                     return;
                 }
-                let deadline = g
-                    .sent_at
-                    .saturating_add(g.ttl)
-                    .saturating_sub(self.cfg.safety.margin(g.ttl));
-                self.mem.lease = Some(HeldLease {
-                    term: op.term,
-                    version: g.version,
-                    sent_at: g.sent_at,
-                    ttl: g.ttl,
-                    deadline,
-                });
+                let deadline = g.sent_at.saturating_add(g.ttl).saturating_sub(self.cfg.safety.margin(g.ttl));
+                self.mem.lease =
+                    Some(HeldLease { term: op.term, version: g.version, sent_at: g.sent_at, ttl: g.ttl, deadline });
                 self.mem.max_term = self.mem.max_term.max(op.term);
             }
             (LeaseOpKind::Renew, Err(Failure::Conflict)) => {
                 self.mem.lease = None;
                 self.mem.failsafe_until = None;
             }
-            (LeaseOpKind::Acquire, Err(_)) => {
-                if self.mem.lease.is_none_or(|l| l.term != op.term) {
-                    self.mem.acquired_via = None;
-                }
+            (LeaseOpKind::Acquire, Err(_)) if self.mem.lease.is_none_or(|l| l.term != op.term) => {
+                self.mem.acquired_via = None;
             }
             (LeaseOpKind::Release | LeaseOpKind::Transfer, Ok(_)) => {
                 self.mem.lease = None;
@@ -396,16 +347,10 @@ impl<'a> Cx<'a> {
                 }
                 Err(errs) => {
                     // Keep the previous settings; say why once per bad version.
-                    if self.mem.last_reason != Some(Reason::ConfigRejected) {
-                        let msg = errs
-                            .iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        self.note(
-                            Reason::ConfigRejected,
-                            format!("config version {}: {msg}", c.version),
-                        );
+                    if self.mem.config_rejected != Some(c.version) {
+                        self.mem.config_rejected = Some(c.version);
+                        let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+                        self.note(Reason::ConfigRejected, format!("config version {}: {msg}", c.version));
                     }
                 }
             },
@@ -423,9 +368,10 @@ impl<'a> Cx<'a> {
         match (self.s.paused, &view.config) {
             (true, Some(c)) => {
                 let all = !view.members.is_empty()
-                    && view.members.iter().all(|m| {
-                        m.value.name == self.cfg.name || m.value.applied_config == Some(c.version)
-                    });
+                    && view
+                        .members
+                        .iter()
+                        .all(|m| m.value.name == self.cfg.name || m.value.applied_config == Some(c.version));
                 if all {
                     self.mem.pause_confirmed = Some(c.version);
                 }
@@ -455,11 +401,7 @@ impl<'a> Cx<'a> {
         match (version, &self.mem.leader_seen) {
             (Some(v), Some(seen)) if seen.version == v => {}
             (Some(v), _) => {
-                self.mem.leader_seen = Some(Seen {
-                    name: NodeName::new(),
-                    version: v,
-                    since: view.received_at,
-                })
+                self.mem.leader_seen = Some(Seen { name: NodeName::new(), version: v, since: view.received_at })
             }
             (None, _) => self.mem.leader_seen = None,
         }
@@ -467,9 +409,10 @@ impl<'a> Cx<'a> {
 
     /// Whether the leader record at `version` has aged a full `ttl` unchanged.
     fn aged_out(&self, view: &ClusterView, version: Version, ttl: Millis) -> bool {
-        self.mem.leader_seen.as_ref().is_some_and(|s| {
-            s.version == version && view.received_at.saturating_sub(s.since) >= ttl
-        })
+        self.mem
+            .leader_seen
+            .as_ref()
+            .is_some_and(|s| s.version == version && view.received_at.saturating_sub(s.since) >= ttl)
     }
 
     fn leader_state<'v>(&self, view: &'v ClusterView) -> LeaderState<'v> {
@@ -477,9 +420,7 @@ impl<'a> Cx<'a> {
         match &view.leader {
             Some(rec) if rec.value.holder == self.cfg.name => LeaderState::Mine(rec),
             Some(rec) => {
-                if view.lease_model == LeaseModel::ObserverClock
-                    && self.aged_out(view, rec.version, rec.value.ttl)
-                {
+                if view.lease_model == LeaseModel::ObserverClock && self.aged_out(view, rec.version, rec.value.ttl) {
                     LeaderState::Vacant(Expect::Version(rec.version))
                 } else {
                     LeaderState::Other(rec)
@@ -507,10 +448,7 @@ impl<'a> Cx<'a> {
     fn judge_can_lead(&self, view: &ClusterView) -> bool {
         let pg = &self.obs.pg;
         self.cfg.tags.can_lead()
-            && view
-                .initialize
-                .as_ref()
-                .is_none_or(|i| pg.system_id() == Some(i.value.system_id))
+            && view.initialize.as_ref().is_none_or(|i| pg.system_id() == Some(i.value.system_id))
             && self.lineage == Lineage::Along
             && self.mem.catchup_to.is_none()
     }
@@ -521,8 +459,7 @@ impl<'a> Cx<'a> {
         if self.mem.lease.is_some() {
             return;
         }
-        let (GuardState::Armed { deadline, term }, Some(rec)) = (self.obs.guard, &view.leader)
-        else {
+        let (GuardState::Armed { deadline, term }, Some(rec)) = (self.obs.guard, &view.leader) else {
             return;
         };
         if rec.value.holder == self.cfg.name && rec.value.term == term && deadline > self.now {
@@ -530,9 +467,7 @@ impl<'a> Cx<'a> {
             self.mem.lease = Some(HeldLease {
                 term,
                 version: Version(u64::MAX), // unknown: forces a claim
-                sent_at: deadline
-                    .saturating_add(self.cfg.safety.margin(ttl))
-                    .saturating_sub(ttl),
+                sent_at: deadline.saturating_add(self.cfg.safety.margin(ttl)).saturating_sub(ttl),
                 ttl,
                 deadline,
             });
@@ -549,9 +484,7 @@ impl<'a> Cx<'a> {
         }
         match self.view {
             Some(view) => match &view.leader {
-                Some(rec) if rec.value.holder == self.cfg.name && rec.value.term == l.term => {
-                    Some(l)
-                }
+                Some(rec) if rec.value.holder == self.cfg.name && rec.value.term == l.term => Some(l),
                 _ => None,
             },
             None => Some(l),
@@ -563,19 +496,14 @@ impl<'a> Cx<'a> {
     pub fn writable_until(&self) -> Option<Millis> {
         let lease = self.valid_lease().map(|l| l.deadline);
         let failsafe = match self.view {
-            None => self
-                .mem
-                .failsafe_until
-                .filter(|&u| u > self.now && self.mem.lease.is_some()),
+            None => self.mem.failsafe_until.filter(|&u| u > self.now && self.mem.lease.is_some()),
             Some(_) => None,
         };
         lease.max(failsafe)
     }
 
-    fn pause_disarmed(&self) -> bool {
-        self.s.paused
-            && self.mem.pause_confirmed.is_some()
-            && self.mem.pause_confirmed == self.config_version
+    pub fn pause_disarmed(&self) -> bool {
+        self.s.paused && self.mem.pause_confirmed.is_some() && self.mem.pause_confirmed == self.config_version
     }
 
     fn fence_if_needed(&mut self) {
@@ -597,15 +525,8 @@ impl<'a> Cx<'a> {
 
     /// Stop PostgreSQL immediately (unless a fence is already under way).
     pub fn fence(&mut self, reason: Reason) {
-        if !self
-            .mem
-            .pending
-            .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
-        {
-            self.pg_op(PgOpKind::StopImmediate, |id| Action::Stop {
-                id,
-                mode: StopMode::Immediate,
-            });
+        if !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
+            self.pg_op(PgOpKind::StopImmediate, |id| Action::Stop { id, mode: StopMode::Immediate });
         }
         self.set(reason, String::new());
     }
@@ -617,9 +538,7 @@ impl<'a> Cx<'a> {
         };
         let acknowledged = match self.obs.guard {
             GuardState::Armed { deadline, .. } => deadline >= until,
-            GuardState::Disabled => {
-                !self.cfg.require_guard && self.mem.armed_until.is_some_and(|a| a >= until)
-            }
+            GuardState::Disabled => !self.cfg.require_guard && self.mem.armed_until.is_some_and(|a| a >= until),
             GuardState::Lost => false,
         };
         if acknowledged {
@@ -627,11 +546,7 @@ impl<'a> Cx<'a> {
         }
         let term = self.mem.lease.map_or(self.mem.max_term, |l| l.term);
         let id = self.mem.op();
-        self.actions.push(Action::ArmGuard {
-            id,
-            deadline: until,
-            term,
-        });
+        self.actions.push(Action::ArmGuard { id, deadline: until, term });
         self.mem.armed_until = Some(until);
     }
 
@@ -640,10 +555,7 @@ impl<'a> Cx<'a> {
     /// Not the leader (any more): forget leader-only state.
     pub fn leave_leadership(&mut self) {
         if self.mem.lease.take().is_some() {
-            self.note(
-                Reason::LeaseLost,
-                "the leader record is no longer this node's".into(),
-            );
+            self.note(Reason::LeaseLost, "the leader record is no longer this node's".into());
         }
         self.mem.failsafe_until = None;
         self.mem.acquired_via = None;
@@ -657,55 +569,25 @@ impl<'a> Cx<'a> {
     }
 
     /// Emits an acquire (or claim) of the leader record.
-    pub fn acquire(
-        &mut self,
-        view: &ClusterView,
-        record: LeaderRecord,
-        expect: crate::dcs::Expect,
-    ) {
-        let sync = self
-            .s
-            .synchronous_mode
-            .enabled()
-            .then(|| crate::dcs::Expect::from_current(view.sync.as_ref()));
+    pub fn acquire(&mut self, view: &ClusterView, record: LeaderRecord, expect: crate::dcs::Expect) {
+        let sync = self.s.synchronous_mode.enabled().then(|| crate::dcs::Expect::from_current(view.sync.as_ref()));
         let term = record.term;
-        let id = self.dcs(DcsOp::AcquireLeader(crate::dcs::Acquire {
-            record,
-            expect,
-            term_was: view.term,
-            sync,
-        }));
-        self.mem.lease_op = Some(LeaseOp {
-            id,
-            kind: LeaseOpKind::Acquire,
-            term,
-        });
+        let id = self.dcs(DcsOp::AcquireLeader(crate::dcs::Acquire { record, expect, term_was: view.term, sync }));
+        self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Acquire, term });
         self.busy();
     }
 
     /// Keeps the node lease (etcd) or member record (DynamoDB) alive; non-leaders only.
     pub fn keepalive(&mut self) {
-        if self
-            .mem
-            .keepalive_at
-            .is_none_or(|t| self.now >= t.saturating_add(self.s.loop_wait))
-        {
+        if self.mem.keepalive_at.is_none_or(|t| self.now >= t.saturating_add(self.s.loop_wait)) {
             self.mem.keepalive_at = Some(self.now);
             self.dcs_tail(DcsOp::KeepAlive { ttl: self.s.ttl });
         }
     }
 
     /// Writes a leader-conditioned set of writes (S5).
-    pub fn leader_write(
-        &mut self,
-        rec: &Versioned<LeaderRecord>,
-        writes: Vec<Write>,
-        in_order: bool,
-    ) {
-        let op = DcsOp::LeaderWrite {
-            guard: self.guard(rec),
-            writes,
-        };
+    pub fn leader_write(&mut self, rec: &Versioned<LeaderRecord>, writes: Vec<Write>, in_order: bool) {
+        let op = DcsOp::LeaderWrite { guard: self.guard(rec), writes };
         if in_order {
             self.dcs(op);
         } else {
@@ -714,12 +596,7 @@ impl<'a> Cx<'a> {
     }
 
     /// Puts a value under the leader guard at the end of the batch.
-    pub fn leader_put_tail(
-        &mut self,
-        rec: &Versioned<LeaderRecord>,
-        value: Value,
-        expect: crate::dcs::Expect,
-    ) {
+    pub fn leader_put_tail(&mut self, rec: &Versioned<LeaderRecord>, value: Value, expect: crate::dcs::Expect) {
         self.leader_write(rec, vec![Write::put(value, expect)], false);
     }
 
@@ -727,18 +604,12 @@ impl<'a> Cx<'a> {
 
     fn role(&self) -> MemberRole {
         let pg = &self.obs.pg;
-        if pg.running
-            && self
-                .mem
-                .pending
-                .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
-        {
+        if pg.running && self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
             MemberRole::Fencing
         } else if pg.system_id().is_none() && !pg.running {
             MemberRole::Uninitialized
         } else if pg.maybe_writable()
-            && self.leader.as_deref() == Some(self.me())
-            && self.writable_until().is_some()
+            && ((self.leader.as_deref() == Some(self.me()) && self.writable_until().is_some()) || self.pause_disarmed())
         {
             MemberRole::Primary
         } else if self.mem.election_since.is_some() {
@@ -752,11 +623,7 @@ impl<'a> Cx<'a> {
 
     fn publish_member(&mut self, view: &ClusterView) {
         let pg = &self.obs.pg;
-        let reason = if self.reason == Reason::Starting {
-            None
-        } else {
-            Some(self.reason)
-        };
+        let reason = if self.reason == Reason::Starting { None } else { Some(self.reason) };
         let current = view.member(self.me());
         let role = self.role();
         let material = |m: &MemberRecord| {
@@ -793,29 +660,33 @@ impl<'a> Cx<'a> {
         if self.reason == Reason::Starting {
             self.reason = Reason::Starting;
         }
-        // Events on reason changes.
+        // Events: what was noted, and the reason when it changes.
         if Some(self.reason) != self.mem.last_reason && self.reason.is_event() {
-            let detail = std::mem::take(&mut self.detail);
-            self.note(self.reason, detail.clone());
-            self.detail = detail;
+            self.notes.push((self.reason, self.detail.clone()));
         }
         self.mem.last_reason = Some(self.reason);
+        if self.view.is_some() {
+            for (reason, detail) in std::mem::take(&mut self.notes) {
+                let event = Event {
+                    wall_time_ms: self.obs.wall_time_ms,
+                    node: self.cfg.name.clone(),
+                    term: self.mem.max_term,
+                    reason,
+                    detail,
+                };
+                let id = self.mem.op();
+                self.tail.push(Action::Dcs { id, op: DcsOp::AppendEvent(event) });
+            }
+        }
 
         let writable_until = self.writable_until();
         let mut wake = self.wake.min(self.s.loop_wait);
         if let Some(u) = writable_until {
             wake = wake.min(u.saturating_sub(self.now));
         }
-        if let Some(l) = self
-            .mem
-            .lease
-            .filter(|_| writable_until.is_some() && self.mem.lease_op.is_none())
-        {
+        if let Some(l) = self.mem.lease.filter(|_| writable_until.is_some() && self.mem.lease_op.is_none()) {
             // Next renewal; a failed one is retried at the busy pace, never in a tight loop.
-            let due = l
-                .sent_at
-                .saturating_add(self.s.loop_wait)
-                .saturating_sub(self.now);
+            let due = l.sent_at.saturating_add(self.s.loop_wait).saturating_sub(self.now);
             wake = wake.min(due.max(self.busy_wait()));
         }
         if let Some(p) = self.mem.pending {
@@ -825,11 +696,7 @@ impl<'a> Cx<'a> {
 
         let pg = &self.obs.pg;
         let status = NodeStatus {
-            role: if self.view.is_some() {
-                self.role()
-            } else {
-                self.role_without_view()
-            },
+            role: if self.view.is_some() { self.role() } else { self.role_without_view() },
             term: self.mem.max_term,
             leader: self.leader.clone(),
             position: pg.position(),
@@ -845,22 +712,12 @@ impl<'a> Cx<'a> {
         };
         let mut actions = self.actions;
         actions.extend(self.tail);
-        Decision {
-            memory: self.mem,
-            actions,
-            wake_within: wake,
-            status,
-        }
+        Decision { memory: self.mem, actions, wake_within: wake, status }
     }
 
     fn role_without_view(&self) -> MemberRole {
         let pg = &self.obs.pg;
-        if pg.running
-            && self
-                .mem
-                .pending
-                .is_some_and(|p| p.kind == PgOpKind::StopImmediate)
-        {
+        if pg.running && self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
             MemberRole::Fencing
         } else if pg.maybe_writable() && self.writable_until().is_some() {
             MemberRole::Primary
@@ -879,48 +736,23 @@ impl<'a> Cx<'a> {
         // A node that cannot read the DCS cannot win an election: stop being a candidate
         // so that it acknowledges a failsafe primary.
         self.mem.election_since = None;
-        let Some(lease) = self
-            .mem
-            .lease
-            .filter(|l| self.mem.stepping_down != Some(l.term))
-        else {
+        let Some(lease) = self.mem.lease.filter(|l| self.mem.stepping_down != Some(l.term)) else {
             self.set(Reason::DcsUnavailable, err.to_string());
             return;
         };
         self.leader = Some(self.cfg.name.clone());
         if self.now >= lease.sent_at.saturating_add(self.s.loop_wait) {
-            let guard = LeaderGuard {
-                holder: self.cfg.name.clone(),
-                term: lease.term,
-                version: lease.version,
-            };
-            let id = self.dcs(DcsOp::RenewLeader {
-                guard,
-                ttl: self.s.ttl,
-            });
-            self.mem.lease_op = Some(LeaseOp {
-                id,
-                kind: LeaseOpKind::Renew,
-                term: lease.term,
-            });
+            let guard = LeaderGuard { holder: self.cfg.name.clone(), term: lease.term, version: lease.version };
+            let id = self.dcs(DcsOp::RenewLeader { guard, ttl: self.s.ttl });
+            self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
         }
         let pg = &self.obs.pg;
         if self.s.failsafe_mode && pg.maybe_writable() && self.mem.failsafe_op.is_none() {
             let me = self.me();
-            let members: Vec<_> = self
-                .mem
-                .failsafe_set
-                .iter()
-                .filter(|m| m.name != me)
-                .cloned()
-                .collect();
+            let members: Vec<_> = self.mem.failsafe_set.iter().filter(|m| m.name != me).cloned().collect();
             if self.mem.failsafe_set.iter().any(|m| m.name == me) {
                 let id = self.mem.op();
-                self.actions.push(Action::FailsafePing {
-                    id,
-                    term: lease.term,
-                    members,
-                });
+                self.actions.push(Action::FailsafePing { id, term: lease.term, members });
                 self.mem.failsafe_op = Some(id);
             }
         }
@@ -940,14 +772,5 @@ impl<'a> Cx<'a> {
 
 /// A replication slot name for a member: lower case, `[a-z0-9_]` only.
 pub fn slot_name(member: &str) -> String {
-    member
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    member.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }

@@ -6,9 +6,7 @@
 use super::election::rank;
 use super::Cx;
 use crate::action::{Action, StopMode};
-use crate::dcs::{
-    ClusterView, DcsOp, Expect, Key, LeaderRecord, MemberRole, SwitchoverKind, Write,
-};
+use crate::dcs::{ClusterView, DcsOp, Expect, Key, LeaderRecord, MemberRole, SwitchoverKind, Write};
 use crate::memory::{LeaseOp, LeaseOpKind, PgOpKind, SwitchoverPhase, SwitchoverProgress};
 use crate::reason::Reason;
 use crate::types::{NodeName, Version, Versioned};
@@ -16,20 +14,13 @@ use std::cmp::Ordering;
 
 impl Cx<'_> {
     /// Drives a switchover already under way. Returns whether one is.
-    pub(super) fn switchover_in_progress(
-        &mut self,
-        view: &ClusterView,
-        rec: &Versioned<LeaderRecord>,
-    ) -> bool {
+    pub(super) fn switchover_in_progress(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> bool {
         let Some(p) = self.mem.switchover.clone() else {
             return false;
         };
         self.busy();
         let pg = &self.obs.pg;
-        let request_alive = view
-            .switchover
-            .as_ref()
-            .is_some_and(|r| r.version == p.request);
+        let request_alive = view.switchover.as_ref().is_some_and(|r| r.version == p.request);
         if !request_alive && p.phase == SwitchoverPhase::Checkpoint {
             self.mem.switchover = None;
             return false;
@@ -50,10 +41,7 @@ impl Cx<'_> {
         match p.phase {
             SwitchoverPhase::Checkpoint => {
                 // The checkpoint finished (or failed: the shutdown checkpoint does its work).
-                self.pg_op(PgOpKind::StopFast, |id| Action::Stop {
-                    id,
-                    mode: StopMode::Fast,
-                });
+                self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
                 self.advance(SwitchoverPhase::Stopping);
                 self.set(Reason::SwitchoverStopping, format!("to {}", p.candidate));
             }
@@ -86,54 +74,23 @@ impl Cx<'_> {
         }
     }
 
-    fn await_candidate(
-        &mut self,
-        view: &ClusterView,
-        rec: &Versioned<LeaderRecord>,
-        p: &SwitchoverProgress,
-    ) {
+    fn await_candidate(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>, p: &SwitchoverProgress) {
         let end = self.obs.pg.position();
-        let caught_up = self
-            .obs
-            .peer(&p.candidate)
-            .and_then(|r| r.status.as_ref())
-            .is_some_and(|st| st.position.lsn >= end.lsn);
+        let caught_up =
+            self.obs.peer(&p.candidate).and_then(|r| r.status.as_ref()).is_some_and(|st| st.position.lsn >= end.lsn);
         if caught_up && self.mem.lease_op.is_none() {
-            let to = LeaderRecord {
-                holder: p.candidate.clone(),
-                term: rec.value.term.next(),
-                ttl: self.s.ttl,
-            };
-            let op = DcsOp::TransferLeader {
-                guard: self.guard(rec),
-                to,
-                clear_switchover: Some(p.request),
-            };
+            let to = LeaderRecord { holder: p.candidate.clone(), term: rec.value.term.next(), ttl: self.s.ttl };
+            let op = DcsOp::TransferLeader { guard: self.guard(rec), to, clear_switchover: Some(p.request) };
             let id = self.dcs(op);
-            self.mem.lease_op = Some(LeaseOp {
-                id,
-                kind: LeaseOpKind::Transfer,
-                term: rec.value.term,
-            });
-            return self.set(
-                Reason::SwitchoverTransferring,
-                format!("to {} at {end}", p.candidate),
-            );
+            self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Transfer, term: rec.value.term });
+            return self.set(Reason::SwitchoverTransferring, format!("to {} at {end}", p.candidate));
         }
         let since = self.mem.switchover.as_ref().map_or(self.now, |s| s.since);
         if self.now.saturating_sub(since) >= self.s.switchover_timeout {
             let p = p.clone();
-            return self.abort_switchover(
-                view,
-                rec,
-                &p,
-                "candidate did not receive the end of the WAL in time",
-            );
+            return self.abort_switchover(view, rec, &p, "candidate did not receive the end of the WAL in time");
         }
-        self.set(
-            Reason::SwitchoverAwaitCandidate,
-            format!("{} must reach {end}", p.candidate),
-        );
+        self.set(Reason::SwitchoverAwaitCandidate, format!("{} must reach {end}", p.candidate));
     }
 
     fn abort_switchover(
@@ -144,17 +101,10 @@ impl Cx<'_> {
         why: &str,
     ) {
         self.mem.switchover = None;
-        if view
-            .switchover
-            .as_ref()
-            .is_some_and(|r| r.version == p.request)
-        {
+        if view.switchover.as_ref().is_some_and(|r| r.version == p.request) {
             self.clear_request(rec, p.request);
         }
-        self.set(
-            Reason::SwitchoverAborted,
-            format!("to {}: {why}", p.candidate),
-        );
+        self.set(Reason::SwitchoverAborted, format!("to {}: {why}", p.candidate));
         if !self.obs.pg.running {
             if let Some(deadline) = self.writable_until() {
                 let sync_standbys = self.published_sync(view, rec);
@@ -169,11 +119,7 @@ impl Cx<'_> {
     }
 
     fn clear_request(&mut self, rec: &Versioned<LeaderRecord>, version: Version) {
-        self.leader_write(
-            rec,
-            vec![Write::delete(Key::Switchover, Expect::Version(version))],
-            false,
-        );
+        self.leader_write(rec, vec![Write::delete(Key::Switchover, Expect::Version(version))], false);
     }
 
     fn reject(&mut self, rec: &Versioned<LeaderRecord>, version: Version, why: String) {
@@ -191,18 +137,10 @@ impl Cx<'_> {
             return self.clear_request(rec, req.version);
         }
         if let Some(from) = req.value.from.as_deref().filter(|f| *f != me) {
-            return self.reject(
-                rec,
-                req.version,
-                format!("request names {from} as leader, but {me} leads"),
-            );
+            return self.reject(rec, req.version, format!("request names {from} as leader, but {me} leads"));
         }
         if self.s.paused {
-            return self.reject(
-                rec,
-                req.version,
-                "the cluster is paused; resume it first".into(),
-            );
+            return self.reject(rec, req.version, "the cluster is paused; resume it first".into());
         }
         if req.value.at_wall_ms.is_some() && !self.obs.requests.switchover_due {
             self.reason = Reason::SwitchoverScheduled;
@@ -224,49 +162,27 @@ impl Cx<'_> {
     }
 
     /// The named candidate if it can take over, else the best one; or why none can.
-    fn switchover_candidate(
-        &self,
-        view: &ClusterView,
-        to: Option<&str>,
-    ) -> Result<NodeName, String> {
+    fn switchover_candidate(&self, view: &ClusterView, to: Option<&str>) -> Result<NodeName, String> {
         let me = self.me();
         let sync = self.s.synchronous_mode.enabled();
         let check = |name: &str| -> Result<(crate::types::Lsn, u32), String> {
-            let m = view
-                .member(name)
-                .ok_or_else(|| format!("{name} is not a member"))?;
+            let m = view.member(name).ok_or_else(|| format!("{name} is not a member"))?;
             if name == me {
                 return Err(format!("{name} already leads"));
             }
             if !m.value.tags.can_lead() {
                 return Err(format!("{name} is tagged nofailover"));
             }
-            let st = self
-                .obs
-                .peer(name)
-                .and_then(|p| p.status.as_ref())
-                .ok_or_else(|| format!("{name} does not answer"))?;
+            let st =
+                self.obs.peer(name).and_then(|p| p.status.as_ref()).ok_or_else(|| format!("{name} does not answer"))?;
             if !st.running || st.role != MemberRole::Replica || !st.can_lead {
                 return Err(format!("{name} is not a healthy replica that could lead"));
             }
-            if !self
-                .obs
-                .pg
-                .standbys
-                .iter()
-                .any(|s| s.name == name && s.streaming)
-            {
+            if !self.obs.pg.standbys.iter().any(|s| s.name == name && s.streaming) {
                 return Err(format!("{name} is not streaming from {me}"));
             }
-            if sync
-                && !view
-                    .sync
-                    .as_ref()
-                    .is_some_and(|s| s.value.members.iter().any(|x| x == name))
-            {
-                return Err(format!(
-                    "{name} is not a synchronous standby; pick one from the sync set"
-                ));
+            if sync && !view.sync.as_ref().is_some_and(|s| s.value.members.iter().any(|x| x == name)) {
+                return Err(format!("{name} is not a synchronous standby; pick one from the sync set"));
             }
             Ok((st.position.lsn, m.value.tags.failover_priority))
         };
@@ -283,7 +199,6 @@ impl Cx<'_> {
                 }
             }
         }
-        best.map(|b| b.2.to_string())
-            .ok_or_else(|| "no healthy replica can take over".to_string())
+        best.map(|b| b.2.to_string()).ok_or_else(|| "no healthy replica can take over".to_string())
     }
 }

@@ -17,37 +17,21 @@ impl Cx<'_> {
         if !self.s.synchronous_mode.enabled() {
             self.mem.sync_add = None;
             if pg.sync_standbys != SyncStandbys::Off {
-                self.actions
-                    .push(Action::SetSyncStandbys(SyncStandbys::Off));
+                self.actions.push(Action::SetSyncStandbys(SyncStandbys::Off));
             }
             if let Some(s) = &view.sync {
-                self.leader_write(
-                    rec,
-                    vec![Write::delete(Key::Sync, Expect::Version(s.version))],
-                    false,
-                );
+                self.leader_write(rec, vec![Write::delete(Key::Sync, Expect::Version(s.version))], false);
             }
             return;
         }
         let term = rec.value.term;
         let me = self.cfg.name.clone();
-        let Some(sync) = view
-            .sync
-            .as_ref()
-            .filter(|s| s.value.leader == me && s.value.term == term)
-        else {
+        let Some(sync) = view.sync.as_ref().filter(|s| s.value.leader == me && s.value.term == term) else {
             // Take the record over with an empty set; the setting follows next loop.
-            let record = SyncRecord {
-                leader: me,
-                term,
-                members: Vec::new(),
-            };
+            let record = SyncRecord { leader: me, term, members: Vec::new() };
             self.leader_write(
                 rec,
-                vec![Write::put(
-                    Value::Sync(record),
-                    Expect::from_current(view.sync.as_ref()),
-                )],
+                vec![Write::put(Value::Sync(record), Expect::from_current(view.sync.as_ref()))],
                 false,
             );
             return;
@@ -56,34 +40,12 @@ impl Cx<'_> {
         let wanted = self.sync_candidates(view, published);
 
         // 1. Removal: publish first.
-        let keep: Vec<NodeName> = published
-            .iter()
-            .filter(|n| wanted.contains(n))
-            .cloned()
-            .collect();
+        let keep: Vec<NodeName> = published.iter().filter(|n| wanted.contains(n)).cloned().collect();
         if keep.len() < published.len() {
-            let gone: Vec<_> = published
-                .iter()
-                .filter(|n| !keep.contains(n))
-                .cloned()
-                .collect();
-            let record = SyncRecord {
-                leader: me,
-                term,
-                members: keep,
-            };
-            self.leader_write(
-                rec,
-                vec![Write::put(
-                    Value::Sync(record),
-                    Expect::Version(sync.version),
-                )],
-                false,
-            );
-            self.note(
-                Reason::SyncSetChanged,
-                format!("removed {}", gone.join(", ")),
-            );
+            let gone: Vec<_> = published.iter().filter(|n| !keep.contains(n)).cloned().collect();
+            let record = SyncRecord { leader: me, term, members: keep };
+            self.leader_write(rec, vec![Write::put(Value::Sync(record), Expect::Version(sync.version))], false);
+            self.note(Reason::SyncSetChanged, format!("removed {}", gone.join(", ")));
             return;
         }
 
@@ -115,25 +77,14 @@ impl Cx<'_> {
                     }
                 }
                 Some(t) => {
-                    let flushed = pg
-                        .standbys
-                        .iter()
-                        .find(|s| s.name == a.name)
-                        .map(|s| s.flush_lsn);
+                    let flushed = pg.standbys.iter().find(|s| s.name == a.name).map(|s| s.flush_lsn);
                     if flushed.is_some_and(|f| f >= t) {
                         let mut members = published.clone();
                         members.push(a.name.clone());
-                        let record = SyncRecord {
-                            leader: me,
-                            term,
-                            members,
-                        };
+                        let record = SyncRecord { leader: me, term, members };
                         self.leader_write(
                             rec,
-                            vec![Write::put(
-                                Value::Sync(record),
-                                Expect::Version(sync.version),
-                            )],
+                            vec![Write::put(Value::Sync(record), Expect::Version(sync.version))],
                             false,
                         );
                         self.note(Reason::SyncSetChanged, format!("added {}", a.name));
@@ -149,17 +100,10 @@ impl Cx<'_> {
         let n = self.s.synchronous_node_count as usize;
         if published.len() < n {
             if let Some(next) = wanted.iter().find(|w| !published.contains(w)) {
-                self.mem.sync_add = Some(SyncAdd {
-                    name: next.clone(),
-                    target: None,
-                });
+                self.mem.sync_add = Some(SyncAdd { name: next.clone(), target: None });
                 let mut names = published.clone();
                 names.push(next.clone());
-                self.actions
-                    .push(Action::SetSyncStandbys(SyncStandbys::for_names(
-                        names,
-                        self.strict(),
-                    )));
+                self.actions.push(Action::SetSyncStandbys(SyncStandbys::for_names(names, self.strict())));
                 self.busy();
             }
         }
@@ -173,22 +117,14 @@ impl Cx<'_> {
             .standbys
             .iter()
             .filter(|s| s.streaming && s.name != self.cfg.name)
-            .filter(|s| {
-                view.member(&s.name)
-                    .is_some_and(|m| !m.value.tags.nosync && m.value.tags.can_lead())
-            })
+            .filter(|s| view.member(&s.name).is_some_and(|m| !m.value.tags.nosync && m.value.tags.can_lead()))
             .collect();
+        // Published members first, then the one being added (no flapping), then the most advanced.
+        let adding = self.mem.sync_add.as_ref().map(|a| a.name.as_str());
+        let standing = |name: &str| (published.iter().any(|p| p == name), adding == Some(name));
         healthy.sort_by(|a, b| {
-            let pa = published.contains(&a.name);
-            let pb = published.contains(&b.name);
-            pb.cmp(&pa)
-                .then(b.flush_lsn.cmp(&a.flush_lsn))
-                .then(a.name.cmp(&b.name))
+            standing(&b.name).cmp(&standing(&a.name)).then(b.flush_lsn.cmp(&a.flush_lsn)).then(a.name.cmp(&b.name))
         });
-        healthy
-            .into_iter()
-            .take(self.s.synchronous_node_count as usize)
-            .map(|s| s.name.clone())
-            .collect()
+        healthy.into_iter().take(self.s.synchronous_node_count as usize).map(|s| s.name.clone()).collect()
     }
 }

@@ -4,16 +4,14 @@
 use crate::action::{Action, StopMode};
 use crate::config::{ClusterSettings, Config};
 use crate::dcs::{
-    ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, InitializeRecord, LeaderRecord,
-    LeaseModel, MemberRecord, MemberRole, StatusRecord, SwitchoverKind, SwitchoverRequest,
-    SyncRecord, Value, Write,
+    ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, InitializeRecord, LeaderRecord, LeaseModel,
+    MemberRecord, MemberRole, StatusRecord, SwitchoverKind, SwitchoverRequest, SyncRecord, Value, Write,
 };
 use crate::decide::{step, Decision};
 use crate::history::{Fork, ForkCause, History, TimelineSwitch};
 use crate::memory::{HeldLease, Memory};
 use crate::observation::{
-    DataDir, Done, Failure, GuardState, Observation, Outcome, PeerReport, PgObservation,
-    StandbyState, SyncStandbys,
+    DataDir, Done, Failure, GuardState, Observation, Outcome, PeerReport, PgObservation, StandbyState, SyncStandbys,
 };
 use crate::status::{ElectionReport, PeerStatus};
 use crate::types::{Lsn, Millis, OpId, Tags, Term, Timeline, Version, Versioned, WalPosition};
@@ -65,22 +63,14 @@ impl Scenario {
         let now = 100_000;
         let obs = Observation {
             pg: PgObservation::default(),
-            dcs: Ok(ClusterView {
-                received_at: now,
-                ..Default::default()
-            }),
+            dcs: Ok(ClusterView { received_at: now, ..Default::default() }),
             peers: Vec::new(),
             outcomes: Vec::new(),
             guard: GuardState::Disabled,
             requests: Default::default(),
             wall_time_ms: 1_790_000_000_000,
         };
-        Scenario {
-            cfg,
-            mem: Memory::default(),
-            obs,
-            now,
-        }
+        Scenario { cfg, mem: Memory::default(), obs, now }
     }
 
     /// A three-node cluster (n1, n2, n3) seen from `me`: initialized, n1 leads in term 3,
@@ -90,11 +80,7 @@ impl Scenario {
         let mut s = Scenario::node(me).initialized();
         s = s.leader("n1", 3, 40);
         for n in ["n1", "n2", "n3"] {
-            let role = if n == "n1" {
-                MemberRole::Primary
-            } else {
-                MemberRole::Replica
-            };
+            let role = if n == "n1" { MemberRole::Primary } else { MemberRole::Replica };
             s = s.member(n, role, 0x500_0000);
         }
         s = s.status("n1", 3, 0x500_0000).config(|_| {});
@@ -103,23 +89,14 @@ impl Scenario {
         s.mem.keepalive_at = Some(s.now - 200);
         for m in &mut view(&mut s.obs).members {
             m.value.applied_config = Some(Version(34));
-            m.value.reason = Some(if m.value.name == "n1" {
-                crate::Reason::LeaderHealthy
-            } else {
-                crate::Reason::ReplicaStreaming
-            });
+            m.value.reason =
+                Some(if m.value.name == "n1" { crate::Reason::LeaderHealthy } else { crate::Reason::ReplicaStreaming });
         }
         if me == "n1" {
             s.obs.pg.slots = vec!["n2".into(), "n3".into()];
             let sent = s.now - 500;
-            s = s
-                .pg_primary(1, 0x500_0000)
-                .holding(3, 40, sent)
-                .standby("n2", 0x500_0000)
-                .standby("n3", 0x500_0000);
-            s = s
-                .peer_replica("n2", 0x500_0000)
-                .peer_replica("n3", 0x500_0000);
+            s = s.pg_primary(1, 0x500_0000).holding(3, 40, sent).standby("n2", 0x500_0000).standby("n3", 0x500_0000);
+            s = s.peer_replica("n2", 0x500_0000).peer_replica("n3", 0x500_0000);
         } else {
             s = s.pg_replica(1, 0x500_0000, Some("n1"), true);
             for n in ["n2", "n3"].into_iter().filter(|n| *n != me) {
@@ -147,10 +124,7 @@ impl Scenario {
     pub fn initialized(mut self) -> Self {
         view(&mut self.obs).initialize = Some(Versioned {
             version: Version(2),
-            value: InitializeRecord {
-                system_id: SYSID,
-                base_timeline: Timeline(1),
-            },
+            value: InitializeRecord { system_id: SYSID, base_timeline: Timeline(1) },
         });
         self.obs.pg.data = DataDir::Present { system_id: SYSID };
         self
@@ -161,11 +135,7 @@ impl Scenario {
         let v = view(&mut self.obs);
         v.leader = Some(Versioned {
             version: Version(version),
-            value: LeaderRecord {
-                holder: holder.into(),
-                term: Term(term),
-                ttl: 10_000,
-            },
+            value: LeaderRecord { holder: holder.into(), term: Term(term), ttl: 10_000 },
         });
         v.term = v.term.max(Term(term));
         self
@@ -210,11 +180,7 @@ impl Scenario {
 
     /// Changes a member's tags.
     pub fn member_tags(mut self, name: &str, f: impl FnOnce(&mut Tags)) -> Self {
-        if let Some(m) = view(&mut self.obs)
-            .members
-            .iter_mut()
-            .find(|m| m.value.name == name)
-        {
+        if let Some(m) = view(&mut self.obs).members.iter_mut().find(|m| m.value.name == name) {
             f(&mut m.value.tags);
         }
         self
@@ -224,11 +190,7 @@ impl Scenario {
     pub fn tags(mut self, f: impl Fn(&mut Tags)) -> Self {
         f(&mut self.cfg.tags);
         let name = self.cfg.name.clone();
-        if let Some(m) = view(&mut self.obs)
-            .members
-            .iter_mut()
-            .find(|m| m.value.name == name)
-        {
+        if let Some(m) = view(&mut self.obs).members.iter_mut().find(|m| m.value.name == name) {
             f(&mut m.value.tags);
         }
         self
@@ -238,12 +200,7 @@ impl Scenario {
     pub fn status(mut self, leader: &str, term: u64, lsn: u64) -> Self {
         view(&mut self.obs).status = Some(Versioned {
             version: Version(30),
-            value: StatusRecord {
-                leader: leader.into(),
-                term: Term(term),
-                timeline: Timeline(1),
-                lsn: Lsn(lsn),
-            },
+            value: StatusRecord { leader: leader.into(), term: Term(term), timeline: Timeline(1), lsn: Lsn(lsn) },
         });
         self
     }
@@ -275,28 +232,15 @@ impl Scenario {
                 wall_time_ms: 0,
             })
             .collect();
-        view(&mut self.obs).history = Some(Versioned {
-            version: Version(32),
-            value: History { forks },
-        });
+        view(&mut self.obs).history = Some(Versioned { version: Version(32), value: History { forks } });
         self
     }
 
     /// The `switchover` key.
-    pub fn switchover(
-        mut self,
-        kind: SwitchoverKind,
-        from: Option<&str>,
-        to: Option<&str>,
-    ) -> Self {
+    pub fn switchover(mut self, kind: SwitchoverKind, from: Option<&str>, to: Option<&str>) -> Self {
         view(&mut self.obs).switchover = Some(Versioned {
             version: Version(33),
-            value: SwitchoverRequest {
-                kind,
-                from: from.map(Into::into),
-                to: to.map(Into::into),
-                at_wall_ms: None,
-            },
+            value: SwitchoverRequest { kind, from: from.map(Into::into), to: to.map(Into::into), at_wall_ms: None },
         });
         self
     }
@@ -305,10 +249,7 @@ impl Scenario {
     pub fn config(mut self, f: impl FnOnce(&mut ClusterSettings)) -> Self {
         let mut s = self.cfg.defaults.clone();
         f(&mut s);
-        view(&mut self.obs).config = Some(Versioned {
-            version: Version(34),
-            value: s,
-        });
+        view(&mut self.obs).config = Some(Versioned { version: Version(34), value: s });
         self
     }
 
@@ -330,21 +271,11 @@ impl Scenario {
     pub fn failsafe(mut self, members: &[&str]) -> Self {
         let members = members
             .iter()
-            .map(|m| FailsafeMember {
-                name: m.to_string(),
-                api_url: format!("http://{m}:8008"),
-            })
+            .map(|m| FailsafeMember { name: m.to_string(), api_url: format!("http://{m}:8008") })
             .collect();
-        view(&mut self.obs).failsafe = Some(Versioned {
-            version: Version(35),
-            value: FailsafeRecord { members },
-        });
+        view(&mut self.obs).failsafe = Some(Versioned { version: Version(35), value: FailsafeRecord { members } });
         self.mem.failsafe_set = match &self.obs.dcs {
-            Ok(v) => v
-                .failsafe
-                .as_ref()
-                .map(|f| f.value.members.clone())
-                .unwrap_or_default(),
+            Ok(v) => v.failsafe.as_ref().map(|f| f.value.members.clone()).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
         self
@@ -352,9 +283,7 @@ impl Scenario {
 
     /// The DCS read failed.
     pub fn dcs_down(mut self) -> Self {
-        self.obs.dcs = Err(crate::dcs::DcsError::Unavailable(
-            "connection refused".into(),
-        ));
+        self.obs.dcs = Err(crate::dcs::DcsError::Unavailable("connection refused".into()));
         self
     }
 
@@ -374,13 +303,7 @@ impl Scenario {
     }
 
     /// Local PostgreSQL: running standby.
-    pub fn pg_replica(
-        mut self,
-        timeline: u32,
-        lsn: u64,
-        upstream: Option<&str>,
-        streaming: bool,
-    ) -> Self {
+    pub fn pg_replica(mut self, timeline: u32, lsn: u64, upstream: Option<&str>, streaming: bool) -> Self {
         let pg = &mut self.obs.pg;
         pg.running = true;
         pg.responsive = true;
@@ -418,13 +341,8 @@ impl Scenario {
 
     /// Local timeline history file.
     pub fn pg_history(mut self, switches: &[(u32, u64)]) -> Self {
-        self.obs.pg.history = switches
-            .iter()
-            .map(|&(t, l)| TimelineSwitch {
-                timeline: Timeline(t),
-                lsn: Lsn(l),
-            })
-            .collect();
+        self.obs.pg.history =
+            switches.iter().map(|&(t, l)| TimelineSwitch { timeline: Timeline(t), lsn: Lsn(l) }).collect();
         self
     }
 
@@ -437,11 +355,7 @@ impl Scenario {
     /// A standby streaming from the local primary.
     pub fn standby(mut self, name: &str, flush: u64) -> Self {
         self.obs.pg.standbys.retain(|s| s.name != name);
-        self.obs.pg.standbys.push(StandbyState {
-            name: name.into(),
-            flush_lsn: Lsn(flush),
-            streaming: true,
-        });
+        self.obs.pg.standbys.push(StandbyState { name: name.into(), flush_lsn: Lsn(flush), streaming: true });
         self
     }
 
@@ -449,13 +363,7 @@ impl Scenario {
     pub fn holding(mut self, term: u64, version: u64, sent_at: Millis) -> Self {
         let ttl = 10_000;
         let deadline = sent_at + ttl - self.cfg.safety.margin(ttl);
-        self.mem.lease = Some(HeldLease {
-            term: Term(term),
-            version: Version(version),
-            sent_at,
-            ttl,
-            deadline,
-        });
+        self.mem.lease = Some(HeldLease { term: Term(term), version: Version(version), sent_at, ttl, deadline });
         self.mem.max_term = self.mem.max_term.max(Term(term));
         self.mem.armed_until = Some(deadline);
         self.mem.status_at = Some((sent_at, self.obs.pg.flush_lsn));
@@ -476,10 +384,7 @@ impl Scenario {
                 role: MemberRole::Replica,
                 term: Term(3),
                 running: true,
-                position: WalPosition {
-                    timeline: Timeline(1),
-                    lsn: Lsn(lsn),
-                },
+                position: WalPosition { timeline: Timeline(1), lsn: Lsn(lsn) },
                 can_lead: true,
                 election: None,
             }),
@@ -488,10 +393,7 @@ impl Scenario {
 
     /// A peer in an election at `lsn` (settled, eligible, priority 1).
     pub fn peer_candidate(self, name: &str, lsn: u64, settled: bool, eligible: bool) -> Self {
-        let position = WalPosition {
-            timeline: Timeline(1),
-            lsn: Lsn(lsn),
-        };
+        let position = WalPosition { timeline: Timeline(1), lsn: Lsn(lsn) };
         self.peer(
             name,
             Some(PeerStatus {
@@ -500,12 +402,7 @@ impl Scenario {
                 running: true,
                 position,
                 can_lead: eligible,
-                election: Some(ElectionReport {
-                    position,
-                    settled,
-                    priority: 1,
-                    eligible,
-                }),
+                election: Some(ElectionReport { position, settled, priority: 1, eligible }),
             }),
         )
     }
@@ -513,19 +410,13 @@ impl Scenario {
     /// A peer's answer (None: unreachable).
     pub fn peer(mut self, name: &str, status: Option<PeerStatus>) -> Self {
         self.obs.peers.retain(|p| p.name != name);
-        self.obs.peers.push(PeerReport {
-            name: name.into(),
-            status,
-        });
+        self.obs.peers.push(PeerReport { name: name.into(), status });
         self
     }
 
     /// An outcome of an earlier action.
     pub fn outcome(mut self, id: u64, result: Result<Done, Failure>) -> Self {
-        self.obs.outcomes.push(Outcome {
-            id: OpId(id),
-            result,
-        });
+        self.obs.outcomes.push(Outcome { id: OpId(id), result });
         self
     }
 
@@ -550,17 +441,9 @@ impl Scenario {
             let _ = writeln!(out, "  {line}");
         }
         let _ = writeln!(out, "then:");
-        let detail = if d.status.detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", d.status.detail)
-        };
+        let detail = if d.status.detail.is_empty() { String::new() } else { format!(" ({})", d.status.detail) };
         let _ = writeln!(out, "  reason: {}{detail}", d.status.reason);
-        let _ = writeln!(
-            out,
-            "  role: {:?}, wake within {} ms",
-            d.status.role, d.wake_within
-        );
+        let _ = writeln!(out, "  role: {:?}, wake within {} ms", d.status.role, d.wake_within);
         if let Some(u) = d.status.writable_until {
             let _ = writeln!(out, "  writable until: {u}");
         }
@@ -592,11 +475,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
         (true, true, Some(true)) => format!(
             "running standby upstream={} {}",
             pg.upstream.as_deref().unwrap_or("-"),
-            if pg.streaming {
-                "streaming"
-            } else {
-                "not streaming"
-            }
+            if pg.streaming { "streaming" } else { "not streaming" }
         ),
         (true, true, None) => "running, role unknown".to_string(),
     };
@@ -605,28 +484,16 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
         DataDir::Present { system_id } if system_id == SYSID => "data of this cluster".to_string(),
         DataDir::Present { system_id } => format!("data of system {system_id}"),
     };
-    let mut l = format!(
-        "pg: {state}, {data}, at {}@{}",
-        lsn(pg.flush_lsn),
-        pg.timeline
-    );
+    let mut l = format!("pg: {state}, {data}, at {}@{}", lsn(pg.flush_lsn), pg.timeline);
     if !pg.history.is_empty() {
-        let h: Vec<_> = pg
-            .history
-            .iter()
-            .map(|s| format!("{}@{}", lsn(s.lsn), s.timeline))
-            .collect();
+        let h: Vec<_> = pg.history.iter().map(|s| format!("{}@{}", lsn(s.lsn), s.timeline)).collect();
         let _ = write!(l, ", history [{}]", h.join(" "));
     }
     if pg.sync_standbys != SyncStandbys::Off {
         let _ = write!(l, ", sync_standbys {}", render_sync(&pg.sync_standbys));
     }
     if !pg.standbys.is_empty() {
-        let st: Vec<_> = pg
-            .standbys
-            .iter()
-            .map(|s| format!("{}@{}", s.name, lsn(s.flush_lsn)))
-            .collect();
+        let st: Vec<_> = pg.standbys.iter().map(|s| format!("{}@{}", s.name, lsn(s.flush_lsn))).collect();
         let _ = write!(l, ", standbys [{}]", st.join(" "));
     }
     if !pg.slots.is_empty() {
@@ -642,11 +509,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
             let mut l = String::from("dcs:");
             match &v.leader {
                 Some(r) => {
-                    let _ = write!(
-                        l,
-                        " leader {} term {} v{}",
-                        r.value.holder, r.value.term, r.version
-                    );
+                    let _ = write!(l, " leader {} term {} v{}", r.value.holder, r.value.term, r.version);
                 }
                 None => {
                     let _ = write!(l, " no leader");
@@ -697,16 +560,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
                     .value
                     .forks
                     .iter()
-                    .map(|f| {
-                        format!(
-                            "{}->{}@{} term {} by {}",
-                            f.parent,
-                            f.timeline,
-                            lsn(f.lsn),
-                            f.term,
-                            f.node
-                        )
-                    })
+                    .map(|f| format!("{}->{}@{} term {} by {}", f.parent, f.timeline, lsn(f.lsn), f.term, f.node))
                     .collect();
                 lines.push(format!("history: {}", fs.join(", ")));
             }
@@ -734,26 +588,14 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
                 if c.ttl != d.ttl {
                     diffs.push(format!("ttl={}", c.ttl));
                 }
-                lines.push(format!(
-                    "config: {}",
-                    if diffs.is_empty() {
-                        "defaults".into()
-                    } else {
-                        diffs.join(" ")
-                    }
-                ));
+                lines.push(format!("config: {}", if diffs.is_empty() { "defaults".into() } else { diffs.join(" ") }));
             }
             if let Some(f) = &v.failsafe {
                 let ms: Vec<_> = f.value.members.iter().map(|m| m.name.as_str()).collect();
                 lines.push(format!("failsafe set: [{}]", ms.join(" ")));
             }
             for c in &v.corrupt {
-                lines.push(format!(
-                    "corrupt: {} v{} ({})",
-                    c.key.path(),
-                    c.version,
-                    c.reason
-                ));
+                lines.push(format!("corrupt: {} v{} ({})", c.key.path(), c.version, c.reason));
             }
         }
     }
@@ -772,10 +614,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
         lines.push(format!("settings: {}", extra.join(" ")));
     }
     if s.cfg.tags.nofailover || s.cfg.tags.failover_priority != 1 {
-        lines.push(format!(
-            "my tags: nofailover={} priority={}",
-            s.cfg.tags.nofailover, s.cfg.tags.failover_priority
-        ));
+        lines.push(format!("my tags: nofailover={} priority={}", s.cfg.tags.nofailover, s.cfg.tags.failover_priority));
     }
     for p in &s.obs.peers {
         let l = match &p.status {
@@ -817,16 +656,10 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     let m = &s.mem;
     let mut mem = Vec::new();
     if let Some(l) = &m.lease {
-        mem.push(format!(
-            "lease term {} v{} sent {} until {}",
-            l.term, l.version, l.sent_at, l.deadline
-        ));
+        mem.push(format!("lease term {} v{} sent {} until {}", l.term, l.version, l.sent_at, l.deadline));
     }
     if let Some(p) = &m.pending {
-        mem.push(format!(
-            "pending #{} {:?} since {}",
-            p.id.0, p.kind, p.since
-        ));
+        mem.push(format!("pending #{} {:?} since {}", p.id.0, p.kind, p.since));
     }
     if let Some(op) = &m.lease_op {
         mem.push(format!("lease op #{} {:?}", op.id.0, op.kind));
@@ -835,17 +668,10 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
         mem.push(format!("candidate since {e}"));
     }
     if let Some(sw) = &m.switchover {
-        mem.push(format!(
-            "switchover to {} {:?} since {}",
-            sw.candidate, sw.phase, sw.since
-        ));
+        mem.push(format!("switchover to {} {:?} since {}", sw.candidate, sw.phase, sw.since));
     }
     if let Some(a) = &m.sync_add {
-        mem.push(format!(
-            "adding sync {} target {:?}",
-            a.name,
-            a.target.map(lsn)
-        ));
+        mem.push(format!("adding sync {} target {:?}", a.name, a.target.map(lsn)));
     }
     if let Some(a) = &m.failsafe_ack {
         mem.push(format!("failsafe ack to {} at {}", a.leader, a.at));
@@ -871,14 +697,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     if let Some(t) = m.stepping_down {
         mem.push(format!("stepping down term {t}"));
     }
-    lines.push(format!(
-        "memory: {}",
-        if mem.is_empty() {
-            "-".into()
-        } else {
-            mem.join("; ")
-        }
-    ));
+    lines.push(format!("memory: {}", if mem.is_empty() { "-".into() } else { mem.join("; ") }));
     lines.push(format!("now: {}", s.now));
     lines
 }
@@ -914,27 +733,12 @@ fn render_write(w: &Write) -> String {
             ),
             None => "put history (empty)".into(),
         },
-        Some(Value::Sync(s)) => format!(
-            "put sync {} term {} [{}]",
-            s.leader,
-            s.term,
-            s.members.join(" ")
-        ),
+        Some(Value::Sync(s)) => format!("put sync {} term {} [{}]", s.leader, s.term, s.members.join(" ")),
         Some(Value::Status(s)) => format!("put status {}", lsn(s.lsn)),
-        Some(Value::Initialize(i)) => format!(
-            "put initialize sysid={} base tl {}",
-            i.system_id, i.base_timeline
-        ),
+        Some(Value::Initialize(i)) => format!("put initialize sysid={} base tl {}", i.system_id, i.base_timeline),
         Some(Value::Config(_)) => "put config".into(),
         Some(Value::Failsafe(f)) => {
-            format!(
-                "put failsafe [{}]",
-                f.members
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
+            format!("put failsafe [{}]", f.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" "))
         }
         Some(Value::Switchover(_)) => "put switchover".into(),
     };
@@ -951,36 +755,23 @@ pub fn render_action(a: &Action) -> String {
                 x.record.term,
                 render_expect(&x.expect),
                 x.term_was,
-                x.sync
-                    .map(|s| format!(" and sync {}", render_expect(&s)))
-                    .unwrap_or_default()
+                x.sync.map(|s| format!(" and sync {}", render_expect(&s))).unwrap_or_default()
             ),
-            DcsOp::RenewLeader { guard, ttl } => format!(
-                "dcs renew_leader term {} v{} ttl {ttl}",
-                guard.term, guard.version
-            ),
+            DcsOp::RenewLeader { guard, ttl } => {
+                format!("dcs renew_leader term {} v{} ttl {ttl}", guard.term, guard.version)
+            }
             DcsOp::ReleaseLeader { guard } => format!("dcs release_leader term {}", guard.term),
-            DcsOp::TransferLeader {
-                guard,
-                to,
-                clear_switchover,
-            } => format!(
+            DcsOp::TransferLeader { guard, to, clear_switchover } => format!(
                 "dcs transfer_leader from term {} to {} term {}{}",
                 guard.term,
                 to.holder,
                 to.term,
-                clear_switchover
-                    .map(|v| format!(" clearing switchover v{v}"))
-                    .unwrap_or_default()
+                clear_switchover.map(|v| format!(" clearing switchover v{v}")).unwrap_or_default()
             ),
             DcsOp::LeaderWrite { guard, writes } => format!(
                 "dcs as leader term {}: {}",
                 guard.term,
-                writes
-                    .iter()
-                    .map(render_write)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                writes.iter().map(render_write).collect::<Vec<_>>().join("; ")
             ),
             DcsOp::KeepAlive { .. } => "dcs keepalive".into(),
             DcsOp::PublishMember(m) => format!(
@@ -995,54 +786,26 @@ pub fn render_action(a: &Action) -> String {
                 format!(
                     "dcs event {}{}",
                     e.reason,
-                    if e.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", e.detail)
-                    }
+                    if e.detail.is_empty() { String::new() } else { format!(": {}", e.detail) }
                 )
             }
         },
         Action::Initdb { .. } => "pg initdb".into(),
         Action::Clone { from, .. } => format!("pg clone from {from}"),
         Action::Rewind { from, .. } => format!("pg rewind from {from}"),
-        Action::StartPrimary {
-            lease_deadline,
-            sync_standbys,
-            ..
-        } => {
-            format!(
-                "pg start_primary until {lease_deadline} sync {}",
-                render_sync(sync_standbys)
-            )
+        Action::StartPrimary { lease_deadline, sync_standbys, .. } => {
+            format!("pg start_primary until {lease_deadline} sync {}", render_sync(sync_standbys))
         }
-        Action::StartReplica { upstream, .. } => format!(
-            "pg start_replica upstream {}",
-            upstream.as_deref().unwrap_or("-")
-        ),
+        Action::StartReplica { upstream, .. } => {
+            format!("pg start_replica upstream {}", upstream.as_deref().unwrap_or("-"))
+        }
         Action::Stop { mode, .. } => {
-            format!(
-                "pg stop {}",
-                if *mode == StopMode::Fast {
-                    "fast"
-                } else {
-                    "immediate (fence)"
-                }
-            )
+            format!("pg stop {}", if *mode == StopMode::Fast { "fast" } else { "immediate (fence)" })
         }
-        Action::Promote {
-            lease_deadline,
-            timeline,
-            sync_standbys,
-            ..
-        } => format!(
-            "pg promote to timeline {timeline} until {lease_deadline} sync {}",
-            render_sync(sync_standbys)
-        ),
-        Action::Follow { upstream } => format!(
-            "pg follow {}",
-            upstream.as_deref().unwrap_or("nobody (receiver off)")
-        ),
+        Action::Promote { lease_deadline, timeline, sync_standbys, .. } => {
+            format!("pg promote to timeline {timeline} until {lease_deadline} sync {}", render_sync(sync_standbys))
+        }
+        Action::Follow { upstream } => format!("pg follow {}", upstream.as_deref().unwrap_or("nobody (receiver off)")),
         Action::SetSyncStandbys(s) => {
             format!("pg set synchronous_standby_names {}", render_sync(s))
         }
@@ -1052,14 +815,9 @@ pub fn render_action(a: &Action) -> String {
         Action::ArmGuard { deadline, term, .. } => {
             format!("guard arm until {deadline} term {term}")
         }
-        Action::FailsafePing { members, .. } => format!(
-            "failsafe ping [{}]",
-            members
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        Action::FailsafePing { members, .. } => {
+            format!("failsafe ping [{}]", members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" "))
+        }
     }
 }
 
