@@ -68,6 +68,8 @@ reasons! {
     LeaseLost = true,
     /// The lease deadline passed without a successful renewal: fencing PostgreSQL (stop immediate).
     LeaseExpired = true,
+    /// The lease deadline passed though the store still names this node: renewing; nothing is made writable until that succeeds.
+    LeaseRenewing = true,
     /// PostgreSQL accepts writes but this node does not hold the leader lease: fencing it (stop immediate).
     FencingNotLeader = true,
     /// The fencing guard is gone or did not acknowledge the deadline: fencing PostgreSQL.
@@ -162,6 +164,8 @@ reasons! {
     SyncSetChanged = true,
     /// The DCS config is invalid and was not applied; the previous settings stay in effect.
     ConfigRejected = true,
+    /// Waiting for a PostgreSQL operation in progress (stop, checkpoint) to finish.
+    WaitingForOperation = false,
     /// A long PostgreSQL operation failed or timed out; it will be retried or remedied.
     OperationFailed = true,
     /// A member record that stopped being refreshed was deleted.

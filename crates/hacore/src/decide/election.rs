@@ -85,19 +85,24 @@ impl Cx<'_> {
         }
         self.election = Some(report(true));
 
-        // Compare with every member that could lead.
+        // Every member that could lead must have answered (or be unreachable)...
         let mine = (pg.flush_lsn, self.cfg.tags.failover_priority, self.me());
-        let mut waiting: Vec<&str> = Vec::new();
-        for m in view.members.iter().filter(|m| m.value.name != self.cfg.name && m.value.tags.can_lead()) {
-            let name = m.value.name.as_str();
-            let Some(peer) = self.obs.peer(name) else {
-                waiting.push(name);
-                continue;
-            };
+        let mut waiting: Vec<&str> = view
+            .members
+            .iter()
+            .filter(|m| {
+                m.value.name != self.cfg.name && m.value.tags.can_lead() && self.obs.peer(&m.value.name).is_none()
+            })
+            .map(|m| m.value.name.as_str())
+            .collect();
+        // ...and every answer counts, listed as a member or not (its key may have expired).
+        for peer in self.obs.peers.iter().filter(|p| p.name != self.cfg.name) {
+            let name = peer.name.as_str();
             let Some(st) = &peer.status else { continue }; // unreachable
+            let tag_priority = view.member(name).map_or(1, |m| m.value.tags.failover_priority);
             let (eligible, lsn, prio, settled) = match st.election {
                 Some(e) => (e.eligible, e.position.lsn, e.priority, e.settled),
-                None => (st.can_lead, st.position.lsn, m.value.tags.failover_priority, false),
+                None => (st.can_lead, st.position.lsn, tag_priority, false),
             };
             if !eligible {
                 continue;

@@ -20,15 +20,8 @@ impl Cx<'_> {
             return self.set(Reason::Paused, format!("{leader} leads"));
         }
         if let Some(p) = self.mem.pending {
-            let reason = match p.kind {
-                PgOpKind::Clone => Reason::Cloning,
-                PgOpKind::Rewind => Reason::Rewinding,
-                PgOpKind::StartReplica => Reason::StartingReplica,
-                PgOpKind::StopFast => Reason::StoppingDiverged,
-                _ => self.reason,
-            };
             self.busy();
-            return self.set(reason, format!("waiting for {:?}", p.kind));
+            return self.set(Self::waiting_reason(p.kind), format!("waiting for {:?}", p.kind));
         }
         let Some(init) = view.initialize.as_ref() else {
             return self.set(Reason::WaitingForBootstrap, format!("{leader} is initializing the cluster"));

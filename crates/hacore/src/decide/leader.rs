@@ -42,6 +42,12 @@ impl Cx<'_> {
         };
 
         self.renew_if_due(rec, lease);
+        if self.valid_lease().is_none() {
+            // Our deadline passed though the store still shows us (S1 fenced PostgreSQL if
+            // it was writable). Nothing writable until a renewal succeeds.
+            self.busy();
+            return self.set(Reason::LeaseRenewing, format!("deadline {} passed", lease.deadline));
+        }
 
         if self.s.paused {
             if self.obs.pg.maybe_writable() {
@@ -58,11 +64,8 @@ impl Cx<'_> {
         let pg = &self.obs.pg;
         if let Some(p) = self.mem.pending {
             let reason = match p.kind {
-                PgOpKind::Promote => Reason::Promoting,
-                PgOpKind::StartPrimary => Reason::PrimaryStarting,
                 PgOpKind::StartReplica => Reason::StartingForPromotion,
-                PgOpKind::StopImmediate => self.reason,
-                _ => Reason::SteppingDown,
+                kind => Self::waiting_reason(kind),
             };
             if pg.maybe_writable() && p.kind == PgOpKind::Promote {
                 self.arm_guard();
@@ -179,7 +182,7 @@ impl Cx<'_> {
         }
         // S3 at the last moment: a reachable eligible member strictly ahead means we must not
         // promote (a straggler reported late). Give the lease back.
-        if let Some(ahead) = self.peer_strictly_ahead(view) {
+        if let Some(ahead) = self.peer_strictly_ahead() {
             return self.step_down(rec, Reason::ElectionLost, format!("{ahead} has more WAL; not promoting"));
         } else if self.lineage != crate::history::Lineage::Along {
             return self.step_down(rec, Reason::IneligibleDiverged, "local WAL is not along the history".into());
@@ -227,14 +230,15 @@ impl Cx<'_> {
         self.s.synchronous_mode == crate::config::SyncMode::Strict
     }
 
-    /// A reachable member that could lead and has strictly more WAL than this node.
-    fn peer_strictly_ahead(&self, view: &ClusterView) -> Option<String> {
+    /// A reachable node that could lead and has strictly more WAL than this node. Every
+    /// answer counts, listed as a member or not (its member key may have expired).
+    fn peer_strictly_ahead(&self) -> Option<String> {
         let mine = self.obs.pg.flush_lsn;
-        view.members.iter().filter(|m| m.value.name != self.cfg.name).find_map(|m| {
-            let st = self.obs.peer(&m.value.name)?.status.as_ref()?;
+        self.obs.peers.iter().filter(|p| p.name != self.cfg.name).find_map(|p| {
+            let st = p.status.as_ref()?;
             let eligible = st.election.map_or(st.can_lead, |e| e.eligible);
             let lsn = st.election.map_or(st.position.lsn, |e| e.position.lsn);
-            (eligible && lsn > mine).then(|| m.value.name.clone())
+            (eligible && lsn > mine).then(|| p.name.clone())
         })
     }
 

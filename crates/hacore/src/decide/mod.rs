@@ -228,6 +228,19 @@ impl<'a> Cx<'a> {
         self.mem.last_failure.is_some_and(|f| f.kind == kind && self.now < f.at.saturating_add(self.s.loop_wait))
     }
 
+    /// The reason to show while waiting for a long operation of this kind.
+    pub fn waiting_reason(kind: PgOpKind) -> Reason {
+        match kind {
+            PgOpKind::Initdb => Reason::BootstrapInitdb,
+            PgOpKind::Clone => Reason::Cloning,
+            PgOpKind::Rewind => Reason::Rewinding,
+            PgOpKind::StartPrimary => Reason::PrimaryStarting,
+            PgOpKind::StartReplica => Reason::StartingReplica,
+            PgOpKind::Promote => Reason::Promoting,
+            PgOpKind::StopFast | PgOpKind::StopImmediate | PgOpKind::Checkpoint => Reason::WaitingForOperation,
+        }
+    }
+
     /// Guard for leader-side writes in the current reign.
     pub fn guard(&self, rec: &Versioned<LeaderRecord>) -> LeaderGuard {
         LeaderGuard { holder: rec.value.holder.clone(), term: rec.value.term, version: rec.version }

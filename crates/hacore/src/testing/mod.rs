@@ -6,3 +6,4 @@
 //! * [`linearizability`]: a checker for concurrent histories of the leader record.
 
 pub mod scenario;
+pub mod strategies;

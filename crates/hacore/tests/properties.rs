@@ -1,0 +1,215 @@
+//! Properties of `step` over random configs, memories and observations.
+
+use hacore::action::{Action, StopMode};
+use hacore::dcs::{DcsOp, Expect};
+use hacore::memory::PgOpKind;
+use hacore::testing::strategies::{step_input, StepInput};
+use hacore::{step, ClusterSettings, Decision, Reason};
+use proptest::prelude::*;
+
+fn run(i: &StepInput) -> Decision {
+    step(&i.cfg, &i.mem, &i.obs, i.now)
+}
+
+/// The settings the step ended up applying.
+fn settings(i: &StepInput, d: &Decision) -> ClusterSettings {
+    d.memory.applied.as_ref().map_or_else(|| i.cfg.defaults.clone(), |(_, s)| s.clone())
+}
+
+fn pause_disarmed(i: &StepInput, d: &Decision) -> bool {
+    settings(i, d).paused
+        && d.memory.pause_confirmed.is_some()
+        && d.memory.pause_confirmed == d.memory.applied.as_ref().map(|a| a.0)
+}
+
+fn fences(d: &Decision) -> bool {
+    d.actions.iter().any(|a| matches!(a, Action::Stop { mode: StopMode::Immediate, .. }))
+        || d.memory.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3_000, .. ProptestConfig::default() })]
+
+    /// `step` never panics, and the same input gives the same output.
+    #[test]
+    fn deterministic(i in step_input()) {
+        let a = run(&i);
+        let b = run(&i);
+        prop_assert_eq!(a, b);
+    }
+
+    /// S1: no action that makes or keeps PostgreSQL writable without a lease (or a valid
+    /// failsafe confirmation while the DCS is unreadable) whose deadline is in the future
+    /// and covers the action's deadline.
+    #[test]
+    fn writable_only_under_a_lease(i in step_input()) {
+        let d = run(&i);
+        for a in &d.actions {
+            let Some(deadline) = a.writable_deadline() else { continue };
+            prop_assert!(deadline > i.now, "{a:?} deadline not in the future");
+            let lease_ok = d.memory.lease.is_some_and(|l| {
+                l.deadline >= deadline
+                    && match &i.obs.dcs {
+                        Ok(v) => v.leader.as_ref().is_some_and(|r| r.value.holder == i.cfg.name && r.value.term == l.term),
+                        Err(_) => true,
+                    }
+            });
+            let failsafe_ok = i.obs.dcs.is_err()
+                && d.memory.lease.is_some()
+                && d.memory.failsafe_until.is_some_and(|u| u >= deadline);
+            prop_assert!(lease_ok || failsafe_ok, "{a:?} without a lease: {:?}", d.memory.lease);
+        }
+    }
+
+    /// S1: PostgreSQL that may accept writes without a writable deadline is fenced
+    /// (exception: pause confirmed by every member).
+    #[test]
+    fn past_deadline_always_fences(i in step_input()) {
+        let d = run(&i);
+        let pg = &i.obs.pg;
+        if pg.maybe_writable() && !pause_disarmed(&i, &d) {
+            if d.status.writable_until.is_none() {
+                prop_assert!(fences(&d), "writable without deadline and not fenced: {:?}", d.status);
+            }
+            if i.cfg.require_guard && i.obs.guard == hacore::GuardState::Lost {
+                prop_assert!(fences(&d), "guard lost and not fenced");
+            }
+        }
+        if let Some(u) = d.status.writable_until {
+            prop_assert!(u > i.now);
+        }
+    }
+
+    /// S3: never promote while a reachable eligible member has a higher received LSN.
+    #[test]
+    fn never_promote_behind_a_peer(i in step_input()) {
+        let d = run(&i);
+        if d.actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+            for p in i.obs.peers.iter().filter(|p| p.name != i.cfg.name) {
+                let Some(st) = &p.status else { continue };
+                let (eligible, lsn) = st.election.map_or((st.can_lead, st.position.lsn), |e| (e.eligible, e.position.lsn));
+                prop_assert!(!(eligible && lsn > i.obs.pg.flush_lsn), "promoted behind {}", p.name);
+            }
+        }
+    }
+
+    /// S2: in synchronous mode never take the lease when not in the sync set (bootstrap,
+    /// before any commit exists, and claims of a record already naming this node aside).
+    #[test]
+    fn synchronous_acquire_only_from_the_set(i in step_input()) {
+        let d = run(&i);
+        let Ok(view) = &i.obs.dcs else { return Ok(()) };
+        if !settings(&i, &d).synchronous_mode.enabled() || view.initialize.is_none() {
+            return Ok(());
+        }
+        for a in &d.actions {
+            let Action::Dcs { op: DcsOp::AcquireLeader(acq), .. } = a else { continue };
+            let claim = matches!(acq.expect, Expect::Version(_))
+                && view.leader.as_ref().is_some_and(|l| l.value.holder == i.cfg.name);
+            if claim {
+                continue;
+            }
+            let in_set = view.sync.as_ref().is_some_and(|s| {
+                s.value.leader == i.cfg.name || s.value.members.contains(&i.cfg.name)
+            });
+            prop_assert!(in_set, "acquired outside the sync set");
+            prop_assert!(acq.sync.is_some(), "acquire not conditioned on the sync record");
+        }
+    }
+
+    /// Tags: a nofailover node never campaigns for the lease.
+    #[test]
+    fn nofailover_never_campaigns(i in step_input()) {
+        let d = run(&i);
+        if i.cfg.tags.can_lead() {
+            return Ok(());
+        }
+        for a in &d.actions {
+            if let Action::Dcs { op: DcsOp::AcquireLeader(acq), .. } = a {
+                prop_assert!(matches!(acq.expect, Expect::Version(_)), "nofailover node acquired");
+            }
+        }
+    }
+
+    /// Every decision has a reason, and the next wake-up is within a loop.
+    #[test]
+    fn reason_and_wake(i in step_input()) {
+        let d = run(&i);
+        prop_assert_ne!(d.status.reason, Reason::Starting);
+        prop_assert!(d.wake_within >= 1);
+        prop_assert!(d.wake_within <= settings(&i, &d).loop_wait, "wake {} > loop_wait", d.wake_within);
+    }
+}
+
+/// The strategies are only useful if they reach the dangerous paths: count what 4000
+/// random inputs produce and require every interesting action and reason at least once.
+#[test]
+fn strategies_reach_the_interesting_paths() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::collections::BTreeMap;
+
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
+    let strategy = step_input();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..4_000 {
+        let i = strategy.new_tree(&mut runner).expect("strategy").current();
+        let d = run(&i);
+        *seen.entry(format!("reason:{}", d.status.reason)).or_default() += 1;
+        for a in &d.actions {
+            let kind = match a {
+                Action::Dcs { op, .. } => match op {
+                    DcsOp::AcquireLeader(_) => "acquire",
+                    DcsOp::RenewLeader { .. } => "renew",
+                    DcsOp::ReleaseLeader { .. } => "release",
+                    DcsOp::TransferLeader { .. } => "transfer",
+                    DcsOp::LeaderWrite { .. } => "leader_write",
+                    _ => "other_dcs",
+                },
+                Action::Promote { .. } => "promote",
+                Action::StartPrimary { .. } => "start_primary",
+                Action::Stop { mode: StopMode::Immediate, .. } => "fence",
+                Action::Rewind { .. } => "rewind",
+                Action::Clone { .. } => "clone",
+                Action::FailsafePing { .. } => "failsafe_ping",
+                Action::SetSyncStandbys(_) => "set_sync",
+                Action::Checkpoint { .. } => "checkpoint",
+                _ => "other",
+            };
+            *seen.entry(format!("action:{kind}")).or_default() += 1;
+        }
+    }
+    let required = [
+        "action:acquire",
+        "action:renew",
+        "action:release",
+        "action:transfer",
+        "action:leader_write",
+        "action:promote",
+        "action:start_primary",
+        "action:fence",
+        "action:rewind",
+        "action:clone",
+        "action:failsafe_ping",
+        "action:set_sync",
+        "action:checkpoint",
+        "reason:acquiring",
+        "reason:election_lost",
+        "reason:election_waiting",
+        "reason:lease_expired",
+        "reason:fencing_not_leader",
+        "reason:failsafe_holding",
+        "reason:ineligible_not_synchronous",
+        "reason:ineligible_diverged",
+        "reason:paused",
+    ];
+    if std::env::var_os("SHOW_COVERAGE").is_some() {
+        eprintln!("{seen:#?}");
+    }
+    // At least 10 of 4000 each, so no property above holds vacuously.
+    let missing: Vec<_> = required.iter().filter(|r| seen.get(**r).copied().unwrap_or(0) < 10).collect();
+    assert!(missing.is_empty(), "reached fewer than 10 times: {missing:?}\nseen: {seen:#?}");
+}
