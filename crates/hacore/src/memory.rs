@@ -171,6 +171,8 @@ pub struct Memory {
     pub failsafe_until: Option<Millis>,
     /// Failsafe round awaiting its outcome.
     pub failsafe_op: Option<OpId>,
+    /// When the last failsafe round was sent (rounds are paced at one per loop).
+    pub failsafe_pinged_at: Option<Millis>,
     /// Members that must acknowledge a failsafe ping (from the last `failsafe` key seen).
     pub failsafe_set: Vec<FailsafeMember>,
     /// Last failsafe acknowledgement given.

@@ -273,6 +273,9 @@ impl<'a> Cx<'a> {
                 }
             } else if self.mem.failsafe_op == Some(o.id) {
                 self.mem.failsafe_op = None;
+                if o.result.is_err() {
+                    self.mem.failsafe_pinged_at = None; // retry at the next step
+                }
                 if let Ok(Done::FailsafeAcked { sent_at }) = o.result {
                     let ttl = self.s.ttl;
                     let until = sent_at.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl));
@@ -754,23 +757,28 @@ impl<'a> Cx<'a> {
             return;
         };
         self.leader = Some(self.cfg.name.clone());
-        if self.now >= lease.sent_at.saturating_add(self.s.loop_wait) {
-            let guard = LeaderGuard { holder: self.cfg.name.clone(), term: lease.term, version: lease.version };
-            let id = self.dcs(DcsOp::RenewLeader { guard, ttl: self.s.ttl });
-            self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
-        }
+        // Ordered by dependency: the executor stops at the first failure, and neither the
+        // guard (armed from deadlines already known) nor the failsafe round depends on a
+        // renewal that will most likely fail.
         let pg = &self.obs.pg;
-        if self.s.failsafe_mode && pg.maybe_writable() && self.mem.failsafe_op.is_none() {
+        if pg.maybe_writable() {
+            self.arm_guard();
+        }
+        let ping_due = self.mem.failsafe_pinged_at.is_none_or(|t| self.now >= t.saturating_add(self.s.loop_wait));
+        if self.s.failsafe_mode && pg.maybe_writable() && self.mem.failsafe_op.is_none() && ping_due {
             let me = self.me();
-            let members: Vec<_> = self.mem.failsafe_set.iter().filter(|m| m.name != me).cloned().collect();
             if self.mem.failsafe_set.iter().any(|m| m.name == me) {
+                let members: Vec<_> = self.mem.failsafe_set.iter().filter(|m| m.name != me).cloned().collect();
                 let id = self.mem.op();
                 self.actions.push(Action::FailsafePing { id, term: lease.term, members });
                 self.mem.failsafe_op = Some(id);
+                self.mem.failsafe_pinged_at = Some(self.now);
             }
         }
-        if pg.maybe_writable() {
-            self.arm_guard();
+        if self.now >= lease.sent_at.saturating_add(self.s.loop_wait) && self.mem.lease_op.is_none() {
+            let guard = LeaderGuard { holder: self.cfg.name.clone(), term: lease.term, version: lease.version };
+            let id = self.dcs(DcsOp::RenewLeader { guard, ttl: self.s.ttl });
+            self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
         }
         if self.valid_lease().is_some() {
             self.set(Reason::DcsUnavailableLeaseValid, err.to_string());
