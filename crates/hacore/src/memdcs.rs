@@ -304,16 +304,23 @@ impl MemStore {
                         return Err(DcsError::Conflict("leader record version moved".into()));
                     }
                     let version = self.next_version();
-                    let (l, _) = self.leader.as_mut().expect("checked by guard_holds");
-                    l.version = version;
-                    l.value.ttl = *ttl;
+                    if let Some((l, _)) = &mut self.leader {
+                        l.version = version;
+                        l.value.ttl = *ttl;
+                    }
                     return Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl: *ttl, version }));
                 }
+                let granted = self.refresh_lease(node, *ttl, now);
                 let owner = self.leader.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
                 if owner != node {
-                    return Err(DcsError::Conflict("leader record rides on another lease".into()));
+                    // The record rides on another lease (a transfer, a restarted daemon):
+                    // re-attach it to ours, which is a new write (new version).
+                    let version = self.next_version();
+                    if let Some((l, o)) = &mut self.leader {
+                        l.version = version;
+                        *o = node.to_string();
+                    }
                 }
-                let granted = self.refresh_lease(node, *ttl, now);
                 let version = self.leader.as_ref().map(|(l, _)| l.version).unwrap_or_default();
                 Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl: granted, version }))
             }

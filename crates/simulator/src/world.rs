@@ -672,7 +672,9 @@ impl World {
                     self.nodes[i].verified = None;
                 }
                 Action::SetSyncStandbys(s) => self.nodes[i].pg.sync_standbys = s,
-                Action::CreateSlot { name } if !self.nodes[i].pg.slots.contains(&name) => self.nodes[i].pg.slots.push(name),
+                Action::CreateSlot { name } if !self.nodes[i].pg.slots.contains(&name) => {
+                    self.nodes[i].pg.slots.push(name)
+                }
                 Action::DropSlot { name } => self.nodes[i].pg.slots.retain(|s| *s != name),
                 Action::ArmGuard { id, deadline, term } => {
                     self.nodes[i].guard = Some((deadline, term));

@@ -5,5 +5,7 @@
 //! * [`contract`]: the `Dcs` contract suite every backend runs against its real server;
 //! * [`linearizability`]: a checker for concurrent histories of the leader record.
 
+pub mod contract;
+pub mod linearizability;
 pub mod scenario;
 pub mod strategies;
