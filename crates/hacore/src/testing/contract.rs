@@ -1,6 +1,6 @@
 //! The `Dcs` contract suite. Every backend crate runs it against its real server:
 //!
-//! ```ignore
+//! ```text
 //! hacore::testing::contract::run_all(|| async { MyHarness::fresh_cluster().await }).await;
 //! ```
 //!

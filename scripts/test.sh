@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every test. Installs what it needs first
+# (idempotent), so it works on a fresh Debian machine with Rust.
+#
+#   ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_rust_components
+# Issue 2 needs nothing beyond Rust. The etcd, DynamoDB and PostgreSQL issues add their
+# packages here (ensure_debian_packages protobuf-compiler etcd-server postgresql-15 ...).
+
+step "format"
+cargo fmt --all --check
+
+step "lints"
+cargo clippy --workspace --all-targets --features hacore/testing -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --features hacore/testing --no-fail-fast
+else
+    cargo test --workspace --features hacore/testing --no-fail-fast
+fi
+cargo test --workspace --doc --features hacore/testing
+
+step "the core stays runtime-free"
+if cargo tree -p hacore -e normal --prefix none | grep -Eq '^(tokio|async-std|smol|mio) '; then
+    echo "hacore must not depend on an async runtime or IO crate" >&2
+    cargo tree -p hacore -e normal >&2
+    exit 1
+fi
+
+step "examples run"
+cargo run -q -p hacore --example embed >/dev/null
+
+echo "all checks passed"
