@@ -254,6 +254,20 @@ impl Config {
 }
 
 impl ClusterSettings {
+    /// A preset for fast failover: ttl 10 s, loop_wait 1 s, retry_timeout 1 s, and the
+    /// other timeouts scaled down (valid with the default safety assumptions).
+    pub fn fast() -> ClusterSettings {
+        ClusterSettings {
+            ttl: 10_000,
+            loop_wait: 1_000,
+            retry_timeout: 1_000,
+            primary_start_timeout: 20_000,
+            primary_hang_timeout: 15_000,
+            switchover_timeout: 10_000,
+            ..ClusterSettings::default()
+        }
+    }
+
     /// The lease margin these settings imply under `safety`.
     pub fn margin(&self, safety: &Safety) -> Millis {
         safety.margin(self.ttl)
@@ -349,6 +363,11 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::new("n1").validate().unwrap();
+    }
+
+    #[test]
+    fn fast_preset_is_valid() {
+        ClusterSettings::fast().validate(&Safety::default()).unwrap();
     }
 
     #[test]

@@ -71,15 +71,7 @@ impl Default for SimConfig {
         SimConfig {
             nodes: 3,
             store: StoreOptions::etcd_like(),
-            settings: ClusterSettings {
-                ttl: 10_000,
-                loop_wait: 1_000,
-                retry_timeout: 1_000,
-                primary_start_timeout: 20_000,
-                primary_hang_timeout: 15_000,
-                switchover_timeout: 10_000,
-                ..ClusterSettings::default()
-            },
+            settings: ClusterSettings::fast(),
             write_every: 100,
             durations: Durations::default(),
             tick: 10,

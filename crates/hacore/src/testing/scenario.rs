@@ -40,17 +40,10 @@ fn view(obs: &mut Observation) -> &mut ClusterView {
     obs.dcs.as_mut().expect("just set")
 }
 
-/// Settings used by scenarios: ttl 10 s, loop 1 s, retry 1 s (margin 2020 ms).
+/// Settings used by scenarios: [`ClusterSettings::fast`] (ttl 10 s, loop 1 s, retry 1 s,
+/// margin 2020 ms).
 pub fn fast_settings() -> ClusterSettings {
-    ClusterSettings {
-        ttl: 10_000,
-        loop_wait: 1_000,
-        retry_timeout: 1_000,
-        primary_start_timeout: 20_000,
-        primary_hang_timeout: 15_000,
-        switchover_timeout: 10_000,
-        ..ClusterSettings::default()
-    }
+    ClusterSettings::fast()
 }
 
 impl Scenario {

@@ -507,6 +507,13 @@ pub fn step_input() -> impl Strategy<Value = StepInput> {
         })
 }
 
+fn running_member(name: &str, role: MemberRole, version: u64) -> Versioned<MemberRecord> {
+    Versioned {
+        version: Version(version),
+        value: MemberRecord { name: name.into(), role, running: true, ..Default::default() },
+    }
+}
+
 /// Makes an input coherent around one situation, so the dangerous branches are reached
 /// often; the other fields stay random.
 fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool) -> StepInput {
@@ -597,15 +604,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             take_lease(&mut i);
             if let Ok(v) = &mut i.obs.dcs {
                 if !v.members.iter().any(|m| m.value.name == other) {
-                    v.members.push(Versioned {
-                        version: Version(150),
-                        value: MemberRecord {
-                            name: other.clone(),
-                            role: MemberRole::Replica,
-                            running: true,
-                            ..Default::default()
-                        },
-                    });
+                    v.members.push(running_member(&other, MemberRole::Replica, 150));
                 }
                 v.switchover = Some(Versioned {
                     version: Version(33),
@@ -682,15 +681,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             if let Ok(v) = &mut i.obs.dcs {
                 let holder = if other == me { "n9".to_string() } else { other };
                 v.members.retain(|m| m.value.name != holder);
-                v.members.push(Versioned {
-                    version: Version(160),
-                    value: MemberRecord {
-                        name: holder.clone(),
-                        role: MemberRole::Primary,
-                        running: true,
-                        ..Default::default()
-                    },
-                });
+                v.members.push(running_member(&holder, MemberRole::Primary, 160));
                 v.leader = Some(Versioned {
                     version: Version(60),
                     value: LeaderRecord { holder: holder.clone(), term: Term(4), ttl: 10_000 },
