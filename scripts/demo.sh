@@ -12,6 +12,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_rust_components
 step "building"
-cargo build -q --release -p simulator --example crash_trace
-step "a simulated 3-node cluster: bootstrap, crash of the primary, failover, rejoin"
-exec target/release/examples/crash_trace
+cargo build -q --release -p simulator --example demo
+step "a simulated 3-node cluster: bootstrap, crash of the primary, failover, rejoin, switchover"
+exec target/release/examples/demo

@@ -253,6 +253,13 @@ impl Key {
         }
     }
 
+    /// Whether a change of this key should wake every node at once. Member records, the
+    /// leader's status and events change often and matter only at the next loop; a watch
+    /// that woke everyone on them would double the steps of an idle cluster.
+    pub fn wakes(&self) -> bool {
+        !matches!(self, Key::Member(_) | Key::Status | Key::Events)
+    }
+
     /// Parses a path below the cluster prefix.
     pub fn from_path(path: &str) -> Option<Key> {
         Some(match path {
@@ -402,6 +409,9 @@ pub enum DcsOp {
         guard: LeaderGuard,
     },
     /// Hand the leader record to another node (planned switchover), with the next term.
+    /// The transferred record must expire after its ttl unless the new holder claims it
+    /// (etcd: put it on a fresh lease that nobody keeps alive), so a candidate that dies
+    /// right after the transfer does not block the cluster.
     TransferLeader {
         /// Current holder's record.
         guard: LeaderGuard,

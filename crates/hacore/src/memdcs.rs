@@ -72,6 +72,7 @@ enum Stored {
 pub struct MemStore {
     opts: StoreOptions,
     revision: u64,
+    wake_revision: u64,
     term: Term,
     leader: Option<(Versioned<LeaderRecord>, NodeName)>,
     leader_corrupt: Option<(Version, String)>,
@@ -87,6 +88,7 @@ impl MemStore {
         MemStore {
             opts,
             revision: 0,
+            wake_revision: 0,
             term: Term(0),
             leader: None,
             leader_corrupt: None,
@@ -116,9 +118,15 @@ impl MemStore {
             self.leases.iter().filter(|(_, l)| l.expires_at <= now).map(|(n, _)| n.clone()).collect();
         for node in dead {
             self.leases.remove(&node);
-            self.members.remove(&node);
+            let mut changed = self.members.remove(&node).is_some();
             if self.leader.as_ref().is_some_and(|(_, owner)| *owner == node) {
                 self.leader = None;
+                self.wake_revision += 1;
+                changed = true;
+            }
+            if changed {
+                // Deletions by expiry are changes a watch reports.
+                self.revision += 1;
             }
         }
     }
@@ -130,9 +138,29 @@ impl MemStore {
         }
     }
 
+    /// When the next lease expires (store clock), if any lease exists.
+    pub fn next_expiry(&self) -> Option<Millis> {
+        if self.opts.lease_model != LeaseModel::StoreExpiry {
+            return None;
+        }
+        self.leases.values().map(|l| l.expires_at).min()
+    }
+
     /// When `node`'s lease expires (store clock), if it has one.
     pub fn lease_expiry(&self, node: &str) -> Option<Millis> {
         self.leases.get(node).map(|l| l.expires_at)
+    }
+
+    /// The store's revision: changes with every write that a watch would report.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Changes only with the keys a node must react to at once (leader, switchover,
+    /// config, sync, history, initialize, failsafe); member records, the leader's status
+    /// and events are picked up at the next loop. See [`Key::wakes`].
+    pub fn wake_revision(&self) -> u64 {
+        self.wake_revision
     }
 
     /// The current leader record, if any.
@@ -252,6 +280,9 @@ impl MemStore {
 
     fn apply_writes(&mut self, writes: &[Write]) {
         for w in writes {
+            if w.key.wakes() {
+                self.wake_revision += 1;
+            }
             match &w.value {
                 None => {
                     if let Key::Member(n) = &w.key {
@@ -293,6 +324,7 @@ impl MemStore {
                 self.term = self.term.max(record.term);
                 self.leader_corrupt = None;
                 self.leader = Some((Versioned { version, value: record.clone() }, node.to_string()));
+                self.wake_revision += 1;
                 Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl, version }))
             }
             DcsOp::RenewLeader { guard, ttl } => {
@@ -329,6 +361,7 @@ impl MemStore {
                     return Err(DcsError::Conflict("leader record is not this node's".into()));
                 }
                 self.leader = None;
+                self.wake_revision += 1;
                 Ok(DcsReply::Done)
             }
             DcsOp::TransferLeader { guard, to, clear_switchover } => {
@@ -346,8 +379,14 @@ impl MemStore {
                 }
                 let version = self.next_version();
                 self.term = self.term.max(to.term);
-                let owner = self.leader.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+                // The record goes on a fresh lease nobody keeps alive: if the new holder
+                // never claims it (it died), it expires like any unrenewed lease.
+                let owner = format!("\u{1}transfer-{}", to.term);
+                if !observer {
+                    self.refresh_lease(&owner, to.ttl, now);
+                }
                 self.leader = Some((Versioned { version, value: to.clone() }, owner));
+                self.wake_revision += 1;
                 Ok(DcsReply::Done)
             }
             DcsOp::LeaderWrite { guard, writes } => {

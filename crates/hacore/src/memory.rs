@@ -217,6 +217,11 @@ pub struct Memory {
     pub pause_confirmed: Option<Version>,
     /// Reason of the previous decision (events are recorded on changes).
     pub last_reason: Option<Reason>,
+    /// First step of this memory (the daemon's start, when memory is not persisted).
+    pub started_at: Option<Millis>,
+    /// Leader: members (and slots) gone from the DCS, and since when; they keep their
+    /// place in the failsafe set and their slot for a grace period of ten ttls.
+    pub departed: Vec<(NodeName, Millis)>,
 }
 
 impl Memory {

@@ -110,6 +110,8 @@ reasons! {
     Recloning = true,
     /// The local WAL forks from the leader's history and automatic re-cloning is disabled: run reinitialize on this node.
     DivergedNeedsReinit = true,
+    /// The leader is on a timeline the history this node read does not record (a stale read): waiting for a fresh view before following it.
+    HistoryBehindLeader = true,
     /// The leader has not finished promoting: waiting before rewinding or cloning from it.
     WaitingForLeaderPrimary = false,
     /// Reinitializing this node on request: its data is replaced by a clone of the leader.

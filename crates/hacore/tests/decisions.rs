@@ -819,7 +819,7 @@ table!(
 
 table!(
     slots_follow_members,
-    "a slot for every member, none for departed ones; permanent slots kept",
+    "a slot for every member; an unknown slot is kept for a grace period (a member may be blipping); permanent slots kept",
     Scenario::cluster3("n1").pg(|p| p.slots = vec!["n2".into(), "old_node".into(), "cdc".into()]).permanent_slot("cdc")
 );
 
@@ -870,9 +870,98 @@ table!(
         .outcome(5, Err(Failure::Failed))
 );
 
+// ----- regressions from the safety review -------------------------------------------------------
+
+table!(
+    restarted_daemon_holds_off_in_failsafe_mode,
+    "failsafe mode, the daemon just restarted (it may have acknowledged a failsafe primary): no campaign for a ttl",
+    Scenario::cluster3("n2")
+        .leader_dead()
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .memory(|m| m.started_at = Some(95_000))
+);
+
+table!(
+    new_term_start_takes_sync_record_first,
+    "sync mode, won a new term with stopped primary data: take the sync record over before starting",
+    Scenario::cluster3("n1")
+        .leader("n1", 4, 70)
+        .holding(4, 70, 99_900)
+        .pg_stopped(1, AT, false)
+        .settings(|s| s.synchronous_mode = SyncMode::On)
+        .sync("n1", 3, &["n2"])
+);
+
+table!(
+    guard_deadline_lowered,
+    "the guard holds a later deadline than the lease now allows (ttl was lowered): re-arm it lower",
+    Scenario::cluster3("n1").guard(GuardState::Armed { deadline: 125_000, term: Term(3) })
+);
+
+table!(
+    paused_primary_without_dcs_fences_at_deadline,
+    "paused and confirmed, but the DCS is unreadable past the deadline: pause does not disarm fencing",
+    Scenario::cluster3("n1")
+        .settings(|s| s.paused = true)
+        .memory(|m| m.pause_confirmed = Some(Version(34)))
+        .holding(3, 40, 90_000)
+        .dcs_down()
+);
+
+table!(
+    failsafe_set_keeps_a_briefly_absent_member,
+    "n3's member key vanished for a moment: it stays in the failsafe set (grace of ten ttls)",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .without_member("n3")
+        .memory(|m| m.departed = vec![("n3".into(), 95_000)])
+);
+
+table!(
+    failsafe_set_drops_a_long_gone_member,
+    "n3 has been gone for more than ten ttls: it leaves the failsafe set",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .without_member("n3")
+        .memory(|m| m.departed = vec![("n3".into(), 0)])
+);
+
+table!(
+    manual_failover_in_pause_promotes,
+    "paused; this node took the lease for an operator's failover: it promotes (pause stops automatic actions only)",
+    Scenario::cluster3("n3")
+        .leader("n3", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .settings(|s| s.paused = true)
+        .switchover(FAILOVER, None, Some("n3"))
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::ManualFailover))
+);
+
+table!(
+    promotion_in_flight_stopped_when_lease_lost,
+    "a promotion is in flight and the lease is gone (n3 leads now): stop PostgreSQL at once",
+    Scenario::cluster3("n2").leader("n3", 5, 70).pg_replica(1, AT, None, false).memory(
+        |m| m.pending = Some(Pending { id: OpId(9), kind: PgOpKind::Promote, since: 99_500, give_up_at: 159_500 })
+    )
+);
+
+table!(
+    dcs_back_after_failsafe_renews_without_fencing,
+    "the DCS is back after a failsafe episode that outlasted the lease; the record is still ours: renew, no fence",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .holding(3, 40, 85_000)
+        .memory(|m| m.failsafe_until = Some(104_000))
+);
+
 // ----- helpers only these tables need ----------------------------------------------------------
 
 trait More {
+    fn without_member(self, name: &str) -> Self;
     fn config_version(self, v: u64) -> Self;
     fn leader_dead(self) -> Self;
     fn cfg_require_guard(self) -> Self;
@@ -890,6 +979,10 @@ trait More {
 }
 
 impl More for Scenario {
+    fn without_member(mut self, name: &str) -> Self {
+        self.view_mut().members.retain(|m| m.value.name != name);
+        self
+    }
     fn config_version(mut self, v: u64) -> Self {
         if let Some(c) = &mut self.view_mut().config {
             c.version = Version(v);

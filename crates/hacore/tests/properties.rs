@@ -54,9 +54,16 @@ proptest! {
                         Err(_) => true,
                     }
             });
-            let failsafe_ok = i.obs.dcs.is_err()
-                && d.memory.lease.is_some()
-                && d.memory.failsafe_until.is_some_and(|u| u >= deadline);
+            // A failsafe confirmation counts while the DCS is unreadable, or once it is back
+            // while the store still shows this node's record in its term.
+            let record_ours = match &i.obs.dcs {
+                Err(_) => true,
+                Ok(v) => d.memory.lease.is_some_and(|l| {
+                    v.leader.as_ref().is_some_and(|r| r.value.holder == i.cfg.name && r.value.term == l.term)
+                }),
+            };
+            let failsafe_ok =
+                record_ours && d.memory.lease.is_some() && d.memory.failsafe_until.is_some_and(|u| u >= deadline);
             prop_assert!(lease_ok || failsafe_ok, "{a:?} without a lease: {:?}", d.memory.lease);
         }
     }
@@ -77,6 +84,29 @@ proptest! {
         }
         if let Some(u) = d.status.writable_until {
             prop_assert!(u > i.now);
+        }
+    }
+
+    /// S1: the guard is never left holding a later deadline than the one the node may
+    /// write until (a frozen daemon would otherwise outlive its lease).
+    #[test]
+    fn guard_never_holds_a_later_deadline(i in step_input()) {
+        let d = run(&i);
+        let hacore::GuardState::Armed { deadline: held, .. } = i.obs.guard else { return Ok(()) };
+        let Some(until) = d.status.writable_until else { return Ok(()) };
+        if held > until && i.obs.pg.maybe_writable() {
+            let rearmed = d.actions.iter().any(|a| matches!(a, Action::ArmGuard { deadline, .. } if *deadline == until));
+            prop_assert!(rearmed || fences(&d), "guard keeps {held} > writable until {until}");
+        }
+    }
+
+    /// S1: a promotion or primary start in flight is stopped once the lease is gone.
+    #[test]
+    fn pending_promotion_stopped_without_lease(i in step_input()) {
+        let d = run(&i);
+        let becoming = d.memory.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary));
+        if becoming && d.status.writable_until.is_none() && !pause_disarmed(&i, &d) {
+            prop_assert!(false, "a promotion or start stays in flight without a lease");
         }
     }
 

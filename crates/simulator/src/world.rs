@@ -1,83 +1,31 @@
-//! The simulated world: nodes running the real `hacore::step`, an in-memory store, a
-//! simulated PostgreSQL per node, a client workload, and invariant checks after every
-//! event. Single-threaded and deterministic: the same calls give the same trace.
+//! The simulated world: a single-threaded discrete-event engine in virtual time.
+//!
+//! Every node runs the real `hacore::step`. Around it: a store (etcd-like or
+//! DynamoDB-like) reached with latency over links that faults can cut (both ways or one
+//! way), replies that get lost (unknown outcomes), a simulated PostgreSQL per node, a
+//! fencing guard per node, per-node clocks with bounded drift, a client writing to
+//! whoever accepts writes, and the checkers, which run after every event.
 
-use crate::pg::{Record, Role, SimPg};
+use crate::check::Checker;
+use crate::clock::Clock;
+use crate::nemesis::{Dir, Fault, FaultKind, Target};
+use crate::params::{DcsMode, Params};
+use crate::pg::{Role, SimPg, RECORD};
+use crate::rng::Rng;
+use crate::trace::Trace;
 use hacore::action::{Action, StopMode};
-use hacore::dcs::{DcsOp, DcsReply, Expect, SwitchoverKind, SwitchoverRequest, Value, Write};
+use hacore::dcs::{ClusterView, DcsOp, DcsReply, Expect, MemberRole, SwitchoverKind, SwitchoverRequest, Value, Write};
 use hacore::memdcs::{MemStore, StoreOptions};
 use hacore::observation::{LocalRequests, StandbyState, SyncStandbys};
 use hacore::{
-    answer_failsafe, step, ClusterSettings, Config, DcsError, Done, FailsafeRequest, Failure, GuardState, Lsn, Memory,
-    Millis, NodeStatus, Observation, OpId, Outcome, PeerReport, Term,
+    answer_failsafe, step, Config, DcsError, Done, FailsafeRequest, Failure, GuardState, Lsn, Memory, Millis,
+    NodeStatus, Observation, OpId, Outcome, PeerReport, Reason, Term,
 };
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-/// How long simulated operations take (ms).
-#[derive(Clone, Debug)]
-pub struct Durations {
-    /// initdb.
-    pub initdb: Millis,
-    /// Clone.
-    pub clone: Millis,
-    /// pg_rewind.
-    pub rewind: Millis,
-    /// Start (either role).
-    pub start: Millis,
-    /// Stop fast.
-    pub stop_fast: Millis,
-    /// Stop immediate.
-    pub stop_immediate: Millis,
-    /// Promote.
-    pub promote: Millis,
-    /// CHECKPOINT.
-    pub checkpoint: Millis,
-}
-
-impl Default for Durations {
-    fn default() -> Self {
-        Durations {
-            initdb: 500,
-            clone: 2_000,
-            rewind: 1_000,
-            start: 300,
-            stop_fast: 200,
-            stop_immediate: 50,
-            promote: 200,
-            checkpoint: 100,
-        }
-    }
-}
-
-/// A simulated cluster's parameters.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// Number of nodes (n1..nN).
-    pub nodes: usize,
-    /// Store behaviour.
-    pub store: StoreOptions,
-    /// Cluster settings every node starts with.
-    pub settings: ClusterSettings,
-    /// A client write is attempted on every writable node this often (0: no writes).
-    pub write_every: Millis,
-    /// Operation durations.
-    pub durations: Durations,
-    /// Replication and checking granularity.
-    pub tick: Millis,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            nodes: 3,
-            store: StoreOptions::etcd_like(),
-            settings: ClusterSettings::fast(),
-            write_every: 100,
-            durations: Durations::default(),
-            tick: 10,
-        }
-    }
-}
+/// Commits a client keeps in flight per node (its connection pool).
+const MAX_IN_FLIGHT: u32 = 64;
 
 #[derive(Clone, Debug)]
 enum SimOp {
@@ -91,38 +39,129 @@ enum SimOp {
     Checkpoint,
 }
 
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    Reading { req: u64 },
+    Executing { queue: VecDeque<Action>, failed: bool, waiting: Option<(u64, OpId)> },
+}
+
+/// A node's display state for traces and pictures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shown {
+    /// The machine is down.
+    Down,
+    /// PostgreSQL is not running.
+    Stopped,
+    /// A standby.
+    Replica,
+    /// Accepts writes.
+    Primary,
+}
+
 /// One simulated node.
-#[derive(Clone, Debug)]
 pub struct Node {
     /// Name.
     pub name: String,
-    /// Its configuration.
+    /// Configuration.
     pub cfg: Config,
     /// The core's memory.
     pub mem: Memory,
-    /// Its last status.
+    /// Last status.
     pub status: NodeStatus,
-    /// Its PostgreSQL.
+    /// PostgreSQL.
     pub pg: SimPg,
-    /// The daemon runs.
-    pub daemon_up: bool,
-    /// It can reach the store.
-    pub dcs_link: bool,
-    /// Outcomes to report at the next step.
-    outcomes: Vec<Outcome>,
-    /// The fencing guard's deadline.
-    guard: Option<(Millis, Term)>,
-    /// Next step.
-    pub wake_at: Millis,
-    ops: Vec<(Millis, OpId, SimOp)>,
-    /// Verified common prefix with the current upstream: (upstream, my epoch, its epoch, length).
-    verified: Option<(usize, u64, u64, usize)>,
-    /// Incremented whenever the WAL is replaced or truncated.
-    epoch: u64,
+    /// The node's monotonic clock.
+    pub clock: Clock,
+    /// The machine runs.
+    pub up: bool,
+    /// The daemon is frozen (SIGSTOP).
+    pub paused: bool,
     /// Steps taken.
     pub steps: u64,
     /// Operator requests for the next step.
     pub requests: LocalRequests,
+    outcomes: Vec<Outcome>,
+    guard: Option<(Millis, Term)>,
+    phase: Phase,
+    wake_gen: u64,
+    wake_at: Option<Millis>,
+    wake_soon: bool,
+    next_wake: Millis,
+    machine: u64,
+    ops: BTreeMap<u64, SimOp>,
+    /// Events held while the daemon is paused.
+    held: Vec<Ev>,
+    epoch: u64,
+    receipts: VecDeque<(Millis, usize)>,
+    repl_delay: Millis,
+    replay_delay: Millis,
+    slow: u64,
+    fail_pg: u32,
+    stale_view: Option<ClusterView>,
+    restarted_from_copy: bool,
+    shown: Shown,
+    in_flight: u32,
+}
+
+impl Node {
+    /// Local clock reading now.
+    pub fn local(&self, t: Millis) -> Millis {
+        self.clock.local(t)
+    }
+}
+
+struct Req {
+    node: usize,
+    op: Option<DcsOp>,
+    result: Option<Result<Reply, DcsError>>,
+    sent_local: Millis,
+    machine: u64,
+    first_half: Option<ClusterView>,
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Wake { node: usize, gen: u64 },
+    Arrive { req: u64 },
+    ReadTail { req: u64 },
+    Reply { req: u64 },
+    Timeout { req: u64 },
+    OpDone { node: usize, id: OpId, machine: u64 },
+    Guard { node: usize, deadline: Millis, machine: u64 },
+    Tick,
+    Expire,
+    FaultStart(usize),
+    FaultEnd(usize),
+}
+
+#[derive(Clone, Debug)]
+enum Reply {
+    View(Box<ClusterView>),
+    Op(DcsReply),
+}
+
+struct Queued {
+    at: Millis,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
 }
 
 /// A write the client saw acknowledged.
@@ -132,105 +171,190 @@ pub struct Acked {
     pub write: u64,
     /// Its LSN.
     pub lsn: Lsn,
-    /// Node that acknowledged it.
-    pub node: usize,
-    /// When.
+    /// Hash chain of the acknowledging primary's WAL up to this record.
+    pub chain: u64,
+    /// When (global ms).
     pub at: Millis,
+}
+
+/// The writes one primary acknowledged during one stint as primary, in LSN order. They
+/// lie on one WAL, so a node holding the last one (same chain) holds them all.
+#[derive(Clone, Debug)]
+pub struct Stint {
+    /// The primary.
+    pub node: usize,
+    /// Acknowledged writes, oldest first.
+    pub writes: Vec<Acked>,
+}
+
+/// Link state; counters so overlapping faults compose.
+#[derive(Clone, Debug)]
+struct Links {
+    /// node -> store cut count.
+    dcs_out: Vec<u32>,
+    /// store -> node cut count.
+    dcs_in: Vec<u32>,
+    /// a -> b cut count.
+    peer: Vec<Vec<u32>>,
 }
 
 /// The whole simulated world.
 pub struct World {
     /// Parameters.
-    pub cfg: SimConfig,
+    pub p: Params,
     /// Global virtual time (ms).
     pub now: Millis,
     /// The store.
     pub store: MemStore,
+    store_clock: Clock,
+    store_down: u32,
+    store_refuses: bool,
     /// Nodes.
     pub nodes: Vec<Node>,
-    /// Peer reachability `links[a][b]`: a can reach b.
-    pub links: Vec<Vec<bool>>,
+    links: Links,
+    queue: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+    reqs: BTreeMap<u64, Req>,
+    next_req: u64,
+    rng: Rng,
     next_write: u64,
-    next_tick: Millis,
-    next_client: Millis,
-    pending_writes: Vec<(usize, u64, Lsn)>,
-    /// Acknowledged writes.
-    pub acked: Vec<Acked>,
-    /// Invariant violations seen.
-    pub violations: Vec<String>,
-    /// Coverage counters.
-    pub counters: BTreeMap<&'static str, u64>,
-    /// Human-readable trace.
-    pub trace: Vec<String>,
-    /// Record each step's reason in the trace.
-    pub trace_steps: bool,
-    last_writable: Vec<usize>,
+    /// Per node: client writes awaiting acknowledgement, in LSN order.
+    pending_writes: Vec<VecDeque<(u64, Lsn)>>,
+    /// Acknowledged writes, per primary stint.
+    pub acked: Vec<Stint>,
+    /// Acknowledged writes in all.
+    pub acked_total: u64,
+    next_write_at: Millis,
+    /// Invariant checks and coverage counters.
+    pub check: Checker,
+    /// The trace (hash always; lines when kept).
+    pub trace: Trace,
+    /// Role changes per node over time, for the picture.
+    pub timeline: Vec<(Millis, usize, Shown)>,
+    /// Faults as applied (start, end, description), for the picture.
+    pub fault_log: Vec<(Millis, Millis, String)>,
+    faults: Vec<Fault>,
+    fault_targets: Vec<Vec<usize>>,
+    expire_at: Option<Millis>,
+    last_primary: Option<(usize, u64)>,
 }
 
 impl World {
-    /// A world with `cfg.nodes` fresh nodes (no data) and an empty store.
-    pub fn new(cfg: SimConfig) -> World {
-        let nodes = (0..cfg.nodes)
+    /// A world for `p`: fresh nodes without data, an empty store, the faults of
+    /// `p.schedule` queued.
+    pub fn new(p: Params) -> World {
+        let opts = match p.mode {
+            DcsMode::Etcd => StoreOptions::etcd_like(),
+            DcsMode::Dynamo => StoreOptions::dynamo_like(),
+        };
+        let mut rng = Rng::stream(p.seed, "runtime");
+        let nodes = (0..p.nodes)
             .map(|i| {
                 let name = format!("n{}", i + 1);
-                let mut c = Config::new(name.clone());
-                c.api_url = format!("http://{name}:8008");
-                c.pg_url = format!("host={name}");
-                c.defaults = cfg.settings.clone();
+                let mut cfg = Config::new(name.clone());
+                cfg.api_url = format!("http://{name}:8008");
+                cfg.pg_url = format!("host={name}");
+                cfg.defaults = p.settings.clone();
+                cfg.safety = p.safety.clone();
+                cfg.require_guard = true;
+                let drift = p.drift_ppm.get(i).copied().unwrap_or(0);
                 Node {
                     name,
-                    cfg: c,
+                    cfg,
                     mem: Memory::default(),
                     status: NodeStatus::default(),
                     pg: SimPg::default(),
-                    daemon_up: true,
-                    dcs_link: true,
-                    outcomes: Vec::new(),
-                    guard: None,
-                    wake_at: i as Millis,
-                    ops: Vec::new(),
-                    verified: None,
-                    epoch: 0,
+                    clock: Clock::new(rng.range(0, 10_000_000), drift),
+                    up: true,
+                    paused: false,
                     steps: 0,
                     requests: LocalRequests::default(),
+                    outcomes: Vec::new(),
+                    guard: None,
+                    phase: Phase::Idle,
+                    wake_gen: 0,
+                    wake_at: None,
+                    wake_soon: false,
+                    next_wake: 0,
+                    machine: 0,
+                    ops: BTreeMap::new(),
+                    held: Vec::new(),
+                    epoch: 0,
+                    receipts: VecDeque::new(),
+                    repl_delay: rng.range(p.replication_delay.0, p.replication_delay.1),
+                    replay_delay: rng.range(p.replay_delay.0, p.replay_delay.1),
+                    slow: 1,
+                    fail_pg: 0,
+                    stale_view: None,
+                    restarted_from_copy: false,
+                    shown: Shown::Stopped,
+                    in_flight: 0,
                 }
             })
             .collect();
-        World {
-            store: MemStore::new(cfg.store.clone()),
-            links: vec![vec![true; cfg.nodes]; cfg.nodes],
-            cfg,
-            now: 0,
+        let n = p.nodes;
+        let keep = p.keep_trace;
+        let faults = p.schedule.faults.clone();
+        let mut w = World {
+            store: MemStore::new(opts),
+            store_clock: Clock::new(rng.range(0, 10_000_000), 0),
+            store_down: 0,
+            store_refuses: false,
             nodes,
+            links: Links { dcs_out: vec![0; n], dcs_in: vec![0; n], peer: vec![vec![0; n]; n] },
+            queue: BinaryHeap::new(),
+            seq: 0,
+            reqs: BTreeMap::new(),
+            next_req: 1,
+            rng,
             next_write: 1,
-            next_tick: 0,
-            next_client: 0,
-            pending_writes: Vec::new(),
+            pending_writes: vec![VecDeque::new(); n],
             acked: Vec::new(),
-            violations: Vec::new(),
-            counters: BTreeMap::new(),
-            trace: Vec::new(),
-            trace_steps: false,
-            last_writable: Vec::new(),
+            acked_total: 0,
+            next_write_at: 0,
+            check: Checker::new(&p),
+            trace: Trace::new(keep),
+            timeline: Vec::new(),
+            fault_log: Vec::new(),
+            fault_targets: vec![Vec::new(); faults.len()],
+            faults,
+            expire_at: None,
+            last_primary: None,
+            now: 0,
+            p,
+        };
+        for i in 0..n {
+            w.schedule_wake(i, i as Millis);
         }
+        w.push(0, Ev::Tick);
+        for k in 0..w.faults.len() {
+            let at = w.faults[k].at;
+            w.push(at, Ev::FaultStart(k));
+        }
+        w
     }
 
-    fn count(&mut self, what: &'static str) {
-        *self.counters.entry(what).or_default() += 1;
-    }
-
-    fn log(&mut self, msg: String) {
-        self.trace.push(format!("{:>8} {msg}", self.now));
+    fn push(&mut self, at: Millis, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { at: at.max(self.now), seq: self.seq, ev }));
     }
 
     /// Index of a node by name.
     pub fn index(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name == name)
+        name.strip_prefix('n')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1 && *n <= self.nodes.len())
+            .map(|n| n - 1)
+    }
+
+    /// Whether node `i`'s PostgreSQL accepts writes now.
+    pub fn is_writable(&self, i: usize) -> bool {
+        self.nodes[i].up && self.nodes[i].pg.writable()
     }
 
     /// Nodes whose PostgreSQL accepts writes now.
     pub fn writable(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].pg.writable()).collect()
+        (0..self.nodes.len()).filter(|&i| self.is_writable(i)).collect()
     }
 
     /// The node the store names leader, if any.
@@ -238,98 +362,42 @@ impl World {
         self.store.leader().and_then(|l| self.index(&l.value.holder))
     }
 
-    // ----- faults and operator actions --------------------------------------------------
-
-    /// The whole machine dies: daemon, guard and PostgreSQL.
-    pub fn crash_node(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        n.daemon_up = false;
-        n.pg.running = false;
-        n.pg.streaming = false;
-        n.ops.clear();
-        n.outcomes.clear();
-        n.guard = None;
-        self.log(format!("FAULT crash {}", self.nodes[i].name));
-        self.count("fault_crash");
+    /// A fresh read of the store (as an operator would see it).
+    pub fn view(&mut self) -> ClusterView {
+        let t = self.store_clock.local(self.now);
+        self.store.read(t, t)
     }
 
-    /// The machine comes back: PostgreSQL down, daemon starts with empty memory.
-    pub fn restart_node(&mut self, i: usize) {
-        let now = self.now;
-        let n = &mut self.nodes[i];
-        n.daemon_up = true;
-        n.mem = Memory::default();
-        n.wake_at = now;
-        self.log(format!("FAULT restart {}", self.nodes[i].name));
+    fn store_now(&self) -> Millis {
+        self.store_clock.local(self.now)
     }
 
-    /// Only PostgreSQL dies.
-    pub fn kill_pg(&mut self, i: usize) {
-        self.nodes[i].pg.running = false;
-        self.nodes[i].pg.streaming = false;
-        self.log(format!("FAULT kill postgres on {}", self.nodes[i].name));
-        self.count("fault_kill_pg");
-    }
-
-    /// Cuts (or heals) one node's link to the store.
-    pub fn set_dcs_link(&mut self, i: usize, up: bool) {
-        self.nodes[i].dcs_link = up;
-        self.log(format!("FAULT dcs link {} {}", self.nodes[i].name, if up { "up" } else { "down" }));
-    }
-
-    /// The store becomes unreachable for everyone (or reachable again).
-    pub fn set_dcs_outage(&mut self, down: bool) {
-        for n in &mut self.nodes {
-            n.dcs_link = !down;
+    /// One writable primary, and every running machine streaming from it.
+    pub fn converged(&self) -> bool {
+        let w = self.writable();
+        if w.len() != 1 {
+            return false;
         }
-        if !down {
-            // etcd extends every lease when it recovers (a new store leader).
-            self.store.extend_all_leases(self.now);
-        }
-        self.log(format!("FAULT dcs {}", if down { "outage" } else { "back" }));
+        let primary = &self.nodes[w[0]].name;
+        self.nodes.iter().enumerate().all(|(i, n)| {
+            i == w[0] || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(primary))
+        })
     }
 
-    /// Symmetric peer partition between two nodes.
-    pub fn set_peer_link(&mut self, a: usize, b: usize, up: bool) {
-        self.links[a][b] = up;
-        self.links[b][a] = up;
-    }
-
-    /// Writes a switchover (or failover) request as the CLI would.
-    pub fn request_switchover(&mut self, kind: SwitchoverKind, from: Option<&str>, to: Option<&str>) {
-        let value = Value::Switchover(SwitchoverRequest {
-            kind,
-            from: from.map(Into::into),
-            to: to.map(Into::into),
-            at_wall_ms: None,
-        });
-        let op = DcsOp::Put(Write::put(value, Expect::Absent));
-        let r = self.store.apply("cli", &op, self.now, self.now);
-        self.log(format!("OPERATOR switchover request {kind:?} {from:?} -> {to:?}: {r:?}"));
-    }
-
-    /// Edits the cluster config in the store (as `edit-config` would).
-    pub fn set_config(&mut self, f: impl FnOnce(&mut ClusterSettings)) {
-        let view = self.store.read(self.now, self.now);
-        let (mut settings, expect) = match view.config {
-            Some(c) => (c.value, Expect::Version(c.version)),
-            None => (self.cfg.settings.clone(), Expect::Absent),
-        };
-        f(&mut settings);
-        let op = DcsOp::Put(Write::put(Value::Config(settings), expect));
-        let r = self.store.apply("cli", &op, self.now, self.now);
-        self.log(format!("OPERATOR config edit: {r:?}"));
-    }
-
-    // ----- the event loop -----------------------------------------------------------------
+    // ----- driving ----------------------------------------------------------------------
 
     /// Runs until virtual time `until`.
     pub fn run_until(&mut self, until: Millis) {
-        while self.now < until {
-            let next = self.next_event().min(until);
-            self.now = next;
-            self.process();
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > until {
+                break;
+            }
+            let Reverse(q) = self.queue.pop().expect("peeked");
+            self.now = q.at;
+            self.handle(q.ev);
+            self.after_event();
         }
+        self.now = self.now.max(until);
     }
 
     /// Runs for `ms` more.
@@ -338,387 +406,605 @@ impl World {
     }
 
     /// Runs until `cond` holds (checked after each event) or `max` more ms pass; returns
-    /// the time it took, or None.
+    /// how long it took.
     pub fn run_until_cond(&mut self, max: Millis, mut cond: impl FnMut(&World) -> bool) -> Option<Millis> {
         let start = self.now;
-        let end = self.now + max;
-        while self.now < end {
+        let end = start + max;
+        if cond(self) {
+            return Some(0);
+        }
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > end {
+                break;
+            }
+            let Reverse(q) = self.queue.pop().expect("peeked");
+            self.now = q.at;
+            self.handle(q.ev);
+            self.after_event();
             if cond(self) {
                 return Some(self.now - start);
             }
-            let next = self.next_event().min(end);
-            self.now = next;
-            self.process();
         }
-        cond(self).then(|| self.now - start)
+        self.now = self.now.max(end);
+        None
     }
 
-    fn next_event(&self) -> Millis {
-        let mut t = self.next_tick;
-        for n in &self.nodes {
-            if n.daemon_up {
-                t = t.min(n.wake_at);
-            }
-            for (at, _, _) in &n.ops {
-                t = t.min(*at);
-            }
-        }
-        t.max(self.now)
-    }
-
-    fn process(&mut self) {
-        self.complete_ops();
-        if self.now >= self.next_tick {
-            self.next_tick = self.now + self.cfg.tick;
-            self.guards();
-            self.replicate();
-            if self.cfg.write_every > 0 && self.now >= self.next_client {
-                self.next_client = self.now + self.cfg.write_every;
-                self.client_writes();
-            }
-            self.acknowledge();
-        }
+    fn after_event(&mut self) {
         for i in 0..self.nodes.len() {
-            if self.nodes[i].daemon_up && self.nodes[i].wake_at <= self.now {
-                self.step_node(i);
-            }
-        }
-        self.check();
-    }
-
-    fn guards(&mut self) {
-        for i in 0..self.nodes.len() {
-            let n = &self.nodes[i];
-            if let Some((deadline, _)) = n.guard {
-                if n.pg.writable() && self.now >= deadline {
-                    self.nodes[i].pg.running = false;
-                    self.log(format!("GUARD killed postgres on {}", self.nodes[i].name));
-                    self.count("guard_fired");
-                }
-            }
-        }
-    }
-
-    fn replicate(&mut self) {
-        for j in 0..self.nodes.len() {
-            let n = &self.nodes[j];
-            if !n.pg.running || n.pg.role != Some(Role::Standby) {
-                self.nodes[j].pg.streaming = false;
-                continue;
-            }
-            let Some(u) = n.pg.upstream.as_deref().and_then(|u| self.index(u)) else {
-                self.nodes[j].pg.streaming = false;
-                continue;
-            };
-            let up = &self.nodes[u].pg;
-            if u == j || !up.running || up.hung || !self.links[j][u] {
-                self.nodes[j].pg.streaming = false;
-                continue;
-            }
-            // The standby's WAL must be a prefix of the upstream's.
-            let (mine, theirs) = (&self.nodes[j].pg.wal, &up.wal);
-            let from = match self.nodes[j].verified {
-                Some((vu, me, them, len)) if vu == u && me == self.nodes[j].epoch && them == self.nodes[u].epoch => len,
-                _ => 0,
-            };
-            let len = mine.len().min(theirs.len());
-            let common = from + SimPg::common_prefix(&mine[from.min(len)..len], &theirs[from.min(len)..len]);
-            if common < mine.len() {
-                if self.nodes[j].pg.streaming || self.nodes[j].verified.is_some() {
-                    self.count("stream_refused_diverged");
-                }
-                self.nodes[j].pg.streaming = false;
-                self.nodes[j].verified = None;
-                continue;
-            }
-            let extra: Vec<Record> = theirs[mine.len()..].to_vec();
-            let history = up.history.clone();
-            let (epoch_u, timeline_u) = (self.nodes[u].epoch, up.timeline);
-            let n = &mut self.nodes[j];
-            n.pg.wal.extend(extra);
-            n.pg.timeline = n.pg.wal.last().map_or(timeline_u, |r| r.timeline);
-            let tl = n.pg.timeline;
-            n.pg.history = history.into_iter().filter(|h| h.timeline.0 < tl).collect();
-            n.pg.streaming = true;
-            n.verified = Some((u, n.epoch, epoch_u, n.pg.wal.len()));
-        }
-    }
-
-    fn client_writes(&mut self) {
-        for i in self.writable() {
-            let id = self.next_write;
-            self.next_write += 1;
-            let lsn = self.nodes[i].pg.append(Some(id));
-            self.pending_writes.push((i, id, lsn));
-        }
-    }
-
-    fn acknowledge(&mut self) {
-        let mut still = Vec::new();
-        for (i, id, lsn) in std::mem::take(&mut self.pending_writes) {
-            let pg = &self.nodes[i].pg;
-            if !pg.writable() {
-                self.count("writes_unknown");
-                continue;
-            }
-            let ok = match &pg.sync_standbys {
-                SyncStandbys::Off => true,
-                SyncStandbys::Block => false,
-                SyncStandbys::First(names) => names.iter().all(|name| {
-                    self.index(name).is_some_and(|s| {
-                        let s = &self.nodes[s].pg;
-                        s.running
-                            && s.streaming
-                            && s.upstream.as_deref() == Some(self.nodes[i].name.as_str())
-                            && s.end() >= lsn
-                    })
-                }),
-            };
-            if ok {
-                self.acked.push(Acked { write: id, lsn, node: i, at: self.now });
-                self.count("writes_acked");
+            let shown = if !self.nodes[i].up {
+                Shown::Down
+            } else if self.is_writable(i) {
+                Shown::Primary
+            } else if self.nodes[i].pg.running {
+                Shown::Replica
             } else {
-                still.push((i, id, lsn));
+                Shown::Stopped
+            };
+            if shown != self.nodes[i].shown {
+                self.nodes[i].shown = shown;
+                self.timeline.push((self.now, i, shown));
+                if shown == Shown::Primary {
+                    self.became_writable(i);
+                }
             }
         }
-        self.pending_writes = still;
-    }
-
-    /// S1 after every event; S2 whenever a node becomes writable.
-    fn check(&mut self) {
-        let writable = self.writable();
-        if writable.len() > 1 {
-            let names: Vec<_> = writable.iter().map(|&i| self.nodes[i].name.clone()).collect();
-            let msg = format!("S1 violated at {}: {} accept writes", self.now, names.join(" and "));
-            self.log(msg.clone());
-            self.violations.push(msg);
-        }
-        for &i in &writable {
-            if !self.last_writable.contains(&i) {
-                self.became_writable(i);
+        let mut first = None;
+        let mut count = 0;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].shown == Shown::Primary {
+                count += 1;
+                first.get_or_insert(i);
             }
         }
-        self.last_writable = writable;
+        if count > 1 {
+            let names: Vec<String> = self.writable().iter().map(|&i| self.nodes[i].name.clone()).collect();
+            self.violation(format!("S1: {} accept writes at the same time", names.join(" and ")));
+        }
+        if let Some(i) = first {
+            self.last_primary = Some((i, self.nodes[i].epoch));
+        }
     }
 
-    fn became_writable(&mut self, i: usize) {
-        self.log(format!(
-            "{} accepts writes (timeline {}, end {})",
-            self.nodes[i].name,
-            self.nodes[i].pg.timeline,
-            self.nodes[i].pg.end()
-        ));
-        self.count("became_primary");
-        let missing: Vec<u64> =
-            self.acked.iter().filter(|a| !self.nodes[i].pg.has(a.lsn, a.write)).map(|a| a.write).collect();
-        if missing.is_empty() {
+    fn violation(&mut self, what: String) {
+        if self.check.violation(self.now, what.clone()) {
+            self.trace.event(self.now, "violation", &[("what", &what)]);
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Wake { node, gen } => {
+                if self.nodes[node].wake_gen == gen {
+                    self.nodes[node].wake_at = None;
+                    if self.daemon_blocked(node, Ev::Wake { node, gen }) {
+                        return;
+                    }
+                    self.begin_loop(node);
+                }
+            }
+            Ev::Arrive { req } => self.arrive(req),
+            Ev::ReadTail { req } => self.read_tail(req),
+            Ev::Reply { req } => {
+                let result = self.reqs.get_mut(&req).and_then(|r| r.result.take());
+                self.reply(req, result)
+            }
+            Ev::Timeout { req } => self.reply(req, None),
+            Ev::OpDone { node, id, machine } => self.op_done(node, id, machine),
+            Ev::Guard { node, deadline, machine } => self.guard_fires(node, deadline, machine),
+            Ev::Tick => {
+                self.tick();
+                self.push(self.now + self.p.tick, Ev::Tick);
+            }
+            Ev::Expire => {
+                self.expire_at = None;
+                self.store_changed_by(|s, t| s.expire(t));
+                self.schedule_expiry();
+            }
+            Ev::FaultStart(k) => self.fault_start(k),
+            Ev::FaultEnd(k) => self.fault_end(k),
+        }
+    }
+
+    /// The daemon of `node` cannot handle `ev` now (paused or down): hold or drop it.
+    fn daemon_blocked(&mut self, node: usize, ev: Ev) -> bool {
+        if !self.nodes[node].up {
+            return true;
+        }
+        if self.nodes[node].paused {
+            self.nodes[node].held.push(ev);
+            return true;
+        }
+        false
+    }
+
+    fn schedule_wake(&mut self, i: usize, at: Millis) {
+        let n = &mut self.nodes[i];
+        if n.wake_at.is_some_and(|w| w <= at) {
             return;
         }
-        if self.cfg.settings.synchronous_mode.enabled() {
-            let msg = format!(
-                "S2 violated at {}: new primary {} lacks {} acknowledged writes (first {:?})",
-                self.now,
-                self.nodes[i].name,
-                missing.len(),
-                missing.first()
-            );
-            self.log(msg.clone());
-            self.violations.push(msg);
-        } else {
-            *self.counters.entry("async_acked_writes_lost").or_default() += missing.len() as u64;
-            // They are gone for good: do not count them again at the next failover.
-            self.acked.retain(|a| !missing.contains(&a.write));
+        n.wake_gen += 1;
+        n.wake_at = Some(at);
+        let gen = n.wake_gen;
+        self.push(at, Ev::Wake { node: i, gen });
+    }
+
+    /// Wakes a node soon (a watch event, an outcome): now if idle, after its loop if busy.
+    fn nudge(&mut self, i: usize, delay: Millis) {
+        if !self.nodes[i].up {
+            return;
+        }
+        match self.nodes[i].phase {
+            Phase::Idle => self.schedule_wake(i, self.now + delay),
+            _ => self.nodes[i].wake_soon = true,
         }
     }
 
-    // ----- one node's step and its actions -----------------------------------------------
+    fn latency(&mut self) -> Millis {
+        let (lo, hi) = self.p.dcs_latency;
+        self.rng.range(lo, hi)
+    }
 
-    fn step_node(&mut self, i: usize) {
-        let now = self.now;
-        let dcs = if self.nodes[i].dcs_link {
-            Ok(self.store.read(now, now))
+    // ----- the store ----------------------------------------------------------------------
+
+    fn store_changed_by<R>(&mut self, f: impl FnOnce(&mut MemStore, Millis) -> R) -> R {
+        let before = self.store.wake_revision();
+        let t = self.store_now();
+        let r = f(&mut self.store, t);
+        if self.store.wake_revision() != before && self.p.mode == DcsMode::Etcd {
+            // Watch: every node that can hear the store wakes up.
+            for i in 0..self.nodes.len() {
+                if self.links.dcs_in[i] == 0 && self.store_down == 0 {
+                    let d = self.latency();
+                    self.nudge(i, d);
+                }
+            }
+        }
+        r
+    }
+
+    fn schedule_expiry(&mut self) {
+        if let Some(at_store) = self.store.next_expiry() {
+            let at = self.store_clock.global(at_store);
+            if self.expire_at.is_none_or(|e| at < e) {
+                self.expire_at = Some(at);
+                self.push(at, Ev::Expire);
+            }
+        }
+    }
+
+    fn send(&mut self, node: usize, op: Option<DcsOp>) -> u64 {
+        let id = self.next_req;
+        self.next_req += 1;
+        let n = &self.nodes[node];
+        let req = Req { node, op, result: None, sent_local: n.local(self.now), machine: n.machine, first_half: None };
+        self.reqs.insert(id, req);
+        let timeout = self.p.settings.retry_timeout;
+        if self.store_down > 0 && self.store_refuses {
+            let d = self.rng.range(1, 5);
+            if let Some(r) = self.reqs.get_mut(&id) {
+                r.result = Some(Err(DcsError::Unavailable("connection refused".into())));
+            }
+            self.push(self.now + d, Ev::Reply { req: id });
+        } else if self.store_down > 0 || self.links.dcs_out[node] > 0 {
+            self.push(self.now + timeout, Ev::Timeout { req: id });
         } else {
-            Err(DcsError::Unavailable("simulated outage".into()))
+            let d = self.latency();
+            self.push(self.now + d, Ev::Arrive { req: id });
+        }
+        id
+    }
+
+    fn arrive(&mut self, id: u64) {
+        let Some(req) = self.reqs.get(&id) else { return };
+        let node = req.node;
+        if self.store_down > 0 {
+            let t = self.p.settings.retry_timeout;
+            self.push(self.now + t, Ev::Timeout { req: id });
+            return;
+        }
+        let result = match req.op.clone() {
+            None => {
+                if let Some(stale) = self.nodes[node].stale_view.clone() {
+                    Ok(Reply::View(Box::new(stale)))
+                } else {
+                    let t = self.store_now();
+                    let view = self.store.read(t, 0);
+                    if self.p.mode == DcsMode::Dynamo {
+                        // A Query is not a snapshot: the second half of the items is read later.
+                        if let Some(r) = self.reqs.get_mut(&id) {
+                            r.first_half = Some(view);
+                        }
+                        let d = self.rng.range(1, 20);
+                        self.push(self.now + d, Ev::ReadTail { req: id });
+                        return;
+                    }
+                    Ok(Reply::View(Box::new(view)))
+                }
+            }
+            Some(op) => {
+                let name = self.nodes[node].name.clone();
+                let sent = req.sent_local;
+                let r = self.store_changed_by(|s, t| s.apply(&name, &op, t, sent));
+                self.schedule_expiry();
+                r.map(Reply::Op)
+            }
         };
+        self.respond(id, node, result);
+    }
+
+    fn read_tail(&mut self, id: u64) {
+        let Some(req) = self.reqs.get_mut(&id) else { return };
+        let Some(mut view) = req.first_half.take() else { return };
+        let node = req.node;
+        let t = self.store_now();
+        let later = self.store.read(t, 0);
+        // Members and the sync/status keys come from the later read.
+        view.members = later.members;
+        view.sync = later.sync;
+        view.status = later.status;
+        view.failsafe = later.failsafe;
+        self.respond(id, node, Ok(Reply::View(Box::new(view))));
+    }
+
+    fn respond(&mut self, id: u64, node: usize, result: Result<Reply, DcsError>) {
+        let lost = self.links.dcs_in[node] > 0 || (self.p.p_reply_lost > 0.0 && self.rng.chance(self.p.p_reply_lost));
+        if lost {
+            let is_write = self.reqs.get(&id).is_some_and(|r| r.op.is_some());
+            if is_write && result.is_ok() {
+                self.check.count("dcs_write_outcome_unknown");
+            }
+            let sent = self.reqs.get(&id).map_or(self.now, |r| r.sent_local);
+            // The client gives up at its timeout, counted from the send.
+            let give_up = self.nodes[node].clock.global(sent + self.p.settings.retry_timeout);
+            self.push(give_up.max(self.now), Ev::Timeout { req: id });
+        } else {
+            let d = self.latency();
+            if let Some(r) = self.reqs.get_mut(&id) {
+                r.result = Some(result);
+            }
+            self.push(self.now + d, Ev::Reply { req: id });
+        }
+    }
+
+    fn reply(&mut self, id: u64, result: Option<Result<Reply, DcsError>>) {
+        let Some(req) = self.reqs.get(&id) else { return };
+        let node = req.node;
+        if req.machine != self.nodes[node].machine {
+            self.reqs.remove(&id);
+            return;
+        }
+        let ev = match result {
+            Some(r) => {
+                // Park the result again while the daemon cannot take it.
+                if let Some(q) = self.reqs.get_mut(&id) {
+                    q.result = Some(r);
+                }
+                Ev::Reply { req: id }
+            }
+            None => Ev::Timeout { req: id },
+        };
+        if self.daemon_blocked(node, ev) {
+            return;
+        }
+        let result = match self.reqs.get_mut(&id) {
+            Some(q) => q.result.take(),
+            None => return,
+        };
+        let Some(req) = self.reqs.remove(&id) else { return };
+        let new_term = matches!(&req.op, Some(DcsOp::AcquireLeader(a)) if a.record.term > a.term_was);
+        if new_term && matches!(result, Some(Ok(_))) {
+            self.check_stale_acquire(node);
+        }
+        let result = match result {
+            Some(r) => r,
+            None => Err(if req.op.is_some() {
+                DcsError::Indeterminate("timed out waiting for the store".into())
+            } else {
+                DcsError::Unavailable("timed out waiting for the store".into())
+            }),
+        };
+        match std::mem::replace(&mut self.nodes[node].phase, Phase::Idle) {
+            Phase::Reading { req } if req == id => {
+                let view = match result {
+                    Ok(Reply::View(mut v)) => {
+                        v.received_at = self.nodes[node].local(self.now);
+                        Ok(*v)
+                    }
+                    Ok(Reply::Op(_)) => Err(DcsError::Invalid("a read got a write reply".into())),
+                    Err(e) => Err(e),
+                };
+                self.step_node(node, view);
+            }
+            Phase::Executing { queue, failed, waiting: Some((req, op_id)) } if req == id => {
+                let (outcome, failed_now) = match result {
+                    Ok(Reply::Op(DcsReply::Lease(g))) => (Ok(Done::Lease(g)), false),
+                    Ok(Reply::Op(DcsReply::Done)) => (Ok(Done::Ok), false),
+                    Ok(Reply::View(_)) => (Err(Failure::Failed), true),
+                    Err(e) => {
+                        if e.maybe_applied() {
+                            self.check.count("dcs_indeterminate");
+                        }
+                        (Err(Failure::from(&e)), true)
+                    }
+                };
+                self.nodes[node].outcomes.push(Outcome { id: op_id, result: outcome });
+                self.nodes[node].phase = Phase::Executing { queue, failed: failed || failed_now, waiting: None };
+                self.advance(node);
+            }
+            other => self.nodes[node].phase = other,
+        }
+    }
+
+    // ----- one node's loop -------------------------------------------------------------
+
+    fn begin_loop(&mut self, i: usize) {
+        if !matches!(self.nodes[i].phase, Phase::Idle) {
+            self.nodes[i].wake_soon = true;
+            return;
+        }
+        let req = self.send(i, None);
+        self.nodes[i].phase = Phase::Reading { req };
+    }
+
+    fn standbys_of(&self, i: usize) -> Vec<StandbyState> {
+        let me = self.nodes[i].name.as_str();
+        self.nodes
+            .iter()
+            .filter(|s| s.up && s.pg.running && s.pg.streaming && s.pg.upstream.as_deref() == Some(me))
+            .map(|s| StandbyState { name: s.name.clone(), flush_lsn: s.pg.end(), streaming: true })
+            .collect()
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.nodes[b].up && !self.nodes[b].paused && self.links.peer[a][b] == 0 && self.links.peer[b][a] == 0
+    }
+
+    fn step_node(&mut self, i: usize, dcs: Result<ClusterView, DcsError>) {
         let peers: Vec<PeerReport> = (0..self.nodes.len())
             .filter(|&j| j != i)
             .map(|j| {
                 let p = &self.nodes[j];
-                let status = (self.links[i][j] && p.daemon_up).then(|| p.status.peer_view(p.pg.running));
+                let status = self.reachable(i, j).then(|| p.status.peer_view(p.pg.running));
                 PeerReport { name: p.name.clone(), status }
             })
             .collect();
-        let standbys: Vec<StandbyState> = self
-            .nodes
-            .iter()
-            .filter(|s| s.pg.running && s.pg.streaming && s.pg.upstream.as_deref() == Some(self.nodes[i].name.as_str()))
-            .map(|s| StandbyState { name: s.name.clone(), flush_lsn: s.pg.end(), streaming: true })
-            .collect();
+        let standbys = self.standbys_of(i);
+        let now_local = self.nodes[i].local(self.now);
         let n = &mut self.nodes[i];
+        let mut pg = n.pg.observe(standbys);
+        pg.replay_lsn = Lsn(n.pg.replayed as u64 * RECORD);
         let obs = Observation {
-            pg: n.pg.observe(standbys),
+            pg,
             dcs,
             peers,
             outcomes: std::mem::take(&mut n.outcomes),
-            guard: n.guard.map_or(GuardState::Disabled, |(deadline, term)| GuardState::Armed { deadline, term }),
+            // The guard runs with the machine; before its first deadline it holds none.
+            guard: n.guard.map_or(GuardState::Armed { deadline: 0, term: Term(0) }, |(deadline, term)| {
+                GuardState::Armed { deadline, term }
+            }),
             requests: std::mem::take(&mut n.requests),
-            wall_time_ms: now,
+            wall_time_ms: self.now,
         };
-        let d = step(&n.cfg, &n.mem, &obs, now);
+        let d = step(&n.cfg, &n.mem, &obs, now_local);
         n.mem = d.memory;
         n.steps += 1;
-        n.wake_at = now + d.wake_within;
-        let changed = n.status.reason != d.status.reason;
-        n.status = d.status;
-        if changed || self.trace_steps {
-            let msg = format!(
-                "{} {} {:?}{}",
-                self.nodes[i].name,
-                self.nodes[i].status.reason,
-                self.nodes[i].status.role,
-                if self.nodes[i].status.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", self.nodes[i].status.detail)
-                }
-            );
-            self.log(msg);
+        let old = std::mem::replace(&mut n.status, d.status);
+        let next_local = now_local + d.wake_within;
+        let reason = n.status.reason;
+        if old.reason != reason {
+            self.reason_changed(i, reason);
         }
-        self.execute(i, d.actions);
+        self.check.steps += 1;
+        let wake = self.nodes[i].clock.global(next_local);
+        let n = &mut self.nodes[i];
+        n.next_wake = wake;
+        n.wake_at = None;
+        n.wake_gen += 1;
+        n.phase = Phase::Executing { queue: d.actions.into(), failed: false, waiting: None };
+        self.advance(i);
     }
 
-    fn outcome(&mut self, i: usize, id: OpId, result: Result<Done, Failure>) {
-        self.nodes[i].outcomes.push(Outcome { id, result });
+    fn reason_changed(&mut self, i: usize, reason: Reason) {
+        let name = self.nodes[i].name.clone();
+        let detail = self.nodes[i].status.detail.clone();
+        self.trace.event(self.now, "reason", &[("node", &name), ("reason", &reason.to_string()), ("detail", &detail)]);
+        match reason {
+            Reason::ElectionLost => self.check.count("election_lost_to_more_advanced"),
+            Reason::FailsafeHolding => self.check.count("failsafe_held_primary"),
+            Reason::LeaseExpired | Reason::FencingNotLeader | Reason::GuardLost => self.check.count("self_fencing"),
+            Reason::SwitchoverAborted => self.check.count("switchover_aborted"),
+            Reason::PrimaryHung => self.check.count("hung_primary_stepped_down"),
+            Reason::PrimaryStartFailed => self.check.count("primary_start_gave_up"),
+            Reason::IneligibleLagging => self.check.count("ineligible_lagging"),
+            Reason::IneligibleDiverged => self.check.count("ineligible_diverged"),
+            Reason::DcsUnavailableLeaseValid => self.check.count("primary_rode_out_dcs_trouble"),
+            _ => {}
+        }
     }
 
-    fn execute(&mut self, i: usize, actions: Vec<Action>) {
-        let now = self.now;
-        let mut failed = false;
-        for a in actions {
+    /// Executes actions until one waits for the store or the batch ends.
+    fn advance(&mut self, i: usize) {
+        loop {
+            let Phase::Executing { queue, failed, waiting } = &mut self.nodes[i].phase else { return };
+            if waiting.is_some() {
+                return;
+            }
+            let failed = *failed;
+            let Some(a) = queue.pop_front() else {
+                self.nodes[i].phase = Phase::Idle;
+                let next =
+                    if std::mem::take(&mut self.nodes[i].wake_soon) { self.now } else { self.nodes[i].next_wake };
+                self.schedule_wake(i, next.max(self.now));
+                return;
+            };
             if failed {
                 if let Some(id) = a.id() {
-                    self.outcome(i, id, Err(Failure::Skipped));
+                    self.nodes[i].outcomes.push(Outcome { id, result: Err(Failure::Skipped) });
                 }
                 continue;
             }
+            let local = self.nodes[i].local(self.now);
             if let Some(deadline) = a.writable_deadline() {
-                if now >= deadline {
-                    self.outcome(i, a.id().unwrap_or_default(), Err(Failure::TimedOut));
-                    failed = true;
+                if local >= deadline {
+                    self.nodes[i]
+                        .outcomes
+                        .push(Outcome { id: a.id().unwrap_or_default(), result: Err(Failure::TimedOut) });
+                    self.set_failed(i);
                     continue;
                 }
             }
-            let d = &self.cfg.durations;
-            let long = match &a {
-                Action::Initdb { id } => Some((*id, d.initdb, SimOp::Initdb)),
-                Action::Clone { id, from } => self.index(from).map(|f| (*id, d.clone, SimOp::Clone { from: f })),
-                Action::Rewind { id, from } => self.index(from).map(|f| (*id, d.rewind, SimOp::Rewind { from: f })),
-                Action::StartPrimary { id, sync_standbys, .. } => {
-                    self.nodes[i].pg.sync_standbys = sync_standbys.clone();
-                    Some((*id, d.start, SimOp::StartPrimary))
-                }
-                Action::StartReplica { id, upstream } => {
-                    Some((*id, d.start, SimOp::StartReplica { upstream: upstream.clone() }))
-                }
-                Action::Stop { id, mode } => {
-                    let t = if *mode == StopMode::Fast { d.stop_fast } else { d.stop_immediate };
-                    Some((*id, t, SimOp::Stop { mode: *mode }))
-                }
-                Action::Promote { id, timeline, sync_standbys, .. } => {
-                    self.nodes[i].pg.sync_standbys = sync_standbys.clone();
-                    Some((*id, d.promote, SimOp::Promote { timeline: timeline.0 }))
-                }
-                Action::Checkpoint { id } => Some((*id, d.checkpoint, SimOp::Checkpoint)),
-                _ => None,
-            };
-            if let Some((id, took, op)) = long {
-                self.nodes[i].ops.push((now + took, id, op));
-                continue;
-            }
-            match a {
-                Action::Dcs { id, op } => {
-                    if !self.nodes[i].dcs_link {
-                        self.outcome(i, id, Err(Failure::Unavailable));
-                        failed = true;
-                        continue;
-                    }
-                    let name = self.nodes[i].name.clone();
-                    match self.store.apply(&name, &op, now, now) {
-                        Ok(DcsReply::Lease(g)) => self.outcome(i, id, Ok(Done::Lease(g))),
-                        Ok(DcsReply::Done) => self.outcome(i, id, Ok(Done::Ok)),
-                        Err(e) => {
-                            self.outcome(i, id, Err(Failure::from(&e)));
-                            failed = true;
-                        }
-                    }
-                    if let DcsOp::TransferLeader { .. } = op {
-                        if !failed {
-                            self.count("transfer");
-                        }
-                    }
-                }
-                Action::Follow { upstream } => {
-                    let pg = &mut self.nodes[i].pg;
-                    pg.upstream = upstream;
-                    pg.streaming = false;
-                    self.nodes[i].verified = None;
-                }
-                Action::SetSyncStandbys(s) => self.nodes[i].pg.sync_standbys = s,
-                Action::CreateSlot { name } if !self.nodes[i].pg.slots.contains(&name) => {
-                    self.nodes[i].pg.slots.push(name)
-                }
-                Action::DropSlot { name } => self.nodes[i].pg.slots.retain(|s| *s != name),
-                Action::ArmGuard { id, deadline, term } => {
-                    self.nodes[i].guard = Some((deadline, term));
-                    self.outcome(i, id, Ok(Done::Ok));
-                }
-                Action::FailsafePing { id, term, members } => {
-                    let leader = self.nodes[i].name.clone();
-                    let req = FailsafeRequest { leader, term };
-                    let mut all = true;
-                    for m in &members {
-                        let Some(j) = self.index(&m.name) else {
-                            all = false;
-                            continue;
-                        };
-                        if !self.links[i][j] || !self.nodes[j].daemon_up {
-                            all = false;
-                            continue;
-                        }
-                        let p = &mut self.nodes[j];
-                        let (ok, mem) = answer_failsafe(&p.cfg, &p.mem, &req, now);
-                        p.mem = mem;
-                        all &= ok;
-                    }
-                    if all {
-                        self.count("failsafe_round_acked");
-                        self.outcome(i, id, Ok(Done::FailsafeAcked { sent_at: now }));
-                    } else {
-                        self.outcome(i, id, Err(Failure::Failed));
-                        failed = true;
-                    }
-                }
-                _ => {}
-            }
+            self.execute(i, a);
         }
     }
 
-    fn complete_ops(&mut self) {
-        let now = self.now;
-        for i in 0..self.nodes.len() {
-            let (due, rest): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.nodes[i].ops).into_iter().partition(|(at, _, _)| *at <= now);
-            self.nodes[i].ops = rest;
-            for (_, id, op) in due {
-                let result = self.finish(i, op);
-                self.outcome(i, id, result);
-                self.nodes[i].wake_at = self.nodes[i].wake_at.min(now);
+    fn set_failed(&mut self, i: usize) {
+        if let Phase::Executing { failed, .. } = &mut self.nodes[i].phase {
+            *failed = true;
+        }
+    }
+
+    fn execute(&mut self, i: usize, a: Action) {
+        let d = self.p.durations.clone();
+        let long = match &a {
+            Action::Initdb { id } => Some((*id, d.initdb, SimOp::Initdb)),
+            Action::Clone { id, from } => {
+                Some((*id, d.clone, SimOp::Clone { from: self.index(from).unwrap_or(usize::MAX) }))
             }
+            Action::Rewind { id, from } => {
+                Some((*id, d.rewind, SimOp::Rewind { from: self.index(from).unwrap_or(usize::MAX) }))
+            }
+            Action::StartPrimary { id, sync_standbys, .. } => {
+                if self.nodes[i].restarted_from_copy {
+                    self.violation(format!(
+                        "S4: {} starts as primary right after a rewind or clone",
+                        self.nodes[i].name
+                    ));
+                }
+                self.nodes[i].pg.sync_standbys = sync_standbys.clone();
+                Some((*id, d.start, SimOp::StartPrimary))
+            }
+            Action::StartReplica { id, upstream } => {
+                if let Some(u) = upstream.as_deref().and_then(|u| self.index(u)) {
+                    self.check_not_diverged(i, u, "starts following");
+                }
+                Some((*id, d.start, SimOp::StartReplica { upstream: upstream.clone() }))
+            }
+            Action::Stop { id, mode } => {
+                let t = if *mode == StopMode::Fast { d.stop_fast } else { d.stop_immediate };
+                Some((*id, t, SimOp::Stop { mode: *mode }))
+            }
+            Action::Promote { id, timeline, sync_standbys, .. } => {
+                self.check_promotion(i);
+                self.check.count(match self.nodes[i].mem.acquired_via {
+                    Some(hacore::ForkCause::Switchover) => "switchover",
+                    Some(hacore::ForkCause::ManualFailover) => "manual_failover",
+                    _ => "failover",
+                });
+                self.nodes[i].pg.sync_standbys = sync_standbys.clone();
+                Some((*id, d.promote, SimOp::Promote { timeline: timeline.0 }))
+            }
+            Action::Checkpoint { id } => Some((*id, d.checkpoint, SimOp::Checkpoint)),
+            _ => None,
+        };
+        if let Some((id, took, op)) = long {
+            let took = took * self.nodes[i].slow + self.rng.range(0, took / 4 + 1);
+            self.nodes[i].ops.insert(id.0, op);
+            let machine = self.nodes[i].machine;
+            self.push(self.now + took, Ev::OpDone { node: i, id, machine });
+            return;
+        }
+        match a {
+            Action::Dcs { id, op } => {
+                if matches!(op, DcsOp::Put(_)) {
+                    self.violation(format!("S5: {} wrote a cluster key without the leader guard", self.nodes[i].name));
+                }
+                if matches!(op, DcsOp::TransferLeader { .. }) {
+                    self.check.count("transfer_sent");
+                }
+                let req = self.send(i, Some(op));
+                if let Phase::Executing { waiting, .. } = &mut self.nodes[i].phase {
+                    *waiting = Some((req, id));
+                }
+            }
+            Action::Follow { upstream } => {
+                if let Some(u) = upstream.as_deref().and_then(|u| self.index(u)) {
+                    self.check_not_diverged(i, u, "follows");
+                }
+                let idx = upstream.as_deref().and_then(|u| self.index(u));
+                let n = &mut self.nodes[i];
+                n.pg.upstream = upstream;
+                n.pg.upstream_idx = idx;
+                n.pg.streaming = false;
+            }
+            Action::SetSyncStandbys(s) => self.nodes[i].pg.sync_standbys = s,
+            Action::CreateSlot { name } if !self.nodes[i].pg.slots.contains(&name) => self.nodes[i].pg.slots.push(name),
+            Action::DropSlot { name } => self.nodes[i].pg.slots.retain(|s| *s != name),
+            Action::ArmGuard { id, deadline, term } => {
+                self.nodes[i].guard = Some((deadline, term));
+                let at = self.nodes[i].clock.global(deadline);
+                let machine = self.nodes[i].machine;
+                self.push(at, Ev::Guard { node: i, deadline, machine });
+                self.nodes[i].outcomes.push(Outcome { id, result: Ok(Done::Ok) });
+            }
+            Action::FailsafePing { id, term, members } => {
+                let req = FailsafeRequest { leader: self.nodes[i].name.clone(), term };
+                let mut all = true;
+                for m in &members {
+                    let Some(j) = self.index(&m.name) else {
+                        all = false;
+                        continue;
+                    };
+                    if j == i || !self.reachable(i, j) {
+                        all = false;
+                        continue;
+                    }
+                    let local = self.nodes[j].local(self.now);
+                    let p = &mut self.nodes[j];
+                    let (ok, mem) = answer_failsafe(&p.cfg, &p.mem, &req, local);
+                    p.mem = mem;
+                    all &= ok;
+                }
+                let sent_at = self.nodes[i].local(self.now);
+                if all {
+                    self.check.count("failsafe_round_acked");
+                    self.nodes[i].outcomes.push(Outcome { id, result: Ok(Done::FailsafeAcked { sent_at }) });
+                } else {
+                    self.nodes[i].outcomes.push(Outcome { id, result: Err(Failure::Failed) });
+                    self.set_failed(i);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn op_done(&mut self, i: usize, id: OpId, machine: u64) {
+        if self.nodes[i].machine != machine {
+            return;
+        }
+        let Some(op) = self.nodes[i].ops.remove(&id.0) else { return };
+        // Promotion completes only once everything received is replayed.
+        if let SimOp::Promote { .. } = op {
+            let n = &self.nodes[i];
+            if n.pg.running && n.pg.role == Some(Role::Standby) && n.pg.replayed < n.pg.wal.len() {
+                self.nodes[i].ops.insert(id.0, op);
+                self.push(self.now + self.p.tick, Ev::OpDone { node: i, id, machine });
+                return;
+            }
+        }
+        let fails = self.nodes[i].fail_pg > 0 && self.rng.chance(0.5);
+        let result = if fails {
+            self.check.count("pg_operation_failed");
+            Err(Failure::Failed)
+        } else {
+            self.finish(i, op)
+        };
+        self.nodes[i].outcomes.push(Outcome { id, result });
+        if !self.nodes[i].paused {
+            self.nudge(i, 0);
         }
     }
 
     fn finish(&mut self, i: usize, op: SimOp) -> Result<Done, Failure> {
-        let name = self.nodes[i].name.clone();
         match op {
             SimOp::Initdb => {
                 let pg = &mut self.nodes[i].pg;
@@ -731,32 +1017,41 @@ impl World {
                     role: Some(Role::Primary),
                     ..SimPg::default()
                 };
-                pg.append(None);
+                pg.append(None, self.now);
                 self.nodes[i].epoch += 1;
-                self.log(format!("{name} initdb done"));
+                self.check.count("initdb");
                 Ok(Done::Ok)
             }
             SimOp::Clone { from } => {
-                let src = &self.nodes[from].pg;
-                if !src.running || src.hung || !self.links[i][from] || self.nodes[i].pg.running {
+                if from >= self.nodes.len() || !self.reachable(i, from) {
                     return Err(Failure::Failed);
                 }
+                let src = &self.nodes[from].pg;
+                if !src.running || src.hung || self.nodes[i].pg.running {
+                    return Err(Failure::Failed);
+                }
+                let had_data = self.nodes[i].pg.system_id.is_some();
                 let copy = SimPg {
                     system_id: src.system_id,
                     wal: src.wal.clone(),
                     history: src.history.clone(),
                     timeline: src.timeline,
                     role: Some(Role::Standby),
+                    replayed: src.wal.len(),
                     ..SimPg::default()
                 };
                 let end = copy.end();
-                self.nodes[i].pg = copy;
-                self.nodes[i].epoch += 1;
-                self.count("clone");
-                self.log(format!("{name} cloned from {} up to {end}", self.nodes[from].name));
+                let n = &mut self.nodes[i];
+                n.pg = copy;
+                n.epoch += 1;
+                n.restarted_from_copy = true;
+                self.check.count(if had_data { "reclone" } else { "clone" });
                 Ok(Done::ConsistentAt(end))
             }
             SimOp::Rewind { from } => {
+                if from >= self.nodes.len() || !self.reachable(i, from) {
+                    return Err(Failure::Failed);
+                }
                 let src = &self.nodes[from].pg;
                 let me = &self.nodes[i].pg;
                 if !src.writable() || me.running || src.system_id != me.system_id {
@@ -765,19 +1060,19 @@ impl World {
                 let common = SimPg::common_prefix(&me.wal, &src.wal);
                 let discarded = me.wal.len() - common;
                 let (wal, history, timeline) = (src.wal.clone(), src.history.clone(), src.timeline);
-                let end = Lsn(wal.len() as u64 * crate::pg::RECORD);
-                let pg = &mut self.nodes[i].pg;
-                pg.wal = wal;
-                pg.history = history;
-                pg.timeline = timeline;
-                pg.role = Some(Role::Standby);
-                self.nodes[i].epoch += 1;
-                self.count("rewind");
-                self.log(format!(
-                    "{name} rewound from {}: {discarded} divergent records discarded",
-                    self.nodes[from].name
-                ));
-                Ok(Done::ConsistentAt(end))
+                let n = &mut self.nodes[i];
+                let len = wal.len();
+                n.pg.wal = wal;
+                n.pg.history = history;
+                n.pg.timeline = timeline;
+                n.pg.role = Some(Role::Standby);
+                n.pg.replayed = len;
+                n.epoch += 1;
+                n.restarted_from_copy = true;
+                let name = n.name.clone();
+                self.check.count("rewind");
+                self.trace.event(self.now, "rewind", &[("node", &name), ("discarded", &discarded.to_string())]);
+                Ok(Done::ConsistentAt(Lsn(len as u64 * RECORD)))
             }
             SimOp::StartPrimary => {
                 let pg = &mut self.nodes[i].pg;
@@ -791,45 +1086,707 @@ impl World {
                 Ok(Done::Ok)
             }
             SimOp::StartReplica { upstream } => {
-                let pg = &mut self.nodes[i].pg;
-                if pg.system_id.is_none() || pg.running {
+                let idx = upstream.as_deref().and_then(|u| self.index(u));
+                let n = &mut self.nodes[i];
+                if n.pg.system_id.is_none() || n.pg.running {
                     return Err(Failure::Failed);
                 }
-                pg.running = true;
-                pg.hung = false;
-                pg.role = Some(Role::Standby);
-                pg.upstream = upstream;
-                pg.streaming = false;
-                self.nodes[i].verified = None;
+                n.pg.running = true;
+                n.pg.hung = false;
+                n.pg.role = Some(Role::Standby);
+                n.pg.upstream = upstream;
+                n.pg.upstream_idx = idx;
+                n.pg.streaming = false;
+                n.restarted_from_copy = false;
                 Ok(Done::Ok)
             }
             SimOp::Stop { mode } => {
                 if !self.nodes[i].pg.running {
                     return Ok(Done::Ok);
                 }
-                if mode == StopMode::Fast && self.nodes[i].pg.role == Some(Role::Primary) {
+                if mode == StopMode::Fast && self.nodes[i].pg.role == Some(Role::Primary) && !self.nodes[i].pg.hung {
                     // The shutdown checkpoint, delivered to connected standbys before exit.
-                    self.nodes[i].pg.append(None);
-                    self.replicate();
+                    self.nodes[i].pg.append(None, self.now);
+                    self.replicate(true);
                 }
                 let pg = &mut self.nodes[i].pg;
                 pg.running = false;
                 pg.streaming = false;
+                pg.hung = false;
                 if mode == StopMode::Immediate {
-                    self.count("fence");
+                    self.check.count("fence_executed");
                 }
                 Ok(Done::Ok)
             }
             SimOp::Promote { timeline } => {
                 let pg = &mut self.nodes[i].pg;
-                if !pg.running || pg.role != Some(Role::Standby) {
+                if !pg.running || pg.role != Some(Role::Standby) || pg.hung {
                     return Err(Failure::Failed);
                 }
-                pg.promote(timeline);
-                self.count("promote");
+                pg.promote(timeline, self.now);
+                self.check.count("promotion");
                 Ok(Done::Ok)
             }
             SimOp::Checkpoint => Ok(Done::Ok),
         }
+    }
+
+    fn guard_fires(&mut self, i: usize, deadline: Millis, machine: u64) {
+        let n = &self.nodes[i];
+        if n.machine != machine || n.guard.map(|g| g.0) != Some(deadline) {
+            return;
+        }
+        if n.local(self.now) < deadline {
+            // The node's clock slowed down since the timer was set: wait for its deadline.
+            let at = n.clock.global(deadline).max(self.now + 1);
+            self.push(at, Ev::Guard { node: i, deadline, machine });
+            return;
+        }
+        // The guard kills the whole instance at its deadline, answering or not.
+        if n.local(self.now) >= deadline && n.pg.running && n.pg.role == Some(Role::Primary) {
+            let name = n.name.clone();
+            let n = &mut self.nodes[i];
+            n.pg.running = false;
+            n.pg.streaming = false;
+            n.pg.hung = false;
+            self.check.count("guard_fired");
+            self.trace.event(self.now, "guard_fired", &[("node", &name)]);
+        }
+    }
+
+    // ----- PostgreSQL: client, replication, replay, acknowledgement -----------------------
+
+    fn tick(&mut self) {
+        self.client_writes();
+        self.replicate(false);
+        let now = self.now;
+        for n in &mut self.nodes {
+            if !n.pg.running || n.pg.role == Some(Role::Primary) {
+                // A primary has replayed everything; a stopped standby replays on start.
+                n.pg.replayed = n.pg.wal.len();
+                n.receipts.clear();
+                continue;
+            }
+            while let Some(&(at, len)) = n.receipts.front() {
+                if at + n.replay_delay > now {
+                    break;
+                }
+                n.pg.replayed = len.min(n.pg.wal.len());
+                n.receipts.pop_front();
+            }
+        }
+        self.acknowledge();
+    }
+
+    /// Streams WAL to every running standby from its upstream. `all` ignores the delay
+    /// (the shutdown checkpoint is flushed to connected standbys before exit).
+    fn replicate(&mut self, all: bool) {
+        for j in 0..self.nodes.len() {
+            let n = &self.nodes[j];
+            let source = n.pg.upstream_idx.filter(|&u| {
+                u != j
+                    && n.up
+                    && n.pg.running
+                    && n.pg.role == Some(Role::Standby)
+                    && !n.pg.hung
+                    && self.nodes[u].up
+                    && self.nodes[u].pg.running
+                    && !self.nodes[u].pg.hung
+                    && self.links.peer[u][j] == 0
+                    && self.links.peer[j][u] == 0
+            });
+            let Some(u) = source else {
+                self.nodes[j].pg.streaming = false;
+                continue;
+            };
+            let (me, up) = pair(&mut self.nodes, j, u);
+            // The standby's WAL must be a prefix of the upstream's.
+            if !me.pg.wal.is_prefix_of(&up.pg.wal) {
+                if me.pg.streaming {
+                    self.check.count("stream_refused_diverged");
+                }
+                me.pg.streaming = false;
+                continue;
+            }
+            let cutoff = if all { Millis::MAX } else { self.now.saturating_sub(me.repl_delay) };
+            let start = me.pg.wal.len();
+            let end = up.pg.wal.partition_point(start, |r| r.at <= cutoff);
+            if end > start {
+                me.pg.wal.extend_from(&up.pg.wal, start, end);
+                let tl = me.pg.wal.last().map_or(me.pg.timeline, |r| r.timeline);
+                if tl != me.pg.timeline
+                    || me.pg.history.len() != up.pg.history.iter().filter(|h| h.timeline.0 < tl).count()
+                {
+                    me.pg.timeline = tl;
+                    me.pg.history.clear();
+                    me.pg.history.extend(up.pg.history.iter().filter(|h| h.timeline.0 < tl).copied());
+                }
+                me.receipts.push_back((self.now, me.pg.wal.len()));
+            }
+            me.pg.streaming = true;
+        }
+    }
+
+    /// The client writes to every node that accepts writes, at the configured rate.
+    fn client_writes(&mut self) {
+        if self.p.write_rate == 0 {
+            return;
+        }
+        let every = (1_000 / self.p.write_rate).max(1);
+        while self.next_write_at <= self.now {
+            let at = self.next_write_at;
+            self.next_write_at += every;
+            for i in 0..self.nodes.len() {
+                // A client waits for its commits: at most MAX_IN_FLIGHT per node (a
+                // connection pool), so a primary blocking in strict mode gets no more.
+                if self.is_writable(i) && self.nodes[i].in_flight < MAX_IN_FLIGHT {
+                    self.nodes[i].in_flight += 1;
+                    let id = self.next_write;
+                    self.next_write += 1;
+                    let lsn = self.nodes[i].pg.append(Some(id), at);
+                    self.pending_writes[i].push_back((id, lsn));
+                }
+            }
+        }
+    }
+
+    /// Acknowledges what the synchronous standbys (if any) have flushed.
+    fn acknowledge(&mut self) {
+        // Per primary: the highest LSN every named synchronous standby has flushed.
+        let upto: Vec<Option<Lsn>> = (0..self.nodes.len())
+            .map(|i| {
+                if !self.is_writable(i) {
+                    return None;
+                }
+                match &self.nodes[i].pg.sync_standbys {
+                    SyncStandbys::Off => Some(Lsn(u64::MAX)),
+                    SyncStandbys::Block => Some(Lsn(0)),
+                    SyncStandbys::First(names) => names
+                        .iter()
+                        .map(|name| {
+                            self.index(name).map_or(Lsn(0), |s| {
+                                let s = &self.nodes[s];
+                                let from_me = s.pg.upstream_idx == Some(i);
+                                if s.up && s.pg.running && s.pg.streaming && from_me {
+                                    s.pg.end()
+                                } else {
+                                    Lsn(0)
+                                }
+                            })
+                        })
+                        .min(),
+                }
+            })
+            .collect();
+        let now = self.now;
+        let (mut total, mut unknown) = (0u64, 0u64);
+        for (i, limit) in upto.into_iter().enumerate() {
+            let queue = &mut self.pending_writes[i];
+            while let Some(&(id, lsn)) = queue.front() {
+                let chain = match limit {
+                    Some(limit) if lsn > limit => break,
+                    Some(_) => self.nodes[i]
+                        .pg
+                        .wal
+                        .get((lsn.0 / RECORD) as usize - 1)
+                        .filter(|r| r.write == Some(id))
+                        .map(|r| r.chain),
+                    None => None,
+                };
+                queue.pop_front();
+                self.nodes[i].in_flight = self.nodes[i].in_flight.saturating_sub(1);
+                match chain {
+                    Some(chain) => {
+                        let a = Acked { write: id, lsn, chain, at: now };
+                        match self.acked.last_mut() {
+                            Some(st) if st.node == i => st.writes.push(a),
+                            _ => self.acked.push(Stint { node: i, writes: vec![a] }),
+                        }
+                        total += 1;
+                    }
+                    None => unknown += 1,
+                }
+            }
+        }
+        self.acked_total += total;
+        self.check.add("writes_acked", total);
+        self.check.add("writes_unknown", unknown);
+    }
+
+    // ----- checks that need the world ------------------------------------------------
+
+    fn became_writable(&mut self, i: usize) {
+        let name = self.nodes[i].name.clone();
+        self.trace.event(
+            self.now,
+            "primary",
+            &[
+                ("node", &name),
+                ("timeline", &self.nodes[i].pg.timeline.to_string()),
+                ("end", &self.nodes[i].pg.end().to_string()),
+            ],
+        );
+        self.check.count("became_primary");
+        // S2: every acknowledged write must be on every later primary. A stint's writes lie
+        // on one WAL in LSN order, so those present form a prefix: binary search by chain.
+        let wal = &self.nodes[i].pg.wal;
+        let present = |a: &Acked| wal.get((a.lsn.0 / RECORD) as usize - 1).is_some_and(|r| r.chain == a.chain);
+        let mut missing = 0u64;
+        let mut first_missing = None;
+        for st in &mut self.acked {
+            let keep = st.writes.partition_point(present);
+            if keep < st.writes.len() {
+                missing += (st.writes.len() - keep) as u64;
+                first_missing.get_or_insert((st.writes[keep].write, st.writes[keep].lsn));
+                st.writes.truncate(keep);
+            }
+        }
+        self.acked.retain(|st| !st.writes.is_empty());
+        if missing == 0 {
+            return;
+        }
+        if self.p.settings.synchronous_mode.enabled() {
+            let (w, l) = first_missing.unwrap_or_default();
+            self.violation(format!(
+                "S2: new primary {name} lacks {missing} acknowledged writes (first: write {w} at {l})"
+            ));
+        }
+        // Gone for good (asynchronous mode): counted once, not again at the next failover.
+        self.check.async_lost += missing;
+        self.check.count("failover_lost_async_writes");
+    }
+
+    /// S3 and the lag bound, when a node starts promoting.
+    fn check_promotion(&mut self, i: usize) {
+        let me = self.nodes[i].pg.end();
+        for j in 0..self.nodes.len() {
+            if j == i || !self.reachable(i, j) {
+                continue;
+            }
+            let st = &self.nodes[j].status;
+            let settled_eligible = st.election.is_some_and(|e| e.eligible && e.settled);
+            if settled_eligible && self.nodes[j].pg.end() > me {
+                let msg = format!(
+                    "S3: {} promotes at {me} while {} (eligible, settled) has {}",
+                    self.nodes[i].name,
+                    self.nodes[j].name,
+                    self.nodes[j].pg.end()
+                );
+                self.violation(msg);
+            }
+        }
+        if !self.p.settings.synchronous_mode.enabled() {
+            let view = self.view();
+            if let Some(st) = view.status {
+                let manual = matches!(self.nodes[i].mem.acquired_via, Some(hacore::ForkCause::Switchover));
+                if !manual && me.0.saturating_add(self.p.settings.maximum_lag_on_failover) < st.value.lsn.0 {
+                    self.violation(format!(
+                        "S2 (async bound): {} promotes at {me}, more than maximum_lag_on_failover behind {}",
+                        self.nodes[i].name, st.value.lsn
+                    ));
+                }
+            }
+        }
+    }
+
+    /// S4: a stale primary never retakes the lease: whoever takes a new term must not have
+    /// WAL that forks from the last primary's (while that primary's WAL is intact).
+    fn check_stale_acquire(&mut self, i: usize) {
+        let Some((p, epoch)) = self.last_primary else { return };
+        if p == i || self.nodes[p].epoch != epoch {
+            return;
+        }
+        let (a, b) = (&self.nodes[i].pg.wal, &self.nodes[p].pg.wal);
+        let common = SimPg::common_prefix(a, b);
+        if common < a.len() && common < b.len() {
+            let msg = format!(
+                "S4: {} took a new term with WAL that forks from the last primary {} (at record {common})",
+                self.nodes[i].name, self.nodes[p].name
+            );
+            self.violation(msg);
+        }
+    }
+
+    /// S4: a node never streams from an upstream whose history forks from its own.
+    fn check_not_diverged(&mut self, i: usize, u: usize, what: &str) {
+        let (a, b) = (&self.nodes[i].pg.wal, &self.nodes[u].pg.wal);
+        if a.is_empty() || b.is_empty() {
+            return;
+        }
+        let common = SimPg::common_prefix(a, b);
+        if common < a.len() && common < b.len() {
+            let msg = format!(
+                "S4: {} {what} {} although their WAL forked at record {common} ({} vs {} records)",
+                self.nodes[i].name,
+                self.nodes[u].name,
+                a.len(),
+                b.len()
+            );
+            self.violation(msg);
+        }
+    }
+
+    // ----- faults -------------------------------------------------------------------------
+
+    fn resolve(&mut self, t: Target) -> usize {
+        match t {
+            Target::Node(i) => i.min(self.nodes.len() - 1),
+            Target::Primary => self.writable().first().copied().or_else(|| self.leader()).unwrap_or(0),
+            Target::Replica => {
+                let p = self.writable().first().copied().or_else(|| self.leader());
+                let others: Vec<usize> = (0..self.nodes.len()).filter(|&i| Some(i) != p).collect();
+                others[self.rng.range(0, others.len() as u64 - 1) as usize]
+            }
+        }
+    }
+
+    fn cut_dcs(&mut self, i: usize, dir: Dir, delta: i32) {
+        let apply = |c: &mut u32| *c = (*c as i32 + delta).max(0) as u32;
+        if matches!(dir, Dir::Both | Dir::Out) {
+            apply(&mut self.links.dcs_out[i]);
+        }
+        if matches!(dir, Dir::Both | Dir::In) {
+            apply(&mut self.links.dcs_in[i]);
+        }
+    }
+
+    fn cut_peer(&mut self, a: usize, b: usize, dir: Dir, delta: i32) {
+        let apply = |c: &mut u32| *c = (*c as i32 + delta).max(0) as u32;
+        if matches!(dir, Dir::Both | Dir::Out) {
+            apply(&mut self.links.peer[a][b]);
+        }
+        if matches!(dir, Dir::Both | Dir::In) {
+            apply(&mut self.links.peer[b][a]);
+        }
+    }
+
+    /// Applies a fault now (tests and the scenario runner call this directly).
+    pub fn inject(&mut self, fault: Fault) {
+        let k = self.faults.len();
+        self.faults.push(fault);
+        self.fault_targets.push(Vec::new());
+        self.fault_start(k);
+    }
+
+    fn fault_start(&mut self, k: usize) {
+        let f = self.faults[k];
+        let mut targets = Vec::new();
+        let desc;
+        match f.kind {
+            FaultKind::Crash(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("crash {}", self.nodes[i].name);
+                self.crash(i);
+                self.check.count("fault_crash");
+            }
+            FaultKind::KillPg(t) => {
+                let i = self.resolve(t);
+                desc = format!("kill postgres on {}", self.nodes[i].name);
+                self.nodes[i].pg.running = false;
+                self.nodes[i].pg.streaming = false;
+                self.check.count("fault_kill_pg");
+            }
+            FaultKind::PauseDaemon(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("pause daemon {}", self.nodes[i].name);
+                self.nodes[i].paused = true;
+                if f.dur > self.p.settings.ttl {
+                    self.check.count("fault_pause_longer_than_ttl");
+                }
+                self.check.count("fault_pause_daemon");
+            }
+            FaultKind::HangPg(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("hang postgres on {}", self.nodes[i].name);
+                self.nodes[i].pg.hung = true;
+                self.check.count("fault_hang_pg");
+            }
+            FaultKind::CutDcs(t, dir) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("cut {} from the store ({dir})", self.nodes[i].name);
+                self.cut_dcs(i, dir, 1);
+                self.check.count(if dir == Dir::Both { "fault_cut_dcs" } else { "fault_cut_dcs_one_way" });
+            }
+            FaultKind::CutPeer(a, b, dir) => {
+                let (a, b) = (self.resolve(a), self.resolve(b));
+                targets.extend([a, b]);
+                desc = format!("cut {} from {} ({dir})", self.nodes[a].name, self.nodes[b].name);
+                if a != b {
+                    self.cut_peer(a, b, dir, 1);
+                    self.check.count("fault_cut_peer");
+                }
+            }
+            FaultKind::Isolate(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("isolate {}", self.nodes[i].name);
+                self.cut_dcs(i, Dir::Both, 1);
+                for j in 0..self.nodes.len() {
+                    if j != i {
+                        self.cut_peer(i, j, Dir::Both, 1);
+                    }
+                }
+                self.check.count("fault_isolate");
+            }
+            FaultKind::DcsOutage => {
+                desc = "store outage".into();
+                self.store_down += 1;
+                self.store_refuses = self.rng.chance(0.5);
+                self.check.count("fault_dcs_outage");
+            }
+            FaultKind::StoreLeaderChange => {
+                desc = "store leader change (leases extended)".into();
+                let t = self.store_now();
+                self.store.extend_all_leases(t);
+                self.expire_at = None;
+                self.schedule_expiry();
+                self.check.count("fault_store_leader_change");
+            }
+            FaultKind::ClockJump(t, ms) => {
+                let i = self.resolve(t);
+                desc = format!("clock of {} jumps {ms} ms", self.nodes[i].name);
+                let now = self.now;
+                self.nodes[i].clock.jump(now, ms);
+                if let Some((deadline, _)) = self.nodes[i].guard {
+                    let at = self.nodes[i].clock.global(deadline);
+                    let machine = self.nodes[i].machine;
+                    self.push(at, Ev::Guard { node: i, deadline, machine });
+                }
+                self.check.count("fault_clock_jump");
+            }
+            FaultKind::Drift(t, ppm) => {
+                let i = self.resolve(t);
+                let bound = self.p.safety.max_clock_drift_ppm as i64;
+                let ppm = ppm.clamp(-bound, bound);
+                desc = format!("clock of {} drifts {ppm} ppm", self.nodes[i].name);
+                let now = self.now;
+                self.nodes[i].clock.set_drift(now, ppm);
+                if let Some((deadline, _)) = self.nodes[i].guard {
+                    // A faster clock reaches the guard's deadline earlier.
+                    let at = self.nodes[i].clock.global(deadline);
+                    let machine = self.nodes[i].machine;
+                    self.push(at, Ev::Guard { node: i, deadline, machine });
+                }
+                self.check.count("fault_drift");
+            }
+            FaultKind::SlowPg(t, x) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("postgres on {} {x}x slower", self.nodes[i].name);
+                self.nodes[i].slow = x.max(1);
+                self.check.count("fault_slow_pg");
+            }
+            FaultKind::FailPg(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("postgres commands fail on {}", self.nodes[i].name);
+                self.nodes[i].fail_pg += 1;
+                self.check.count("fault_fail_pg");
+            }
+            FaultKind::StaleReads(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("stale reads on {}", self.nodes[i].name);
+                let view = self.view();
+                self.nodes[i].stale_view = Some(view);
+                self.check.count("fault_stale_reads");
+            }
+            FaultKind::Switchover(t) => {
+                let to = t.map(|t| self.resolve(t));
+                let to_name = to.map(|i| self.nodes[i].name.clone());
+                desc = format!("operator: switchover to {}", to_name.as_deref().unwrap_or("the best"));
+                self.operator_request(SwitchoverKind::Switchover, to_name);
+                self.check.count("operator_switchover");
+            }
+            FaultKind::Pause | FaultKind::Resume => {
+                let paused = f.kind == FaultKind::Pause;
+                desc = format!("operator: {}", if paused { "pause" } else { "resume" });
+                self.edit_config(|c| c.paused = paused);
+            }
+            FaultKind::SetTtl(ttl) => {
+                desc = format!("operator: ttl {ttl} ms");
+                self.edit_config(|c| c.ttl = ttl);
+            }
+            FaultKind::Failover(t) => {
+                let i = self.resolve(t);
+                desc = format!("operator: failover to {}", self.nodes[i].name);
+                self.operator_request(SwitchoverKind::Failover, Some(self.nodes[i].name.clone()));
+                self.check.count("operator_failover");
+            }
+        }
+        self.trace.event(self.now, "fault", &[("what", &desc)]);
+        self.fault_log.push((self.now, self.now + f.dur, desc));
+        self.fault_targets[k] = targets;
+        if f.kind.lasts() {
+            self.push(self.now + f.dur, Ev::FaultEnd(k));
+        }
+    }
+
+    fn fault_end(&mut self, k: usize) {
+        let f = self.faults[k];
+        let targets = std::mem::take(&mut self.fault_targets[k]);
+        let healed = targets.is_empty() && !matches!(f.kind, FaultKind::DcsOutage);
+        if healed {
+            return; // `heal` already ended it
+        }
+        match f.kind {
+            FaultKind::Crash(_) => self.restart(targets[0]),
+            FaultKind::PauseDaemon(_) => self.resume(targets[0]),
+            FaultKind::HangPg(_) => self.nodes[targets[0]].pg.hung = false,
+            FaultKind::CutDcs(_, dir) => self.cut_dcs(targets[0], dir, -1),
+            FaultKind::CutPeer(_, _, dir) if targets[0] != targets[1] => self.cut_peer(targets[0], targets[1], dir, -1),
+            FaultKind::Isolate(_) => {
+                let i = targets[0];
+                self.cut_dcs(i, Dir::Both, -1);
+                for j in 0..self.nodes.len() {
+                    if j != i {
+                        self.cut_peer(i, j, Dir::Both, -1);
+                    }
+                }
+            }
+            FaultKind::DcsOutage => {
+                self.store_down = self.store_down.saturating_sub(1);
+                if self.store_down == 0 && self.p.mode == DcsMode::Etcd {
+                    // A recovering etcd elects a leader, which extends every lease.
+                    let t = self.store_now();
+                    self.store.extend_all_leases(t);
+                    self.expire_at = None;
+                    self.schedule_expiry();
+                }
+            }
+            FaultKind::SlowPg(..) => self.nodes[targets[0]].slow = 1,
+            FaultKind::FailPg(_) => self.nodes[targets[0]].fail_pg = self.nodes[targets[0]].fail_pg.saturating_sub(1),
+            FaultKind::StaleReads(_) => self.nodes[targets[0]].stale_view = None,
+            _ => {}
+        }
+        self.trace.event(self.now, "fault_end", &[("what", f.kind.name())]);
+    }
+
+    fn crash(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if !n.up {
+            return;
+        }
+        n.up = false;
+        n.machine += 1;
+        n.pg.running = false;
+        n.pg.streaming = false;
+        n.pg.hung = false;
+        n.paused = false;
+        n.ops.clear();
+        n.outcomes.clear();
+        n.held.clear();
+        n.guard = None;
+        n.phase = Phase::Idle;
+        n.wake_at = None;
+        n.wake_gen += 1;
+        n.stale_view = None;
+    }
+
+    fn restart(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if n.up {
+            return;
+        }
+        n.up = true;
+        n.mem = Memory::default();
+        n.status = NodeStatus::default();
+        self.schedule_wake(i, self.now);
+    }
+
+    fn resume(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if !n.paused {
+            return;
+        }
+        n.paused = false;
+        let held = std::mem::take(&mut n.held);
+        for ev in held {
+            self.push(self.now, ev);
+        }
+        if matches!(self.nodes[i].phase, Phase::Idle) {
+            self.schedule_wake(i, self.now);
+        }
+    }
+
+    /// Edits the `config` key as `edit-config` would (CAS on its version).
+    pub fn edit_config(&mut self, f: impl FnOnce(&mut hacore::ClusterSettings)) {
+        if self.store_down > 0 {
+            return;
+        }
+        let view = self.view();
+        let (mut settings, expect) = match view.config {
+            Some(c) => (c.value, Expect::Version(c.version)),
+            None => (self.p.settings.clone(), Expect::Absent),
+        };
+        f(&mut settings);
+        let op = DcsOp::Put(Write::put(Value::Config(settings), expect));
+        let _ = self.store_changed_by(|s, t| s.apply("cli", &op, t, t));
+    }
+
+    fn operator_request(&mut self, kind: SwitchoverKind, to: Option<String>) {
+        let value = Value::Switchover(SwitchoverRequest { kind, from: None, to, at_wall_ms: None });
+        let op = DcsOp::Put(Write::put(value, Expect::Absent));
+        if self.store_down == 0 {
+            let _ = self.store_changed_by(|s, t| s.apply("cli", &op, t, t));
+        }
+    }
+
+    /// Ends every fault (links up, store up, daemons resumed, crashed machines back).
+    pub fn heal(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.links.dcs_in[i] = 0;
+            self.links.dcs_out[i] = 0;
+            for j in 0..self.nodes.len() {
+                self.links.peer[i][j] = 0;
+            }
+            self.nodes[i].pg.hung = false;
+            self.nodes[i].slow = 1;
+            self.nodes[i].fail_pg = 0;
+            self.nodes[i].stale_view = None;
+            self.resume(i);
+            self.restart(i);
+        }
+        if self.store_down > 0 {
+            self.store_down = 0;
+            if self.p.mode == DcsMode::Etcd {
+                let t = self.store_now();
+                self.store.extend_all_leases(t);
+                self.expire_at = None;
+                self.schedule_expiry();
+            }
+        }
+        // Operators stop asking for switchovers, and resume a paused cluster (L1 is about
+        // a cluster that is not paused).
+        if self.view().config.is_some_and(|c| c.value.paused) {
+            self.edit_config(|c| c.paused = false);
+        }
+        let clear = DcsOp::Put(Write::delete(hacore::dcs::Key::Switchover, Expect::Any));
+        let _ = self.store_changed_by(|s, t| s.apply("cli", &clear, t, t));
+        // Pending fault ends find nothing left to end.
+        for t in &mut self.fault_targets {
+            t.clear();
+        }
+        self.trace.event(self.now, "heal", &[]);
+    }
+
+    /// Number of members the store lists as running replicas or primaries.
+    pub fn members_up(&mut self) -> usize {
+        self.view().members.iter().filter(|m| m.value.role != MemberRole::Stopped).count()
+    }
+}
+
+/// `(&mut nodes[a], &nodes[b])` for `a != b`.
+fn pair(nodes: &mut [Node], a: usize, b: usize) -> (&mut Node, &Node) {
+    if a < b {
+        let (l, r) = nodes.split_at_mut(b);
+        (&mut l[a], &r[0])
+    } else {
+        let (l, r) = nodes.split_at_mut(a);
+        (&mut r[0], &l[b])
     }
 }

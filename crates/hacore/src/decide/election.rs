@@ -182,6 +182,11 @@ impl Cx<'_> {
                 ));
             }
         }
+        // A daemon that just started cannot know whether it acknowledged a failsafe primary
+        // before it restarted: in failsafe mode it holds off for a ttl (S1').
+        if self.s.failsafe_mode && self.mem.started_at.is_some_and(|t| self.now < t.saturating_add(self.s.ttl)) {
+            return Err((Reason::IneligibleFailsafeHold, "started less than a ttl ago".into()));
+        }
         Ok(())
     }
 

@@ -50,6 +50,13 @@ impl Cx<'_> {
             return self.set(Reason::FencingNotLeader, String::new());
         }
         let leader_primary = view.member(&leader).is_some_and(|m| m.value.role == MemberRole::Primary);
+        if let Some(tl) = self.unexplained_leader_timeline(view, &leader) {
+            // The leader is on a timeline the history we read does not record: our read is
+            // older than its fork (a stale read). Judging lineage on it could make us follow
+            // a history that forks from ours (S4); wait for a fresh view.
+            self.busy();
+            return self.set(Reason::HistoryBehindLeader, format!("{leader} is on timeline {tl}"));
+        }
         if pg.running {
             if self.lineage == Lineage::Diverged {
                 self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
@@ -98,6 +105,19 @@ impl Cx<'_> {
         }
         self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: Some(leader.clone()) });
         self.set(Reason::StartingReplica, format!("following {leader}"));
+    }
+
+    /// The leader's timeline (from its answer, else its member record) if neither this
+    /// node's timeline nor any fork in the history read explains it.
+    fn unexplained_leader_timeline(&self, view: &ClusterView, leader: &str) -> Option<crate::types::Timeline> {
+        let answered = self.obs.peer(leader).and_then(|p| p.status.as_ref()).map(|st| st.position.timeline);
+        let tl = answered.or_else(|| view.member(leader).map(|m| m.value.timeline))?;
+        let base = Self::base_timeline(view);
+        let explained = tl.0 == 0
+            || tl <= self.obs.pg.timeline
+            || tl == base
+            || Self::history(view).forks.iter().any(|f| f.timeline == tl);
+        (!explained).then_some(tl)
     }
 
     /// Clone source: a running replica tagged `clonefrom`, else the leader.

@@ -5,7 +5,7 @@ use super::{slot_name, Cx};
 use crate::action::{Action, StopMode};
 use crate::dcs::{
     ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, Key, LeaderRecord, LeaseModel, StatusRecord,
-    SyncRecord, Value, Write,
+    SwitchoverKind, SyncRecord, Value, Write,
 };
 use crate::history::{Fork, ForkCause};
 use crate::memory::{HeldLease, LeaseOp, LeaseOpKind, PgOpKind, Seen};
@@ -50,10 +50,7 @@ impl Cx<'_> {
         }
 
         if self.s.paused {
-            if self.obs.pg.maybe_writable() {
-                self.arm_guard();
-            }
-            return self.set(Reason::Paused, "leader keeps its lease; no automatic action");
+            return self.lead_paused(view, rec);
         }
         if view.initialize.is_none() {
             return self.bootstrap_leader(view, rec);
@@ -74,11 +71,18 @@ impl Cx<'_> {
             return self.set(reason, format!("waiting for {:?}", p.kind));
         }
         if pg.running && !pg.responsive {
+            // It may still be writing: the guard keeps following the lease.
+            self.arm_guard();
             let since = self.mem.unresponsive_since.unwrap_or(self.now);
             if self.now.saturating_sub(since) >= self.s.primary_hang_timeout {
-                return self.step_down(rec, Reason::PrimaryHung, format!("no answer for {} ms", self.now - since));
+                return self.step_down(
+                    rec,
+                    Reason::PrimaryHung,
+                    format!("no answer for {} ms", self.now.saturating_sub(since)),
+                );
             }
-            return self.set(Reason::PrimaryUnresponsive, format!("no answer for {} ms", self.now - since));
+            return self
+                .set(Reason::PrimaryUnresponsive, format!("no answer for {} ms", self.now.saturating_sub(since)));
         }
         if !pg.running {
             return self.start_in_place(view, rec);
@@ -140,7 +144,7 @@ impl Cx<'_> {
     fn start_in_place(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let since = *self.mem.primary_down_since.get_or_insert(self.now);
         if self.now.saturating_sub(since) >= self.s.primary_start_timeout {
-            let detail = format!("down for {} ms", self.now - since);
+            let detail = format!("down for {} ms", self.now.saturating_sub(since));
             return self.step_down(rec, Reason::PrimaryStartFailed, detail);
         }
         let pg = &self.obs.pg;
@@ -161,7 +165,15 @@ impl Cx<'_> {
         let Some(deadline) = self.writable_until() else {
             return;
         };
-        let sync_standbys = self.published_sync(view, rec);
+        // In a new term the sync record may still name an older reign's set: take it over
+        // (publishing an empty set) before PostgreSQL can acknowledge a single commit.
+        let sync_standbys = match self.take_sync_record(view, rec) {
+            Some(write) => {
+                self.leader_write(rec, vec![write], true);
+                SyncStandbys::for_names(Vec::new(), self.strict())
+            }
+            None => self.published_sync(view, rec),
+        };
         self.arm_guard();
         self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary { id, lease_deadline: deadline, sync_standbys });
         self.set(Reason::PrimaryStarting, String::new());
@@ -208,11 +220,9 @@ impl Cx<'_> {
                 timeline
             }
         };
-        let sync_mine = view.sync.as_ref().is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == term);
-        if self.s.synchronous_mode.enabled() && !sync_mine {
-            let record = SyncRecord { leader: self.cfg.name.clone(), term, members: Vec::new() };
-            writes.push(Write::put(Value::Sync(record), Expect::from_current(view.sync.as_ref())));
-        }
+        let take_sync = self.take_sync_record(view, rec);
+        let sync_mine = take_sync.is_none();
+        writes.extend(take_sync);
         if !writes.is_empty() {
             self.leader_write(rec, writes, true);
         }
@@ -224,6 +234,43 @@ impl Cx<'_> {
         self.arm_guard();
         self.pg_op(PgOpKind::Promote, |id| Action::Promote { id, lease_deadline: deadline, timeline, sync_standbys });
         self.set(Reason::Promoting, format!("creating timeline {timeline}"));
+    }
+
+    /// In synchronous mode, the write that makes the sync record this reign's (with an
+    /// empty set) if it is not already: S2 requires it before PostgreSQL is writable.
+    pub(super) fn take_sync_record(&self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> Option<Write> {
+        let term = rec.value.term;
+        let mine = view.sync.as_ref().is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == term);
+        (self.s.synchronous_mode.enabled() && !mine).then(|| {
+            let record = SyncRecord { leader: self.cfg.name.clone(), term, members: Vec::new() };
+            Write::put(Value::Sync(record), Expect::from_current(view.sync.as_ref()))
+        })
+    }
+
+    /// Paused: keep the lease, touch nothing, except to finish a manual failover.
+    fn lead_paused(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let pg = &self.obs.pg;
+        if let Some(p) = self.mem.pending {
+            if pg.maybe_writable() || p.kind == PgOpKind::Promote {
+                self.arm_guard();
+            }
+            self.busy();
+            return self.set(Self::waiting_reason(p.kind), format!("paused; waiting for {:?}", p.kind));
+        }
+        let manual = self.mem.acquired_via == Some(ForkCause::ManualFailover);
+        if manual && pg.running && pg.in_recovery == Some(true) {
+            // The operator asked for this node; pause does not stop the failover it asked for.
+            return self.promote(view, rec);
+        }
+        if let Some(req) = &view.switchover {
+            if req.value.kind == SwitchoverKind::Failover && req.value.to.as_deref() == Some(self.me()) {
+                self.leader_write(rec, vec![Write::delete(Key::Switchover, Expect::Version(req.version))], false);
+            }
+        }
+        if pg.maybe_writable() {
+            self.arm_guard();
+        }
+        self.set(Reason::Paused, "leader keeps its lease; no automatic action")
     }
 
     pub(super) fn strict(&self) -> bool {
@@ -246,6 +293,7 @@ impl Cx<'_> {
     fn primary_duties(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         self.arm_guard();
         self.set(Reason::LeaderHealthy, String::new());
+        self.prune_departed(view);
         self.correct_fork(view, rec);
         self.publish_status(view, rec);
         if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
@@ -316,6 +364,18 @@ impl Cx<'_> {
         if !members.iter().any(|m| m.name == self.cfg.name) {
             members.push(FailsafeMember { name: self.cfg.name.clone(), api_url: self.cfg.api_url.clone() });
         }
+        // A member whose key vanished (a DCS blip, a restart) stays in the set for a grace
+        // period: the set names who may lead after a failsafe episode, and shrinking it on a
+        // blip could leave nobody but this leader eligible.
+        if let Some(current) = &view.failsafe {
+            let gone: Vec<FailsafeMember> =
+                current.value.members.iter().filter(|m| !members.iter().any(|x| x.name == m.name)).cloned().collect();
+            for m in gone {
+                if self.recently_departed(&m.name) {
+                    members.push(m);
+                }
+            }
+        }
         members.sort_by(|a, b| a.name.cmp(&b.name));
         if view.failsafe.as_ref().is_some_and(|f| f.value.members == members) {
             return;
@@ -340,13 +400,40 @@ impl Cx<'_> {
             .filter(|s| !pg.slots.contains(s))
             .collect();
         create.dedup();
-        let drop: Vec<String> = pg.slots.iter().filter(|s| !wanted(s)).cloned().collect();
+        let unwanted: Vec<String> = pg.slots.iter().filter(|s| !wanted(s)).cloned().collect();
+        // A slot of a member that vanished a moment ago is kept for the grace period, so a
+        // blip does not cost the member its WAL (and a re-clone).
+        let drop: Vec<String> = unwanted.into_iter().filter(|s| !self.recently_departed(s)).collect();
         for name in create {
             self.actions.push(Action::CreateSlot { name });
         }
         for name in drop {
             self.actions.push(Action::DropSlot { name });
         }
+    }
+
+    /// Whether `name` (a member or slot absent from the DCS) left less than ten ttls ago;
+    /// starts counting the first time it is asked about.
+    fn recently_departed(&mut self, name: &str) -> bool {
+        let now = self.now;
+        let since = match self.mem.departed.iter().find(|(n, _)| n == name) {
+            Some((_, since)) => *since,
+            None => {
+                self.mem.departed.push((name.to_string(), now));
+                now
+            }
+        };
+        now.saturating_sub(since) < self.s.ttl.saturating_mul(10)
+    }
+
+    /// Forgets departures of members that came back, and very old ones.
+    fn prune_departed(&mut self, view: &ClusterView) {
+        let now = self.now;
+        let horizon = self.s.ttl.saturating_mul(20);
+        self.mem.departed.retain(|(n, since)| {
+            !view.members.iter().any(|m| m.value.name == *n || slot_name(&m.value.name) == *n)
+                && now.saturating_sub(*since) < horizon
+        });
     }
 
     /// Stores without leases (DynamoDB): delete member records nobody refreshed for a ttl.

@@ -125,6 +125,7 @@ impl<'a> Cx<'a> {
     }
 
     fn run(&mut self) {
+        self.mem.started_at.get_or_insert(self.now);
         self.ingest_outcomes();
         self.track_pg();
         let obs = self.obs;
@@ -511,20 +512,34 @@ impl<'a> Cx<'a> {
     /// DCS is unreadable).
     pub fn writable_until(&self) -> Option<Millis> {
         let lease = self.valid_lease().map(|l| l.deadline);
-        let failsafe = match self.view {
-            None => self.mem.failsafe_until.filter(|&u| u > self.now && self.mem.lease.is_some()),
-            Some(_) => None,
+        // A failsafe confirmation counts while the DCS is unreadable, and once it is back
+        // while the store still shows this node's record (so it can renew before fencing).
+        let ours = |view: &ClusterView| {
+            self.mem.lease.is_some_and(|l| {
+                view.leader.as_ref().is_some_and(|r| r.value.holder == self.cfg.name && r.value.term == l.term)
+            })
         };
+        let failsafe_counts = self.mem.lease.is_some() && self.view.is_none_or(ours);
+        let failsafe = self.mem.failsafe_until.filter(|&u| u > self.now && failsafe_counts);
         lease.max(failsafe)
     }
 
+    /// Pause disarms fencing only while the DCS is readable: a paused primary cut off from
+    /// the DCS cannot learn that the operator resumed (and others started an election).
     pub fn pause_disarmed(&self) -> bool {
-        self.s.paused && self.mem.pause_confirmed.is_some() && self.mem.pause_confirmed == self.config_version
+        self.view.is_some()
+            && self.s.paused
+            && self.mem.pause_confirmed.is_some()
+            && self.mem.pause_confirmed == self.config_version
     }
 
     fn fence_if_needed(&mut self) {
         let pg = &self.obs.pg;
-        if !pg.maybe_writable() || self.pause_disarmed() {
+        // A promotion or primary start in flight will make PostgreSQL writable: it needs
+        // the lease as much as a running primary does.
+        let becoming_writable =
+            self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary));
+        if !(pg.maybe_writable() || becoming_writable) || self.pause_disarmed() {
             return;
         }
         let reason = if self.cfg.require_guard && self.obs.guard == GuardState::Lost {
@@ -552,9 +567,12 @@ impl<'a> Cx<'a> {
         let Some(until) = self.writable_until() else {
             return;
         };
+        // Any difference is re-armed, lower deadlines included (a shorter ttl, a lost
+        // failsafe round): a guard holding a later deadline would let PostgreSQL outlive
+        // the lease if this daemon froze.
         let acknowledged = match self.obs.guard {
-            GuardState::Armed { deadline, .. } => deadline >= until,
-            GuardState::Disabled => !self.cfg.require_guard && self.mem.armed_until.is_some_and(|a| a >= until),
+            GuardState::Armed { deadline, .. } => deadline == until,
+            GuardState::Disabled => !self.cfg.require_guard && self.mem.armed_until == Some(until),
             GuardState::Lost => false,
         };
         if acknowledged {

@@ -96,6 +96,7 @@ where
     events_are_appended(&fresh().await).await;
     corrupt_values_are_reported(&fresh().await).await;
     renewals_keep_the_record(&fresh().await).await;
+    unclaimed_transfer_expires(&fresh().await).await;
     lease_expiry_frees_the_record(&fresh().await).await;
     concurrent_racers_are_linearizable(&fresh().await, 6, 25).await;
 }
@@ -382,6 +383,32 @@ pub async fn renewals_keep_the_record<H: Harness>(h: &H) {
     }
     let v = read(&a).await;
     assert_eq!(v.leader.map(|l| l.value.holder), Some("a".into()), "renewed record lost");
+}
+
+/// A transferred record that its new holder never claims is freed after its ttl, even
+/// while the old holder keeps its own node lease alive.
+pub async fn unclaimed_transfer_expires<H: Harness>(h: &H) {
+    let (a, b) = (h.client("a"), h.client("b"));
+    let ttl = h.short_ttl();
+    ok(&a, &acquire("a", 1, ttl, Expect::Absent, 0)).await;
+    let g = guard_of(&read(&a).await);
+    ok(&a, &DcsOp::TransferLeader { guard: g, to: leader("b", 2, ttl), clear_switchover: None }).await;
+    let transferred = read(&a).await.leader.expect("record").version;
+    // a keeps its own lease alive; b never claims.
+    let steps = 4;
+    for _ in 0..steps {
+        h.sleep((ttl + h.expiry_slack()) / steps).await;
+        ok(&a, &DcsOp::KeepAlive { ttl }).await;
+    }
+    h.sleep(ttl / 4).await;
+    let v = read(&a).await;
+    match h.lease_model() {
+        LeaseModel::StoreExpiry => assert!(v.leader.is_none(), "an unclaimed transferred record outlived its ttl"),
+        LeaseModel::ObserverClock => {
+            assert_eq!(v.leader.map(|l| l.version), Some(transferred), "nobody rewrote the record")
+        }
+    }
+    let _ = b;
 }
 
 /// Without renewals the record is freed: deleted by the store (etcd), or left unchanged for

@@ -63,7 +63,9 @@ impl Scenario {
             requests: Default::default(),
             wall_time_ms: 1_790_000_000_000,
         };
-        Scenario { cfg, mem: Memory::default(), obs, now }
+        // A daemon that has been running for a while (not just started).
+        let mem = Memory { started_at: Some(0), ..Memory::default() };
+        Scenario { cfg, mem, obs, now }
     }
 
     /// A three-node cluster (n1, n2, n3) seen from `me`: initialized, n1 leads in term 3,

@@ -386,7 +386,11 @@ fn memory(now: Millis, leader: Option<(NodeName, Term, Version)>) -> impl Strate
                 (catchup, rewind_failed, down),
                 seen,
             )| {
-                let mut m = Memory { next_op: 10, ..Default::default() };
+                let mut m = Memory {
+                    next_op: 10,
+                    started_at: Some(now.saturating_sub(age_started(now))),
+                    ..Default::default()
+                };
                 if let (Some((age, same)), Some((_, term, version))) = (lease, &leader) {
                     let ttl = 10_000;
                     let sent_at = now.saturating_sub(age);
@@ -419,6 +423,15 @@ fn memory(now: Millis, leader: Option<(NodeName, Term, Version)>) -> impl Strate
                 m.catchup_to = catchup;
                 m.rewind_failed = rewind_failed;
                 m.primary_down_since = down.map(|a| now.saturating_sub(a));
+                // Times remembered from before a clock step may lie in the future.
+                if now % 5 == 0 {
+                    m.unresponsive_since = Some(now + 7_000);
+                    m.primary_down_since = m.primary_down_since.map(|t| t + 30_000);
+                    m.election_since = m.election_since.map(|t| t + 30_000);
+                    m.started_at = m.started_at.map(|t| t + 200_000);
+                } else if now % 3 == 0 {
+                    m.unresponsive_since = Some(now.saturating_sub(20_000));
+                }
                 m.leader_seen = seen.map(|(age, any_version)| Seen {
                     name: String::new(),
                     version: if any_version { Version(77) } else { leader.as_ref().map_or(Version(1), |l| l.2) },
@@ -427,6 +440,15 @@ fn memory(now: Millis, leader: Option<(NodeName, Term, Version)>) -> impl Strate
                 m
             },
         )
+}
+
+/// Mostly long-running daemons, sometimes one that just started.
+fn age_started(now: Millis) -> Millis {
+    if now % 7 == 0 {
+        1_000
+    } else {
+        100_000
+    }
 }
 
 fn outcomes(now: Millis) -> impl Strategy<Value = Vec<Outcome>> {

@@ -1,0 +1,194 @@
+//! Everything a run depends on, drawn from one seed: cluster size, store mode, timings,
+//! clock drift, workload, and the fault schedule (swarm testing: which fault kinds occur
+//! and how often is itself drawn from the seed).
+
+use crate::nemesis::{FaultKind, Schedule};
+use crate::rng::Rng;
+use hacore::{ClusterSettings, Millis, Safety, SyncMode};
+
+/// How the simulated store behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DcsMode {
+    /// etcd-like: server-side lease expiry (whole seconds, a minimum), watch, leases
+    /// extended when the store's own leader changes.
+    Etcd,
+    /// DynamoDB-like: no leases (observers' clocks), no watch, a read that is not a
+    /// snapshot across items.
+    Dynamo,
+}
+
+/// Durations of simulated PostgreSQL operations (ms).
+#[derive(Clone, Debug)]
+pub struct Durations {
+    /// initdb.
+    pub initdb: Millis,
+    /// Clone.
+    pub clone: Millis,
+    /// pg_rewind.
+    pub rewind: Millis,
+    /// Start (either role).
+    pub start: Millis,
+    /// Stop fast.
+    pub stop_fast: Millis,
+    /// Stop immediate.
+    pub stop_immediate: Millis,
+    /// Promote (before replay of the backlog).
+    pub promote: Millis,
+    /// CHECKPOINT.
+    pub checkpoint: Millis,
+}
+
+impl Default for Durations {
+    fn default() -> Self {
+        Durations {
+            initdb: 500,
+            clone: 2_000,
+            rewind: 1_000,
+            start: 300,
+            stop_fast: 200,
+            stop_immediate: 50,
+            promote: 200,
+            checkpoint: 100,
+        }
+    }
+}
+
+/// The parameters of one run.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// The seed everything was drawn from.
+    pub seed: u64,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Store mode.
+    pub mode: DcsMode,
+    /// Cluster settings every node starts with.
+    pub settings: ClusterSettings,
+    /// Safety assumptions (the drift bound the clocks respect).
+    pub safety: Safety,
+    /// Each node's clock rate error (ppm), within the drift bound.
+    pub drift_ppm: Vec<i64>,
+    /// Store round-trip latency range, one way (ms).
+    pub dcs_latency: (Millis, Millis),
+    /// Replication delay range (ms) from primary to standby.
+    pub replication_delay: (Millis, Millis),
+    /// Replay delay range (ms): a standby replays what it received this much later.
+    pub replay_delay: (Millis, Millis),
+    /// Client writes per second on every writable node (0: none).
+    pub write_rate: u64,
+    /// Operation durations.
+    pub durations: Durations,
+    /// Probability that a DCS reply is lost (the client sees an unknown outcome).
+    pub p_reply_lost: f64,
+    /// Length of the fault phase.
+    pub duration: Millis,
+    /// The fault schedule.
+    pub schedule: Schedule,
+    /// Record the full trace (JSON lines) in memory.
+    pub keep_trace: bool,
+    /// Granularity of client writes, replication, replay and acknowledgement (ms). Writes
+    /// keep their own times within a tick, so rates and delays stay exact.
+    pub tick: Millis,
+}
+
+impl Params {
+    /// A quiet 3-node etcd-like cluster with the fast preset and no faults.
+    pub fn quiet(seed: u64, nodes: usize) -> Params {
+        Params {
+            seed,
+            nodes,
+            mode: DcsMode::Etcd,
+            settings: ClusterSettings::fast(),
+            safety: Safety::default(),
+            drift_ppm: vec![0; nodes],
+            dcs_latency: (1, 3),
+            replication_delay: (1, 5),
+            replay_delay: (0, 0),
+            write_rate: 10,
+            durations: Durations::default(),
+            p_reply_lost: 0.0,
+            duration: 60_000,
+            schedule: Schedule::default(),
+            keep_trace: false,
+            tick: 100,
+        }
+    }
+
+    /// Everything drawn from `seed`, for a fault phase of `duration`.
+    pub fn from_seed(seed: u64, duration: Millis, nodes: Option<usize>) -> Params {
+        let mut r = Rng::stream(seed, "params");
+        let nodes = nodes.unwrap_or_else(|| r.range(3, 7) as usize);
+        let mode = if r.chance(0.5) { DcsMode::Etcd } else { DcsMode::Dynamo };
+        let (ttl, loop_wait, retry) = r.pick(&[(10_000, 1_000, 1_000), (15_000, 2_000, 2_000), (30_000, 5_000, 5_000)]);
+        let synchronous_mode = r.pick(&[SyncMode::Off, SyncMode::Off, SyncMode::On, SyncMode::Strict]);
+        let settings = ClusterSettings {
+            ttl,
+            loop_wait,
+            retry_timeout: retry,
+            maximum_lag_on_failover: r.pick(&[1 << 20, 64 * 1024, u64::MAX]),
+            synchronous_mode,
+            synchronous_node_count: if nodes > 3 && r.chance(0.3) { 2 } else { 1 },
+            failsafe_mode: r.chance(0.5),
+            paused: false,
+            primary_start_timeout: ttl * 2,
+            primary_hang_timeout: ttl * 3 / 2,
+            switchover_timeout: ttl,
+        };
+        let safety = Safety::default();
+        let bound = safety.max_clock_drift_ppm as i64;
+        let drift_ppm = (0..nodes).map(|_| r.range(0, 2 * bound as u64) as i64 - bound).collect();
+        let lat_max = r.pick(&[2, 10, 50, 200]);
+        let durations = Durations {
+            clone: r.range(1_000, 5_000),
+            rewind: r.range(300, 2_000),
+            start: r.range(100, 600),
+            promote: r.range(50, 400),
+            ..Durations::default()
+        };
+        let p_reply_lost = r.pick(&[0.0, 0.001, 0.01, 0.03]);
+        let write_rate = r.pick(&[10, 50, 100]);
+        let replication_delay = (1, r.pick(&[5, 50, 300]));
+        let replay_delay = (0, r.pick(&[0, 20, 200]));
+        let schedule = Schedule::generate(seed, nodes, duration, ttl);
+        Params {
+            seed,
+            nodes,
+            mode,
+            settings,
+            safety,
+            drift_ppm,
+            dcs_latency: (1, lat_max),
+            replication_delay,
+            replay_delay,
+            write_rate,
+            durations,
+            p_reply_lost,
+            duration,
+            schedule,
+            keep_trace: false,
+            tick: 100,
+        }
+    }
+
+    /// One line describing the run.
+    pub fn describe(&self) -> String {
+        let kinds: Vec<&str> = FaultKind::NAMES
+            .iter()
+            .copied()
+            .filter(|k| self.schedule.faults.iter().any(|f| f.kind.name() == *k))
+            .collect();
+        format!(
+            "seed {} nodes {} {:?} ttl {} loop {} sync {:?} failsafe {} latency <= {} ms, {} faults ({})",
+            self.seed,
+            self.nodes,
+            self.mode,
+            self.settings.ttl,
+            self.settings.loop_wait,
+            self.settings.synchronous_mode,
+            self.settings.failsafe_mode,
+            self.dcs_latency.1,
+            self.schedule.faults.len(),
+            kinds.join(" ")
+        )
+    }
+}

@@ -1,0 +1,99 @@
+//! One run: a fault phase with the seed's schedule, then a liveness phase in which every
+//! fault ends and the cluster must converge (one writable primary, every machine
+//! streaming from it) within a bound derived from the settings (L1).
+
+use crate::params::Params;
+use crate::world::World;
+use hacore::Millis;
+use std::collections::BTreeMap;
+
+/// What a run found.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// One line describing the run.
+    pub describe: String,
+    /// Violations (time, description), the first few.
+    pub violations: Vec<(Millis, String)>,
+    /// All violations.
+    pub violation_count: u64,
+    /// Coverage counters.
+    pub counters: BTreeMap<&'static str, u64>,
+    /// Hash of the trace.
+    pub trace_hash: u64,
+    /// Simulated time (ms).
+    pub simulated: Millis,
+    /// Steps taken by all nodes.
+    pub steps: u64,
+    /// How long convergence took after the faults stopped.
+    pub converged_after: Option<Millis>,
+    /// The bound it had to meet.
+    pub liveness_bound: Millis,
+    /// Acknowledged writes lost at asynchronous failovers (reported, not a violation).
+    pub async_lost: u64,
+}
+
+impl RunReport {
+    /// Whether the run was clean.
+    pub fn ok(&self) -> bool {
+        self.violation_count == 0
+    }
+}
+
+/// The L1 bound for these parameters: leases held at the heal expire (an etcd that
+/// recovers extends them by a ttl), an election (stragglers waited for up to a ttl),
+/// promotion, then every other node rewinds or clones and starts.
+pub fn liveness_bound(p: &Params) -> Millis {
+    let s = &p.settings;
+    let d = &p.durations;
+    3 * s.ttl + 4 * s.loop_wait + 2 * s.retry_timeout + d.promote + 3 * d.start + d.clone + d.rewind + 10_000
+}
+
+/// Runs `p` to the end and reports; also returns the world for inspection.
+pub fn run(p: Params) -> (RunReport, World) {
+    let duration = p.duration;
+    let bound = liveness_bound(&p);
+    let mut w = World::new(p);
+    w.run_until(duration);
+    w.heal();
+    let converged = w.run_until_cond(bound, |w| w.converged());
+    match converged {
+        None => {
+            let state: Vec<String> = w
+                .nodes
+                .iter()
+                .map(|n| format!("{}: {} {:?} ({})", n.name, n.status.reason, n.status.role, n.status.detail))
+                .collect();
+            let msg = format!("L1: not converged within {bound} ms after the faults stopped: {}", state.join("; "));
+            w.check.violation(w.now, msg.clone());
+            w.trace.event(w.now, "violation", &[("what", &msg)]);
+        }
+        Some(_) => {
+            // Stay converged for a while (no flapping).
+            let settle = 3 * w.p.settings.loop_wait;
+            let until = w.now + settle;
+            let flapped = w.run_until_cond(settle, |w| !w.converged());
+            if flapped.is_some() {
+                let msg = format!("L1: converged, then lost it again within {settle} ms");
+                w.check.violation(w.now, msg.clone());
+                w.trace.event(w.now, "violation", &[("what", &msg)]);
+            }
+            w.run_until(until);
+        }
+    }
+    let report = RunReport {
+        seed: w.p.seed,
+        describe: w.p.describe(),
+        violations: w.check.violations.clone(),
+        violation_count: w.check.violation_count,
+        counters: w.check.counters.clone(),
+        trace_hash: w.trace.hash(),
+        simulated: w.now,
+        steps: w.check.steps,
+        converged_after: converged,
+        liveness_bound: bound,
+        async_lost: w.check.async_lost,
+    };
+    (report, w)
+}
