@@ -10,6 +10,8 @@
 //!   once started; their final outcome is reported when they finish. The shell must abort
 //!   one that runs past its time limit (see [`crate::Timeouts`]) and report `TimedOut`.
 //! * [`Action::Dcs`] operations complete within the batch (bounded by the backend timeout).
+//! * Actions from [`crate::Decision::background_from`] on are informational writes: the
+//!   shell may send them all at once without waiting, and their failures skip nothing.
 
 use crate::dcs::{DcsOp, FailsafeMember};
 use crate::observation::SyncStandbys;

@@ -110,16 +110,35 @@ proptest! {
         }
     }
 
-    /// S3: never promote while a reachable eligible member has a higher received LSN.
+    /// S3: never promote while a reachable eligible candidate reports a higher received LSN.
     #[test]
     fn never_promote_behind_a_peer(i in step_input()) {
         let d = run(&i);
         if d.actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
             for p in i.obs.peers.iter().filter(|p| p.name != i.cfg.name) {
-                let Some(st) = &p.status else { continue };
-                let (eligible, lsn) = st.election.map_or((st.can_lead, st.position.lsn), |e| (e.eligible, e.position.lsn));
-                prop_assert!(!(eligible && lsn > i.obs.pg.flush_lsn), "promoted behind {}", p.name);
+                let Some(e) = p.status.as_ref().and_then(|st| st.election) else { continue };
+                prop_assert!(!(e.eligible && e.position.lsn > i.obs.pg.flush_lsn), "promoted behind {}", p.name);
             }
+        }
+    }
+
+    /// S3 at acquisition: a candidate never takes the lease while a reachable eligible
+    /// candidate ranks above it (more WAL, then priority, then name).
+    #[test]
+    fn never_acquire_behind_a_candidate(i in step_input()) {
+        let d = run(&i);
+        let Ok(view) = &i.obs.dcs else { return Ok(()) };
+        let new_reign = d.actions.iter().any(|a| matches!(a, Action::Dcs { op: DcsOp::AcquireLeader(acq), .. }
+            if acq.record.term > view.term || view.leader.as_ref().is_none_or(|l| l.value.holder != i.cfg.name)));
+        if !new_reign || view.initialize.is_none() || view.switchover.is_some() || settings(&i, &d).paused {
+            return Ok(());
+        }
+        let mine = (i.obs.pg.flush_lsn, i.cfg.tags.failover_priority);
+        for p in i.obs.peers.iter().filter(|p| p.name != i.cfg.name) {
+            let Some(e) = p.status.as_ref().and_then(|st| st.election) else { continue };
+            let ahead = (e.position.lsn, e.priority) > mine
+                || ((e.position.lsn, e.priority) == mine && p.name < i.cfg.name);
+            prop_assert!(!(e.eligible && ahead), "acquired while {} ranks above", p.name);
         }
     }
 

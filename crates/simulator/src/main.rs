@@ -25,7 +25,7 @@ const USAGE: &str = "usage:
   simulator run --seed N [--duration 1h] [--nodes 3..7] [--writes N] [--trace FILE] [--svg FILE] [--schedule FILE] [--check-determinism]
   simulator sweep --seeds A..B [--duration 1h] [--jobs N] [--nodes N] [--writes N] [--min-coverage]
   simulator shrink --seed N [--duration 1h] [--nodes N] [--out FILE]
-  simulator scenario FILE...";
+  simulator scenario FILE... [--trace FILE] [--svg FILE]";
 
 struct Args {
     cmd: String,
@@ -361,8 +361,15 @@ fn cmd_scenario(args: &Args) -> Result<bool, String> {
     let mut ok = true;
     for file in &args.rest {
         let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-        let sc = scenario::Scenario::parse(&text).map_err(|e| format!("{file}: {e}"))?;
-        let outcome = sc.run();
+        let mut sc = scenario::Scenario::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+        sc.params.keep_trace = args.flags.contains_key("trace");
+        let (outcome, w) = sc.run_world();
+        if let Some(path) = args.flags.get("trace") {
+            std::fs::write(path, w.trace.lines().join("\n") + "\n").map_err(|e| format!("cannot write {path}: {e}"))?;
+        }
+        if let Some(path) = args.flags.get("svg") {
+            std::fs::write(path, svg::render(&w)).map_err(|e| format!("cannot write {path}: {e}"))?;
+        }
         println!("{file}: {}", if outcome.passed() { "PASS" } else { "FAIL" });
         for line in outcome.lines() {
             println!("  {line}");

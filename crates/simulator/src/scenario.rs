@@ -188,7 +188,12 @@ impl Scenario {
 
     /// Runs it.
     pub fn run(&self) -> Outcome {
-        let (report, _) = run(self.params.clone());
+        self.run_world().0
+    }
+
+    /// Runs it and also returns the world (trace, picture).
+    pub fn run_world(&self) -> (Outcome, crate::World) {
+        let (report, world) = run(self.params.clone());
         let unmet = self
             .expect
             .iter()
@@ -203,7 +208,7 @@ impl Scenario {
                 (!ok).then(|| format!("count {} {} {} (got {got})", e.counter, e.op, e.value))
             })
             .collect();
-        Outcome { report, unmet }
+        (Outcome { report, unmet }, world)
     }
 
     /// Its fault phase length.

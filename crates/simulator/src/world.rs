@@ -102,6 +102,10 @@ pub struct Node {
     restarted_from_copy: bool,
     shown: Shown,
     in_flight: u32,
+    /// Informational writes of the current batch, sent once the foreground is done.
+    background: Vec<Action>,
+    /// Background requests awaiting a reply, and the action id each reports to.
+    background_reqs: BTreeMap<u64, OpId>,
 }
 
 impl Node {
@@ -289,6 +293,8 @@ impl World {
                     restarted_from_copy: false,
                     shown: Shown::Stopped,
                     in_flight: 0,
+                    background: Vec::new(),
+                    background_reqs: BTreeMap::new(),
                 }
             })
             .collect();
@@ -497,8 +503,12 @@ impl World {
             }
             Ev::Expire => {
                 self.expire_at = None;
-                self.store_changed_by(|s, t| s.expire(t));
-                self.schedule_expiry();
+                // A store that is down expires nothing; when it recovers it extends every
+                // lease (and reschedules expiry).
+                if self.store_down == 0 {
+                    self.store_changed_by(|s, t| s.expire(t));
+                    self.schedule_expiry();
+                }
             }
             Ev::FaultStart(k) => self.fault_start(k),
             Ev::FaultEnd(k) => self.fault_end(k),
@@ -573,13 +583,22 @@ impl World {
     }
 
     fn send(&mut self, node: usize, op: Option<DcsOp>) -> u64 {
+        let op_is_read = op.is_none();
         let id = self.next_req;
         self.next_req += 1;
         let n = &self.nodes[node];
         let req = Req { node, op, result: None, sent_local: n.local(self.now), machine: n.machine, first_half: None };
         self.reqs.insert(id, req);
         let timeout = self.p.settings.retry_timeout;
-        if self.store_down > 0 && self.store_refuses {
+        if op_is_read && self.nodes[node].stale_view.is_some() {
+            // A stale cache (a proxy, a non-quorum read) answers whatever the links say.
+            let d = self.latency();
+            let view = self.nodes[node].stale_view.clone().map(Box::new);
+            if let (Some(r), Some(v)) = (self.reqs.get_mut(&id), view) {
+                r.result = Some(Ok(Reply::View(v)));
+            }
+            self.push(self.now + d, Ev::Reply { req: id });
+        } else if self.store_down > 0 && self.store_refuses {
             let d = self.rng.range(1, 5);
             if let Some(r) = self.reqs.get_mut(&id) {
                 r.result = Some(Err(DcsError::Unavailable("connection refused".into())));
@@ -691,6 +710,16 @@ impl World {
             None => return,
         };
         let Some(req) = self.reqs.remove(&id) else { return };
+        if let Some(op_id) = self.nodes[node].background_reqs.remove(&id) {
+            let outcome = match result {
+                Some(Ok(Reply::Op(DcsReply::Lease(g)))) => Ok(Done::Lease(g)),
+                Some(Ok(_)) => Ok(Done::Ok),
+                Some(Err(e)) => Err(Failure::from(&e)),
+                None => Err(Failure::Indeterminate),
+            };
+            self.nodes[node].outcomes.push(Outcome { id: op_id, result: outcome });
+            return;
+        }
         let new_term = matches!(&req.op, Some(DcsOp::AcquireLeader(a)) if a.record.term > a.term_was);
         if new_term && matches!(result, Some(Ok(_))) {
             self.check_stale_acquire(node);
@@ -796,11 +825,14 @@ impl World {
         }
         self.check.steps += 1;
         let wake = self.nodes[i].clock.global(next_local);
+        let mut actions = d.actions;
+        let background = actions.split_off(d.background_from.min(actions.len()));
         let n = &mut self.nodes[i];
+        n.background = background;
         n.next_wake = wake;
         n.wake_at = None;
         n.wake_gen += 1;
-        n.phase = Phase::Executing { queue: d.actions.into(), failed: false, waiting: None };
+        n.phase = Phase::Executing { queue: actions.into(), failed: false, waiting: None };
         self.advance(i);
     }
 
@@ -832,6 +864,7 @@ impl World {
             let failed = *failed;
             let Some(a) = queue.pop_front() else {
                 self.nodes[i].phase = Phase::Idle;
+                self.send_background(i);
                 let next =
                     if std::mem::take(&mut self.nodes[i].wake_soon) { self.now } else { self.nodes[i].next_wake };
                 self.schedule_wake(i, next.max(self.now));
@@ -854,6 +887,20 @@ impl World {
                 }
             }
             self.execute(i, a);
+        }
+    }
+
+    /// Sends the batch's informational writes all at once; their replies only become
+    /// outcomes (they hold nothing up and skip nothing).
+    fn send_background(&mut self, i: usize) {
+        for a in std::mem::take(&mut self.nodes[i].background) {
+            if let Action::Dcs { id, op } = a {
+                if matches!(op, DcsOp::Put(_)) {
+                    self.violation(format!("S5: {} wrote a cluster key without the leader guard", self.nodes[i].name));
+                }
+                let req = self.send(i, Some(op));
+                self.nodes[i].background_reqs.insert(req, id);
+            }
         }
     }
 
@@ -1115,6 +1162,9 @@ impl World {
                 pg.hung = false;
                 if mode == StopMode::Immediate {
                     self.check.count("fence_executed");
+                    if self.nodes[i].pg.role == Some(Role::Primary) {
+                        self.check.count("primary_fenced");
+                    }
                 }
                 Ok(Done::Ok)
             }
@@ -1150,6 +1200,7 @@ impl World {
             n.pg.streaming = false;
             n.pg.hung = false;
             self.check.count("guard_fired");
+            self.check.count("primary_fenced");
             self.trace.event(self.now, "guard_fired", &[("node", &name)]);
         }
     }
@@ -1680,6 +1731,8 @@ impl World {
         n.ops.clear();
         n.outcomes.clear();
         n.held.clear();
+        n.background.clear();
+        n.background_reqs.clear();
         n.guard = None;
         n.phase = Phase::Idle;
         n.wake_at = None;

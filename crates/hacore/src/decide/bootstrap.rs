@@ -58,7 +58,7 @@ impl Cx<'_> {
         self.leader_write(rec, writes, true);
         self.set(Reason::BootstrapRegistering, format!("system identifier {system_id}"));
         if !pg.running {
-            let Some(deadline) = self.writable_until() else {
+            let Some(deadline) = self.deadline_for_writable_action() else {
                 return;
             };
             let sync_standbys = crate::observation::SyncStandbys::for_names(Vec::new(), self.strict());

@@ -99,11 +99,16 @@ impl Cx<'_> {
         for peer in self.obs.peers.iter().filter(|p| p.name != self.cfg.name) {
             let name = peer.name.as_str();
             let Some(st) = &peer.status else { continue }; // unreachable
-            let tag_priority = view.member(name).map_or(1, |m| m.value.tags.failover_priority);
-            let (eligible, lsn, prio, settled) = match st.election {
-                Some(e) => (e.eligible, e.position.lsn, e.priority, e.settled),
-                None => (st.can_lead, st.position.lsn, tag_priority, false),
+            let Some(e) = st.election else {
+                // Not a candidate (yet): it may still notice the leader is gone and report.
+                // Wait for it, bounded like any straggler; a node that never campaigns (it
+                // cannot reach the store, it trusts a stale read) must not block the rest.
+                if st.can_lead {
+                    waiting.push(name);
+                }
+                continue;
             };
+            let (eligible, lsn, prio, settled) = (e.eligible, e.position.lsn, e.priority, e.settled);
             if !eligible {
                 continue;
             }

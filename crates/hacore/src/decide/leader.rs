@@ -100,6 +100,7 @@ impl Cx<'_> {
         }
         let id = self.dcs(DcsOp::RenewLeader { guard: self.guard(rec), ttl: self.s.ttl });
         self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
+        self.renewing = true;
     }
 
     /// Give up leadership: fence first (PostgreSQL may still write), release once down.
@@ -162,8 +163,8 @@ impl Cx<'_> {
             self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: None });
             return self.set(Reason::StartingForPromotion, String::new());
         }
-        let Some(deadline) = self.writable_until() else {
-            return;
+        let Some(deadline) = self.deadline_for_writable_action() else {
+            return self.set(Reason::PrimaryStarting, "renewing the lease first");
         };
         // In a new term the sync record may still name an older reign's set: take it over
         // (publishing an empty set) before PostgreSQL can acknowledge a single commit.
@@ -184,6 +185,9 @@ impl Cx<'_> {
     fn promote(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         self.busy();
+        if self.deadline_for_writable_action().is_none() {
+            return self.set(Reason::Promoting, "renewing the lease first");
+        }
         if pg.upstream.is_some() {
             // Freeze the position before recording the fork point.
             self.actions.push(Action::Follow { upstream: None });
@@ -277,15 +281,13 @@ impl Cx<'_> {
         self.s.synchronous_mode == crate::config::SyncMode::Strict
     }
 
-    /// A reachable node that could lead and has strictly more WAL than this node. Every
-    /// answer counts, listed as a member or not (its member key may have expired).
+    /// A reachable eligible candidate with strictly more WAL than this node (a late
+    /// report). Every answer counts, listed as a member or not (its key may have expired).
     fn peer_strictly_ahead(&self) -> Option<String> {
         let mine = self.obs.pg.flush_lsn;
         self.obs.peers.iter().filter(|p| p.name != self.cfg.name).find_map(|p| {
-            let st = p.status.as_ref()?;
-            let eligible = st.election.map_or(st.can_lead, |e| e.eligible);
-            let lsn = st.election.map_or(st.position.lsn, |e| e.position.lsn);
-            (eligible && lsn > mine).then(|| p.name.clone())
+            let e = p.status.as_ref()?.election?;
+            (e.eligible && e.position.lsn > mine).then(|| p.name.clone())
         })
     }
 

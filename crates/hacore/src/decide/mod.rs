@@ -37,6 +37,12 @@ pub struct Decision {
     pub memory: Memory,
     /// Actions to execute in order (see [`crate::action`] for the executor contract).
     pub actions: Vec<Action>,
+    /// Actions from this index on are informational DCS writes (member record, keepalive,
+    /// the leader's status, failsafe set, events, cleanups): the shell may send them
+    /// concurrently once the ones before are done, without waiting for their replies, and
+    /// their failures skip nothing. The core reconciles them from later reads, so they
+    /// never hold up the next loop (and with it the next renewal).
+    pub background_from: usize,
     /// Step again within this many milliseconds (always `<= loop_wait`), or earlier on a
     /// DCS change, a PostgreSQL state change, an outcome or an API request.
     pub wake_within: Millis,
@@ -97,6 +103,8 @@ pub(crate) struct Cx<'a> {
     pub config_version: Option<Version>,
     /// Events to record (only when the DCS is readable).
     pub notes: Vec<(Reason, String)>,
+    /// A renewal goes out in this batch.
+    pub renewing: bool,
 }
 
 impl<'a> Cx<'a> {
@@ -121,6 +129,7 @@ impl<'a> Cx<'a> {
             lineage: Lineage::Diverged,
             config_version: mem.applied.as_ref().map(|(v, _)| *v),
             notes: Vec::new(),
+            renewing: false,
         }
     }
 
@@ -157,6 +166,10 @@ impl<'a> Cx<'a> {
                 }
                 self.publish_member(view);
             }
+        }
+        // Whatever the situation, the guard follows the deadline PostgreSQL may write until.
+        if self.obs.pg.maybe_writable() && !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
+            self.arm_guard();
         }
     }
 
@@ -524,6 +537,18 @@ impl<'a> Cx<'a> {
         lease.max(failsafe)
     }
 
+    /// The deadline an action that makes PostgreSQL writable may carry. When a renewal goes
+    /// out in the same batch the action can only carry the previous grant's deadline (the
+    /// new one is not known yet); if the renewal's round trip and the write before the
+    /// action could outlast it, the action waits one step for the fresh grant.
+    pub fn deadline_for_writable_action(&self) -> Option<Millis> {
+        let until = self.writable_until()?;
+        // Before the action run the renewal and at most one in-order write, each bounded by
+        // retry_timeout: the current deadline must outlast both.
+        let needed = self.s.retry_timeout.saturating_mul(2);
+        (!self.renewing || until.saturating_sub(self.now) >= needed).then_some(until)
+    }
+
     /// Pause disarms fencing only while the DCS is readable: a paused primary cut off from
     /// the DCS cannot learn that the operator resumed (and others started an election).
     pub fn pause_disarmed(&self) -> bool {
@@ -567,6 +592,9 @@ impl<'a> Cx<'a> {
         let Some(until) = self.writable_until() else {
             return;
         };
+        if self.actions.iter().any(|a| matches!(a, Action::ArmGuard { deadline, .. } if *deadline == until)) {
+            return;
+        }
         // Any difference is re-armed, lower deadlines included (a shorter ttl, a lost
         // failsafe round): a guard holding a later deadline would let PostgreSQL outlive
         // the lease if this daemon froze.
@@ -745,8 +773,9 @@ impl<'a> Cx<'a> {
             accepts_failsafe: self.mem.election_since.is_none() && self.mem.lease.is_none(),
         };
         let mut actions = self.actions;
+        let background_from = actions.len();
         actions.extend(self.tail);
-        Decision { memory: self.mem, actions, wake_within: wake, status }
+        Decision { memory: self.mem, actions, background_from, wake_within: wake, status }
     }
 
     fn role_without_view(&self) -> MemberRole {

@@ -106,7 +106,7 @@ impl Cx<'_> {
         }
         self.set(Reason::SwitchoverAborted, format!("to {}: {why}", p.candidate));
         if !self.obs.pg.running {
-            if let Some(deadline) = self.writable_until() {
+            if let Some(deadline) = self.deadline_for_writable_action() {
                 let sync_standbys = self.published_sync(view, rec);
                 self.arm_guard();
                 self.pg_op(PgOpKind::StartPrimary, |id| Action::StartPrimary {

@@ -522,7 +522,7 @@ pub fn step_input() -> impl Strategy<Value = StepInput> {
             (Just(cfg), memory(now, mine), Just(obs), Just(now))
         })
         .prop_map(|(cfg, mem, obs, now)| StepInput { cfg, mem, obs, now })
-        .prop_flat_map(|input| (Just(input), prop::option::weighted(0.6, 0u8..7), 0u64..6_000, name(), any::<bool>()))
+        .prop_flat_map(|input| (Just(input), prop::option::weighted(0.6, 0u8..8), 0u64..6_000, name(), any::<bool>()))
         .prop_map(|(input, shape, age, other, flip)| match shape {
             Some(s) => shaped(input, s, age, other, flip),
             None => input,
@@ -689,6 +689,18 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             if let Ok(v) = &mut i.obs.dcs {
                 v.switchover = Some(Versioned { version: Version(33), value: SwitchoverRequest::default() });
             }
+        }
+        // A leader whose PostgreSQL is down, with a fresh lease (no renewal due).
+        7 => {
+            pg.running = false;
+            pg.in_recovery = Some(false);
+            take_lease(&mut i);
+            if let Some(l) = &mut i.mem.lease {
+                l.sent_at = now.saturating_sub(age % 400);
+                l.deadline = l.sent_at + 10_000 - 2_020;
+            }
+            i.mem.primary_down_since = None;
+            i.mem.last_failure = None;
         }
         // A replica of another leader.
         _ => {
