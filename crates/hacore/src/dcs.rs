@@ -99,6 +99,8 @@ pub struct MemberRecord {
     pub pending_restart: bool,
     /// The member's own reason for what it is doing.
     pub reason: Option<Reason>,
+    /// The term this member leads in, while it is the primary.
+    pub leader_term: Option<Term>,
 }
 
 impl MemberRecord {
@@ -115,6 +117,7 @@ impl MemberRecord {
             && self.applied_config == other.applied_config
             && self.pending_restart == other.pending_restart
             && self.reason == other.reason
+            && self.leader_term == other.leader_term
     }
 }
 

@@ -5,7 +5,7 @@
 //! CLOCK_BOOTTIME); after a reboot it must start from [`Memory::default`].
 
 use crate::config::ClusterSettings;
-use crate::dcs::FailsafeMember;
+use crate::dcs::{FailsafeMember, SyncRecord};
 use crate::history::ForkCause;
 use crate::reason::Reason;
 use crate::types::{Lsn, Millis, NodeName, OpId, Term, Version};
@@ -201,6 +201,13 @@ pub struct Memory {
     pub switchover: Option<SwitchoverProgress>,
     /// Standby being added to the sync set (leader).
     pub sync_add: Option<SyncAdd>,
+    /// The sync record this reign last wrote and saw confirmed: authoritative over reads,
+    /// which may lag it (only the leader writes the record).
+    pub sync_known: Option<SyncRecord>,
+    /// A sync-record write awaiting its outcome.
+    pub sync_write: Option<(OpId, SyncRecord)>,
+    /// Standbys that writes with an unknown outcome may have published.
+    pub sync_unsure: Vec<NodeName>,
     /// Manual failover request version and since when it has been seen.
     pub request_seen: Option<Seen>,
     /// A `config` key version found invalid (reported once).

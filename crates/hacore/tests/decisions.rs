@@ -958,6 +958,38 @@ table!(
         .memory(|m| m.failsafe_until = Some(104_000))
 );
 
+table!(
+    sync_read_lagging_own_write_keeps_setting,
+    "the read still shows the old sync set but this leader's write of [n2] was confirmed: keep n2 named (S2)",
+    sync_leader()
+        .sync("n1", 3, &[])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .memory(|m| m.sync_known =
+            Some(hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] }))
+);
+
+table!(
+    sync_write_with_unknown_outcome_stays_covered,
+    "a sync write adding n3 timed out (maybe applied): n3 stays named until a confirmed write settles it (S2)",
+    sync_leader()
+        .sync("n1", 3, &["n2"])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .memory(|m| m.sync_unsure = vec!["n3".into()])
+);
+
+table!(
+    stale_primary_data_starts_as_standby,
+    "leading with a former primary's data on timeline 1 after others forked to 2: start as standby, then promote (fork recorded)",
+    Scenario::cluster3("n3").leader("n3", 5, 70).holding(5, 70, 99_900).pg_stopped(1, 0x400_0000, false)
+        .history(&[(1, 0x450_0000, 2, 4, "n1")])
+);
+
+table!(
+    follower_waits_for_new_leader_to_fork,
+    "n3 took the lease in term 4 but its fork is not recorded yet (this read may predate it): do not judge lineage yet",
+    Scenario::cluster3("n2").leader("n3", 4, 60).pg_stopped(1, AT + 0x100, true).member("n3", MemberRole::Replica, AT)
+);
+
 // ----- helpers only these tables need ----------------------------------------------------------
 
 trait More {

@@ -40,6 +40,8 @@ pub struct Scenario {
     pub params: Params,
     /// Expectations beyond "no violation, converges".
     pub expect: Vec<Expectation>,
+    /// A violation kind (e.g. `S1`) the scenario must produce: it documents a stated limit.
+    pub expect_violation: Option<String>,
 }
 
 /// The result of running a scenario.
@@ -48,12 +50,14 @@ pub struct Outcome {
     pub report: RunReport,
     /// Failed expectations.
     pub unmet: Vec<String>,
+    /// The run produced the violation the scenario expects (and only that kind).
+    pub expected_violation: bool,
 }
 
 impl Outcome {
     /// Whether everything held.
     pub fn passed(&self) -> bool {
-        self.report.ok() && self.unmet.is_empty()
+        self.unmet.is_empty() && (self.report.ok() || self.expected_violation)
     }
 
     /// What to print.
@@ -102,6 +106,7 @@ impl Scenario {
         let mut p = Params::quiet(1, 3);
         p.write_rate = 50;
         let mut expect = Vec::new();
+        let mut expect_violation = None;
         let mut faults = String::new();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -168,12 +173,15 @@ impl Scenario {
                         .map_err(err)?
                 }
                 "expect" => match words.get(1) {
+                    Some(&"violation") if words.len() == 3 => expect_violation = Some(words[2].to_string()),
                     Some(&"count") if words.len() == 5 => expect.push(Expectation {
                         counter: words[2].to_string(),
                         op: words[3].to_string(),
                         value: words[4].parse().map_err(|_| err("expected a number".into()))?,
                     }),
-                    _ => return Err(err("expect count <counter> >=|<=|== <n>".into())),
+                    _ => {
+                        return Err(err("expect count <counter> >=|<=|== <n>, or expect violation <S1..S5|L1>".into()))
+                    }
                 },
                 other => return Err(err(format!("unknown directive {other:?}"))),
             }
@@ -183,7 +191,7 @@ impl Scenario {
             p.drift_ppm.resize(p.nodes, 0);
         }
         p.settings.validate(&p.safety).map_err(|e| format!("invalid settings: {e:?}"))?;
-        Ok(Scenario { params: p, expect })
+        Ok(Scenario { params: p, expect, expect_violation })
     }
 
     /// Runs it.
@@ -194,7 +202,7 @@ impl Scenario {
     /// Runs it and also returns the world (trace, picture).
     pub fn run_world(&self) -> (Outcome, crate::World) {
         let (report, world) = run(self.params.clone());
-        let unmet = self
+        let mut unmet: Vec<String> = self
             .expect
             .iter()
             .filter_map(|e| {
@@ -208,7 +216,15 @@ impl Scenario {
                 (!ok).then(|| format!("count {} {} {} (got {got})", e.counter, e.op, e.value))
             })
             .collect();
-        (Outcome { report, unmet }, world)
+        let mut expected_violation = false;
+        if let Some(kind) = &self.expect_violation {
+            let kinds: Vec<&str> = report.violations.iter().map(|(_, v)| v.split(':').next().unwrap_or("")).collect();
+            expected_violation = !kinds.is_empty() && kinds.iter().all(|k| k == kind);
+            if !expected_violation {
+                unmet.push(format!("expected a {kind} violation (a documented limit), got {kinds:?}"));
+            }
+        }
+        (Outcome { report, unmet, expected_violation }, world)
     }
 
     /// Its fault phase length.

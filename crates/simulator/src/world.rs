@@ -436,6 +436,23 @@ impl World {
     }
 
     fn after_event(&mut self) {
+        // A guard whose deadline has passed kills any primary instance that is (or comes
+        // back) up, a late start included, until it is re-armed.
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            if let Some((deadline, _)) = n.guard {
+                if n.up && n.pg.running && n.pg.role == Some(Role::Primary) && n.local(self.now) >= deadline {
+                    let name = n.name.clone();
+                    let n = &mut self.nodes[i];
+                    n.pg.running = false;
+                    n.pg.streaming = false;
+                    n.pg.hung = false;
+                    self.check.count("guard_fired");
+                    self.check.count("primary_fenced");
+                    self.trace.event(self.now, "guard_fired", &[("node", &name)]);
+                }
+            }
+        }
         for i in 0..self.nodes.len() {
             let shown = if !self.nodes[i].up {
                 Shown::Down
@@ -645,6 +662,11 @@ impl World {
                 let sent = req.sent_local;
                 let r = self.store_changed_by(|s, t| s.apply(&name, &op, t, sent));
                 self.schedule_expiry();
+                // A new reign begins when the store applies it: check who takes it then.
+                let new_term = matches!(&op, DcsOp::AcquireLeader(a) if a.record.term > a.term_was);
+                if new_term && r.is_ok() {
+                    self.check_stale_acquire(node);
+                }
                 r.map(Reply::Op)
             }
         };
@@ -719,10 +741,6 @@ impl World {
             };
             self.nodes[node].outcomes.push(Outcome { id: op_id, result: outcome });
             return;
-        }
-        let new_term = matches!(&req.op, Some(DcsOp::AcquireLeader(a)) if a.record.term > a.term_was);
-        if new_term && matches!(result, Some(Ok(_))) {
-            self.check_stale_acquire(node);
         }
         let result = match result {
             Some(r) => r,

@@ -50,6 +50,13 @@ impl Cx<'_> {
             return self.set(Reason::FencingNotLeader, String::new());
         }
         let leader_primary = view.member(&leader).is_some_and(|m| m.value.role == MemberRole::Primary);
+        if !Self::leader_established(view, rec) {
+            // A new reign's leader may be about to fork: its fork record can land just after
+            // this read. Judge lineage only once the fork is recorded, or the leader shows
+            // itself primary in this term on the tip (a restart in place records no fork).
+            self.busy();
+            return self.set(Reason::WaitingForLeaderPrimary, format!("{leader} has not forked or started yet"));
+        }
         if let Some(tl) = self.unexplained_leader_timeline(view, &leader) {
             // The leader is on a timeline the history we read does not record: our read is
             // older than its fork (a stale read). Judging lineage on it could make us follow
@@ -105,6 +112,20 @@ impl Cx<'_> {
         }
         self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: Some(leader.clone()) });
         self.set(Reason::StartingReplica, format!("following {leader}"));
+    }
+
+    /// Whether the leader's reign is settled enough to judge lineage against: its fork for
+    /// this term is recorded, or it is primary in this term on the tip timeline.
+    fn leader_established(view: &ClusterView, rec: &Versioned<LeaderRecord>) -> bool {
+        let (leader, term) = (&rec.value.holder, rec.value.term);
+        let history = Self::history(view);
+        if history.fork_by(leader, term).is_some() {
+            return true;
+        }
+        let tip = history.forks.last().map_or(Self::base_timeline(view), |f| f.timeline);
+        view.member(leader).is_some_and(|m| {
+            m.value.role == MemberRole::Primary && m.value.leader_term == Some(term) && m.value.timeline == tip
+        })
     }
 
     /// The leader's timeline (from its answer, else its member record) if neither this

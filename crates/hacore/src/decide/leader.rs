@@ -125,19 +125,13 @@ impl Cx<'_> {
         }
     }
 
-    /// The settings' view of `synchronous_standby_names` for the published set.
+    /// `synchronous_standby_names` covering everything that may be published (S2).
     pub(super) fn published_sync(&self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> SyncStandbys {
         if !self.s.synchronous_mode.enabled() {
             return SyncStandbys::Off;
         }
-        let strict = self.s.synchronous_mode == crate::config::SyncMode::Strict;
-        let names = view
-            .sync
-            .as_ref()
-            .filter(|s| s.value.leader == rec.value.holder && s.value.term == rec.value.term)
-            .map(|s| s.value.members.clone())
-            .unwrap_or_default();
-        SyncStandbys::for_names(names, strict)
+        let names = self.sync_sets(view, rec).map(|(_, maybe)| maybe).unwrap_or_default();
+        SyncStandbys::for_names(names, self.strict())
     }
 
     /// PostgreSQL is down on the leader: restart it in place, bounded by
@@ -158,10 +152,19 @@ impl Cx<'_> {
         if self.backing_off(PgOpKind::StartPrimary) || self.backing_off(PgOpKind::StartReplica) {
             return self.set(Reason::PrimaryStarting, "retrying after a failed start");
         }
-        if pg.in_recovery == Some(true) {
-            // A standby's data: start it as a standby; it is promoted next.
+        // Restarting in place continues this node's timeline: only right on the tip of the
+        // published history. A standby's data, or a former primary's on a timeline others
+        // have since forked away from, starts as a standby and is promoted, which records
+        // the fork (S4).
+        let tip = Self::history(view).forks.last().map_or(Self::base_timeline(view), |f| f.timeline);
+        if pg.in_recovery == Some(true) || pg.timeline != tip {
             self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: None });
-            return self.set(Reason::StartingForPromotion, String::new());
+            let why = if pg.in_recovery == Some(true) {
+                String::new()
+            } else {
+                format!("timeline {} is not the tip ({tip})", pg.timeline)
+            };
+            return self.set(Reason::StartingForPromotion, why);
         }
         let Some(deadline) = self.deadline_for_writable_action() else {
             return self.set(Reason::PrimaryStarting, "renewing the lease first");
@@ -169,8 +172,9 @@ impl Cx<'_> {
         // In a new term the sync record may still name an older reign's set: take it over
         // (publishing an empty set) before PostgreSQL can acknowledge a single commit.
         let sync_standbys = match self.take_sync_record(view, rec) {
-            Some(write) => {
-                self.leader_write(rec, vec![write], true);
+            Some((write, record)) => {
+                let id = self.leader_write(rec, vec![write], true);
+                self.mem.sync_write = Some((id, record));
                 SyncStandbys::for_names(Vec::new(), self.strict())
             }
             None => self.published_sync(view, rec),
@@ -226,9 +230,15 @@ impl Cx<'_> {
         };
         let take_sync = self.take_sync_record(view, rec);
         let sync_mine = take_sync.is_none();
-        writes.extend(take_sync);
+        let taken = take_sync.map(|(write, record)| {
+            writes.push(write);
+            record
+        });
         if !writes.is_empty() {
-            self.leader_write(rec, writes, true);
+            let id = self.leader_write(rec, writes, true);
+            if let Some(record) = taken {
+                self.mem.sync_write = Some((id, record));
+            }
         }
         let Some(deadline) = self.writable_until() else {
             return;
@@ -242,12 +252,19 @@ impl Cx<'_> {
 
     /// In synchronous mode, the write that makes the sync record this reign's (with an
     /// empty set) if it is not already: S2 requires it before PostgreSQL is writable.
-    pub(super) fn take_sync_record(&self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> Option<Write> {
+    pub(super) fn take_sync_record(
+        &self,
+        view: &ClusterView,
+        rec: &Versioned<LeaderRecord>,
+    ) -> Option<(Write, SyncRecord)> {
         let term = rec.value.term;
-        let mine = view.sync.as_ref().is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == term);
-        (self.s.synchronous_mode.enabled() && !mine).then(|| {
+        let me = &self.cfg.name;
+        let mine = |s: &SyncRecord| s.leader == *me && s.term == term;
+        let taken =
+            view.sync.as_ref().is_some_and(|s| mine(&s.value)) || self.mem.sync_known.as_ref().is_some_and(mine);
+        (self.s.synchronous_mode.enabled() && !taken).then(|| {
             let record = SyncRecord { leader: self.cfg.name.clone(), term, members: Vec::new() };
-            Write::put(Value::Sync(record), Expect::from_current(view.sync.as_ref()))
+            (Write::put(Value::Sync(record.clone()), Expect::from_current(view.sync.as_ref())), record)
         })
     }
 

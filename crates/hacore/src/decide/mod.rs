@@ -27,7 +27,7 @@ use crate::memory::{HeldLease, LastFailure, LeaseOp, LeaseOpKind, Memory, Pendin
 use crate::observation::{Done, Failure, GuardState, Observation};
 use crate::reason::Reason;
 use crate::status::{ElectionReport, NodeStatus};
-use crate::types::{Millis, NodeName, Timeline, Version, Versioned};
+use crate::types::{Millis, NodeName, OpId, Timeline, Version, Versioned};
 use serde::{Deserialize, Serialize};
 
 /// The result of one [`step`].
@@ -214,9 +214,10 @@ impl<'a> Cx<'a> {
     }
 
     /// Pushes an informational DCS write at the end of the batch.
-    pub fn dcs_tail(&mut self, op: DcsOp) {
+    pub fn dcs_tail(&mut self, op: DcsOp) -> OpId {
         let id = self.mem.op();
         self.tail.push(Action::Dcs { id, op });
+        id
     }
 
     /// Pushes a long PostgreSQL operation and remembers it as pending.
@@ -285,6 +286,8 @@ impl<'a> Cx<'a> {
                     Ok(done) => self.on_pg_done(p.kind, done),
                     Err(f) => self.on_pg_failed(p.kind, f),
                 }
+            } else if self.mem.sync_write.as_ref().is_some_and(|(id, _)| *id == o.id) {
+                self.on_sync_write_outcome(&o.result);
             } else if self.mem.failsafe_op == Some(o.id) {
                 self.mem.failsafe_op = None;
                 if o.result.is_err() {
@@ -624,6 +627,9 @@ impl<'a> Cx<'a> {
         self.mem.stepping_down = None;
         self.mem.switchover = None;
         self.mem.sync_add = None;
+        self.mem.sync_known = None;
+        self.mem.sync_write = None;
+        self.mem.sync_unsure.clear();
         self.mem.primary_down_since = None;
         self.mem.status_at = None;
         self.mem.members_seen.clear();
@@ -647,13 +653,13 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// Writes a leader-conditioned set of writes (S5).
-    pub fn leader_write(&mut self, rec: &Versioned<LeaderRecord>, writes: Vec<Write>, in_order: bool) {
+    /// Writes a leader-conditioned set of writes (S5); returns the action id.
+    pub fn leader_write(&mut self, rec: &Versioned<LeaderRecord>, writes: Vec<Write>, in_order: bool) -> OpId {
         let op = DcsOp::LeaderWrite { guard: self.guard(rec), writes };
         if in_order {
-            self.dcs(op);
+            self.dcs(op)
         } else {
-            self.dcs_tail(op);
+            self.dcs_tail(op)
         }
     }
 
@@ -688,6 +694,7 @@ impl<'a> Cx<'a> {
         let reason = if self.reason == Reason::Starting { None } else { Some(self.reason) };
         let current = view.member(self.me());
         let role = self.role();
+        let leader_term = (role == MemberRole::Primary).then(|| self.mem.lease.map(|l| l.term)).flatten();
         let material = |m: &MemberRecord| {
             m.role == role
                 && m.running == pg.running
@@ -698,6 +705,7 @@ impl<'a> Cx<'a> {
                 && m.reason == reason
                 && m.api_url == self.cfg.api_url
                 && m.pg_url == self.cfg.pg_url
+                && m.leader_term == leader_term
         };
         if current.is_some_and(|m| material(&m.value)) {
             return;
@@ -714,6 +722,7 @@ impl<'a> Cx<'a> {
             applied_config: self.config_version,
             pending_restart: pg.pending_restart,
             reason,
+            leader_term,
         };
         self.dcs_tail(DcsOp::PublishMember(record));
     }

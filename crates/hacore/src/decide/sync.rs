@@ -1,17 +1,82 @@
-//! Synchronous replication (S2): `synchronous_standby_names` names exactly the published
-//! sync set (plus, transiently, one standby being added). Adding: change the setting,
-//! wait until the standby's flush LSN reaches the primary's flush LSN read after the
-//! change, then publish. Removing: publish first, then change the setting.
+//! Synchronous replication (S2).
+//!
+//! The invariant: `synchronous_standby_names` names every standby that *may* be in the
+//! published sync set, so no commit is acknowledged without a standby that could take
+//! over. "May be published" is the union of what the last read shows, what this reign
+//! last wrote and saw confirmed (only the leader writes the record, so its confirmed write
+//! is authoritative over a read that may lag it), and what writes still in flight or with
+//! an unknown outcome would publish.
+//!
+//! Adding: name the standby in the setting, wait until its flush LSN reaches the
+//! primary's flush LSN read after the change, then publish. Removing: publish first;
+//! the setting follows once nothing may still publish the name.
 
 use super::Cx;
 use crate::action::Action;
 use crate::dcs::{ClusterView, Expect, Key, LeaderRecord, SyncRecord, Value, Write};
 use crate::memory::SyncAdd;
-use crate::observation::SyncStandbys;
+use crate::observation::{Done, Failure, SyncStandbys};
 use crate::reason::Reason;
-use crate::types::{NodeName, Versioned};
+use crate::types::{NodeName, OpId, Versioned};
 
 impl Cx<'_> {
+    /// Learns the outcome of a sync-record write.
+    pub(super) fn on_sync_write_outcome(&mut self, result: &Result<Done, Failure>) {
+        let Some((_, record)) = self.mem.sync_write.take() else { return };
+        match result {
+            Ok(_) => {
+                // The store holds exactly this now (nobody else writes it in this reign).
+                self.mem.sync_known = Some(record);
+                self.mem.sync_unsure.clear();
+            }
+            // Nothing was applied.
+            Err(Failure::Conflict | Failure::Unavailable | Failure::Skipped | Failure::Failed) => {}
+            // Maybe applied: its names may be published.
+            Err(Failure::Indeterminate | Failure::TimedOut) => {
+                for n in record.members {
+                    if !self.mem.sync_unsure.contains(&n) {
+                        self.mem.sync_unsure.push(n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a sync record under the leader guard and remembers it until its outcome.
+    pub(super) fn write_sync(&mut self, rec: &Versioned<LeaderRecord>, record: SyncRecord, expect: Expect) -> OpId {
+        let id = self.leader_write(rec, vec![Write::put(Value::Sync(record.clone()), expect)], false);
+        self.mem.sync_write = Some((id, record));
+        id
+    }
+
+    /// What the store holds as far as this node knows (its confirmed write, else its
+    /// read), and everything that may be published (that plus the read, writes in flight
+    /// and writes with an unknown outcome). None if the record is not this reign's yet.
+    pub(super) fn sync_sets(
+        &self,
+        view: &ClusterView,
+        rec: &Versioned<LeaderRecord>,
+    ) -> Option<(Vec<NodeName>, Vec<NodeName>)> {
+        let term = rec.value.term;
+        let me = &self.cfg.name;
+        let mine = |s: &SyncRecord| s.leader == *me && s.term == term;
+        let read = view.sync.as_ref().filter(|s| mine(&s.value)).map(|s| &s.value.members);
+        let known = self.mem.sync_known.as_ref().filter(|s| mine(s)).map(|s| &s.members);
+        let published = known.or(read)?.clone();
+        let mut maybe = published.clone();
+        let extra = read
+            .into_iter()
+            .flatten()
+            .chain(self.mem.sync_write.iter().flat_map(|(_, r)| r.members.iter()))
+            .chain(self.mem.sync_unsure.iter());
+        for n in extra {
+            if !maybe.contains(n) {
+                maybe.push(n.clone());
+            }
+        }
+        Some((published, maybe))
+    }
+
     pub(super) fn manage_sync(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         if !self.s.synchronous_mode.enabled() {
@@ -26,49 +91,51 @@ impl Cx<'_> {
         }
         let term = rec.value.term;
         let me = self.cfg.name.clone();
-        let Some(sync) = view.sync.as_ref().filter(|s| s.value.leader == me && s.value.term == term) else {
-            // Take the record over with an empty set; the setting follows next loop.
-            let record = SyncRecord { leader: me, term, members: Vec::new() };
-            self.leader_write(
-                rec,
-                vec![Write::put(Value::Sync(record), Expect::from_current(view.sync.as_ref()))],
-                false,
-            );
+        let cas = view.sync.as_ref().map_or(Expect::Absent, |s| Expect::Version(s.version));
+        let Some((published, maybe)) = self.sync_sets(view, rec) else {
+            if self.mem.sync_write.is_none() {
+                // Take the record over with an empty set; the setting follows.
+                self.write_sync(rec, SyncRecord { leader: me, term, members: Vec::new() }, cas);
+            }
             return;
         };
-        let published = &sync.value.members;
-        let wanted = self.sync_candidates(view, published);
-
-        // 1. Removal: publish first.
-        let keep: Vec<NodeName> = published.iter().filter(|n| wanted.contains(n)).cloned().collect();
-        if keep.len() < published.len() {
-            let gone: Vec<_> = published.iter().filter(|n| !keep.contains(n)).cloned().collect();
-            let record = SyncRecord { leader: me, term, members: keep };
-            self.leader_write(rec, vec![Write::put(Value::Sync(record), Expect::Version(sync.version))], false);
-            self.note(Reason::SyncSetChanged, format!("removed {}", gone.join(", ")));
-            return;
-        }
-
-        // 2. The setting names exactly the published set plus the one being added.
+        let wanted = self.sync_candidates(view, &published);
         if let Some(a) = &self.mem.sync_add {
-            if !wanted.contains(&a.name) || published.contains(&a.name) {
+            if !wanted.contains(&a.name) && !maybe.contains(&a.name) || published.contains(&a.name) {
                 self.mem.sync_add = None;
             }
         }
-        let mut names = published.clone();
+        let mut names = maybe.clone();
         if let Some(a) = &self.mem.sync_add {
-            names.push(a.name.clone());
+            if !names.contains(&a.name) {
+                names.push(a.name.clone());
+            }
         }
         let target = SyncStandbys::for_names(names, self.strict());
         if pg.sync_standbys != target {
+            // Grows at once; shrinks only once nothing may still publish the name (above).
             self.actions.push(Action::SetSyncStandbys(target));
             if let Some(a) = &mut self.mem.sync_add {
                 a.target = None;
             }
             return;
         }
+        if self.mem.sync_write.is_some() {
+            // One change at a time: wait for the outcome of the last write.
+            self.busy();
+            return;
+        }
 
-        // 3. An addition in progress: publish once the standby has everything acknowledged.
+        // Removal: publish first.
+        let keep: Vec<NodeName> = published.iter().filter(|n| wanted.contains(n)).cloned().collect();
+        if keep.len() < published.len() {
+            let gone: Vec<_> = published.iter().filter(|n| !keep.contains(n)).cloned().collect();
+            self.write_sync(rec, SyncRecord { leader: me, term, members: keep }, cas);
+            self.note(Reason::SyncSetChanged, format!("removed {}", gone.join(", ")));
+            return;
+        }
+
+        // An addition in progress: publish once the standby has everything acknowledged.
         if let Some(a) = self.mem.sync_add.clone() {
             match a.target {
                 None => {
@@ -81,14 +148,8 @@ impl Cx<'_> {
                     if flushed.is_some_and(|f| f >= t) {
                         let mut members = published.clone();
                         members.push(a.name.clone());
-                        let record = SyncRecord { leader: me, term, members };
-                        self.leader_write(
-                            rec,
-                            vec![Write::put(Value::Sync(record), Expect::Version(sync.version))],
-                            false,
-                        );
+                        self.write_sync(rec, SyncRecord { leader: me, term, members }, cas);
                         self.note(Reason::SyncSetChanged, format!("added {}", a.name));
-                        self.mem.sync_add = None;
                     }
                 }
             }
@@ -96,13 +157,15 @@ impl Cx<'_> {
             return;
         }
 
-        // 4. Start adding one if the set is short.
+        // Start adding one if the set is short.
         let n = self.s.synchronous_node_count as usize;
         if published.len() < n {
             if let Some(next) = wanted.iter().find(|w| !published.contains(w)) {
                 self.mem.sync_add = Some(SyncAdd { name: next.clone(), target: None });
-                let mut names = published.clone();
-                names.push(next.clone());
+                let mut names = maybe;
+                if !names.contains(next) {
+                    names.push(next.clone());
+                }
                 self.actions.push(Action::SetSyncStandbys(SyncStandbys::for_names(names, self.strict())));
                 self.busy();
             }
@@ -110,7 +173,8 @@ impl Cx<'_> {
     }
 
     /// Standbys that should be synchronous: streaming members allowed to be, current set
-    /// members first (no churn), then most advanced, at most `synchronous_node_count`.
+    /// members first (no churn), then the one being added, then the most advanced; at most
+    /// `synchronous_node_count`.
     fn sync_candidates(&self, view: &ClusterView, published: &[NodeName]) -> Vec<NodeName> {
         let pg = &self.obs.pg;
         let mut healthy: Vec<_> = pg

@@ -155,6 +155,9 @@ impl Scenario {
         let v = view(&mut self.obs);
         v.members.retain(|m| m.value.name != name);
         let version = Version(100 + v.members.len() as u64);
+        // A primary's record names the term it leads in (that of the leader record naming it).
+        let leader_term =
+            v.leader.as_ref().filter(|l| role == MemberRole::Primary && l.value.holder == name).map(|l| l.value.term);
         v.members.push(Versioned {
             version,
             value: MemberRecord {
@@ -166,6 +169,7 @@ impl Scenario {
                 timeline: Timeline(1),
                 lsn: Lsn(lsn),
                 tags: Tags::default(),
+                leader_term,
                 ..Default::default()
             },
         });
