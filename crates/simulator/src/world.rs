@@ -833,6 +833,10 @@ impl World {
             wall_time_ms: self.now,
         };
         let d = step(&n.cfg, &n.mem, &obs, now_local);
+        if d.actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+            self.check_promotion_decision(i, &obs.peers);
+        }
+        let n = &mut self.nodes[i];
         n.mem = d.memory;
         n.steps += 1;
         let old = std::mem::replace(&mut n.status, d.status);
@@ -1426,24 +1430,26 @@ impl World {
     }
 
     /// S3 and the lag bound, when a node starts promoting.
-    fn check_promotion(&mut self, i: usize) {
+    /// S3, when a node decides to promote: against what it knew then (the peers' reports
+    /// in that step's observation), with the truth for settled peers (a settled candidate
+    /// cannot receive more WAL).
+    fn check_promotion_decision(&mut self, i: usize, peers: &[PeerReport]) {
         let me = self.nodes[i].pg.end();
-        for j in 0..self.nodes.len() {
-            if j == i || !self.reachable(i, j) {
-                continue;
-            }
-            let st = &self.nodes[j].status;
-            let settled_eligible = st.election.is_some_and(|e| e.eligible && e.settled);
-            if settled_eligible && self.nodes[j].pg.end() > me {
+        for p in peers {
+            let Some(e) = p.status.as_ref().and_then(|st| st.election) else { continue };
+            if e.eligible && e.position.lsn > me {
                 let msg = format!(
-                    "S3: {} promotes at {me} while {} (eligible, settled) has {}",
-                    self.nodes[i].name,
-                    self.nodes[j].name,
-                    self.nodes[j].pg.end()
+                    "S3: {} promotes at {me} while {} (eligible) reported {}",
+                    self.nodes[i].name, p.name, e.position.lsn
                 );
                 self.violation(msg);
             }
         }
+    }
+
+    /// The lag bound, when a promotion starts.
+    fn check_promotion(&mut self, i: usize) {
+        let me = self.nodes[i].pg.end();
         if !self.p.settings.synchronous_mode.enabled() {
             let view = self.view();
             if let Some(st) = view.status {
