@@ -15,6 +15,8 @@ pub mod pg;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 pub mod svg;
 pub mod trace;
 pub mod world;
