@@ -137,6 +137,8 @@ pub enum Action {
         id: OpId,
         /// This leader's term.
         term: Term,
+        /// The ttl this leader counts a confirmation with (sent in the request).
+        ttl: Millis,
         /// Members to ask.
         members: Vec<FailsafeMember>,
     },

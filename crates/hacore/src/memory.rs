@@ -40,6 +40,16 @@ pub enum LeaseOpKind {
     Transfer,
 }
 
+/// A failsafe round awaiting its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailsafeRound {
+    /// Action id.
+    pub id: OpId,
+    /// The ttl the round asked the members to hold off for; a confirmation counts for
+    /// this long from the send time (less the margin), whatever the ttl is when it returns.
+    pub ttl: Millis,
+}
+
 /// A lease operation awaiting its outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseOp {
@@ -141,6 +151,9 @@ pub struct FailsafeAck {
     pub term: Term,
     /// When (local clock).
     pub at: Millis,
+    /// The ttl the leader counts its confirmation with: no campaign until `at` plus the
+    /// longer of this and the node's own ttl.
+    pub ttl: Millis,
 }
 
 /// A record version and since when it has been seen unchanged (local clock).
@@ -170,7 +183,7 @@ pub struct Memory {
     /// Writable until then thanks to a complete failsafe round.
     pub failsafe_until: Option<Millis>,
     /// Failsafe round awaiting its outcome.
-    pub failsafe_op: Option<OpId>,
+    pub failsafe_op: Option<FailsafeRound>,
     /// When the last failsafe round was sent (rounds are paced at one per loop).
     pub failsafe_pinged_at: Option<Millis>,
     /// Members that must acknowledge a failsafe ping (from the last `failsafe` key seen).

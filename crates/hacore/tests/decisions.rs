@@ -5,7 +5,9 @@
 //! lease renewed at 99500 is valid until 107480. LSN 0/5000000 is where everyone is.
 
 use hacore::dcs::{LeaseModel, MemberRole};
-use hacore::memory::{LeaseOp, LeaseOpKind, Pending, PgOpKind, SwitchoverPhase, SwitchoverProgress, SyncAdd};
+use hacore::memory::{
+    FailsafeAck, FailsafeRound, LeaseOp, LeaseOpKind, Pending, PgOpKind, SwitchoverPhase, SwitchoverProgress, SyncAdd,
+};
 use hacore::observation::SyncStandbys;
 use hacore::testing::scenario::{Scenario, FAILOVER, SWITCHOVER};
 use hacore::{Done, Failure, GuardState, LeaseGrant, OpId, SyncMode, Term, Version};
@@ -97,6 +99,15 @@ table!(
             m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Renew, term: Term(3) });
         })
         .outcome(7, Ok(Done::Lease(LeaseGrant { sent_at: 99_900, ttl: 10_000, version: Version(40) })))
+);
+
+table!(
+    renewal_with_lowered_ttl_lowers_guard_first,
+    "the ttl was lowered: the renewal may shorten the store's lease the moment it applies, so the guard comes down before it is sent",
+    Scenario::cluster3("n1")
+        .holding(3, 40, 98_900)
+        .config(|c| c.ttl = 6_000)
+        .config_version(35)
 );
 
 table!(
@@ -328,7 +339,15 @@ table!(
     election_failsafe_hold_ineligible,
     "acknowledged a failsafe primary 3 s ago: may not take the lease for a ttl",
     Scenario::cluster3("n2").leader_dead().memory(|m| {
-        m.failsafe_ack = Some(hacore::memory::FailsafeAck { leader: "n1".into(), term: Term(3), at: 97_000 });
+        m.failsafe_ack = Some(FailsafeAck { leader: "n1".into(), term: Term(3), at: 97_000, ttl: 10_000 });
+    })
+);
+
+table!(
+    election_failsafe_hold_counts_the_leaders_ttl,
+    "acknowledged a failsafe primary 15 s ago that counts with a 30 s ttl; our ttl is 10 s (lowered since): still held off",
+    Scenario::cluster3("n2").leader_dead().memory(|m| {
+        m.failsafe_ack = Some(FailsafeAck { leader: "n1".into(), term: Term(3), at: 85_000, ttl: 30_000 });
     })
 );
 
@@ -766,7 +785,19 @@ table!(
         .settings(|s| s.failsafe_mode = true)
         .failsafe(&["n1", "n2", "n3"])
         .holding(3, 40, 91_000)
-        .memory(|m| m.failsafe_op = Some(OpId(20)))
+        .memory(|m| m.failsafe_op = Some(FailsafeRound { id: OpId(20), ttl: 10_000 }))
+        .outcome(20, Ok(Done::FailsafeAcked { sent_at: 99_000 }))
+        .dcs_down()
+);
+
+table!(
+    failsafe_acks_count_the_round_ttl,
+    "a round sent at 99000 asked the members to hold off for 30 s; the ttl was lowered to 10 s since: writable until 99000 + 30000 - margin",
+    Scenario::cluster3("n1")
+        .settings(|s| s.failsafe_mode = true)
+        .failsafe(&["n1", "n2", "n3"])
+        .holding(3, 40, 91_000)
+        .memory(|m| m.failsafe_op = Some(FailsafeRound { id: OpId(20), ttl: 30_000 }))
         .outcome(20, Ok(Done::FailsafeAcked { sent_at: 99_000 }))
         .dcs_down()
 );
@@ -778,7 +809,7 @@ table!(
         .settings(|s| s.failsafe_mode = true)
         .failsafe(&["n1", "n2", "n3"])
         .holding(3, 40, 90_000)
-        .memory(|m| m.failsafe_op = Some(OpId(20)))
+        .memory(|m| m.failsafe_op = Some(FailsafeRound { id: OpId(20), ttl: 10_000 }))
         .outcome(20, Err(Failure::Failed))
         .dcs_down()
 );
@@ -880,6 +911,28 @@ table!(
         .settings(|s| s.failsafe_mode = true)
         .failsafe(&["n1", "n2", "n3"])
         .memory(|m| m.started_at = Some(95_000))
+);
+
+table!(
+    restarted_daemon_holds_off_for_the_leaders_ttl,
+    "failsafe mode, restarted 15 s ago; the leader record was written with a 30 s ttl (ours is 10 s): still no campaign",
+    {
+        let mut s = Scenario::cluster3("n2")
+            .observer_clock()
+            .pg_replica(1, AT, None, false)
+            .peer("n3", None)
+            .peer("n1", None)
+            .memory(|m| {
+                m.started_at = Some(85_000);
+                m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(40), since: 60_000 });
+            })
+            .settings(|s| s.failsafe_mode = true)
+            .failsafe(&["n1", "n2", "n3"]);
+        if let Some(rec) = s.view_mut().leader.as_mut() {
+            rec.value.ttl = 30_000;
+        }
+        s
+    }
 );
 
 table!(

@@ -100,6 +100,38 @@ proptest! {
         }
     }
 
+    /// S1: a renewal can shorten the store's lease as soon as it applies, so when one is
+    /// sent, the guard in force (the last one armed before it in the action list, else the
+    /// one observed) must not hold a later deadline than the renewal guarantees (or than a
+    /// failsafe confirmation, which does not depend on the lease).
+    #[test]
+    fn renewal_never_outruns_the_guard(i in step_input()) {
+        let d = run(&i);
+        if !i.obs.pg.maybe_writable() {
+            return Ok(());
+        }
+        let failsafe = d.memory.failsafe_until.unwrap_or(0);
+        let mut guard = match i.obs.guard {
+            hacore::GuardState::Armed { deadline, .. } => Some(deadline),
+            _ => None,
+        };
+        // A fence queued first (or already under way) stops PostgreSQL whatever the guard holds.
+        let mut fenced = i.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate);
+        for a in &d.actions {
+            match a {
+                Action::Stop { mode: StopMode::Immediate, .. } => fenced = true,
+                Action::ArmGuard { deadline, .. } => guard = Some(*deadline),
+                Action::Dcs { op: DcsOp::RenewLeader { ttl, .. }, .. } => {
+                    let bound = (i.now + ttl - i.cfg.safety.margin(*ttl)).max(failsafe);
+                    if let Some(g) = guard.filter(|_| !fenced) {
+                        prop_assert!(g <= bound, "guard holds {g} while the renewal guarantees only {bound}");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// S1: a promotion or primary start in flight is stopped once the lease is gone.
     #[test]
     fn pending_promotion_stopped_without_lease(i in step_input()) {

@@ -179,8 +179,7 @@ impl Schedule {
             _ => Target::Node(r.range(0, nodes as u64 - 1) as usize),
         };
         let dir = |r: &mut Rng| r.pick(&[Dir::Both, Dir::Both, Dir::Out, Dir::In]);
-        // Pause, resume and ttl changes are for hand-written scenarios only.
-        for k in 0..16 {
+        for k in 0..18 {
             if !r.chance(0.55) {
                 continue;
             }
@@ -208,7 +207,15 @@ impl Schedule {
                     12 => FaultKind::FailPg(target(&mut r)),
                     13 => FaultKind::StaleReads(target(&mut r)),
                     14 => FaultKind::Switchover(if r.chance(0.5) { None } else { Some(target(&mut r)) }),
-                    _ => FaultKind::Failover(Target::Node(r.range(0, nodes as u64 - 1) as usize)),
+                    15 => FaultKind::Failover(Target::Node(r.range(0, nodes as u64 - 1) as usize)),
+                    16 => {
+                        // A maintenance window: paused, then resumed (other faults go on).
+                        let end = t + r.range(5_000, ttl * 6);
+                        faults.push(Fault { at: end, dur: 0, kind: FaultKind::Resume });
+                        FaultKind::Pause
+                    }
+                    // An operator retunes the ttl (the world refuses what validation would).
+                    _ => FaultKind::SetTtl(r.range(ttl / 2, ttl * 2)),
                 };
                 let dur = if kind.lasts() {
                     match kind {

@@ -45,6 +45,21 @@ impl Trace {
             self.mix(k.as_bytes());
             self.mix(v.as_bytes());
         }
+        self.write(t, kind, fields);
+    }
+
+    /// Whether lines are kept (callers skip building detail they would not record).
+    pub fn keeps(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    /// Records a detail line (every action, every operation outcome) when lines are kept.
+    /// Details are not hashed: a run traced to a file has the same hash as one that is not.
+    pub fn note(&mut self, t: Millis, kind: &str, fields: &[(&str, &str)]) {
+        self.write(t, kind, fields);
+    }
+
+    fn write(&mut self, t: Millis, kind: &str, fields: &[(&str, &str)]) {
         if let Some(lines) = &mut self.lines {
             let mut line = format!("{{\"t\":{t},\"ev\":\"{kind}\"");
             for (k, v) in fields {

@@ -90,6 +90,10 @@ pub struct Node {
     next_wake: Millis,
     machine: u64,
     ops: BTreeMap<u64, SimOp>,
+    /// Operations started while PostgreSQL was slow, with when they would have ended at
+    /// normal speed: once the slowness ends they finish by then (a recovered disk does
+    /// not keep a started operation slow).
+    slowed: BTreeMap<u64, Millis>,
     /// Events held while the daemon is paused.
     held: Vec<Ev>,
     epoch: u64,
@@ -240,6 +244,8 @@ pub struct World {
     faults: Vec<Fault>,
     fault_targets: Vec<Vec<usize>>,
     expire_at: Option<Millis>,
+    /// The node (and its data epoch) whose WAL a new term must not fork from: the last one
+    /// that became writable or executed a promotion.
     last_primary: Option<(usize, u64)>,
 }
 
@@ -282,6 +288,7 @@ impl World {
                     next_wake: 0,
                     machine: 0,
                     ops: BTreeMap::new(),
+                    slowed: BTreeMap::new(),
                     held: Vec::new(),
                     epoch: 0,
                     receipts: VecDeque::new(),
@@ -774,6 +781,11 @@ impl World {
                         (Err(Failure::from(&e)), true)
                     }
                 };
+                if self.trace.keeps() {
+                    let name = self.nodes[node].name.clone();
+                    let what = format!("#{} {outcome:?}", op_id.0);
+                    self.trace.note(self.now, "outcome", &[("node", &name), ("outcome", &what)]);
+                }
                 self.nodes[node].outcomes.push(Outcome { id: op_id, result: outcome });
                 self.nodes[node].phase = Phase::Executing { queue, failed: failed || failed_now, waiting: None };
                 self.advance(node);
@@ -933,6 +945,10 @@ impl World {
     }
 
     fn execute(&mut self, i: usize, a: Action) {
+        if self.trace.keeps() {
+            let name = self.nodes[i].name.clone();
+            self.trace.note(self.now, "action", &[("node", &name), ("action", &format!("{a:?}"))]);
+        }
         let d = self.p.durations.clone();
         let long = match &a {
             Action::Initdb { id } => Some((*id, d.initdb, SimOp::Initdb)),
@@ -976,7 +992,11 @@ impl World {
             _ => None,
         };
         if let Some((id, took, op)) = long {
-            let took = took * self.nodes[i].slow + self.rng.range(0, took / 4 + 1);
+            let normal = took + self.rng.range(0, took / 4 + 1);
+            let took = normal + took * (self.nodes[i].slow - 1);
+            if self.nodes[i].slow > 1 {
+                self.nodes[i].slowed.insert(id.0, self.now + normal);
+            }
             self.nodes[i].ops.insert(id.0, op);
             let machine = self.nodes[i].machine;
             self.push(self.now + took, Ev::OpDone { node: i, id, machine });
@@ -1015,8 +1035,8 @@ impl World {
                 self.push(at, Ev::Guard { node: i, deadline, machine });
                 self.nodes[i].outcomes.push(Outcome { id, result: Ok(Done::Ok) });
             }
-            Action::FailsafePing { id, term, members } => {
-                let req = FailsafeRequest { leader: self.nodes[i].name.clone(), term };
+            Action::FailsafePing { id, term, ttl, members } => {
+                let req = FailsafeRequest { leader: self.nodes[i].name.clone(), term, ttl };
                 let mut all = true;
                 for m in &members {
                     let Some(j) = self.index(&m.name) else {
@@ -1067,6 +1087,11 @@ impl World {
         } else {
             self.finish(i, op)
         };
+        if self.trace.keeps() {
+            let name = self.nodes[i].name.clone();
+            let what = format!("#{} {result:?}", id.0);
+            self.trace.note(self.now, "outcome", &[("node", &name), ("outcome", &what)]);
+        }
         self.nodes[i].outcomes.push(Outcome { id, result });
         if !self.nodes[i].paused {
             self.nudge(i, 0);
@@ -1196,6 +1221,10 @@ impl World {
                     return Err(Failure::Failed);
                 }
                 pg.promote(timeline, self.now);
+                // The fork is in this node's WAL (and, recorded before the promotion, in the
+                // published history): from now on it is the WAL a new term must agree with,
+                // even if PostgreSQL is fenced before it accepts a single write.
+                self.last_primary = Some((i, self.nodes[i].epoch));
                 self.check.count("promotion");
                 Ok(Done::Ok)
             }
@@ -1679,12 +1708,21 @@ impl World {
             }
             FaultKind::Pause | FaultKind::Resume => {
                 let paused = f.kind == FaultKind::Pause;
-                desc = format!("operator: {}", if paused { "pause" } else { "resume" });
-                self.edit_config(|c| c.paused = paused);
+                let what = if paused { "pause" } else { "resume" };
+                desc = match self.edit_config(|c| c.paused = paused) {
+                    Ok(()) => format!("operator: {what}"),
+                    Err(e) => format!("operator: {what} refused: {e}"),
+                };
+                if paused {
+                    self.check.count("operator_pause");
+                }
             }
             FaultKind::SetTtl(ttl) => {
-                desc = format!("operator: ttl {ttl} ms");
-                self.edit_config(|c| c.ttl = ttl);
+                desc = match self.edit_config(|c| c.ttl = ttl) {
+                    Ok(()) => format!("operator: ttl {ttl} ms"),
+                    Err(e) => format!("operator: ttl {ttl} ms refused: {e}"),
+                };
+                self.check.count("operator_set_ttl");
             }
             FaultKind::Failover(t) => {
                 let i = self.resolve(t);
@@ -1733,7 +1771,7 @@ impl World {
                     self.schedule_expiry();
                 }
             }
-            FaultKind::SlowPg(..) => self.nodes[targets[0]].slow = 1,
+            FaultKind::SlowPg(..) => self.end_slowness(targets[0]),
             FaultKind::FailPg(_) => self.nodes[targets[0]].fail_pg = self.nodes[targets[0]].fail_pg.saturating_sub(1),
             FaultKind::StaleReads(_) => self.nodes[targets[0]].stale_view = None,
             _ => {}
@@ -1764,6 +1802,18 @@ impl World {
         n.stale_view = None;
     }
 
+    /// PostgreSQL is fast again: operations started while it was slow end by the time
+    /// they would have taken at normal speed.
+    fn end_slowness(&mut self, i: usize) {
+        self.nodes[i].slow = 1;
+        let machine = self.nodes[i].machine;
+        for (id, end) in std::mem::take(&mut self.nodes[i].slowed) {
+            if self.nodes[i].ops.contains_key(&id) {
+                self.push(end.max(self.now), Ev::OpDone { node: i, id: OpId(id), machine });
+            }
+        }
+    }
+
     fn restart(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         if n.up {
@@ -1791,9 +1841,11 @@ impl World {
     }
 
     /// Edits the `config` key as `edit-config` would (CAS on its version).
-    pub fn edit_config(&mut self, f: impl FnOnce(&mut hacore::ClusterSettings)) {
+    /// An operator edits the cluster settings; like the real CLI, an edit that fails
+    /// validation (or finds the store down) is refused with the reason.
+    pub fn edit_config(&mut self, f: impl FnOnce(&mut hacore::ClusterSettings)) -> Result<(), String> {
         if self.store_down > 0 {
-            return;
+            return Err("the store is down".into());
         }
         let view = self.view();
         let (mut settings, expect) = match view.config {
@@ -1801,8 +1853,12 @@ impl World {
             None => (self.p.settings.clone(), Expect::Absent),
         };
         f(&mut settings);
+        if let Err(errs) = settings.validate(&self.p.safety) {
+            let why: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+            return Err(why.join("; "));
+        }
         let op = DcsOp::Put(Write::put(Value::Config(settings), expect));
-        let _ = self.store_changed_by(|s, t| s.apply("cli", &op, t, t));
+        self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).map(|_| ()).map_err(|e| format!("{e:?}"))
     }
 
     fn operator_request(&mut self, kind: SwitchoverKind, to: Option<String>) {
@@ -1822,7 +1878,7 @@ impl World {
                 self.links.peer[i][j] = 0;
             }
             self.nodes[i].pg.hung = false;
-            self.nodes[i].slow = 1;
+            self.end_slowness(i);
             self.nodes[i].fail_pg = 0;
             self.nodes[i].stale_view = None;
             self.resume(i);
@@ -1839,8 +1895,13 @@ impl World {
         }
         // Operators stop asking for switchovers, and resume a paused cluster (L1 is about
         // a cluster that is not paused).
-        if self.view().config.is_some_and(|c| c.value.paused) {
-            self.edit_config(|c| c.paused = false);
+        // They also put back the ttl the run was drawn with (the L1 bound is counted in it).
+        let ttl = self.p.settings.ttl;
+        if self.view().config.is_some_and(|c| c.value.paused || c.value.ttl != ttl) {
+            let _ = self.edit_config(|c| {
+                c.paused = false;
+                c.ttl = ttl;
+            });
         }
         let clear = DcsOp::Put(Write::delete(hacore::dcs::Key::Switchover, Expect::Any));
         let _ = self.store_changed_by(|s, t| s.apply("cli", &clear, t, t));

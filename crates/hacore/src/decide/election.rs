@@ -180,7 +180,7 @@ impl Cx<'_> {
             }
         }
         if let Some(ack) = &self.mem.failsafe_ack {
-            if self.now < ack.at.saturating_add(self.s.ttl) {
+            if self.now < ack.at.saturating_add(ack.ttl.max(self.s.ttl)) {
                 return Err((
                     Reason::IneligibleFailsafeHold,
                     format!("acknowledged {} in term {}", ack.leader, ack.term),
@@ -188,8 +188,10 @@ impl Cx<'_> {
             }
         }
         // A daemon that just started cannot know whether it acknowledged a failsafe primary
-        // before it restarted: in failsafe mode it holds off for a ttl (S1').
-        if self.s.failsafe_mode && self.mem.started_at.is_some_and(|t| self.now < t.saturating_add(self.s.ttl)) {
+        // before it restarted: in failsafe mode it holds off for a ttl (S1'), the longer of
+        // its own and the one the last leader record was written with.
+        let hold = view.leader.as_ref().map_or(self.s.ttl, |r| r.value.ttl.max(self.s.ttl));
+        if self.s.failsafe_mode && self.mem.started_at.is_some_and(|t| self.now < t.saturating_add(hold)) {
             return Err((Reason::IneligibleFailsafeHold, "started less than a ttl ago".into()));
         }
         Ok(())

@@ -15,6 +15,10 @@ pub struct FailsafeRequest {
     pub leader: NodeName,
     /// Its term.
     pub term: Term,
+    /// The ttl the leader counts the confirmation with: the member holds off at least
+    /// this long, even if its own ttl is shorter (a ttl lowered while the leader is cut
+    /// off from the DCS must not shorten a promise the leader relies on).
+    pub ttl: Millis,
 }
 
 /// Answers a failsafe ping. Returns whether to acknowledge and the memory to keep.
@@ -31,7 +35,7 @@ pub fn answer_failsafe(cfg: &Config, mem: &Memory, req: &FailsafeRequest, now: M
         return (false, mem.clone());
     }
     let mut next = mem.clone();
-    next.failsafe_ack = Some(FailsafeAck { leader: req.leader.clone(), term: req.term, at: now });
+    next.failsafe_ack = Some(FailsafeAck { leader: req.leader.clone(), term: req.term, at: now, ttl: req.ttl });
     (true, next)
 }
 
@@ -42,7 +46,7 @@ mod tests {
     #[test]
     fn candidate_refuses_and_acker_remembers() {
         let cfg = Config::new("n2");
-        let req = FailsafeRequest { leader: "n1".into(), term: Term(3) };
+        let req = FailsafeRequest { leader: "n1".into(), term: Term(3), ttl: 10_000 };
         let mem = Memory { max_term: Term(3), ..Default::default() };
         let (ok, next) = answer_failsafe(&cfg, &mem, &req, 100);
         assert!(ok);

@@ -98,8 +98,7 @@ impl Cx<'_> {
         if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait) {
             return;
         }
-        let id = self.dcs(DcsOp::RenewLeader { guard: self.guard(rec), ttl: self.s.ttl });
-        self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
+        self.renew(self.guard(rec), lease);
         self.renewing = true;
     }
 

@@ -23,7 +23,7 @@ use crate::dcs::{
     ClusterView, DcsOp, Event, Key, LeaderGuard, LeaderRecord, LeaseModel, MemberRecord, MemberRole, Value, Write,
 };
 use crate::history::{History, Lineage};
-use crate::memory::{HeldLease, LastFailure, LeaseOp, LeaseOpKind, Memory, Pending, PgOpKind, Seen};
+use crate::memory::{FailsafeRound, HeldLease, LastFailure, LeaseOp, LeaseOpKind, Memory, Pending, PgOpKind, Seen};
 use crate::observation::{Done, Failure, GuardState, Observation};
 use crate::reason::Reason;
 use crate::status::{ElectionReport, NodeStatus};
@@ -288,13 +288,14 @@ impl<'a> Cx<'a> {
                 }
             } else if self.mem.sync_write.as_ref().is_some_and(|(id, _)| *id == o.id) {
                 self.on_sync_write_outcome(&o.result);
-            } else if self.mem.failsafe_op == Some(o.id) {
+            } else if let Some(round) = self.mem.failsafe_op.filter(|r| r.id == o.id) {
                 self.mem.failsafe_op = None;
                 if o.result.is_err() {
                     self.mem.failsafe_pinged_at = None; // retry at the next step
                 }
                 if let Ok(Done::FailsafeAcked { sent_at }) = o.result {
-                    let ttl = self.s.ttl;
+                    // The ttl the members were asked to hold off for, not today's.
+                    let ttl = round.ttl;
                     let until = sent_at.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl));
                     self.mem.failsafe_until = Some(self.mem.failsafe_until.map_or(until, |u| u.max(until)));
                 }
@@ -590,13 +591,41 @@ impl<'a> Cx<'a> {
         self.set(reason, String::new());
     }
 
+    /// Sends a renewal of `lease` with the configured ttl. A renewal asking for a shorter
+    /// ttl than the lease was granted shortens the store's expiry the moment it applies,
+    /// long before (or without) a reply: the held deadline comes down to what the request
+    /// can guarantee, and the guard with it, before the request leaves.
+    pub fn renew(&mut self, guard: LeaderGuard, lease: HeldLease) {
+        let ttl = self.s.ttl;
+        let bound = self.now.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl));
+        if bound < lease.deadline {
+            if let Some(held) = self.mem.lease.as_mut().filter(|l| l.term == lease.term) {
+                held.deadline = bound;
+            }
+        }
+        if self.obs.pg.maybe_writable() {
+            self.arm_guard();
+        }
+        let id = self.dcs(DcsOp::RenewLeader { guard, ttl });
+        self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
+    }
+
     /// Hands the guard the current writable deadline when it moved.
     pub fn arm_guard(&mut self) {
         let Some(until) = self.writable_until() else {
             return;
         };
-        if self.actions.iter().any(|a| matches!(a, Action::ArmGuard { deadline, .. } if *deadline == until)) {
-            return;
+        // One arm per decision: a deadline that came down later in the same step (a
+        // renewal asking for a shorter ttl) lowers the arm already queued, where it is.
+        for a in self.actions.iter_mut().rev() {
+            if let Action::ArmGuard { deadline, .. } = a {
+                if until <= *deadline {
+                    *deadline = until;
+                    self.mem.armed_until = Some(until);
+                    return;
+                }
+                break;
+            }
         }
         // Any difference is re-armed, lower deadlines included (a shorter ttl, a lost
         // failsafe round): a guard holding a later deadline would let PostgreSQL outlive
@@ -826,15 +855,15 @@ impl<'a> Cx<'a> {
             if self.mem.failsafe_set.iter().any(|m| m.name == me) {
                 let members: Vec<_> = self.mem.failsafe_set.iter().filter(|m| m.name != me).cloned().collect();
                 let id = self.mem.op();
-                self.actions.push(Action::FailsafePing { id, term: lease.term, members });
-                self.mem.failsafe_op = Some(id);
+                let ttl = self.s.ttl;
+                self.actions.push(Action::FailsafePing { id, term: lease.term, ttl, members });
+                self.mem.failsafe_op = Some(FailsafeRound { id, ttl });
                 self.mem.failsafe_pinged_at = Some(self.now);
             }
         }
         if self.now >= lease.sent_at.saturating_add(self.s.loop_wait) && self.mem.lease_op.is_none() {
             let guard = LeaderGuard { holder: self.cfg.name.clone(), term: lease.term, version: lease.version };
-            let id = self.dcs(DcsOp::RenewLeader { guard, ttl: self.s.ttl });
-            self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
+            self.renew(guard, lease);
         }
         if self.valid_lease().is_some() {
             self.set(Reason::DcsUnavailableLeaseValid, err.to_string());

@@ -509,6 +509,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
             match &v.leader {
                 Some(r) => {
                     let _ = write!(l, " leader {} term {} v{}", r.value.holder, r.value.term, r.version);
+                    if r.value.ttl != v.config.as_ref().map_or(s.cfg.defaults.ttl, |c| c.value.ttl) {
+                        let _ = write!(l, " (ttl {})", r.value.ttl);
+                    }
                 }
                 None => {
                     let _ = write!(l, " no leader");
@@ -673,7 +676,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
         mem.push(format!("adding sync {} target {:?}", a.name, a.target.map(lsn)));
     }
     if let Some(a) = &m.failsafe_ack {
-        mem.push(format!("failsafe ack to {} at {}", a.leader, a.at));
+        mem.push(format!("failsafe ack to {} at {} (ttl {})", a.leader, a.at, a.ttl));
     }
     if let Some(u) = m.failsafe_until {
         mem.push(format!("failsafe until {u}"));
@@ -695,6 +698,15 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     }
     if let Some(t) = m.stepping_down {
         mem.push(format!("stepping down term {t}"));
+    }
+    if let Some(r) = &m.failsafe_op {
+        mem.push(format!("failsafe round #{} ttl {}", r.id.0, r.ttl));
+    }
+    if let Some(seen) = &m.leader_seen {
+        mem.push(format!("leader record v{} unchanged since {}", seen.version, seen.since));
+    }
+    if let Some(t) = m.started_at.filter(|&t| t != 0) {
+        mem.push(format!("daemon started at {t}"));
     }
     lines.push(format!("memory: {}", if mem.is_empty() { "-".into() } else { mem.join("; ") }));
     lines.push(format!("now: {}", s.now));
@@ -814,8 +826,9 @@ pub fn render_action(a: &Action) -> String {
         Action::ArmGuard { deadline, term, .. } => {
             format!("guard arm until {deadline} term {term}")
         }
-        Action::FailsafePing { members, .. } => {
-            format!("failsafe ping [{}]", members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" "))
+        Action::FailsafePing { members, ttl, .. } => {
+            let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            format!("failsafe ping [{}] ttl {ttl}", names.join(" "))
         }
     }
 }

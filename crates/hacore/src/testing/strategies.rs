@@ -418,8 +418,13 @@ fn memory(now: Millis, leader: Option<(NodeName, Term, Version)>) -> impl Strate
                 });
                 m.sync_add = sync_add.map(|(name, target)| SyncAdd { name, target });
                 m.failsafe_until = fs_until.map(|d| now.saturating_sub(5_000) + d);
-                m.failsafe_ack =
-                    fs_ack.map(|a| FailsafeAck { leader: "n1".into(), term: Term(3), at: now.saturating_sub(a) });
+                m.failsafe_ack = fs_ack.map(|a| FailsafeAck {
+                    leader: "n1".into(),
+                    term: Term(3),
+                    at: now.saturating_sub(a),
+                    // A leader that counts with a longer ttl than this node's, at times.
+                    ttl: if a % 3 == 0 { 30_000 } else { 10_000 },
+                });
                 m.catchup_to = catchup;
                 m.rewind_failed = rewind_failed;
                 m.primary_down_since = down.map(|a| now.saturating_sub(a));
