@@ -81,31 +81,43 @@ impl History {
         self.forks.iter().rev().find(|f| f.term == term && f.node == node)
     }
 
-    /// Where the current line leaves `timeline` (None: it is the tip, or not on the line).
-    /// Returns `Err(())` when `timeline` is not on the current line.
-    fn line_end(&self, base: Timeline, timeline: Timeline) -> Result<Option<Lsn>, ()> {
+    /// The current line: every timeline on it with where the line leaves it (None: the
+    /// tip), walking the ancestry from the last fork down to `base` as far as the
+    /// recorded forks reach. Sorted by timeline; where a (corrupt) history names a
+    /// timeline twice on the walk, the occurrence nearest the tip counts.
+    fn line(&self, base: Timeline) -> Vec<(Timeline, Option<Lsn>)> {
+        let mut on = Vec::new();
         let Some(tip) = self.forks.last() else {
-            return if timeline == base { Ok(None) } else { Err(()) };
+            on.push((base, None));
+            return on;
         };
-        if timeline == tip.timeline {
-            return Ok(None);
-        }
-        // Walk the ancestry from the tip down to the base.
+        on.push((tip.timeline, None));
+        // The latest fork that created each timeline (sorted for lookup).
+        let mut latest: Vec<(Timeline, usize)> = self.forks.iter().enumerate().map(|(i, f)| (f.timeline, i)).collect();
+        latest.sort_unstable_by_key(|&(t, i)| (t, std::cmp::Reverse(i)));
+        latest.dedup_by_key(|e| e.0);
         let mut child = tip;
-        let mut guard = self.forks.len() + 1;
+        let mut hops = self.forks.len() + 1;
         loop {
-            if child.parent == timeline {
-                return Ok(Some(child.lsn));
+            on.push((child.parent, Some(child.lsn)));
+            if child.parent == base || hops == 0 {
+                break;
             }
-            if child.parent == base || guard == 0 {
-                return Err(());
-            }
-            guard -= 1;
-            match self.forks.iter().rev().find(|f| f.timeline == child.parent) {
-                Some(f) => child = f,
-                None => return Err(()),
+            hops -= 1;
+            match latest.binary_search_by_key(&child.parent, |e| e.0) {
+                Ok(k) => child = &self.forks[latest[k].1],
+                Err(_) => break,
             }
         }
+        // Stable: among equal timelines the walk order stays, and dedup keeps the first.
+        on.sort_by_key(|e| e.0);
+        on.dedup_by_key(|e| e.0);
+        on
+    }
+
+    /// Where `line` leaves `timeline` (None: the tip); `Err` when it is not on the line.
+    fn line_end(line: &[(Timeline, Option<Lsn>)], timeline: Timeline) -> Result<Option<Lsn>, ()> {
+        line.binary_search_by_key(&timeline, |e| e.0).map(|k| line[k].1).map_err(|_| ())
     }
 
     /// Judges a node's WAL against the current line. `pos` is the end of the node's WAL;
@@ -114,14 +126,15 @@ impl History {
         if pos.timeline < base {
             return Lineage::Diverged;
         }
-        match self.line_end(base, pos.timeline) {
+        let line = self.line(base);
+        match Self::line_end(&line, pos.timeline) {
             Err(()) => return Lineage::Diverged,
             Ok(Some(end)) if pos.lsn > end => return Lineage::Diverged,
             Ok(_) => {}
         }
         // Contents: every switch in the node's own history must be a fork of the line.
         for sw in local.iter().filter(|s| s.timeline >= base) {
-            match self.line_end(base, sw.timeline) {
+            match Self::line_end(&line, sw.timeline) {
                 Ok(Some(end)) if end == sw.lsn => {}
                 _ => return Lineage::Diverged,
             }
@@ -133,6 +146,47 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The plain walk from the tip, one query at a time: the reference `line` must agree
+    /// with on every history, corrupt ones (cycles, gaps, repeated timelines) included.
+    fn walk(h: &History, base: Timeline, timeline: Timeline) -> Result<Option<Lsn>, ()> {
+        let Some(tip) = h.forks.last() else {
+            return if timeline == base { Ok(None) } else { Err(()) };
+        };
+        if timeline == tip.timeline {
+            return Ok(None);
+        }
+        let mut child = tip;
+        let mut hops = h.forks.len() + 1;
+        loop {
+            if child.parent == timeline {
+                return Ok(Some(child.lsn));
+            }
+            if child.parent == base || hops == 0 {
+                return Err(());
+            }
+            hops -= 1;
+            match h.forks.iter().rev().find(|f| f.timeline == child.parent) {
+                Some(f) => child = f,
+                None => return Err(()),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn line_agrees_with_the_walk(
+            raw in proptest::collection::vec((0u32..8, 0u64..5, 0u32..8), 0..10),
+            base in 0u32..3,
+        ) {
+            let h = History { forks: raw.iter().map(|&(p, l, t)| fork(p, l, t, 1)).collect() };
+            let line = h.line(Timeline(base));
+            for t in 0..9 {
+                prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
+            }
+        }
+    }
 
     fn fork(parent: u32, lsn: u64, timeline: u32, term: u64) -> Fork {
         Fork {

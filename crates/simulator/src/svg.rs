@@ -114,8 +114,8 @@ pub fn render(w: &World) -> String {
     // Acknowledged writes per slice.
     let slices = 200usize;
     let mut counts = vec![0u64; slices];
-    for a in w.acked.iter().flat_map(|st| &st.writes) {
-        counts[((a.at * slices as u64) / (end + 1)) as usize] += 1;
+    for (second, n) in w.acks_per_second.iter().enumerate() {
+        counts[((second as u64 * 1_000 * slices as u64) / (end + 1)).min(slices as u64 - 1) as usize] += u64::from(*n);
     }
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
     let _ = write!(s, r#"<text x="10" y="{}">acked writes</text>"#, acks_top + 30.0);

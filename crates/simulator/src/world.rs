@@ -175,25 +175,31 @@ impl Ord for Queued {
 /// A write the client saw acknowledged.
 #[derive(Clone, Copy, Debug)]
 pub struct Acked {
-    /// Write id.
-    pub write: u64,
     /// Its LSN.
     pub lsn: Lsn,
     /// Hash chain of the acknowledging primary's WAL up to this record.
     pub chain: u64,
-    /// When (global ms).
-    pub at: Millis,
 }
 
 /// The writes one primary acknowledged during one stint as primary, in LSN order. They
 /// lie on one WAL, so a node holding the last one (same chain) holds them all.
+///
+/// Writes every node holds are dropped from the front: no later primary can lack them
+/// (a rewind keeps what the source and the node share, a clone copies a node that has
+/// them, and a primary only loses WAL it never sent), so the list stays short.
 #[derive(Clone, Debug)]
 pub struct Stint {
     /// The primary.
     pub node: usize,
-    /// Acknowledged writes, oldest first.
+    /// Acknowledged writes not yet held by every node, oldest first.
     pub writes: Vec<Acked>,
+    /// Writes dropped from the front because every node held them.
+    pub settled: u64,
+    /// Compact again once the list is this long.
+    compact_at: usize,
 }
+
+const COMPACT_MIN: usize = 4_096;
 
 /// Link state; counters so overlapping faults compose.
 #[derive(Clone, Debug)]
@@ -232,6 +238,8 @@ pub struct World {
     pub acked: Vec<Stint>,
     /// Acknowledged writes in all.
     pub acked_total: u64,
+    /// Acknowledged writes per second of virtual time (for the picture).
+    pub acks_per_second: Vec<u32>,
     next_write_at: Millis,
     /// Invariant checks and coverage counters.
     pub check: Checker,
@@ -324,6 +332,7 @@ impl World {
             pending_writes: vec![VecDeque::new(); n],
             acked: Vec::new(),
             acked_total: 0,
+            acks_per_second: Vec::new(),
             next_write_at: 0,
             check: Checker::new(&p),
             trace: Trace::new(keep),
@@ -845,7 +854,15 @@ impl World {
             wall_time_ms: self.now,
         };
         let d = step(&n.cfg, &n.mem, &obs, now_local);
-        if d.actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+        // S3 where the choice is made: taking a new term in an election (peers still report
+        // their positions then), and again at the promotion.
+        let new_term = |a: &Action| match (a, &obs.dcs) {
+            (Action::Dcs { op: DcsOp::AcquireLeader(acq), .. }, Ok(view)) => {
+                acq.record.term > view.term && view.initialize.is_some()
+            }
+            _ => false,
+        };
+        if d.actions.iter().any(|a| matches!(a, Action::Promote { .. }) || new_term(a)) {
             self.check_promotion_decision(i, &obs.peers);
         }
         let n = &mut self.nodes[i];
@@ -1399,11 +1416,18 @@ impl World {
                 self.nodes[i].in_flight = self.nodes[i].in_flight.saturating_sub(1);
                 match chain {
                     Some(chain) => {
-                        let a = Acked { write: id, lsn, chain, at: now };
+                        let a = Acked { lsn, chain };
                         match self.acked.last_mut() {
                             Some(st) if st.node == i => st.writes.push(a),
-                            _ => self.acked.push(Stint { node: i, writes: vec![a] }),
+                            _ => {
+                                self.acked.push(Stint { node: i, writes: vec![a], settled: 0, compact_at: COMPACT_MIN })
+                            }
                         }
+                        let second = (now / 1_000) as usize;
+                        if self.acks_per_second.len() <= second {
+                            self.acks_per_second.resize(second + 1, 0);
+                        }
+                        self.acks_per_second[second] += 1;
                         total += 1;
                     }
                     None => unknown += 1,
@@ -1413,6 +1437,24 @@ impl World {
         self.acked_total += total;
         self.check.add("writes_acked", total);
         self.check.add("writes_unknown", unknown);
+        if let Some(st) = self.acked.last_mut() {
+            if st.writes.len() >= st.compact_at {
+                let held = self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let wal = &n.pg.wal;
+                        st.writes.partition_point(|a| {
+                            wal.get((a.lsn.0 / RECORD) as usize - 1).is_some_and(|r| r.chain == a.chain)
+                        })
+                    })
+                    .min()
+                    .unwrap_or(0);
+                st.writes.drain(..held);
+                st.settled += held as u64;
+                st.compact_at = (st.writes.len() * 2).max(COMPACT_MIN);
+            }
+        }
     }
 
     // ----- checks that need the world ------------------------------------------------
@@ -1439,7 +1481,7 @@ impl World {
             let keep = st.writes.partition_point(present);
             if keep < st.writes.len() {
                 missing += (st.writes.len() - keep) as u64;
-                first_missing.get_or_insert((st.writes[keep].write, st.writes[keep].lsn));
+                first_missing.get_or_insert(st.writes[keep].lsn);
                 st.writes.truncate(keep);
             }
         }
@@ -1448,27 +1490,23 @@ impl World {
             return;
         }
         if self.p.settings.synchronous_mode.enabled() {
-            let (w, l) = first_missing.unwrap_or_default();
-            self.violation(format!(
-                "S2: new primary {name} lacks {missing} acknowledged writes (first: write {w} at {l})"
-            ));
+            let l = first_missing.unwrap_or_default();
+            self.violation(format!("S2: new primary {name} lacks {missing} acknowledged writes (first at {l})"));
         }
         // Gone for good (asynchronous mode): counted once, not again at the next failover.
         self.check.async_lost += missing;
         self.check.count("failover_lost_async_writes");
     }
 
-    /// S3 and the lag bound, when a node starts promoting.
-    /// S3, when a node decides to promote: against what it knew then (the peers' reports
-    /// in that step's observation), with the truth for settled peers (a settled candidate
-    /// cannot receive more WAL).
+    /// S3, when a node takes a new term or decides to promote: against what it knew then
+    /// (the peers' election reports in that step's observation).
     fn check_promotion_decision(&mut self, i: usize, peers: &[PeerReport]) {
         let me = self.nodes[i].pg.end();
         for p in peers {
             let Some(e) = p.status.as_ref().and_then(|st| st.election) else { continue };
             if e.eligible && e.position.lsn > me {
                 let msg = format!(
-                    "S3: {} promotes at {me} while {} (eligible) reported {}",
+                    "S3: {} leads at {me} while {} (eligible) reported {}",
                     self.nodes[i].name, p.name, e.position.lsn
                 );
                 self.violation(msg);
