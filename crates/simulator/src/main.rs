@@ -13,6 +13,26 @@
 //! coverage counter was reached in its share of the runs), 1 on any violation or unmet
 //! coverage, 2 on bad usage.
 
+// Output goes to terminals and pipes (`| head`): a closed pipe ends the program quietly
+// instead of panicking in `println!`, with the status a shell gives a process killed by
+// SIGPIPE (141), so that a truncated run is never mistaken for a clean one.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 use simulator::check::REQUIRED_COVERAGE;
 use simulator::nemesis::parse_duration;
 use simulator::{run, scenario, svg, Params, RunReport, Schedule};

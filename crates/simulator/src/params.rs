@@ -147,7 +147,7 @@ impl Params {
         };
         let p_reply_lost = r.pick(&[0.0, 0.001, 0.01, 0.03]);
         let write_rate = r.pick(&[10, 50, 100]);
-        let replication_delay = (1, r.pick(&[5, 50, 300]));
+        let replication_delay = (1, r.pick(&[5, 50, 300, 2_000]));
         let replay_delay = (0, r.pick(&[0, 20, 200]));
         let mut schedule = Schedule::generate(seed, nodes, duration, ttl);
         if mode == DcsMode::Dynamo {
