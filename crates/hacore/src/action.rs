@@ -9,7 +9,10 @@
 //! * Long PostgreSQL operations ([`Action::is_long`]) count as succeeded for the batch
 //!   once started; their final outcome is reported when they finish. The shell must abort
 //!   one that runs past its time limit (see [`crate::Timeouts`]) and report `TimedOut`.
-//! * [`Action::Dcs`] operations complete within the batch (bounded by the backend timeout).
+//! * [`Action::Dcs`] operations complete within the batch (bounded by the backend timeout),
+//!   and never later than the decision's [`crate::NodeStatus::writable_until`]: a store
+//!   call that hangs must not delay the fence of the next step past the deadline (abandon
+//!   it and report `Unavailable`; its outcome is then unknown, like any timeout).
 //! * Actions from [`crate::Decision::background_from`] on are informational writes: the
 //!   shell may send them all at once without waiting, and their failures skip nothing.
 

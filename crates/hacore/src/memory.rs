@@ -233,8 +233,6 @@ pub struct Memory {
     pub keepalive_at: Option<Millis>,
     /// Last time the leader's status record was written, and the LSN written.
     pub status_at: Option<(Millis, Lsn)>,
-    /// Pause was confirmed by every member for this config version.
-    pub pause_confirmed: Option<Version>,
     /// Reason of the previous decision (events are recorded on changes).
     pub last_reason: Option<Reason>,
     /// First step of this memory (the daemon's start, when memory is not persisted).

@@ -835,15 +835,10 @@ table!(
 );
 
 table!(
-    pause_confirmed_disarms_fencing,
-    "paused and every member applied it: a primary without a lease is not fenced (documented exception)",
-    Scenario::cluster3("n1").settings(|s| s.paused = true).no_leader(3).all_applied(34)
-);
-
-table!(
-    pause_unconfirmed_still_fences,
-    "paused but n3 has not applied the paused config yet: fencing stays armed",
-    Scenario::cluster3("n1").settings(|s| s.paused = true).no_leader(3).all_applied(34).member_applied("n3", None)
+    paused_primary_without_lease_fences,
+    "paused and every member applied it, but the lease is gone: pause does not disarm fencing (a resume \
+     it cannot see would let another node promote)",
+    Scenario::cluster3("n1").settings(|s| s.paused = true).no_leader(3).all_applied(34).memory(|m| m.lease = None)
 );
 
 // ----- housekeeping ------------------------------------------------------------------------------
@@ -954,12 +949,8 @@ table!(
 
 table!(
     paused_primary_without_dcs_fences_at_deadline,
-    "paused and confirmed, but the DCS is unreadable past the deadline: pause does not disarm fencing",
-    Scenario::cluster3("n1")
-        .settings(|s| s.paused = true)
-        .memory(|m| m.pause_confirmed = Some(Version(34)))
-        .holding(3, 40, 90_000)
-        .dcs_down()
+    "paused, and the DCS is unreadable past the deadline: pause does not disarm fencing",
+    Scenario::cluster3("n1").settings(|s| s.paused = true).holding(3, 40, 90_000).dcs_down()
 );
 
 table!(
@@ -1057,7 +1048,6 @@ trait More {
     fn scheduled(self) -> Self;
     fn no_reclone(self) -> Self;
     fn all_applied(self, version: u64) -> Self;
-    fn member_applied(self, name: &str, version: Option<u64>) -> Self;
     fn permanent_slot(self, name: &str) -> Self;
     fn no_config(self) -> Self;
     fn reinit(self) -> Self;
@@ -1119,12 +1109,6 @@ impl More for Scenario {
     fn all_applied(mut self, version: u64) -> Self {
         for m in &mut self.view_mut().members {
             m.value.applied_config = Some(Version(version));
-        }
-        self
-    }
-    fn member_applied(mut self, name: &str, version: Option<u64>) -> Self {
-        for m in self.view_mut().members.iter_mut().filter(|m| m.value.name == name) {
-            m.value.applied_config = version.map(Version);
         }
         self
     }

@@ -16,12 +16,6 @@ fn settings(i: &StepInput, d: &Decision) -> ClusterSettings {
     d.memory.applied.as_ref().map_or_else(|| i.cfg.defaults.clone(), |(_, s)| s.clone())
 }
 
-fn pause_disarmed(i: &StepInput, d: &Decision) -> bool {
-    settings(i, d).paused
-        && d.memory.pause_confirmed.is_some()
-        && d.memory.pause_confirmed == d.memory.applied.as_ref().map(|a| a.0)
-}
-
 fn fences(d: &Decision) -> bool {
     d.actions.iter().any(|a| matches!(a, Action::Stop { mode: StopMode::Immediate, .. }))
         || d.memory.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate)
@@ -68,13 +62,13 @@ proptest! {
         }
     }
 
-    /// S1: PostgreSQL that may accept writes without a writable deadline is fenced
-    /// (exception: pause confirmed by every member).
+    /// S1: PostgreSQL that may accept writes without a writable deadline is fenced, paused
+    /// or not (the failsafe exception shows up as a writable deadline).
     #[test]
     fn past_deadline_always_fences(i in step_input()) {
         let d = run(&i);
         let pg = &i.obs.pg;
-        if pg.maybe_writable() && !pause_disarmed(&i, &d) {
+        if pg.maybe_writable() {
             if d.status.writable_until.is_none() {
                 prop_assert!(fences(&d), "writable without deadline and not fenced: {:?}", d.status);
             }
@@ -137,7 +131,7 @@ proptest! {
     fn pending_promotion_stopped_without_lease(i in step_input()) {
         let d = run(&i);
         let becoming = d.memory.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary));
-        if becoming && d.status.writable_until.is_none() && !pause_disarmed(&i, &d) {
+        if becoming && d.status.writable_until.is_none() {
             prop_assert!(false, "a promotion or start stays in flight without a lease");
         }
     }

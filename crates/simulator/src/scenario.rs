@@ -160,6 +160,13 @@ impl Scenario {
                         words[1..].iter().filter_map(|w| w.trim_end_matches("ppm").parse().ok()).collect();
                     p.drift_ppm = v;
                 }
+                "guard" => {
+                    p.guard = match words.get(1) {
+                        Some(&"on") => true,
+                        Some(&"off") => false,
+                        _ => return Err(err("guard is on or off".into())),
+                    }
+                }
                 "writes" => {
                     p.write_rate =
                         words.get(1).and_then(|s| s.parse().ok()).ok_or_else(|| err("writes takes a rate".into()))?

@@ -124,6 +124,9 @@ struct Req {
     op: Option<DcsOp>,
     result: Option<Result<Reply, DcsError>>,
     sent_local: Millis,
+    /// When the client gives up (local clock): retry_timeout, but never past the moment
+    /// the node may write until (the shell's contract: a store call never delays a fence).
+    give_up_local: Millis,
     machine: u64,
     first_half: Option<ClusterView>,
 }
@@ -620,9 +623,14 @@ impl World {
         let id = self.next_req;
         self.next_req += 1;
         let n = &self.nodes[node];
-        let req = Req { node, op, result: None, sent_local: n.local(self.now), machine: n.machine, first_half: None };
+        let sent_local = n.local(self.now);
+        let mut give_up_local = sent_local + self.p.settings.retry_timeout;
+        if let Some(until) = n.status.writable_until {
+            give_up_local = give_up_local.min(until.max(sent_local + 1));
+        }
+        let req = Req { node, op, result: None, sent_local, give_up_local, machine: n.machine, first_half: None };
         self.reqs.insert(id, req);
-        let timeout = self.p.settings.retry_timeout;
+        let give_up = self.nodes[node].clock.global(give_up_local).max(self.now + 1);
         if op_is_read && self.nodes[node].stale_view.is_some() {
             // A stale cache (a proxy, a non-quorum read) answers whatever the links say.
             let d = self.latency();
@@ -638,10 +646,14 @@ impl World {
             }
             self.push(self.now + d, Ev::Reply { req: id });
         } else if self.store_down > 0 || self.links.dcs_out[node] > 0 {
-            self.push(self.now + timeout, Ev::Timeout { req: id });
+            self.push(give_up, Ev::Timeout { req: id });
         } else {
             let d = self.latency();
             self.push(self.now + d, Ev::Arrive { req: id });
+            if give_up_local < sent_local + self.p.settings.retry_timeout {
+                // Bounded by the writable deadline: the reply may come too late.
+                self.push(give_up, Ev::Timeout { req: id });
+            }
         }
         id
     }
@@ -650,8 +662,8 @@ impl World {
         let Some(req) = self.reqs.get(&id) else { return };
         let node = req.node;
         if self.store_down > 0 {
-            let t = self.p.settings.retry_timeout;
-            self.push(self.now + t, Ev::Timeout { req: id });
+            let give_up = self.nodes[node].clock.global(req.give_up_local).max(self.now);
+            self.push(give_up, Ev::Timeout { req: id });
             return;
         }
         let result = match req.op.clone() {
@@ -710,9 +722,9 @@ impl World {
             if is_write && result.is_ok() {
                 self.check.count("dcs_write_outcome_unknown");
             }
-            let sent = self.reqs.get(&id).map_or(self.now, |r| r.sent_local);
             // The client gives up at its timeout, counted from the send.
-            let give_up = self.nodes[node].clock.global(sent + self.p.settings.retry_timeout);
+            let give_up_local = self.reqs.get(&id).map_or(0, |r| r.give_up_local);
+            let give_up = self.nodes[node].clock.global(give_up_local);
             self.push(give_up.max(self.now), Ev::Timeout { req: id });
         } else {
             let d = self.latency();
@@ -847,9 +859,11 @@ impl World {
             peers,
             outcomes: std::mem::take(&mut n.outcomes),
             // The guard runs with the machine; before its first deadline it holds none.
-            guard: n.guard.map_or(GuardState::Armed { deadline: 0, term: Term(0) }, |(deadline, term)| {
-                GuardState::Armed { deadline, term }
-            }),
+            guard: match n.guard {
+                _ if !self.p.guard => GuardState::Disabled,
+                Some((deadline, term)) => GuardState::Armed { deadline, term },
+                None => GuardState::Armed { deadline: 0, term: Term(0) },
+            },
             requests: std::mem::take(&mut n.requests),
             wall_time_ms: self.now,
         };
@@ -1045,6 +1059,10 @@ impl World {
             Action::SetSyncStandbys(s) => self.nodes[i].pg.sync_standbys = s,
             Action::CreateSlot { name } if !self.nodes[i].pg.slots.contains(&name) => self.nodes[i].pg.slots.push(name),
             Action::DropSlot { name } => self.nodes[i].pg.slots.retain(|s| *s != name),
+            Action::ArmGuard { id, .. } if !self.p.guard => {
+                // No guard process: the shell has nothing to arm.
+                self.nodes[i].outcomes.push(Outcome { id, result: Ok(Done::Ok) });
+            }
             Action::ArmGuard { id, deadline, term } => {
                 self.nodes[i].guard = Some((deadline, term));
                 let at = self.nodes[i].clock.global(deadline);

@@ -53,12 +53,6 @@ impl Cx<'_> {
         if self.s.paused && !manual_to_me {
             self.mem.election_since = None;
             self.election = Some(report(false));
-            if pg.maybe_writable() && self.pause_disarmed() && self.can_lead && self.mem.lease_op.is_none() {
-                // Nobody campaigns in pause: the running primary takes its record back.
-                let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
-                self.acquire(view, record, expect);
-                return self.set(Reason::Paused, "no leader record; the running primary takes it back");
-            }
             return self.set(Reason::Paused, "no leader; automatic failover is paused");
         }
         if let Err((reason, detail)) = self.eligibility(view) {

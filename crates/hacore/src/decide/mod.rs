@@ -398,20 +398,6 @@ impl<'a> Cx<'a> {
             }
         }
         self.wake = self.wake.min(self.s.loop_wait);
-        // Pause disarms fencing only once every member reports the paused version.
-        match (self.s.paused, &view.config) {
-            (true, Some(c)) => {
-                let all = !view.members.is_empty()
-                    && view
-                        .members
-                        .iter()
-                        .all(|m| m.value.name == self.cfg.name || m.value.applied_config == Some(c.version));
-                if all {
-                    self.mem.pause_confirmed = Some(c.version);
-                }
-            }
-            _ => self.mem.pause_confirmed = None,
-        }
         self.mem.max_term = self.mem.max_term.max(view.term);
         if let Some(l) = &view.leader {
             self.mem.max_term = self.mem.max_term.max(l.value.term);
@@ -553,22 +539,13 @@ impl<'a> Cx<'a> {
         (!self.renewing || until.saturating_sub(self.now) >= needed).then_some(until)
     }
 
-    /// Pause disarms fencing only while the DCS is readable: a paused primary cut off from
-    /// the DCS cannot learn that the operator resumed (and others started an election).
-    pub fn pause_disarmed(&self) -> bool {
-        self.view.is_some()
-            && self.s.paused
-            && self.mem.pause_confirmed.is_some()
-            && self.mem.pause_confirmed == self.config_version
-    }
-
     fn fence_if_needed(&mut self) {
         let pg = &self.obs.pg;
         // A promotion or primary start in flight will make PostgreSQL writable: it needs
         // the lease as much as a running primary does.
         let becoming_writable =
             self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary));
-        if !(pg.maybe_writable() || becoming_writable) || self.pause_disarmed() {
+        if !(pg.maybe_writable() || becoming_writable) {
             return;
         }
         let reason = if self.cfg.require_guard && self.obs.guard == GuardState::Lost {
@@ -705,9 +682,7 @@ impl<'a> Cx<'a> {
             MemberRole::Fencing
         } else if pg.system_id().is_none() && !pg.running {
             MemberRole::Uninitialized
-        } else if pg.maybe_writable()
-            && ((self.leader.as_deref() == Some(self.me()) && self.writable_until().is_some()) || self.pause_disarmed())
-        {
+        } else if pg.maybe_writable() && self.leader.as_deref() == Some(self.me()) && self.writable_until().is_some() {
             MemberRole::Primary
         } else if self.mem.election_since.is_some() {
             MemberRole::Candidate

@@ -1,0 +1,52 @@
+//! A sweep as a test: every seed of a range runs clean (no violation of S1-S5, L1 met).
+//!
+//! The range is small by default, because CI also runs the large sweep with the release
+//! binary (`scripts/test.sh`). `SIM_SWEEP=A..B` (seeds) and `SIM_SWEEP_MINUTES=N`
+//! (simulated minutes per seed) widen it, e.g. to make the sweep the test command of a
+//! mutation run:
+//!
+//! ```sh
+//! SIM_SWEEP=0..400 SIM_SWEEP_MINUTES=30 cargo test --release -p simulator --test sweep
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+fn range() -> (u64, u64) {
+    let spec = std::env::var("SIM_SWEEP").unwrap_or_else(|_| "0..40".into());
+    let parsed = spec.split_once("..").and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    parsed.unwrap_or_else(|| panic!("SIM_SWEEP={spec:?}: expected A..B, e.g. 0..400"))
+}
+
+#[test]
+fn every_seed_of_the_range_is_clean() {
+    let (a, b) = range();
+    let minutes: u64 = std::env::var("SIM_SWEEP_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(20);
+    let next = AtomicU64::new(a);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::SeqCst);
+                if seed >= b {
+                    return;
+                }
+                let (r, _) = simulator::run(simulator::Params::from_seed(seed, minutes * 60_000, None));
+                if !r.ok() {
+                    let first = r.violations.first().map_or(String::new(), |v| v.1.clone());
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push((seed, first));
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    failures.sort();
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed; first: {:?}\nreplay: simulator run --seed {} --duration {minutes}m",
+        failures.len(),
+        b - a,
+        failures.first(),
+        failures.first().map_or(0, |f| f.0)
+    );
+}
