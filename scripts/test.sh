@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust_components
-# Issue 2 needs nothing beyond Rust. The etcd, DynamoDB and PostgreSQL issues add their
-# packages here (ensure_debian_packages protobuf-compiler etcd-server postgresql-15 ...).
+# protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl.
+ensure_debian_packages protobuf-compiler etcd-server etcd-client
 
 step "format"
 cargo fmt --all --check
