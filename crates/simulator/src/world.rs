@@ -959,6 +959,10 @@ impl World {
     /// outcomes (they hold nothing up and skip nothing).
     fn send_background(&mut self, i: usize) {
         for a in std::mem::take(&mut self.nodes[i].background) {
+            if self.trace.keeps() {
+                let name = self.nodes[i].name.clone();
+                self.trace.note(self.now, "action", &[("node", &name), ("action", &format!("{a:?}"))]);
+            }
             if let Action::Dcs { id, op } = a {
                 if matches!(op, DcsOp::Put(_)) {
                     self.violation(format!("S5: {} wrote a cluster key without the leader guard", self.nodes[i].name));
