@@ -258,3 +258,48 @@ async fn password_authentication() {
     grant(a.execute(&acquire("a", 1, 10_000, 0)).await);
     assert_eq!(a.read().await.expect("read").leader.map(|l| l.value.holder), Some("a".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_killed_mid_write_gives_a_bounded_unknown_outcome() {
+    let server = Arc::new(EtcdServer::start());
+    let mut h = EtcdHarness::fresh(&server);
+    h.timeout = Duration::from_millis(1_500);
+    let a = h.connect("a", &server.endpoint()).await;
+    grant(a.execute(&acquire("a", 1, 10_000, 0)).await);
+    let g = guard(&a).await;
+    let status =
+        |lsn| Value::Status(StatusRecord { leader: "a".into(), term: Term(1), lsn: Lsn(lsn), ..Default::default() });
+    a.execute(&DcsOp::LeaderWrite { guard: g.clone(), writes: vec![Write::put(status(1), Expect::Any)] })
+        .await
+        .expect("first status");
+
+    // The write is in flight when etcd dies: frozen first so it cannot answer, then killed.
+    server.freeze();
+    let op = DcsOp::LeaderWrite { guard: g.clone(), writes: vec![Write::put(status(2), Expect::Any)] };
+    let t0 = Instant::now();
+    let write = a.execute(&op);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.kill();
+    };
+    let (r, ()) = tokio::join!(write, kill);
+    assert!(t0.elapsed() <= h.timeout + Duration::from_millis(500), "the write took {:?}", t0.elapsed());
+    match r {
+        Err(DcsError::Indeterminate(_)) | Err(DcsError::Unavailable(_)) => {}
+        other => panic!("a write cut off mid-flight must be unknown or unavailable, got {other:?}"),
+    }
+    server.restart();
+    let mut lsn = None;
+    for _ in 0..50 {
+        if let Ok(v) = a.read().await {
+            lsn = v.status.map(|s| s.value.lsn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Either outcome is allowed; a torn or lost-then-reappearing record is not.
+    assert!(matches!(lsn, Some(Lsn(1)) | Some(Lsn(2))), "status after the restart: {lsn:?}");
+    a.execute(&DcsOp::LeaderWrite { guard: guard(&a).await, writes: vec![Write::put(status(3), Expect::Any)] })
+        .await
+        .expect("writes work again after the restart");
+}
