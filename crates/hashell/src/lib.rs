@@ -1,0 +1,4 @@
+//! The `hashell` daemon and CLI: configuration, and (issue 6) the loop that observes
+//! PostgreSQL and the DCS, calls `hacore::step` and executes its actions.
+
+pub mod config;
