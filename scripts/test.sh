@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust_components
-# protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl.
-ensure_debian_packages protobuf-compiler etcd-server etcd-client
+# protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl;
+# the daemon's tests run real PostgreSQL 15.
+ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15
 
 step "format"
 cargo fmt --all --check

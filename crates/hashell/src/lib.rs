@@ -2,3 +2,4 @@
 //! PostgreSQL and the DCS, calls `hacore::step` and executes its actions.
 
 pub mod config;
+pub mod pg;

@@ -1,0 +1,169 @@
+//! What the data directory says without a running server: `pg_controldata` output,
+//! `postmaster.pid`, timeline history files. Pure parsers, tested on real outputs.
+
+use hacore::history::TimelineSwitch;
+use hacore::types::{Lsn, Timeline};
+use std::path::Path;
+
+/// Parses `X/Y` (hex) into an LSN.
+pub fn parse_lsn(s: &str) -> Option<Lsn> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    (hi <= u32::MAX as u64 && lo <= u32::MAX as u64).then_some(Lsn((hi << 32) | lo))
+}
+
+/// The fields of `pg_controldata` the daemon uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlData {
+    /// `Database system identifier`.
+    pub system_id: u64,
+    /// `Database cluster state`, e.g. `in production`, `shut down`, `shut down in recovery`.
+    pub state: String,
+    /// `Latest checkpoint's TimeLineID`.
+    pub timeline: Timeline,
+    /// `Latest checkpoint location`.
+    pub checkpoint: Lsn,
+    /// `Minimum recovery ending location` (0 on a primary).
+    pub min_recovery_end: Lsn,
+    /// `Min recovery ending loc's timeline`.
+    pub min_recovery_timeline: Timeline,
+    /// `Data page checksum version` is not 0.
+    pub checksums: bool,
+    /// `wal_log_hints setting` is on.
+    pub wal_log_hints: bool,
+}
+
+impl ControlData {
+    /// Parses the output of `pg_controldata` (LC_ALL=C). Fails naming the missing field.
+    pub fn parse(text: &str) -> Result<ControlData, String> {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(str::trim))
+                .ok_or_else(|| format!("pg_controldata printed no {name:?}"))
+        };
+        let num = |name: &str| -> Result<u64, String> {
+            field(name)?.parse().map_err(|_| format!("pg_controldata: {name:?} is not a number"))
+        };
+        let lsn = |name: &str| -> Result<Lsn, String> {
+            parse_lsn(field(name)?).ok_or_else(|| format!("pg_controldata: {name:?} is not an LSN"))
+        };
+        Ok(ControlData {
+            system_id: num("Database system identifier")?,
+            state: field("Database cluster state")?.to_string(),
+            timeline: Timeline(num("Latest checkpoint's TimeLineID")? as u32),
+            checkpoint: lsn("Latest checkpoint location")?,
+            min_recovery_end: lsn("Minimum recovery ending location")?,
+            min_recovery_timeline: Timeline(num("Min recovery ending loc's timeline")? as u32),
+            checksums: num("Data page checksum version")? != 0,
+            wal_log_hints: field("wal_log_hints setting")? == "on",
+        })
+    }
+
+    /// Whether the cluster was a standby when it stopped (or is in recovery now).
+    pub fn in_recovery(&self) -> bool {
+        self.state.contains("recovery")
+    }
+}
+
+/// The first line of `postmaster.pid`: the postmaster's PID.
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok().filter(|p| *p > 0)
+}
+
+/// Whether `pid` is a live process whose command is a PostgreSQL server (a stale
+/// postmaster.pid after a crash may name a PID reused by something else).
+pub fn is_postgres(pid: i32) -> bool {
+    let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let argv0 = cmd.split(|b| *b == 0).next().unwrap_or_default();
+    let name = String::from_utf8_lossy(argv0);
+    let base = name.rsplit('/').next().unwrap_or_default();
+    base == "postgres" || base == "postmaster"
+}
+
+/// Parses a timeline history file (`<tli>.history`): lines `parentTLI <tab> switchpoint
+/// <tab> reason`; comments and blank lines are skipped.
+pub fn parse_history(text: &str) -> Result<Vec<TimelineSwitch>, String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(tli), Some(lsn)) = (parts.next(), parts.next()) else {
+            return Err(format!("history line {line:?} has no switch point"));
+        };
+        let timeline = Timeline(tli.parse().map_err(|_| format!("history line {line:?}: bad timeline"))?);
+        let lsn = parse_lsn(lsn).ok_or_else(|| format!("history line {line:?}: bad LSN"))?;
+        out.push(TimelineSwitch { timeline, lsn });
+    }
+    Ok(out)
+}
+
+/// Reads the history of `timeline` from `pg_wal` (timeline 1 has none).
+pub fn read_history(data_dir: &Path, timeline: Timeline) -> Result<Vec<TimelineSwitch>, String> {
+    if timeline.0 <= 1 {
+        return Ok(Vec::new());
+    }
+    let path = data_dir.join("pg_wal").join(format!("{:08X}.history", timeline.0));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_history(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTROLDATA: &str = "pg_control version number:            1300
+Catalog version number:               202209061
+Database system identifier:           7710878525494074959
+Database cluster state:               shut down in recovery
+pg_control last modified:             Sun 22 Nov 2026 06:40:00 AM UTC
+Latest checkpoint location:           0/17414F8
+Latest checkpoint's REDO location:    0/17414F8
+Latest checkpoint's TimeLineID:       2
+Latest checkpoint's PrevTimeLineID:   2
+Minimum recovery ending location:     0/3000060
+Min recovery ending loc's timeline:   2
+wal_log_hints setting:                off
+Data page checksum version:           1
+";
+
+    #[test]
+    fn controldata_fields() {
+        let c = ControlData::parse(CONTROLDATA).unwrap();
+        assert_eq!(c.system_id, 7710878525494074959);
+        assert!(c.in_recovery());
+        assert_eq!(c.timeline, Timeline(2));
+        assert_eq!(c.checkpoint, Lsn(0x17414F8));
+        assert_eq!(c.min_recovery_end, Lsn(0x3000060));
+        assert!(c.checksums && !c.wal_log_hints);
+        let e = ControlData::parse("Database system identifier: 1\n").unwrap_err();
+        assert!(e.contains("Database cluster state"), "{e}");
+    }
+
+    #[test]
+    fn lsns_and_history() {
+        assert_eq!(parse_lsn("0/17414F8"), Some(Lsn(0x17414F8)));
+        assert_eq!(parse_lsn("1/0"), Some(Lsn(1 << 32)));
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(parse_lsn("1FFFFFFFF/0"), None);
+        let h = parse_history("1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tbefore 2026\n").unwrap();
+        assert_eq!(
+            h,
+            vec![
+                TimelineSwitch { timeline: Timeline(1), lsn: Lsn(0x3000060) },
+                TimelineSwitch { timeline: Timeline(2), lsn: Lsn(0x5000000) }
+            ]
+        );
+        assert!(parse_history("1\n").is_err());
+    }
+
+    #[test]
+    fn stale_pid_files_do_not_count() {
+        assert!(!is_postgres(i32::MAX - 1));
+        assert!(!is_postgres(std::process::id() as i32), "the test runner is not PostgreSQL");
+    }
+}

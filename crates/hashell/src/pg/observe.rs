@@ -1,0 +1,245 @@
+//! Observing the local PostgreSQL: the data directory and process (always), then the
+//! server over one connection when it runs. Every query is bounded; "cannot connect" and
+//! "query failed" are told apart for the logs, and a running server that does not answer
+//! is reported as running but not responsive (the core's hang detection needs that).
+
+use super::files::{is_postgres, parse_lsn, postmaster_pid, read_history, ControlData};
+use hacore::observation::{DataDir, PgObservation, StandbyState, SyncStandbys};
+use hacore::types::{Lsn, Timeline};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach and inspect the local instance.
+#[derive(Clone, Debug)]
+pub struct PgTarget {
+    /// `bin_dir` (for pg_controldata).
+    pub bin_dir: PathBuf,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Host or socket directory to connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Superuser.
+    pub user: String,
+    /// Its password, if any.
+    pub password: Option<String>,
+    /// Bound on connecting and on the whole set of queries.
+    pub timeout: Duration,
+}
+
+/// Why the server could not be observed although it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// No connection could be made (refused, auth, too many clients, timeout).
+    CannotConnect(String),
+    /// Connected, but a query failed or did not finish in time.
+    QueryFailed(String),
+    /// The data directory could not be read (pg_controldata failed).
+    ControlData(String),
+}
+
+/// The file the daemon writes next to `standby.signal` naming the member it follows.
+pub const UPSTREAM_FILE: &str = "hashell.upstream";
+
+/// Runs `pg_controldata` (C locale).
+pub async fn controldata(t: &PgTarget) -> Result<ControlData, String> {
+    let out = tokio::time::timeout(
+        t.timeout,
+        tokio::process::Command::new(t.bin_dir.join("pg_controldata")).arg(&t.data_dir).env("LC_ALL", "C").output(),
+    )
+    .await
+    .map_err(|_| format!("pg_controldata did not finish within {:?}", t.timeout))?
+    .map_err(|e| format!("cannot run {}: {e}", t.bin_dir.join("pg_controldata").display()))?;
+    if !out.status.success() {
+        return Err(format!("pg_controldata failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    ControlData::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn has_data(t: &PgTarget) -> bool {
+    t.data_dir.join("PG_VERSION").is_file() && t.data_dir.join("global").join("pg_control").is_file()
+}
+
+/// One observation of the local PostgreSQL, and what got in the way, if anything.
+pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
+    let mut pg = PgObservation::default();
+    if !has_data(t) {
+        return (pg, None);
+    }
+    let cd = match controldata(t).await {
+        Ok(c) => c,
+        Err(e) => return (pg, Some(Trouble::ControlData(e))),
+    };
+    pg.data = DataDir::Present { system_id: cd.system_id };
+    pg.rewind_capable = cd.checksums || cd.wal_log_hints;
+    pg.running = postmaster_pid(&t.data_dir).is_some_and(is_postgres);
+    let standby_signal = t.data_dir.join("standby.signal").exists();
+    // What the files say; replaced by the server's answers when it answers.
+    pg.in_recovery = Some(cd.in_recovery() || standby_signal);
+    pg.timeline = cd.timeline.max(cd.min_recovery_timeline);
+    pg.flush_lsn = cd.checkpoint.max(cd.min_recovery_end);
+    pg.replay_lsn = pg.flush_lsn;
+    pg.upstream = if standby_signal {
+        std::fs::read_to_string(t.data_dir.join(UPSTREAM_FILE))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    } else {
+        None
+    };
+    let mut trouble = None;
+    if pg.running {
+        match tokio::time::timeout(t.timeout, query(t, &mut pg)).await {
+            Ok(Ok(())) => pg.responsive = true,
+            Ok(Err(e)) => trouble = Some(e),
+            Err(_) => trouble = Some(Trouble::QueryFailed(format!("no answer within {:?}", t.timeout))),
+        }
+        if !pg.responsive && cd.state == "in production" {
+            // A hung server whose control file says primary may be accepting writes.
+            pg.in_recovery = Some(false);
+        }
+    }
+    if let Ok(h) = read_history(&t.data_dir, pg.timeline) {
+        pg.history = h;
+    }
+    (pg, trouble)
+}
+
+async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&t.host)
+        .port(t.port)
+        .user(&t.user)
+        .dbname("postgres")
+        .application_name("hashell")
+        .connect_timeout(t.timeout)
+        .options(format!("-c statement_timeout={}", t.timeout.as_millis().max(1)));
+    if let Some(p) = &t.password {
+        cfg.password(p);
+    }
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| Trouble::CannotConnect(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let r = run_queries(&client, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()));
+    drop(client);
+    let _ = conn.await;
+    r
+}
+
+async fn run_queries(c: &tokio_postgres::Client, pg: &mut PgObservation) -> Result<(), tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT pg_is_in_recovery(),
+                    (SELECT system_identifier FROM pg_control_system())::text,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END,
+                    CASE WHEN pg_is_in_recovery() THEN NULL
+                         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))::bit(32)::int END,
+                    pg_last_wal_receive_lsn()::text,
+                    pg_last_wal_replay_lsn()::text,
+                    current_setting('synchronous_standby_names'),
+                    (SELECT count(*) FROM pg_settings WHERE pending_restart) > 0,
+                    (SELECT timeline_id FROM pg_control_checkpoint()),
+                    (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+                    (SELECT status FROM pg_stat_wal_receiver),
+                    (SELECT received_tli FROM pg_stat_wal_receiver)",
+            &[],
+        )
+        .await?;
+    let in_recovery: bool = row.get(0);
+    let sysid: Option<String> = row.get(1);
+    if let Some(id) = sysid.and_then(|s| s.parse().ok()) {
+        pg.data = DataDir::Present { system_id: id };
+    }
+    pg.in_recovery = Some(in_recovery);
+    let lsn = |i: usize| row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn);
+    pg.sync_standbys = parse_sync_standbys(row.get(6));
+    pg.pending_restart = row.get(7);
+    if in_recovery {
+        let received = lsn(4).unwrap_or_default();
+        let replayed = lsn(5).unwrap_or_default();
+        pg.flush_lsn = received.max(replayed);
+        pg.replay_lsn = replayed;
+        let checkpoint_tli = row.get::<_, Option<i32>>(8).unwrap_or(0);
+        let recovery_tli = row.get::<_, Option<i32>>(9).unwrap_or(0);
+        let status: Option<String> = row.get(10);
+        let received_tli = row.get::<_, Option<i32>>(11).unwrap_or(0);
+        pg.streaming = status.as_deref() == Some("streaming");
+        pg.timeline = Timeline(checkpoint_tli.max(recovery_tli).max(received_tli).max(1) as u32);
+    } else {
+        pg.flush_lsn = lsn(2).unwrap_or_default();
+        pg.replay_lsn = pg.flush_lsn;
+        pg.timeline = Timeline(row.get::<_, Option<i32>>(3).unwrap_or(1).max(1) as u32);
+        pg.streaming = false;
+        pg.upstream = None;
+        let rows = c.query("SELECT application_name, state, flush_lsn::text FROM pg_stat_replication", &[]).await?;
+        pg.standbys = rows
+            .iter()
+            .map(|r| StandbyState {
+                name: r.get::<_, Option<String>>(0).unwrap_or_default(),
+                streaming: r.get::<_, Option<String>>(1).as_deref() == Some("streaming"),
+                flush_lsn: r.get::<_, Option<String>>(2).as_deref().and_then(parse_lsn).unwrap_or(Lsn(0)),
+            })
+            .collect();
+    }
+    let slots = c
+        .query("SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1", &[])
+        .await?;
+    pg.slots = slots.iter().map(|r| r.get(0)).collect();
+    Ok(())
+}
+
+/// The name a standby that may never exist gets when strict mode has no standby (every
+/// commit then waits).
+pub const BLOCK_NAME: &str = "hashell_no_standby";
+
+/// Reads `synchronous_standby_names` as the daemon writes it: empty, `FIRST n (a, b)`
+/// naming exactly n standbys, or the blocking placeholder.
+pub fn parse_sync_standbys(s: String) -> SyncStandbys {
+    let s = s.trim();
+    if s.is_empty() {
+        return SyncStandbys::Off;
+    }
+    let inner = s
+        .strip_prefix("FIRST")
+        .map(str::trim_start)
+        .and_then(|r| r.split_once('('))
+        .map(|(_, r)| r.trim_end().trim_end_matches(')'))
+        .unwrap_or(s);
+    let names: Vec<String> =
+        inner.split(',').map(|n| n.trim().trim_matches('"').to_string()).filter(|n| !n.is_empty()).collect();
+    if names.len() == 1 && names[0] == BLOCK_NAME {
+        SyncStandbys::Block
+    } else {
+        SyncStandbys::First(names)
+    }
+}
+
+/// The setting for a [`SyncStandbys`]: the inverse of [`parse_sync_standbys`].
+pub fn format_sync_standbys(s: &SyncStandbys) -> String {
+    match s {
+        SyncStandbys::Off => String::new(),
+        SyncStandbys::Block => format!("FIRST 1 (\"{BLOCK_NAME}\")"),
+        SyncStandbys::First(names) => {
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            format!("FIRST {} ({})", names.len(), quoted.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_standby_names_round_trip() {
+        for s in [
+            SyncStandbys::Off,
+            SyncStandbys::Block,
+            SyncStandbys::First(vec!["n2".into()]),
+            SyncStandbys::First(vec!["n2".into(), "n-3".into()]),
+        ] {
+            assert_eq!(parse_sync_standbys(format_sync_standbys(&s)), s);
+        }
+        assert_eq!(parse_sync_standbys("FIRST 2 (a, b)".into()), SyncStandbys::First(vec!["a".into(), "b".into()]));
+    }
+}
