@@ -1,5 +1,6 @@
 //! The local PostgreSQL: reading its files, observing it, and (issue 6) acting on it.
 
+pub mod conf;
 pub mod files;
 pub mod observe;
 #[cfg(any(test, feature = "testing"))]
