@@ -1,4 +1,5 @@
-//! A sweep as a test: every seed of a range runs clean (no violation of S1-S5, L1 met).
+//! A sweep as a test: every seed of a range runs clean (no violation of S1-S5, L1 met),
+//! and the runs exercise what the coverage minimums ask for.
 //!
 //! The range is small by default, because CI also runs the large sweep with the release
 //! binary (`scripts/test.sh`). `SIM_SWEEP=A..B` (seeds) and `SIM_SWEEP_MINUTES=N`
@@ -24,6 +25,7 @@ fn every_seed_of_the_range_is_clean() {
     let minutes: u64 = std::env::var("SIM_SWEEP_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(20);
     let next = AtomicU64::new(a);
     let failures = Mutex::new(Vec::new());
+    let reached: Mutex<std::collections::BTreeMap<&'static str, u64>> = Mutex::default();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
@@ -32,6 +34,13 @@ fn every_seed_of_the_range_is_clean() {
                     return;
                 }
                 let (r, _) = simulator::run(simulator::Params::from_seed(seed, minutes * 60_000, None));
+                let mut reached = reached.lock().unwrap_or_else(|p| p.into_inner());
+                for (k, v) in &r.counters {
+                    if *v > 0 {
+                        *reached.entry(k).or_default() += 1;
+                    }
+                }
+                drop(reached);
                 if !r.ok() {
                     let first = r.violations.first().map_or(String::new(), |v| v.1.clone());
                     failures.lock().unwrap_or_else(|p| p.into_inner()).push((seed, first));
@@ -49,4 +58,19 @@ fn every_seed_of_the_range_is_clean() {
         failures.first(),
         failures.first().map_or(0, |f| f.0)
     );
+    // A timid nemesis, or a change that stops a path from being exercised (a failsafe
+    // that never holds, a fence that never runs), fails too. The range is small, so the
+    // bar is half of `--min-coverage`'s, and shares under 10% are left to the big sweep.
+    let reached = reached.into_inner().unwrap_or_else(|p| p.into_inner());
+    let runs = b - a;
+    let short: Vec<String> = simulator::check::REQUIRED_COVERAGE
+        .iter()
+        .filter(|(_, pct)| *pct >= 10 && runs >= 20)
+        .filter_map(|(k, pct)| {
+            let got = reached.get(k).copied().unwrap_or(0);
+            let need = runs * u64::from(*pct) / 200;
+            (got < need).then(|| format!("{k}: {got} of {runs} runs, need {need}"))
+        })
+        .collect();
+    assert!(short.is_empty(), "coverage below the bar: {short:?}");
 }
