@@ -3,8 +3,8 @@
 //!
 //! The range is small by default, because CI also runs the large sweep with the release
 //! binary (`scripts/test.sh`). `SIM_SWEEP=A..B` (seeds) and `SIM_SWEEP_MINUTES=N`
-//! (simulated minutes per seed) widen it, e.g. to make the sweep the test command of a
-//! mutation run:
+//! (simulated minutes per seed) widen it (or the two lines of `tests/sweep-range.local`),
+//! e.g. to make the sweep the test command of a mutation run:
 //!
 //! ```sh
 //! SIM_SWEEP=0..400 SIM_SWEEP_MINUTES=30 cargo test --release -p simulator --test sweep
@@ -13,8 +13,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// `SIM_SWEEP`, else the first line of `tests/sweep-range.local` (ignored by git; for tools
+/// that do not pass the environment through, such as a mutation-testing run), else 0..40.
+fn setting(var: &str, line: usize, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .or_else(|| {
+            let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sweep-range.local");
+            std::fs::read_to_string(file).ok()?.lines().nth(line).map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| default.to_string())
+}
+
 fn range() -> (u64, u64) {
-    let spec = std::env::var("SIM_SWEEP").unwrap_or_else(|_| "0..40".into());
+    let spec = setting("SIM_SWEEP", 0, "0..40");
     let parsed = spec.split_once("..").and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     parsed.unwrap_or_else(|| panic!("SIM_SWEEP={spec:?}: expected A..B, e.g. 0..400"))
 }
@@ -22,7 +34,7 @@ fn range() -> (u64, u64) {
 #[test]
 fn every_seed_of_the_range_is_clean() {
     let (a, b) = range();
-    let minutes: u64 = std::env::var("SIM_SWEEP_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(20);
+    let minutes: u64 = setting("SIM_SWEEP_MINUTES", 1, "20").parse().unwrap_or(20);
     let next = AtomicU64::new(a);
     let failures = Mutex::new(Vec::new());
     let reached: Mutex<std::collections::BTreeMap<&'static str, u64>> = Mutex::default();
