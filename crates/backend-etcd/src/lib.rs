@@ -166,20 +166,6 @@ fn expect_compare(full_key: &str, e: Expect) -> Option<Compare> {
     }
 }
 
-fn check_writes(writes: &[Write]) -> Result<(), DcsError> {
-    for w in writes {
-        if matches!(w.key, Key::Leader | Key::Term | Key::Events) {
-            return Err(DcsError::Invalid(format!("{} cannot be written this way", w.key.path())));
-        }
-        if let Some(v) = &w.value {
-            if v.key() != w.key {
-                return Err(DcsError::Invalid(format!("value for {} written to {}", v.key().path(), w.key.path())));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn too_big(bytes: &[u8], what: &str) -> Result<(), DcsError> {
     if bytes.len() > MAX_VALUE_BYTES {
         return Err(DcsError::Invalid(format!(
@@ -388,7 +374,7 @@ impl EtcdDcs {
     }
 
     fn write_ops(&self, writes: &[Write]) -> Result<(Vec<Compare>, Vec<TxnOp>), DcsError> {
-        check_writes(writes)?;
+        Write::check_shape(writes)?;
         let mut cmp = Vec::new();
         let mut ops = Vec::new();
         for w in writes {

@@ -151,14 +151,21 @@ async fn all_fail_within_bound(d: &EtcdDcs, g: &LeaderGuard, bound: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn frozen_etcd_fails_within_the_bound_and_recovers() {
+/// A fresh etcd, and node `a` holding the leader record (ttl 10 s) with a client whose
+/// operations are bounded by `timeout_ms`.
+async fn leader_with_short_timeout(timeout_ms: u64) -> (Arc<EtcdServer>, EtcdHarness, EtcdDcs, LeaderGuard) {
     let server = Arc::new(EtcdServer::start());
     let mut h = EtcdHarness::fresh(&server);
-    h.timeout = Duration::from_millis(1_000);
+    h.timeout = Duration::from_millis(timeout_ms);
     let a = h.connect("a", &server.endpoint()).await;
     grant(a.execute(&acquire("a", 1, 10_000, 0)).await);
     let g = guard(&a).await;
+    (server, h, a, g)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frozen_etcd_fails_within_the_bound_and_recovers() {
+    let (server, h, a, g) = leader_with_short_timeout(1_000).await;
     server.freeze();
     all_fail_within_bound(&a, &g, h.timeout).await;
     server.thaw();
@@ -178,12 +185,7 @@ async fn frozen_etcd_fails_within_the_bound_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarted_etcd_fails_cleanly_and_recovers() {
-    let server = Arc::new(EtcdServer::start());
-    let mut h = EtcdHarness::fresh(&server);
-    h.timeout = Duration::from_millis(1_000);
-    let a = h.connect("a", &server.endpoint()).await;
-    grant(a.execute(&acquire("a", 1, 10_000, 0)).await);
-    let g = guard(&a).await;
+    let (server, h, a, g) = leader_with_short_timeout(1_000).await;
     server.kill();
     all_fail_within_bound(&a, &g, h.timeout).await;
     server.restart();
@@ -261,12 +263,7 @@ async fn password_authentication() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcd_killed_mid_write_gives_a_bounded_unknown_outcome() {
-    let server = Arc::new(EtcdServer::start());
-    let mut h = EtcdHarness::fresh(&server);
-    h.timeout = Duration::from_millis(1_500);
-    let a = h.connect("a", &server.endpoint()).await;
-    grant(a.execute(&acquire("a", 1, 10_000, 0)).await);
-    let g = guard(&a).await;
+    let (server, h, a, g) = leader_with_short_timeout(1_500).await;
     let status =
         |lsn| Value::Status(StatusRecord { leader: "a".into(), term: Term(1), lsn: Lsn(lsn), ..Default::default() });
     a.execute(&DcsOp::LeaderWrite { guard: g.clone(), writes: vec![Write::put(status(1), Expect::Any)] })

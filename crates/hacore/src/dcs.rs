@@ -353,6 +353,22 @@ pub struct Write {
 }
 
 impl Write {
+    /// Checks what every store must refuse whatever its state: writes to keys with their
+    /// own operations (`leader`, `term`, `events`), and a value stored under another key.
+    pub fn check_shape(writes: &[Write]) -> Result<(), DcsError> {
+        for w in writes {
+            if matches!(w.key, Key::Leader | Key::Term | Key::Events) {
+                return Err(DcsError::Invalid(format!("{} cannot be written this way", w.key.path())));
+            }
+            if let Some(v) = &w.value {
+                if v.key() != w.key {
+                    return Err(DcsError::Invalid(format!("value for {} written to {}", v.key().path(), w.key.path())));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Put `value` under its key if the key is in state `expect`.
     pub fn put(value: Value, expect: Expect) -> Write {
         Write { key: value.key(), value: Some(value), expect }

@@ -262,15 +262,8 @@ impl MemStore {
     }
 
     fn check_writes(&self, writes: &[Write]) -> Result<(), DcsError> {
+        Write::check_shape(writes)?;
         for w in writes {
-            if matches!(w.key, Key::Leader | Key::Term | Key::Events) {
-                return Err(DcsError::Invalid(format!("{} cannot be written this way", w.key.path())));
-            }
-            if let Some(v) = &w.value {
-                if v.key() != w.key {
-                    return Err(DcsError::Invalid(format!("value for {} written to {}", v.key().path(), w.key.path())));
-                }
-            }
             if !self.holds(&w.key, w.expect) {
                 return Err(DcsError::Conflict(format!("{} is not in the expected state", w.key.path())));
             }

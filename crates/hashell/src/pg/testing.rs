@@ -53,6 +53,22 @@ fn chown(path: &Path) {
 
 static N: AtomicU64 = AtomicU64::new(0);
 
+/// A new empty temp directory owned by the user PostgreSQL runs as.
+fn fresh_root() -> PathBuf {
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let root = std::env::temp_dir().join(format!("hashell-pg-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("temp dir");
+    chown(&root);
+    root
+}
+
+/// Appends settings to `postgresql.conf` (later lines win).
+fn append_conf(data: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).expect("conf");
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("conf");
+}
+
 /// One PostgreSQL instance.
 pub struct PgInstance {
     /// Temp directory holding data, socket and log.
@@ -66,11 +82,7 @@ pub struct PgInstance {
 impl PgInstance {
     /// initdb (checksums on, trust auth on loopback) without starting.
     pub fn initdb() -> PgInstance {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("hashell-pg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("temp dir");
-        chown(&root);
+        let root = fresh_root();
         let data = root.join("data");
         let out = pg_command("initdb")
             .arg("-D")
@@ -84,19 +96,14 @@ impl PgInstance {
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 5\nfsync = off\n",
             root.display()
         );
-        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).expect("conf");
-        std::io::Write::write_all(&mut f, conf.as_bytes()).expect("conf");
+        append_conf(&data, &conf);
         PgInstance { root, data, port }
     }
 
     /// A standby of `primary` made with pg_basebackup -R (streaming, `application_name` =
     /// `name`, following member `n1`), not started.
     pub fn clone_from(primary: &PgInstance, name: &str) -> PgInstance {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("hashell-pg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("temp dir");
-        chown(&root);
+        let root = fresh_root();
         let data = root.join("data");
         let conninfo = format!("host=127.0.0.1 port={} user=postgres application_name={name}", primary.port);
         let out = pg_command("pg_basebackup")
