@@ -454,6 +454,18 @@ impl World {
         None
     }
 
+    /// The guard kills node `i`'s whole PostgreSQL instance.
+    fn guard_kills(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.pg.running = false;
+        n.pg.streaming = false;
+        n.pg.hung = false;
+        let name = n.name.clone();
+        self.check.count("guard_fired");
+        self.check.count("primary_fenced");
+        self.trace.event(self.now, "guard_fired", &[("node", &name)]);
+    }
+
     fn after_event(&mut self) {
         // A guard whose deadline has passed kills any primary instance that is (or comes
         // back) up, a late start included, until it is re-armed.
@@ -461,14 +473,7 @@ impl World {
             let n = &self.nodes[i];
             if let Some((deadline, _)) = n.guard {
                 if n.up && n.pg.running && n.pg.role == Some(Role::Primary) && n.local(self.now) >= deadline {
-                    let name = n.name.clone();
-                    let n = &mut self.nodes[i];
-                    n.pg.running = false;
-                    n.pg.streaming = false;
-                    n.pg.hung = false;
-                    self.check.count("guard_fired");
-                    self.check.count("primary_fenced");
-                    self.trace.event(self.now, "guard_fired", &[("node", &name)]);
+                    self.guard_kills(i);
                 }
             }
         }
@@ -1284,14 +1289,7 @@ impl World {
         }
         // The guard kills the whole instance at its deadline, answering or not.
         if n.local(self.now) >= deadline && n.pg.running && n.pg.role == Some(Role::Primary) {
-            let name = n.name.clone();
-            let n = &mut self.nodes[i];
-            n.pg.running = false;
-            n.pg.streaming = false;
-            n.pg.hung = false;
-            self.check.count("guard_fired");
-            self.check.count("primary_fenced");
-            self.trace.event(self.now, "guard_fired", &[("node", &name)]);
+            self.guard_kills(i);
         }
     }
 
