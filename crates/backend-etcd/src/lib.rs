@@ -114,6 +114,8 @@ pub struct EtcdDcs {
     /// it needs no extra read before a conditioned write.
     seen_leader: Mutex<Option<(Version, NodeName, Term)>>,
     wake: tokio::sync::watch::Receiver<u64>,
+    /// The watch count the last [`Dcs::changed`] returned for: a change is reported once.
+    woke_at: std::sync::atomic::AtomicU64,
     watcher: tokio::task::JoinHandle<()>,
 }
 
@@ -239,6 +241,7 @@ impl EtcdDcs {
             lease: tokio::sync::Mutex::new(LeaseState::default()),
             seen_leader: Mutex::new(None),
             wake,
+            woke_at: std::sync::atomic::AtomicU64::new(0),
             watcher,
         })
     }
@@ -614,10 +617,17 @@ impl Dcs for EtcdDcs {
     }
 
     fn changed(&self) -> impl Future<Output = ()> + Send {
+        use std::sync::atomic::Ordering;
         let mut rx = self.wake.clone();
         async move {
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
+            loop {
+                let count = *rx.borrow_and_update();
+                if self.woke_at.swap(count, Ordering::Relaxed) != count {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }

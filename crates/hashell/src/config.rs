@@ -206,6 +206,31 @@ pub struct PostgresSection {
     pub clone_command: Option<String>,
     /// A command that creates the cluster's first data directory instead of initdb.
     pub bootstrap_command: Option<String>,
+    /// `unix_socket_directories`; the daemon connects to its PostgreSQL through it.
+    #[serde(default = "default_socket_dir")]
+    pub socket_dir: PathBuf,
+    /// Server log written by `pg_ctl -l` (default: `<data_dir>.log`, next to the data
+    /// directory so a re-clone does not lose it).
+    pub log_file: Option<PathBuf>,
+}
+
+impl PostgresSection {
+    /// The server log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.log_file.clone().unwrap_or_else(|| sibling(&self.data_dir, "log"))
+    }
+}
+
+/// `<path>.<ext>` (a sibling of a directory).
+pub fn sibling(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn default_socket_dir() -> PathBuf {
+    PathBuf::from("/var/run/postgresql")
 }
 
 fn default_bin_dir() -> PathBuf {
@@ -323,11 +348,13 @@ pub enum WatchdogMode {
 pub struct GuardSection {
     /// Refuse to keep PostgreSQL writable unless the fencing guard acknowledged the deadline.
     pub required: bool,
+    /// The guard's Unix socket (default: `<data_dir>.guard`, next to the data directory).
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for GuardSection {
     fn default() -> Self {
-        GuardSection { required: true }
+        GuardSection { required: true, socket: None }
     }
 }
 
@@ -478,6 +505,19 @@ pub fn load(
     })?;
     cfg.validate().map_err(invalid)?;
     Ok(cfg)
+}
+
+impl Credentials {
+    /// The password, from the file or the text (None: none configured).
+    pub fn secret(&self) -> Result<Option<String>, String> {
+        match (&self.password, &self.password_file) {
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|t| Some(t.lines().next().unwrap_or("").to_string()))
+                .map_err(|e| format!("cannot read password_file {}: {e}", f.display())),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Reads and loads a file with the process's environment and the given `--set` pairs.

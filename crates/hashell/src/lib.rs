@@ -1,5 +1,10 @@
 //! The `hashell` daemon and CLI: configuration, and (issue 6) the loop that observes
 //! PostgreSQL and the DCS, calls `hacore::step` and executes its actions.
 
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod guard;
 pub mod pg;
+pub mod run;

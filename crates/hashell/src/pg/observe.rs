@@ -95,8 +95,10 @@ pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
             Ok(Err(e)) => trouble = Some(e),
             Err(_) => trouble = Some(Trouble::QueryFailed(format!("no answer within {:?}", t.timeout))),
         }
-        if !pg.responsive && cd.state == "in production" {
-            // A hung server whose control file says primary may be accepting writes.
+        if !pg.responsive && cd.state == "in production" && !standby_signal {
+            // A hung server whose control file says primary may be accepting writes. With
+            // standby.signal it cannot be (PostgreSQL removes the file before it leaves
+            // recovery); a fresh clone's control file still says "in production".
             pg.in_recovery = Some(false);
         }
     }
@@ -106,7 +108,9 @@ pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
     (pg, trouble)
 }
 
-async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
+/// Opens a connection to the local server as the superuser, with `statement_timeout` set;
+/// the connection task runs until the client is dropped.
+pub async fn connect(t: &PgTarget, statement_timeout: Duration) -> Result<tokio_postgres::Client, String> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&t.host)
         .port(t.port)
@@ -114,16 +118,18 @@ async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
         .dbname("postgres")
         .application_name("hashell")
         .connect_timeout(t.timeout)
-        .options(format!("-c statement_timeout={}", t.timeout.as_millis().max(1)));
+        .options(format!("-c statement_timeout={}", statement_timeout.as_millis().max(1)));
     if let Some(p) = &t.password {
         cfg.password(p);
     }
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| Trouble::CannotConnect(e.to_string()))?;
-    let conn = tokio::spawn(conn);
-    let r = run_queries(&client, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()));
-    drop(client);
-    let _ = conn.await;
-    r
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
+    let client = connect(t, t.timeout).await.map_err(Trouble::CannotConnect)?;
+    run_queries(&client, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()))
 }
 
 async fn run_queries(c: &tokio_postgres::Client, pg: &mut PgObservation) -> Result<(), tokio_postgres::Error> {

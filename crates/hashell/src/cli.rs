@@ -1,0 +1,165 @@
+//! The command line: `hashell config check|example`, `run`, `init`, and the hidden `guard`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hashell", version, about = "PostgreSQL high availability, proved in a simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check or print configuration files.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+    /// Run the daemon.
+    Run {
+        /// Configuration file.
+        config: PathBuf,
+        /// Override a key: --set postgresql.port=5433 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Write the cluster's initial settings ([settings]) to the DCS; refuses if it has some.
+    Init {
+        /// Configuration file.
+        config: PathBuf,
+        /// Override a key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// The fencing guard (started by the daemon; not for direct use).
+    #[command(hide = true)]
+    Guard {
+        /// Unix socket to serve.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Data directory of the instance to fence.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE (with the environment's HASHELL_* overrides and --set flags).
+    Check {
+        /// Configuration file.
+        file: PathBuf,
+        /// Override a key: --set postgresql.port=5433 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print a commented example with every key.
+    Example,
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, String> {
+    sets.iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| format!("--set {s:?}: write KEY=VALUE, e.g. --set postgresql.port=5433"))
+        })
+        .collect()
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { what: ConfigCommand::Example } => {
+            print!("{}", crate::config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        Command::Config { what: ConfigCommand::Check { file, set } } => {
+            let sets = match parse_sets(&set) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("hashell: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match crate::config::load_file(&file, &sets) {
+                Ok(c) => {
+                    let store = if c.dcs.etcd.is_some() { "etcd" } else { "dynamodb" };
+                    println!(
+                        "{}: ok (cluster {}, node {}, {store}, ttl {} ms, loop_wait {} ms)",
+                        file.display(),
+                        c.cluster.name,
+                        c.node.name,
+                        c.settings.ttl.0,
+                        c.settings.loop_wait.0
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run { config, set } => {
+            let cfg = match load(&config, &set) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::run::init_logging(&cfg);
+            match runtime().block_on(crate::run::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hashell: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Init { config, set } => {
+            let cfg = match load(&config, &set) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match runtime().block_on(crate::run::init(&cfg)) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hashell: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Guard { socket, data_dir } => match crate::guard::run(&socket, &data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hashell guard: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime (threads, timers)")
+}
+
+fn load(config: &std::path::Path, set: &[String]) -> Result<crate::config::FileConfig, ExitCode> {
+    let sets = parse_sets(set).map_err(|e| {
+        eprintln!("hashell: {e}");
+        ExitCode::from(2)
+    })?;
+    crate::config::load_file(config, &sets).map_err(|e| {
+        eprint!("{e}");
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,610 @@
+//! The daemon's loop: observe (PostgreSQL, one DCS read, the peers, the guard, finished
+//! operations) -> `hacore::step` -> execute the actions in order -> sleep until
+//! `wake_within`, a DCS change, a finished operation or an API request.
+//!
+//! Long PostgreSQL operations (initdb, clone, rewind, start, stop, promote, checkpoint)
+//! run in their own task and report their outcome into the next observation; everything
+//! else runs in order within the batch, which stops at the first failure or passed deadline.
+
+use crate::api::{PeerClient, StatusDoc};
+use crate::config::FileConfig;
+use crate::guard::GuardClient;
+use crate::pg::ctl::PgCtl;
+use crate::pg::observe::{observe, Trouble};
+use backend_etcd::clock::BootClock;
+use hacore::action::Action;
+use hacore::dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, FailsafeMember};
+use hacore::memdcs::Clock;
+use hacore::observation::SyncStandbys;
+use hacore::{
+    step, Done, FailsafeRequest, Failure, Memory, Millis, NodeStatus, Observation, OpId, Outcome, PeerReport,
+    PeerStatus, Reason, StopMode,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, error, info, warn, Instrument};
+
+/// State shared between the loop and the REST API.
+pub struct Shared {
+    /// The core's configuration of this node.
+    pub cfg: hacore::Config,
+    /// Cluster name.
+    pub cluster: String,
+    inner: Mutex<Inner>,
+    /// Wakes the loop early (API requests).
+    pub wake: Notify,
+    clock: BootClock,
+}
+
+#[derive(Default)]
+struct Inner {
+    memory: Memory,
+    status: NodeStatus,
+    running: bool,
+    last_loop: Millis,
+    loop_wait: Millis,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What peers get from `GET /peer`.
+    pub fn peer_status(&self) -> PeerStatus {
+        let i = self.lock();
+        i.status.peer_view(i.running)
+    }
+
+    /// The document of `GET /status`.
+    pub fn status_doc(&self) -> StatusDoc {
+        let now = self.clock.now();
+        let i = self.lock();
+        let s = &i.status;
+        StatusDoc {
+            name: self.cfg.name.clone(),
+            cluster: self.cluster.clone(),
+            role: s.role,
+            running: i.running,
+            term: s.term.0,
+            timeline: s.position.timeline.0,
+            lsn: s.position.lsn.to_string(),
+            leader: s.leader.clone(),
+            writable_for_ms: s.writable_until.filter(|&u| u > now).map(|u| u - now),
+            reason: s.reason,
+            detail: s.detail.clone(),
+            paused: s.paused,
+        }
+    }
+
+    /// Answers a primary's failsafe ping through the core, under the loop's lock.
+    pub fn answer_failsafe(&self, req: &FailsafeRequest) -> bool {
+        let now = self.clock.now();
+        let mut i = self.lock();
+        let (ok, mem) = hacore::answer_failsafe(&self.cfg, &i.memory, req, now);
+        i.memory = mem;
+        ok
+    }
+
+    /// Whether the loop ran recently (3 loop waits, at least 10 s).
+    pub fn loop_alive(&self) -> bool {
+        let i = self.lock();
+        self.clock.now().saturating_sub(i.last_loop) <= (3 * i.loop_wait).max(10_000)
+    }
+}
+
+/// Connects to the store (retried by the loop until it succeeds).
+pub type Connector<D> = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<D, DcsError>> + Send>> + Send + Sync>;
+
+/// One node's daemon.
+pub struct Daemon<D: Dcs + 'static> {
+    file: FileConfig,
+    shared: Arc<Shared>,
+    pg: Arc<PgCtl>,
+    connector: Connector<D>,
+    dcs: Option<Arc<D>>,
+    dcs_error: Option<String>,
+    guard: GuardClient,
+    peers: PeerClient,
+    clock: BootClock,
+    /// Outcomes of long PostgreSQL operations: they wake the loop.
+    tx: mpsc::UnboundedSender<Outcome>,
+    rx: mpsc::UnboundedReceiver<Outcome>,
+    /// Outcomes of informational writes: read at the next loop, never a reason to wake.
+    bg_tx: mpsc::UnboundedSender<Outcome>,
+    bg_rx: mpsc::UnboundedReceiver<Outcome>,
+    outcomes: Vec<Outcome>,
+    long: Option<(OpId, tokio::task::JoinHandle<()>)>,
+    view: Option<ClusterView>,
+    tick: u64,
+    said: Option<(Reason, String)>,
+    trouble: Option<String>,
+    adopted: bool,
+}
+
+fn is_timeout(e: &str) -> bool {
+    e.contains("did not finish within") || e.contains("no answer within") || e.contains("still alive after")
+}
+
+fn failure(e: &str) -> Failure {
+    if is_timeout(e) {
+        Failure::TimedOut
+    } else {
+        Failure::Failed
+    }
+}
+
+impl<D: Dcs + 'static> Daemon<D> {
+    /// A daemon for `file`, reaching the store through `connector`.
+    pub fn new(file: FileConfig, connector: Connector<D>) -> Result<Daemon<D>, String> {
+        let cfg = file.core();
+        cfg.validate().map_err(|e| format!("{e:?}"))?;
+        let pg = Arc::new(PgCtl::new(&file)?);
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the hashell binary: {e}"))?;
+        let socket =
+            file.guard.socket.clone().unwrap_or_else(|| crate::config::sibling(&file.postgresql.data_dir, "guard"));
+        let guard = GuardClient::new(socket, file.postgresql.data_dir.clone(), exe);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (bg_tx, bg_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            cfg,
+            cluster: file.cluster.name.clone(),
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            clock: BootClock,
+        });
+        Ok(Daemon {
+            file,
+            shared,
+            pg,
+            connector,
+            dcs: None,
+            dcs_error: None,
+            guard,
+            peers: PeerClient::default(),
+            clock: BootClock,
+            tx,
+            rx,
+            bg_tx,
+            bg_rx,
+            outcomes: Vec::new(),
+            long: None,
+            view: None,
+            tick: 0,
+            said: None,
+            trouble: None,
+            adopted: false,
+        })
+    }
+
+    /// The state the REST API serves.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn settings(&self) -> hacore::ClusterSettings {
+        let i = self.shared.lock();
+        i.memory.applied.as_ref().map_or_else(|| self.shared.cfg.defaults.clone(), |(_, s)| s.clone())
+    }
+
+    /// Runs the loop forever.
+    pub async fn run(mut self) {
+        loop {
+            self.tick += 1;
+            let term = self.shared.lock().status.term.0;
+            let span = tracing::info_span!("tick", node = %self.shared.cfg.name, term, tick = self.tick);
+            let wake = self.once().instrument(span).await;
+            self.sleep(wake).await;
+        }
+    }
+
+    async fn ensure_dcs(&mut self) {
+        if self.dcs.is_some() {
+            return;
+        }
+        let limit = Duration::from_millis(self.settings().retry_timeout);
+        let r = match tokio::time::timeout(limit, (self.connector)()).await {
+            Ok(r) => r,
+            Err(_) => Err(DcsError::Unavailable(format!("no connection within {limit:?}"))),
+        };
+        match r {
+            Ok(d) => {
+                info!("connected to the DCS");
+                self.dcs = Some(Arc::new(d));
+                self.dcs_error = None;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.dcs_error.as_deref() != Some(msg.as_str()) {
+                    error!(error = %msg, "cannot reach the DCS; nothing is changed on this node until it can");
+                }
+                self.dcs_error = Some(msg);
+            }
+        }
+    }
+
+    async fn ping_peers(&self) -> Vec<PeerReport> {
+        let Some(view) = &self.view else { return Vec::new() };
+        let me = &self.shared.cfg.name;
+        let limit = Duration::from_millis((self.settings().retry_timeout / 2).clamp(200, 1_000));
+        let calls = view.members.iter().filter(|m| &m.value.name != me && !m.value.api_url.is_empty()).map(|m| {
+            let name = m.value.name.clone();
+            let url = format!("{}/peer", m.value.api_url.trim_end_matches('/'));
+            let client = self.peers.clone();
+            async move {
+                let status = match client.call::<PeerStatus>("GET", &url, None, limit).await {
+                    Ok((200, Some(s))) => Some(s),
+                    _ => None,
+                };
+                PeerReport { name, status }
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// One loop: returns how long to sleep at most.
+    async fn once(&mut self) -> Millis {
+        self.ensure_dcs().await;
+        let dcs = self.dcs.clone();
+        let read = async {
+            match &dcs {
+                Some(d) => d.read().await,
+                None => Err(DcsError::Unavailable(self.dcs_error.clone().unwrap_or_else(|| "not connected".into()))),
+            }
+        };
+        let target = self.pg.target.clone();
+        let peers = self.ping_peers();
+        let ((pg, trouble), view, peers) = tokio::join!(observe(&target), read, peers);
+        let guard = self.guard.state().await;
+        let trouble_text = trouble.map(|t| match t {
+            Trouble::CannotConnect(e) => format!("cannot connect to PostgreSQL: {e}"),
+            Trouble::QueryFailed(e) => format!("PostgreSQL query failed: {e}"),
+            Trouble::ControlData(e) => format!("cannot read the data directory: {e}"),
+        });
+        if trouble_text != self.trouble {
+            if let Some(t) = &trouble_text {
+                warn!(trouble = %t, "observing PostgreSQL");
+            }
+            self.trouble = trouble_text;
+        }
+        if let Err(e) = &view {
+            debug!(error = %e, "DCS read failed");
+        }
+        if !self.adopted {
+            self.adopt(&pg, view.as_ref().ok());
+        }
+        while let Ok(o) = self.rx.try_recv() {
+            self.outcomes.push(o);
+        }
+        while let Ok(o) = self.bg_rx.try_recv() {
+            self.outcomes.push(o);
+        }
+        let obs = Observation {
+            pg,
+            dcs: view,
+            peers,
+            outcomes: std::mem::take(&mut self.outcomes),
+            guard,
+            requests: Default::default(),
+            wall_time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let now = self.clock.now();
+        let decision = {
+            let mut i = self.shared.lock();
+            let d = step(&self.shared.cfg, &i.memory, &obs, now);
+            i.memory = d.memory.clone();
+            i.status = d.status.clone();
+            i.running = obs.pg.running;
+            i.last_loop = now;
+            i.loop_wait = d.memory.applied.as_ref().map_or(self.shared.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+            d
+        };
+        if let Ok(v) = obs.dcs {
+            self.view = Some(v);
+        }
+        let st = &decision.status;
+        let said = (st.reason, st.detail.clone());
+        if self.said.as_ref() != Some(&said) {
+            info!(role = ?st.role, reason = %st.reason, detail = %st.detail, leader = ?st.leader, "decision");
+            self.said = Some(said);
+        }
+        for a in &decision.actions {
+            debug!(action = ?a, "action");
+        }
+        self.execute(decision.actions, decision.background_from, st.writable_until).await;
+        decision.wake_within
+    }
+
+    /// What the data directory says at start: standby or not, following whom, and the
+    /// synchronous standbys in effect.
+    fn adopt(&mut self, pg: &hacore::PgObservation, view: Option<&ClusterView>) {
+        let standby = self.file.postgresql.data_dir.join("standby.signal").exists();
+        let upstream = match (&pg.upstream, view) {
+            (Some(name), Some(v)) => v.member(name).and_then(|m| self.pg.upstream(name, &m.value.pg_url).ok()),
+            (Some(_), None) => return, // wait for a view to resolve the upstream
+            (None, _) => None,
+        };
+        let sync = if pg.running { pg.sync_standbys.clone() } else { SyncStandbys::Off };
+        self.pg.adopt(standby, upstream, sync);
+        self.adopted = true;
+    }
+
+    async fn sleep(&mut self, ms: Millis) {
+        let dcs = self.dcs.clone();
+        let changed = async {
+            match &dcs {
+                Some(d) => d.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            _ = changed => {}
+            o = self.rx.recv() => { if let Some(o) = o { self.outcomes.push(o) } }
+            _ = self.shared.wake.notified() => {}
+        }
+    }
+
+    fn upstream_of(&self, name: &str) -> Result<crate::pg::conf::Upstream, String> {
+        let view = self.view.as_ref().ok_or("no DCS view to find the upstream in")?;
+        let m = view.member(name).ok_or_else(|| format!("{name} has no member record"))?;
+        self.pg.upstream(name, &m.value.pg_url)
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>, background_from: usize, writable_until: Option<Millis>) {
+        let mut failed = false;
+        let mut background = Vec::new();
+        for (i, action) in actions.into_iter().enumerate() {
+            if i >= background_from {
+                background.push(action);
+                continue;
+            }
+            let id = action.id();
+            if failed {
+                if let Some(id) = id {
+                    self.outcomes.push(Outcome { id, result: Err(Failure::Skipped) });
+                }
+                continue;
+            }
+            if let Some(deadline) = action.writable_deadline() {
+                if self.clock.now() >= deadline {
+                    warn!(action = ?action, "deadline passed before the action could run");
+                    if let Some(id) = id {
+                        self.outcomes.push(Outcome { id, result: Err(Failure::TimedOut) });
+                    }
+                    failed = true;
+                    continue;
+                }
+            }
+            let result = self.run_action(action, writable_until).await;
+            if let Err(e) = &result {
+                warn!(error = %e.1, "action failed");
+                failed = true;
+            }
+            match (id, result) {
+                (Some(id), Ok(Some(done))) => self.outcomes.push(Outcome { id, result: Ok(done) }),
+                (Some(id), Err((f, _))) => self.outcomes.push(Outcome { id, result: Err(f) }),
+                // A long operation started: its outcome comes when it finishes.
+                _ => {}
+            }
+        }
+        if !background.is_empty() {
+            if let Some(dcs) = self.dcs.clone() {
+                let tx = self.bg_tx.clone();
+                let limit = Duration::from_millis(self.settings().retry_timeout);
+                tokio::spawn(async move {
+                    let calls = background.into_iter().map(|a| {
+                        let dcs = dcs.clone();
+                        async move {
+                            let Action::Dcs { id, op } = a else { return None };
+                            Some(Outcome { id, result: dcs_call(&*dcs, &op, limit).await })
+                        }
+                    });
+                    for o in futures::future::join_all(calls).await.into_iter().flatten() {
+                        let _ = tx.send(o);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Runs one action. `Ok(None)`: a long operation started (its outcome comes later).
+    async fn run_action(
+        &mut self,
+        action: Action,
+        writable_until: Option<Millis>,
+    ) -> Result<Option<Done>, (Failure, String)> {
+        let t = self.shared.cfg.timeouts.clone();
+        let ms = Duration::from_millis;
+        match action {
+            Action::Dcs { op, .. } => {
+                let Some(dcs) = self.dcs.clone() else {
+                    return Err((Failure::Unavailable, "not connected to the DCS".into()));
+                };
+                let mut limit = self.settings().retry_timeout;
+                if let Some(u) = writable_until {
+                    limit = limit.min(u.saturating_sub(self.clock.now()));
+                }
+                dcs_call(&*dcs, &op, ms(limit)).await.map(Some).map_err(|f| (f, format!("DCS {}", op_name(&op))))
+            }
+            Action::ArmGuard { deadline, term, .. } => {
+                self.guard.arm(deadline, term).await.map(|()| Some(Done::Ok)).map_err(|e| (Failure::Failed, e))
+            }
+            Action::FailsafePing { term, ttl, members, .. } => Ok(Some(self.failsafe_round(term, ttl, members).await?)),
+            Action::Follow { upstream } => {
+                let u = match &upstream {
+                    Some(name) => Some(self.upstream_of(name).map_err(|e| (Failure::Failed, e))?),
+                    None => None,
+                };
+                info!(upstream = ?upstream, "following");
+                self.pg.set_desired(|d| {
+                    d.standby = true;
+                    d.upstream = u;
+                });
+                self.pg.apply_files().await.map(|_| None).map_err(|e| (Failure::Failed, e))
+            }
+            Action::SetSyncStandbys(s) => {
+                info!(sync = ?s, "synchronous_standby_names");
+                self.pg.set_desired(|d| d.sync = s);
+                self.pg.apply_files().await.map(|_| None).map_err(|e| (Failure::Failed, e))
+            }
+            Action::CreateSlot { name } => {
+                self.pg.create_slot(&name).await.map(|()| None).map_err(|e| (Failure::Failed, e))
+            }
+            Action::DropSlot { name } => {
+                self.pg.drop_slot(&name).await.map(|()| None).map_err(|e| (Failure::Failed, e))
+            }
+            long => {
+                let id = long.id().unwrap_or(OpId(0));
+                let pg = self.pg.clone();
+                // Resolve members now, while the view is at hand.
+                let source = match &long {
+                    Action::Clone { from, .. } | Action::Rewind { from, .. } => {
+                        Some(self.upstream_of(from).map_err(|e| (Failure::Failed, e))?)
+                    }
+                    Action::StartReplica { upstream: Some(u), .. } => {
+                        Some(self.upstream_of(u).map_err(|e| (Failure::Failed, e))?)
+                    }
+                    _ => None,
+                };
+                if let Some((old, handle)) = self.long.take() {
+                    if !handle.is_finished() {
+                        handle.abort();
+                        warn!(op = old.0, "a running PostgreSQL operation was superseded");
+                        let _ = self.tx.send(Outcome { id: old, result: Err(Failure::Failed) });
+                    }
+                }
+                info!(action = ?long, "PostgreSQL operation started");
+                let tx = self.tx.clone();
+                let handle = tokio::spawn(
+                    async move {
+                        let started = std::time::Instant::now();
+                        let r = run_long(&pg, long, source, &t).await;
+                        match &r {
+                            Ok(d) => info!(done = ?d, ms = started.elapsed().as_millis() as u64, "PostgreSQL operation finished"),
+                            Err(e) => warn!(error = %e, "PostgreSQL operation failed"),
+                        }
+                        let result = r.map_err(|e| failure(&e));
+                        let _ = tx.send(Outcome { id, result });
+                    }
+                    .in_current_span(),
+                );
+                self.long = Some((id, handle));
+                Ok(None)
+            }
+        }
+    }
+
+    async fn failsafe_round(
+        &self,
+        term: hacore::Term,
+        ttl: Millis,
+        members: Vec<FailsafeMember>,
+    ) -> Result<Done, (Failure, String)> {
+        let sent_at = self.clock.now();
+        let me = self.shared.cfg.name.clone();
+        let req = FailsafeRequest { leader: me.clone(), term, ttl };
+        let body = serde_json::to_vec(&req).unwrap_or_default();
+        let limit = Duration::from_millis((self.settings().retry_timeout / 2).clamp(200, 1_000));
+        let calls = members.iter().filter(|m| m.name != me).map(|m| {
+            let url = format!("{}/failsafe", m.api_url.trim_end_matches('/'));
+            let client = self.peers.clone();
+            let body = body.clone();
+            let name = m.name.clone();
+            async move {
+                match client.call::<serde_json::Value>("POST", &url, Some(body), limit).await {
+                    Ok((200, _)) => Ok(()),
+                    Ok((code, _)) => Err(format!("{name} refused ({code})")),
+                    Err(e) => Err(format!("{name}: {e}")),
+                }
+            }
+        });
+        let refusals: Vec<String> =
+            futures::future::join_all(calls).await.into_iter().filter_map(Result::err).collect();
+        if refusals.is_empty() {
+            Ok(Done::FailsafeAcked { sent_at })
+        } else {
+            Err((Failure::Failed, format!("failsafe round not acknowledged: {}", refusals.join("; "))))
+        }
+    }
+}
+
+fn op_name(op: &DcsOp) -> &'static str {
+    match op {
+        DcsOp::AcquireLeader(_) => "acquire",
+        DcsOp::RenewLeader { .. } => "renew",
+        DcsOp::ReleaseLeader { .. } => "release",
+        DcsOp::TransferLeader { .. } => "transfer",
+        DcsOp::LeaderWrite { .. } => "leader write",
+        DcsOp::KeepAlive { .. } => "keepalive",
+        DcsOp::PublishMember(_) => "publish member",
+        DcsOp::Put(_) => "put",
+        DcsOp::AppendEvent(_) => "append event",
+    }
+}
+
+async fn dcs_call<D: Dcs>(dcs: &D, op: &DcsOp, limit: Duration) -> Result<Done, Failure> {
+    match tokio::time::timeout(limit, dcs.execute(op)).await {
+        Err(_) => Err(Failure::Unavailable),
+        Ok(Ok(DcsReply::Done)) => Ok(Done::Ok),
+        Ok(Ok(DcsReply::Lease(g))) => Ok(Done::Lease(g)),
+        Ok(Err(e)) => {
+            debug!(op = op_name(op), error = %e, "DCS operation failed");
+            Err(Failure::from(&e))
+        }
+    }
+}
+
+async fn run_long(
+    pg: &PgCtl,
+    action: Action,
+    source: Option<crate::pg::conf::Upstream>,
+    t: &hacore::Timeouts,
+) -> Result<Done, String> {
+    let ms = Duration::from_millis;
+    match action {
+        Action::Initdb { .. } => pg.initdb(ms(t.initdb)).await.map(|()| Done::Ok),
+        Action::Clone { .. } => {
+            let from = source.ok_or("no clone source")?;
+            pg.clone_from(&from, ms(t.clone)).await.map(Done::ConsistentAt)
+        }
+        Action::Rewind { .. } => {
+            let from = source.ok_or("no rewind source")?;
+            pg.rewind(&from, ms(t.rewind)).await.map(Done::ConsistentAt)
+        }
+        Action::StartPrimary { sync_standbys, .. } => {
+            pg.set_desired(|d| {
+                d.standby = false;
+                d.upstream = None;
+                d.sync = sync_standbys;
+            });
+            pg.start(ms(t.start)).await?;
+            if let Err(e) = pg.ensure_replication_role().await {
+                warn!(error = %e, "replication user");
+            }
+            Ok(Done::Ok)
+        }
+        Action::StartReplica { .. } => {
+            pg.set_desired(|d| {
+                d.standby = true;
+                d.upstream = source;
+                d.sync = SyncStandbys::Off;
+            });
+            pg.start(ms(t.start)).await.map(|()| Done::Ok)
+        }
+        Action::Stop { mode: StopMode::Fast, .. } => pg.stop_fast(ms(t.stop)).await.map(|()| Done::Ok),
+        Action::Stop { mode: StopMode::Immediate, .. } => pg.stop_immediate(ms(t.stop)).await.map(|()| Done::Ok),
+        Action::Promote { timeline, sync_standbys, .. } => {
+            pg.set_desired(|d| d.sync = sync_standbys);
+            pg.apply_files().await?;
+            pg.promote(timeline, ms(t.promote)).await.map(|()| Done::Ok)
+        }
+        Action::Checkpoint { .. } => pg.sql("CHECKPOINT", ms(t.checkpoint)).await.map(|()| Done::Ok),
+        other => Err(format!("not a long operation: {other:?}")),
+    }
+}

@@ -1,0 +1,259 @@
+//! The fencing guard: a small separate process (`hashell guard`) that holds the daemon's
+//! writable deadline and kills the whole PostgreSQL instance when it passes. It is not
+//! frozen with the daemon (SIGSTOP, stuck IO) and outlives it (SIGKILL): PostgreSQL stops
+//! accepting writes before the lease can pass to another node either way.
+//!
+//! Protocol: one line per request on a Unix socket, one line per answer.
+//! * `arm <deadline> <term>` -> `armed <deadline> <term>`: deadlines are absolute
+//!   CLOCK_BOOTTIME milliseconds, the daemon's own clock.
+//! * `state` -> `armed <deadline> <term>` or `idle`.
+//!
+//! Once the deadline has passed the guard kills any instance that may accept writes (a late
+//! start included) until it is armed again. With no daemon connected and no deadline
+//! ahead it exits, so a daemon that died leaves no guard behind for longer than its lease.
+
+use crate::pg::kill::{kill_instance, maybe_writable};
+use backend_etcd::clock::BootClock;
+use hacore::memdcs::Clock;
+use hacore::{GuardState, Millis, Term};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long the guard lingers without a daemon and without a deadline ahead.
+const LINGER: Millis = 3_000;
+
+#[derive(Default)]
+struct Shared {
+    armed: Option<(Millis, Term)>,
+    connections: usize,
+}
+
+fn answer(shared: &Mutex<Shared>, line: &str) -> String {
+    let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["arm", d, t] => match (d.parse::<Millis>(), t.parse::<u64>()) {
+            (Ok(d), Ok(t)) => {
+                s.armed = Some((d, Term(t)));
+                format!("armed {d} {t}")
+            }
+            _ => "error: write `arm <deadline ms> <term>`".into(),
+        },
+        ["state"] => match s.armed {
+            Some((d, t)) => format!("armed {d} {}", t.0),
+            None => "idle".into(),
+        },
+        _ => "error: unknown request; use `arm <deadline> <term>` or `state`".into(),
+    }
+}
+
+fn serve(stream: UnixStream, shared: Arc<Mutex<Shared>>) {
+    let mut out = match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    shared.lock().unwrap_or_else(|e| e.into_inner()).connections += 1;
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let reply = answer(&shared, &line);
+        if writeln!(out, "{reply}").is_err() {
+            break;
+        }
+    }
+    shared.lock().unwrap_or_else(|e| e.into_inner()).connections -= 1;
+}
+
+/// Runs the guard until it is no longer needed. Blocking, std only: nothing shared with
+/// the daemon's runtime.
+pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let clock = BootClock;
+    let mut idle_since = clock.now();
+    let mut fired_at: Option<Millis> = None;
+    loop {
+        while let Ok((stream, _)) = listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let sh = shared.clone();
+            std::thread::spawn(move || serve(stream, sh));
+        }
+        let now = clock.now();
+        let (armed, connections) = {
+            let s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            (s.armed, s.connections)
+        };
+        if let Some((deadline, term)) = armed {
+            if now >= deadline && maybe_writable(data_dir) {
+                if let Some(pid) = kill_instance(data_dir) {
+                    eprintln!(
+                        "hashell guard: deadline {deadline} (term {}) passed at {now}: killed PostgreSQL {pid} and its processes",
+                        term.0
+                    );
+                    fired_at = Some(now);
+                }
+            }
+        }
+        let needed = connections > 0 || armed.is_some_and(|(d, _)| d > now);
+        if needed {
+            idle_since = now;
+        } else if now.saturating_sub(idle_since) > LINGER {
+            let _ = std::fs::remove_file(socket);
+            if let Some(t) = fired_at {
+                eprintln!("hashell guard: exiting (no daemon, no deadline ahead; last fence at {t})");
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The daemon's side: connects to the guard, starting one when none listens.
+pub struct GuardClient {
+    socket: PathBuf,
+    data_dir: PathBuf,
+    exe: PathBuf,
+    conn: Option<(tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf)>,
+}
+
+const IO_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl GuardClient {
+    /// A client for the guard on `socket` enforcing deadlines on `data_dir`; `exe` is the
+    /// `hashell` binary to start it with.
+    pub fn new(socket: PathBuf, data_dir: PathBuf, exe: PathBuf) -> GuardClient {
+        GuardClient { socket, data_dir, exe, conn: None }
+    }
+
+    async fn connect(&mut self) -> Result<(), String> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let stream = match tokio::net::UnixStream::connect(&self.socket).await {
+            Ok(s) => s,
+            Err(_) => {
+                self.spawn()?;
+                let mut last = String::new();
+                let mut got = None;
+                for _ in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    match tokio::net::UnixStream::connect(&self.socket).await {
+                        Ok(s) => {
+                            got = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                got.ok_or_else(|| format!("the guard did not come up on {}: {last}", self.socket.display()))?
+            }
+        };
+        let (r, w) = stream.into_split();
+        self.conn = Some((tokio::io::BufReader::new(r), w));
+        Ok(())
+    }
+
+    fn spawn(&self) -> Result<(), String> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.socket.with_extension("log"))
+            .map_err(|e| format!("cannot open the guard's log next to {}: {e}", self.socket.display()))?;
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("guard")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe; the guard gets its own session so signals
+        // for the daemon's process group (a terminal's Ctrl-C, a frozen group) miss it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start the guard ({}): {e}", self.exe.display()))?;
+        // Reap it whenever it exits.
+        std::thread::spawn(move || child.wait());
+        Ok(())
+    }
+
+    async fn request(&mut self, line: &str) -> Result<String, String> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        self.connect().await?;
+        let Some((r, w)) = self.conn.as_mut() else { return Err("not connected".into()) };
+        let io = async {
+            w.write_all(format!("{line}\n").as_bytes()).await?;
+            let mut reply = String::new();
+            if r.read_line(&mut reply).await? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the guard closed the connection"));
+            }
+            Ok(reply.trim().to_string())
+        };
+        match tokio::time::timeout(IO_TIMEOUT, io).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(format!("guard: {e}"))
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(format!("guard: no answer within {IO_TIMEOUT:?}"))
+            }
+        }
+    }
+
+    /// What the guard holds; `Lost` when it cannot be reached.
+    pub async fn state(&mut self) -> GuardState {
+        match self.request("state").await.as_deref().map(parse_state) {
+            Ok(Some(s)) => s,
+            _ => GuardState::Lost,
+        }
+    }
+
+    /// Hands the guard a deadline; Ok once it acknowledged exactly that deadline.
+    pub async fn arm(&mut self, deadline: Millis, term: Term) -> Result<(), String> {
+        let reply = self.request(&format!("arm {deadline} {}", term.0)).await?;
+        match parse_state(&reply) {
+            Some(GuardState::Armed { deadline: d, term: t }) if d == deadline && t == term => Ok(()),
+            _ => Err(format!("guard answered {reply:?}")),
+        }
+    }
+}
+
+/// Parses an answer of the guard.
+fn parse_state(reply: &str) -> Option<GuardState> {
+    let w: Vec<&str> = reply.split_whitespace().collect();
+    match w.as_slice() {
+        ["idle"] => Some(GuardState::Armed { deadline: 0, term: Term(0) }),
+        ["armed", d, t] => Some(GuardState::Armed { deadline: d.parse().ok()?, term: Term(t.parse().ok()?) }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers() {
+        let s = Mutex::new(Shared::default());
+        assert_eq!(answer(&s, "state"), "idle");
+        assert_eq!(answer(&s, "arm 1234 7"), "armed 1234 7");
+        assert_eq!(answer(&s, "state"), "armed 1234 7");
+        assert!(answer(&s, "arm soon").starts_with("error"));
+        assert!(answer(&s, "disarm").starts_with("error"));
+        assert_eq!(parse_state("armed 1234 7"), Some(GuardState::Armed { deadline: 1234, term: Term(7) }));
+        assert_eq!(parse_state("idle"), Some(GuardState::Armed { deadline: 0, term: Term(0) }));
+        assert_eq!(parse_state("error: x"), None);
+    }
+}
