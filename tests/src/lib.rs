@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One member.
 pub struct Node {
@@ -307,6 +307,95 @@ pub fn daemon_exe() -> PathBuf {
     exe
 }
 
+/// Seconds since the epoch of the first line of node `i`'s daemon log containing `needle`
+/// (the log's RFC 3339 UTC timestamps).
+pub fn log_time(log: &Path, needle: &str) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(needle))?;
+    parse_rfc3339(line.split_whitespace().next()?)
+}
+
+/// `2026-11-22T08:53:24.569259Z` as a SystemTime.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<u64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (y, m, day) = (d[0] - (d[1] <= 2) as i64, d[1], d[2]);
+    // Days from civil (Howard Hinnant's algorithm).
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let nanos: u64 = format!("{frac:0<9}")[..9].parse().ok()?;
+    let secs = days as u64 * 86_400 + t[0] * 3_600 + t[1] * 60 + t[2];
+    Some(UNIX_EPOCH + Duration::new(secs, nanos as u32))
+}
+
+/// Writes to every node many times a second, each row tagged with the node that took it,
+/// and records the client-side time of every acknowledged commit.
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<SystemTime>>>,
+    names: Vec<String>,
+}
+
+impl Prober {
+    /// Starts one writer per node into table `probe` (created by the caller).
+    pub fn start(c: &Cluster) -> Prober {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = c
+            .nodes
+            .iter()
+            .map(|n| {
+                let (port, name, stop) = (n.pg_port, n.name.clone(), stop.clone());
+                std::thread::spawn(move || probe(port, &name, &stop))
+            })
+            .collect();
+        Prober { stop, threads, names: c.nodes.iter().map(|n| n.name.clone()).collect() }
+    }
+
+    /// Stops and returns each node's acknowledgement times.
+    pub fn finish(self) -> Vec<(String, Vec<SystemTime>)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.names.into_iter().zip(self.threads.into_iter().map(|t| t.join().unwrap_or_default())).collect()
+    }
+}
+
+fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<SystemTime> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut acks = Vec::new();
+    rt.block_on(async {
+        let mut client: Option<tokio_postgres::Client> = None;
+        while !stop.load(Ordering::SeqCst) {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                let conn = format!(
+                    "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1 options='-c statement_timeout=1000'"
+                );
+                client = match tokio::time::timeout(Duration::from_secs(1), tokio_postgres::connect(&conn, tokio_postgres::NoTls)).await {
+                    Ok(Ok((c, conn))) => {
+                        tokio::spawn(conn);
+                        Some(c)
+                    }
+                    _ => None,
+                };
+            }
+            if let Some(c) = &client {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
+                let insert = c.execute("INSERT INTO probe (node) VALUES ($1)", &params);
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    acks.push(SystemTime::now());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    acks
+}
+
 /// PIDs of processes whose command line contains every needle.
 pub fn processes_with(needles: &[&str]) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -334,5 +423,18 @@ impl Drop for Cluster {
             self.kill_postgres(i);
         }
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_timestamps() {
+        let t = parse_rfc3339("2026-11-22T08:53:24.569259Z").unwrap();
+        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap(), Duration::new(1_795_337_604, 569_259_000));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

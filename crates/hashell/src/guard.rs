@@ -11,6 +11,7 @@
 //! Once the deadline has passed the guard kills any instance that may accept writes (a late
 //! start included) until it is armed again. With no daemon connected and no deadline
 //! ahead it exits, so a daemon that died leaves no guard behind for longer than its lease.
+//! It logs to `<socket>.log`.
 
 use crate::pg::kill::{kill_instance, maybe_writable};
 use backend_etcd::clock::BootClock;
@@ -162,7 +163,7 @@ impl GuardClient {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.socket.with_extension("log"))
+            .open(crate::config::sibling(&self.socket, "log"))
             .map_err(|e| format!("cannot open the guard's log next to {}: {e}", self.socket.display()))?;
         let mut cmd = std::process::Command::new(&self.exe);
         cmd.arg("guard")

@@ -13,7 +13,11 @@ use std::time::Duration;
 pub fn init_logging(cfg: &FileConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match cfg.log.format {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Pretty => b.try_init(),
