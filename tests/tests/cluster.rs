@@ -83,3 +83,70 @@ fn a_killed_primary_node_is_replaced_and_rejoins_through_pg_rewind() {
     assert!(log.contains("Rewind"), "the old primary rejoined without a rewind:\n{log}");
     assert_eq!(c.psql(old, "SELECT count(*) FROM t WHERE node = 'diverged'").unwrap(), "0");
 }
+
+#[test]
+fn a_postgres_crash_on_the_primary_is_restarted_in_place() {
+    let c = Cluster::start(Options::default());
+    let p = c.wait_healthy(Duration::from_secs(120));
+    c.psql(p, "CREATE TABLE t (id int primary key)").unwrap();
+    let before = c.postmaster(p).expect("running");
+    let crashed = Instant::now();
+    c.kill_postgres(p);
+    c.wait_for("writes back on the same node", Duration::from_secs(60), |c| {
+        (c.postmaster(p).is_some_and(|pid| pid != before) && c.psql(p, "INSERT INTO t VALUES (1)").is_ok())
+            .then_some(())
+    });
+    eprintln!("writes back {:?} after the crash", crashed.elapsed());
+    assert_eq!(c.wait_healthy(Duration::from_secs(60)), p, "no failover for a crash the leader can repair");
+    let term = c.status(p).unwrap()["term"].as_u64().unwrap();
+    assert_eq!(term, 1, "the leader kept its term");
+}
+
+/// Runs the CLI against node `i`'s configuration.
+fn cli(c: &Cluster, i: usize, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(e2e::daemon_exe())
+        .arg(args[0])
+        .arg(c.nodes[i].root.join("hashell.toml"))
+        .args(&args[1..])
+        .output()
+        .expect("hashell");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn switchover_to_a_named_candidate_then_to_the_best_then_a_manual_failover() {
+    let mut c = Cluster::start(Options::default());
+    let first = c.wait_healthy(Duration::from_secs(120));
+    c.psql(first, "CREATE TABLE probe (id bigserial PRIMARY KEY, node text NOT NULL)").unwrap();
+    let named = (first + 1) % 3;
+    let prober = e2e::Prober::start(&c);
+    std::thread::sleep(Duration::from_secs(1));
+    let (ok, out) = cli(&c, first, &["switchover", "--candidate", &c.nodes[named].name.clone()]);
+    assert!(ok, "switchover failed: {out}\n{}", c.describe());
+    assert_eq!(c.wait_healthy(Duration::from_secs(60)), named, "{out}");
+    std::thread::sleep(Duration::from_secs(1));
+    let acks = prober.finish();
+    let last_old = *acks[first].1.last().unwrap();
+    let first_new = *acks[named].1.iter().find(|&&t| t > last_old).expect("writes on the new primary");
+    assert!(acks[named].1.iter().all(|&t| t > last_old), "both nodes took writes at once");
+    eprintln!("switchover write gap {:?}", first_new.duration_since(last_old).unwrap());
+
+    let (ok, out) = cli(&c, named, &["switchover"]);
+    assert!(ok, "switchover to the best replica failed: {out}");
+    let best = c.wait_healthy(Duration::from_secs(60));
+    assert_ne!(best, named, "{out}");
+
+    // Manual failover: the leader is gone; the operator names who takes over.
+    let target = (0..3).find(|&i| i != best).unwrap();
+    c.kill_daemon(best);
+    for g in c.guards(best) {
+        // SAFETY: this test's guard.
+        unsafe { libc::kill(g, libc::SIGKILL) };
+    }
+    c.kill_postgres(best);
+    let (ok, out) = cli(&c, target, &["failover", "--candidate", &c.nodes[target].name.clone()]);
+    assert!(ok, "manual failover failed: {out}\n{}", c.describe());
+    c.wait_for("the named node to lead", Duration::from_secs(60), |c| (c.primaries() == vec![target]).then_some(()));
+    c.start_daemon(best);
+    assert_eq!(c.wait_healthy(Duration::from_secs(120)), target);
+}

@@ -34,6 +34,28 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Planned switchover: the leader hands over to CANDIDATE (or the best replica).
+    Switchover {
+        /// Configuration file (to find the DCS and cluster).
+        config: PathBuf,
+        /// Member to hand over to (default: the most advanced healthy replica).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Return once the request is written instead of waiting for the new leader.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Manual failover: make CANDIDATE the leader when the current one is gone.
+    Failover {
+        /// Configuration file.
+        config: PathBuf,
+        /// Member to promote.
+        #[arg(long)]
+        candidate: String,
+        /// Return once the request is written.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// The fencing guard (started by the daemon; not for direct use).
     #[command(hide = true)]
     Guard {
@@ -135,6 +157,12 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Switchover { config, candidate, no_wait } => {
+            switchover(&config, hacore::dcs::SwitchoverKind::Switchover, candidate, no_wait)
+        }
+        Command::Failover { config, candidate, no_wait } => {
+            switchover(&config, hacore::dcs::SwitchoverKind::Failover, Some(candidate), no_wait)
+        }
         Command::Guard { socket, data_dir } => match crate::guard::run(&socket, &data_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -142,6 +170,30 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn switchover(
+    config: &std::path::Path,
+    kind: hacore::dcs::SwitchoverKind,
+    candidate: Option<String>,
+    no_wait: bool,
+) -> ExitCode {
+    let cfg = match load(config, &[]) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let limit = std::time::Duration::from_millis(cfg.settings.switchover_timeout.0 + 2 * cfg.settings.ttl.0);
+    let wait = (!no_wait).then_some(limit);
+    match runtime().block_on(crate::run::request_switchover(&cfg, kind, candidate, wait)) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hashell: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

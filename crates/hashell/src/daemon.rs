@@ -282,16 +282,22 @@ impl<D: Dcs + 'static> Daemon<D> {
         while let Ok(o) = self.bg_rx.try_recv() {
             self.outcomes.push(o);
         }
+        let wall_time_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let switchover_due = view
+            .as_ref()
+            .ok()
+            .and_then(|v| v.switchover.as_ref())
+            .and_then(|s| s.value.at_wall_ms)
+            .is_some_and(|at| at <= wall_time_ms);
         let obs = Observation {
             pg,
             dcs: view,
             peers,
             outcomes: std::mem::take(&mut self.outcomes),
             guard,
-            requests: Default::default(),
-            wall_time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            requests: hacore::observation::LocalRequests { switchover_due, reinitialize: false },
+            wall_time_ms,
         };
         let now = self.clock.now();
         let decision = {

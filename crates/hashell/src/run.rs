@@ -5,7 +5,7 @@ use crate::config::{FileConfig, LogFormat};
 use crate::daemon::{Connector, Daemon};
 use backend_etcd::clock::BootClock;
 use backend_etcd::{EtcdConfig, EtcdDcs, EtcdTls};
-use hacore::dcs::{Dcs, DcsOp, Expect, Value, Write};
+use hacore::dcs::{Dcs, DcsOp, Expect, SwitchoverKind, SwitchoverRequest, Value, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,4 +109,74 @@ pub async fn init(cfg: &FileConfig) -> Result<String, String> {
     let op = DcsOp::Put(Write::put(Value::Config(cfg.cluster_settings()), Expect::Absent));
     dcs.execute(&op).await.map_err(|e| e.to_string())?;
     Ok(format!("cluster {} initialized in {}", cfg.cluster.name, dcs.prefix()))
+}
+
+/// `hashell switchover` / `hashell failover`: writes the `switchover` key (refused while
+/// another request is pending) and, with `wait`, follows it until a new leader serves or
+/// the leader rejects it.
+pub async fn request_switchover(
+    cfg: &FileConfig,
+    kind: SwitchoverKind,
+    candidate: Option<String>,
+    wait: Option<Duration>,
+) -> Result<String, String> {
+    let etcd = etcd_config(cfg)?;
+    let dcs = EtcdDcs::connect(&etcd, Arc::new(BootClock)).await.map_err(|e| e.to_string())?;
+    let view = dcs.read().await.map_err(|e| e.to_string())?;
+    let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
+    if let Some(c) = &candidate {
+        if view.member(c).is_none() {
+            let names: Vec<&str> = view.members.iter().map(|m| m.value.name.as_str()).collect();
+            return Err(format!("{c} is not a member of cluster {}; members: {}", cfg.cluster.name, names.join(", ")));
+        }
+    }
+    let from = match kind {
+        SwitchoverKind::Switchover => {
+            Some(leader.clone().ok_or("the cluster has no leader to switch over from; use `hashell failover`")?)
+        }
+        SwitchoverKind::Failover => {
+            if candidate.is_none() {
+                return Err("a failover needs --candidate NODE".into());
+            }
+            None
+        }
+    };
+    if let Some(p) = &view.switchover {
+        return Err(format!(
+            "a {:?} request is already pending ({:?} -> {:?}); wait for it or cancel it",
+            p.value.kind, p.value.from, p.value.to
+        ));
+    }
+    let req = SwitchoverRequest { kind, from: from.clone(), to: candidate.clone(), at_wall_ms: None };
+    dcs.execute(&DcsOp::Put(Write::put(Value::Switchover(req), Expect::Absent)))
+        .await
+        .map_err(|e| format!("cannot write the request: {e}"))?;
+    let what = format!(
+        "{kind:?} from {} to {}",
+        from.as_deref().unwrap_or("(none)"),
+        candidate.as_deref().unwrap_or("the best replica")
+    );
+    let Some(limit) = wait else { return Ok(format!("{what} requested")) };
+    let start = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(v) = dcs.read().await else { continue };
+        let now_leader = v.leader.as_ref().map(|l| l.value.holder.clone());
+        let done = now_leader.is_some()
+            && now_leader != from
+            && candidate.as_ref().is_none_or(|c| now_leader.as_ref() == Some(c));
+        let primary_up = now_leader.as_ref().and_then(|l| v.member(l)).is_some_and(|m| {
+            m.value.role == hacore::dcs::MemberRole::Primary
+                && m.value.leader_term == v.leader.as_ref().map(|l| l.value.term)
+        });
+        if done && primary_up && v.switchover.is_none() {
+            return Ok(format!("{what}: done, {} leads", now_leader.unwrap_or_default()));
+        }
+        if v.switchover.is_none() && !done {
+            return Err(format!("{what}: the leader rejected or abandoned it; see `hashell events` and its log"));
+        }
+        if start.elapsed() > limit {
+            return Err(format!("{what}: not done after {limit:?}; it may still complete"));
+        }
+    }
 }
