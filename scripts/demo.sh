@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# The main job: a local demo cluster.
+# The main job: a local demo cluster. Installs what it needs first (idempotent).
 #
-# Today this runs a simulated 3-node cluster driven by the real decision core (hacore)
-# in virtual time: bootstrap, a primary crash, the failover and the old primary's return,
-# printed as a trace. The real daemon managing real PostgreSQL and etcd arrives with
-# issue #6, and this script will then start three real nodes on loopback.
+# Starts an etcd and three hashell daemons with real PostgreSQL 15 on loopback in a temp
+# directory, shows the cluster, writes continuously, kills the primary's whole node, shows
+# the failover and the measured write gap, brings the old primary back as a replica, and
+# cleans up. Pass --keep to keep the logs and data.
 #
-#   ./scripts/demo.sh
+#   ./scripts/demo.sh [--keep]
+#
+# The simulated version (virtual time, no servers): cargo run --release -p simulator --example demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_rust_components
+ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15
 step "building"
-cargo build -q --release -p simulator --example demo
-step "a simulated 3-node cluster: bootstrap, crash of the primary, failover, rejoin, switchover"
-exec target/release/examples/demo
+cargo build -q --release -p hashell
+step "a real 3-node cluster: bootstrap, crash of the primary, failover, rejoin"
+exec target/release/hashell demo "$@"

@@ -1,41 +1,73 @@
 //! End-to-end tests against real PostgreSQL 15 and real etcd: a harness that starts an
-//! etcd and N `hashell run` daemons (each with its own PostgreSQL data directory, ports and
-//! temp dir), queries them over their REST API and psql, injects faults, and kills every
-//! process it started (daemons, guards, postmasters, etcd) when dropped, also on failure.
+//! etcd and N `hashell run` daemons ([`hashell::local::LocalCluster`], each node with its
+//! own data directory and ports), queries them over their REST API and psql, injects
+//! faults, and kills every process it started (daemons, guards, postmasters, etcd) when
+//! dropped, also on failure.
 
-use backend_etcd::testing::EtcdServer;
-use hashell::pg::testing::{free_port, pg_bin, run_as};
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use backend_etcd::server::EtcdServer;
+pub use hashell::local::{processes_with, LocalCluster, LocalOptions};
+use hashell::pg::testing::pg_bin;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// One member.
-pub struct Node {
-    /// Member name.
-    pub name: String,
-    /// Its temp directory (data, socket, logs, config).
-    pub root: PathBuf,
-    /// PostgreSQL port.
-    pub pg_port: u16,
-    /// REST API port.
-    pub api_port: u16,
-    daemon: Option<Child>,
+/// A TCP proxy between one node and etcd that can cut the path (a partition between that
+/// node and the store only): when cut, open connections are shut down and new ones closed
+/// at once.
+pub struct CutProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
-impl Node {
-    /// The data directory.
-    pub fn data(&self) -> PathBuf {
-        self.root.join("data")
+impl CutProxy {
+    /// Listens on a free port and forwards to `upstream` on loopback.
+    pub fn start(upstream: u16) -> CutProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let pairs = [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())];
+                if let Ok(mut list) = o.lock() {
+                    list.extend([client.try_clone(), server.try_clone()].into_iter().flatten());
+                }
+                for (from, to) in pairs {
+                    if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            }
+        });
+        CutProxy { port, cut, open }
     }
-    /// The daemon's log.
-    pub fn log(&self) -> PathBuf {
-        self.root.join("daemon.log")
+
+    /// The endpoint to give the node.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
-    fn config(&self) -> PathBuf {
-        self.root.join("hashell.toml")
+
+    /// Cuts (true) or restores (false) the path.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            if let Ok(mut list) = self.open.lock() {
+                for s in list.drain(..) {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        }
     }
 }
 
@@ -54,38 +86,31 @@ impl Default for Options {
     }
 }
 
-/// An etcd and N daemons.
+/// An etcd and N daemons ([`LocalCluster`]), each node reaching etcd through its own
+/// [`CutProxy`].
 pub struct Cluster {
+    /// The daemons.
+    pub local: LocalCluster,
+    /// Each node's path to etcd.
+    paths: Vec<CutProxy>,
     /// The store.
     pub etcd: EtcdServer,
-    /// Members, `n1`..
-    pub nodes: Vec<Node>,
-    root: PathBuf,
 }
 
-static N: AtomicU64 = AtomicU64::new(0);
-
-fn chown(path: &Path) {
-    if let Some((uid, gid)) = run_as() {
-        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+impl std::ops::Deref for Cluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.local
     }
 }
 
-/// A minimal HTTP/1.0 request; returns (status, body).
-pub fn http(method: &str, port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((code, body))
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut LocalCluster {
+        &mut self.local
+    }
 }
+
+static N: AtomicU64 = AtomicU64::new(0);
 
 impl Cluster {
     /// Starts etcd and `opts.nodes` daemons (not waiting for anything).
@@ -93,135 +118,30 @@ impl Cluster {
         let etcd = EtcdServer::start();
         let n = N.fetch_add(1, Ordering::SeqCst);
         let root = std::env::temp_dir().join(format!("hashell-e2e-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("temp dir");
-        chown(&root);
-        let mut c = Cluster { etcd, nodes: Vec::new(), root };
-        for i in 1..=opts.nodes {
-            let node = Node {
-                name: format!("n{i}"),
-                root: c.root.join(format!("n{i}")),
-                pg_port: free_port(),
-                api_port: free_port(),
-                daemon: None,
-            };
-            std::fs::create_dir_all(&node.root).expect("node dir");
-            chown(&node.root);
-            std::fs::write(node.config(), c.config_text(&node, &opts)).expect("config");
-            chown(&node.config());
-            c.nodes.push(node);
-        }
-        for i in 0..c.nodes.len() {
+        let paths: Vec<CutProxy> = (0..opts.nodes).map(|_| CutProxy::start(etcd.port())).collect();
+        let local_opts = LocalOptions {
+            exe: daemon_exe(),
+            bin_dir: pg_bin(),
+            endpoints: paths.iter().map(CutProxy::endpoint).collect(),
+            settings: format!("{}{}", hashell::local::FAST_SETTINGS, opts.settings),
+            log_level: "info,hashell=debug".into(),
+        };
+        let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Cluster { local, paths, etcd };
+        for i in 0..opts.nodes {
             c.start_daemon(i);
         }
         c
     }
 
-    fn config_text(&self, n: &Node, opts: &Options) -> String {
-        format!(
-            r#"[cluster]
-name = "e2e"
-[node]
-name = "{name}"
-[dcs.etcd]
-endpoints = ["{etcd}"]
-[postgresql]
-bin_dir = "{bin}"
-data_dir = "{data}"
-socket_dir = "{root}"
-port = {pg}
-connect_address = "127.0.0.1:{pg}"
-pg_hba = ["local all all trust", "host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"]
-[postgresql.superuser]
-username = "postgres"
-[postgresql.replication]
-username = "replicator"
-[postgresql.parameters]
-fsync = false
-shared_buffers = "16MB"
-max_wal_senders = 10
-wal_keep_size = "64MB"
-[rest]
-listen = "127.0.0.1:{api}"
-connect_address = "127.0.0.1:{api}"
-[settings]
-ttl = "10s"
-loop_wait = "1s"
-retry_timeout = "2s"
-{settings}
-[log]
-level = "info,hashell=debug"
-"#,
-            name = n.name,
-            etcd = self.etcd.endpoint(),
-            bin = pg_bin().display(),
-            data = n.data().display(),
-            root = n.root.display(),
-            pg = n.pg_port,
-            api = n.api_port,
-            settings = opts.settings,
-        )
-    }
-
-    /// Starts (or restarts) node `i`'s daemon as the PostgreSQL user.
+    /// Starts (or restarts) node `i`'s daemon.
     pub fn start_daemon(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(n.log()).expect("log");
-        let mut cmd = Command::new(daemon_exe());
-        cmd.arg("run").arg(n.config()).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
-        cmd.env_remove("RUST_LOG").env("LC_ALL", "C");
-        if let Some((uid, gid)) = run_as() {
-            cmd.uid(uid).gid(gid).env("HOME", &n.root);
-        }
-        n.daemon = Some(cmd.spawn().expect("start hashell"));
+        self.local.start_daemon(i, &daemon_exe()).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// SIGKILLs node `i`'s daemon (its guard and PostgreSQL keep running).
-    pub fn kill_daemon(&mut self, i: usize) {
-        if let Some(mut d) = self.nodes[i].daemon.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-    }
-
-    /// Sends `sig` to node `i`'s daemon.
-    pub fn signal_daemon(&self, i: usize, sig: libc::c_int) {
-        if let Some(d) = &self.nodes[i].daemon {
-            // SAFETY: kill(2) on a child we started.
-            unsafe { libc::kill(d.id() as i32, sig) };
-        }
-    }
-
-    /// PID of node `i`'s postmaster, if one runs.
-    pub fn postmaster(&self, i: usize) -> Option<i32> {
-        hashell::pg::files::postmaster_pid(&self.nodes[i].data()).filter(|&p| hashell::pg::files::is_postgres(p))
-    }
-
-    /// SIGKILLs every PostgreSQL process of node `i` (a crash).
-    pub fn kill_postgres(&self, i: usize) {
-        hashell::pg::kill::kill_instance(&self.nodes[i].data());
-    }
-
-    /// PIDs of node `i`'s fencing guards.
-    pub fn guards(&self, i: usize) -> Vec<i32> {
-        let needle = format!("{}", self.nodes[i].data().display());
-        processes_with(&["guard", &needle])
-    }
-
-    /// `GET /status` of node `i`.
-    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let (_, body) = http("GET", self.nodes[i].api_port, "/status", "")?;
-        serde_json::from_str(&body).ok()
-    }
-
-    /// The status code of `GET path` on node `i`.
-    pub fn probe(&self, i: usize, path: &str) -> Option<u16> {
-        http("GET", self.nodes[i].api_port, path, "").map(|(c, _)| c)
-    }
-
-    /// Nodes answering 200 on `/primary`.
-    pub fn primaries(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.probe(i, "/primary") == Some(200)).collect()
+    /// Node `i`'s path to etcd.
+    pub fn dcs_path(&self, i: usize) -> &CutProxy {
+        &self.paths[i]
     }
 
     /// Runs SQL on node `i` through psql (as the superuser, 10 s statement timeout).
@@ -247,19 +167,10 @@ level = "info,hashell=debug"
                 return t;
             }
             if start.elapsed() > limit {
-                panic!("timed out after {limit:?} waiting for {what}\n{}", self.describe());
+                panic!("timed out after {limit:?} waiting for {what}\n{}", self.table());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// Every node's status, for failure messages.
-    pub fn describe(&self) -> String {
-        let mut out = String::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            out.push_str(&format!("{}: {}\n", n.name, self.status(i).map_or("no answer".into(), |s| s.to_string())));
-        }
-        out
     }
 
     /// Waits for one primary and every other member streaming from it through its slot,
@@ -297,14 +208,16 @@ level = "info,hashell=debug"
     }
 }
 
-/// The daemon binary built with this package: next to the test binary's `deps` directory
-/// (cargo builds a package's binaries before running its integration tests).
-pub fn daemon_exe() -> PathBuf {
-    let me = std::env::current_exe().expect("test binary path");
-    let dir = me.parent().and_then(Path::parent).expect("target directory");
-    let exe = dir.join("hashell-under-test");
-    assert!(exe.exists(), "{} is missing: run the tests with cargo (it builds the binary first)", exe.display());
-    exe
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        if std::env::var_os("E2E_KEEP").is_some() {
+            eprintln!("E2E_KEEP: logs kept in {}", self.local.root.display());
+            self.local.keep(true);
+        }
+    }
 }
 
 /// Seconds since the epoch of the first line of node `i`'s daemon log containing `needle`
@@ -336,11 +249,22 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 }
 
 /// Writes to every node many times a second, each row tagged with the node that took it,
-/// and records the client-side time of every acknowledged commit.
+/// and records the client-side time and row id of every acknowledged commit.
 pub struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<SystemTime>>>,
+    threads: Vec<std::thread::JoinHandle<Vec<(SystemTime, i64)>>>,
     names: Vec<String>,
+}
+
+/// The acknowledged commits of one node.
+#[derive(Clone, Debug, Default)]
+pub struct Acks {
+    /// Member name.
+    pub node: String,
+    /// Client-side time of each acknowledgement (after the commit), in order.
+    pub times: Vec<SystemTime>,
+    /// The `probe.id` of each acknowledged row.
+    pub ids: Vec<i64>,
 }
 
 impl Prober {
@@ -358,14 +282,21 @@ impl Prober {
         Prober { stop, threads, names: c.nodes.iter().map(|n| n.name.clone()).collect() }
     }
 
-    /// Stops and returns each node's acknowledgement times.
-    pub fn finish(self) -> Vec<(String, Vec<SystemTime>)> {
+    /// Stops and returns each node's acknowledged commits.
+    pub fn finish(self) -> Vec<Acks> {
         self.stop.store(true, Ordering::SeqCst);
-        self.names.into_iter().zip(self.threads.into_iter().map(|t| t.join().unwrap_or_default())).collect()
+        self.names
+            .into_iter()
+            .zip(self.threads)
+            .map(|(node, t)| {
+                let (times, ids) = t.join().unwrap_or_default().into_iter().unzip();
+                Acks { node, times, ids }
+            })
+            .collect()
     }
 }
 
-fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<SystemTime> {
+fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<(SystemTime, i64)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut acks = Vec::new();
     rt.block_on(async {
@@ -385,9 +316,9 @@ fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<Sys
             }
             if let Some(c) = &client {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
-                let insert = c.execute("INSERT INTO probe (node) VALUES ($1)", &params);
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), insert).await {
-                    acks.push(SystemTime::now());
+                let insert = c.query_one("INSERT INTO probe (node) VALUES ($1) RETURNING id", &params);
+                if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    acks.push((SystemTime::now(), row.get::<_, i64>(0)));
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -396,34 +327,20 @@ fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<Sys
     acks
 }
 
-/// PIDs of processes whose command line contains every needle.
-pub fn processes_with(needles: &[&str]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            needles.iter().all(|n| cmd.contains(n))
-        })
-        .collect()
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_logs();
-        }
-        for i in 0..self.nodes.len() {
-            self.signal_daemon(i, libc::SIGCONT);
-            self.kill_daemon(i);
-            for g in self.guards(i) {
-                // SAFETY: kill(2) on a guard this cluster's daemon started.
-                unsafe { libc::kill(g, libc::SIGKILL) };
-            }
-            self.kill_postgres(i);
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
+/// The daemon binary built with this package: next to the test binary's `deps` directory
+/// (cargo builds a package's binaries before running its integration tests).
+pub fn daemon_exe() -> PathBuf {
+    let me = std::env::current_exe().expect("test binary path");
+    // A test binary sits in target/<profile>/deps, a binary of this package next to it.
+    let exe = me
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("hashell-under-test"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("hashell-under-test"));
+    assert!(exe.exists(), "{} is missing: run the tests with cargo (it builds the binary first)", exe.display());
+    exe
 }
 
 #[cfg(test)]

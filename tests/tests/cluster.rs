@@ -12,7 +12,7 @@ fn three_nodes_bootstrap_into_one_primary_and_two_streaming_replicas_with_slots(
         .unwrap();
     let mut want: Vec<String> = (0..3).filter(|&i| i != p).map(|i| c.nodes[i].name.clone()).collect();
     want.sort();
-    assert_eq!(slots, want.join(","), "each replica streams through its own slot\n{}", c.describe());
+    assert_eq!(slots, want.join(","), "each replica streams through its own slot\n{}", c.table());
     c.psql(p, "CREATE TABLE t (id int primary key, node text); INSERT INTO t VALUES (1, 'first')").unwrap();
     for i in (0..3).filter(|&i| i != p) {
         c.wait_for("the row on every replica", Duration::from_secs(20), |c| {
@@ -58,10 +58,7 @@ fn a_killed_primary_node_is_replaced_and_rejoins_through_pg_rewind() {
     c.psql(old, "INSERT INTO t SELECT g, 'diverged' FROM generate_series(100, 199) g").unwrap();
     let killed = Instant::now();
     c.kill_daemon(old);
-    for g in c.guards(old) {
-        // SAFETY: the guard of this test's node.
-        unsafe { libc::kill(g, libc::SIGKILL) };
-    }
+    c.kill_guards(old);
     c.kill_postgres(old);
     for &i in &replicas {
         signal_walreceiver(&c, i, libc::SIGCONT);
@@ -122,13 +119,13 @@ fn switchover_to_a_named_candidate_then_to_the_best_then_a_manual_failover() {
     let prober = e2e::Prober::start(&c);
     std::thread::sleep(Duration::from_secs(1));
     let (ok, out) = cli(&c, first, &["switchover", "--candidate", &c.nodes[named].name.clone()]);
-    assert!(ok, "switchover failed: {out}\n{}", c.describe());
+    assert!(ok, "switchover failed: {out}\n{}", c.table());
     assert_eq!(c.wait_healthy(Duration::from_secs(60)), named, "{out}");
     std::thread::sleep(Duration::from_secs(1));
     let acks = prober.finish();
-    let last_old = *acks[first].1.last().unwrap();
-    let first_new = *acks[named].1.iter().find(|&&t| t > last_old).expect("writes on the new primary");
-    assert!(acks[named].1.iter().all(|&t| t > last_old), "both nodes took writes at once");
+    let last_old = *acks[first].times.last().unwrap();
+    let first_new = *acks[named].times.iter().find(|&&t| t > last_old).expect("writes on the new primary");
+    assert!(acks[named].times.iter().all(|&t| t > last_old), "both nodes took writes at once");
     eprintln!("switchover write gap {:?}", first_new.duration_since(last_old).unwrap());
 
     let (ok, out) = cli(&c, named, &["switchover"]);
@@ -139,14 +136,39 @@ fn switchover_to_a_named_candidate_then_to_the_best_then_a_manual_failover() {
     // Manual failover: the leader is gone; the operator names who takes over.
     let target = (0..3).find(|&i| i != best).unwrap();
     c.kill_daemon(best);
-    for g in c.guards(best) {
-        // SAFETY: this test's guard.
-        unsafe { libc::kill(g, libc::SIGKILL) };
-    }
+    c.kill_guards(best);
     c.kill_postgres(best);
     let (ok, out) = cli(&c, target, &["failover", "--candidate", &c.nodes[target].name.clone()]);
-    assert!(ok, "manual failover failed: {out}\n{}", c.describe());
+    assert!(ok, "manual failover failed: {out}\n{}", c.table());
     c.wait_for("the named node to lead", Duration::from_secs(60), |c| (c.primaries() == vec![target]).then_some(()));
     c.start_daemon(best);
     assert_eq!(c.wait_healthy(Duration::from_secs(120)), target);
+}
+
+#[test]
+fn synchronous_mode_keeps_every_acknowledged_commit_through_a_primary_crash() {
+    let mut c = Cluster::start(Options { settings: "synchronous_mode = \"on\"".into(), ..Options::default() });
+    let old = c.wait_healthy(Duration::from_secs(120));
+    c.wait_for("a synchronous standby", Duration::from_secs(30), |c| {
+        let s = c.psql(old, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'").ok()?;
+        (s == "1").then_some(())
+    });
+    c.psql(old, "CREATE TABLE probe (id bigserial PRIMARY KEY, node text NOT NULL)").unwrap();
+    let prober = e2e::Prober::start(&c);
+    std::thread::sleep(Duration::from_secs(2));
+    c.kill_daemon(old);
+    c.kill_guards(old);
+    c.kill_postgres(old);
+    let new = c.wait_for("a new primary", Duration::from_secs(60), |c| {
+        let p = c.primaries();
+        (p.len() == 1 && p[0] != old).then(|| p[0])
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let acks = prober.finish();
+    let acked = &acks[old].ids;
+    assert!(acked.len() > 10, "the old primary acknowledged only {} commits", acked.len());
+    let list: Vec<String> = acked.iter().map(i64::to_string).collect();
+    let present = c.psql(new, &format!("SELECT count(*) FROM probe WHERE id IN ({})", list.join(","))).unwrap();
+    assert_eq!(present, acked.len().to_string(), "acknowledged commits lost in synchronous mode");
+    eprintln!("{} acknowledged commits of the old primary, all present on {}", acked.len(), c.nodes[new].name);
 }

@@ -26,22 +26,22 @@ fn failover_after(fault: impl FnOnce(&mut Cluster, usize)) -> (Cluster, usize, u
     let acks = prober.finish();
     let promoted = log_time(&c.nodes[new].log(), "PostgreSQL operation started action=Promote")
         .expect("the new primary's log records when it started promoting");
-    let last_old = *acks[old].1.last().expect("the old primary took writes before the fault");
-    assert!(!acks[new].1.is_empty(), "the new primary took no writes");
+    let last_old = *acks[old].times.last().expect("the old primary took writes before the fault");
+    assert!(!acks[new].times.is_empty(), "the new primary took no writes");
     let gap = promoted.duration_since(last_old).unwrap_or_else(|e| {
-        panic!("{} acknowledged a commit {:?} after {} started promoting", acks[old].0, e.duration(), acks[new].0)
+        panic!("{} acknowledged a commit {:?} after {} started promoting", acks[old].node, e.duration(), acks[new].node)
     });
-    let first_new = acks[new].1[0];
+    let first_new = acks[new].times[0];
     eprintln!(
         "last commit on {} {:?} before {} started promoting; write gap {:?}",
-        acks[old].0,
+        acks[old].node,
         gap,
-        acks[new].0,
+        acks[new].node,
         first_new.duration_since(last_old).unwrap_or_default()
     );
-    for (i, (name, times)) in acks.iter().enumerate() {
+    for (i, a) in acks.iter().enumerate() {
         if i != old && i != new {
-            assert!(times.is_empty(), "{name} was never primary but acknowledged {} commits", times.len());
+            assert!(a.times.is_empty(), "{} was never primary but acknowledged {} commits", a.node, a.times.len());
         }
     }
     (c, old, new)
@@ -79,10 +79,7 @@ fn a_primary_that_loses_its_guard_stops_writing_at_once() {
     let prober = Prober::start(&c);
     std::thread::sleep(Duration::from_secs(1));
     let killed_at = SystemTime::now();
-    for g in c.guards(p) {
-        // SAFETY: the guard of this test's primary.
-        unsafe { libc::kill(g, libc::SIGKILL) };
-    }
+    c.kill_guards(p);
     c.wait_for("the primary's PostgreSQL to be fenced", Duration::from_secs(10), |c| {
         (c.postmaster(p) != Some(before)).then_some(())
     });
@@ -94,9 +91,9 @@ fn a_primary_that_loses_its_guard_stops_writing_at_once() {
     assert!(log.contains("guard_lost"), "the daemon did not report the lost guard");
     // One writer at a time: all acknowledged commits came from the old primary until its
     // fence, then from whoever leads now.
-    for (i, (name, times)) in acks.iter().enumerate() {
+    for (i, a) in acks.iter().enumerate() {
         if i != p && i != back {
-            assert!(times.is_empty(), "{name} acknowledged commits without leading");
+            assert!(a.times.is_empty(), "{} acknowledged commits without leading", a.node);
         }
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod clock;
 pub mod codec;
+pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 

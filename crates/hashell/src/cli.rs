@@ -56,6 +56,15 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// A real 3-node cluster on loopback: failover of a killed primary, measured, then cleaned up.
+    Demo {
+        /// PostgreSQL's binaries.
+        #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
+        bin_dir: PathBuf,
+        /// Keep the directory with the logs and data afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// The fencing guard (started by the daemon; not for direct use).
     #[command(hide = true)]
     Guard {
@@ -163,6 +172,13 @@ pub fn main() -> ExitCode {
         Command::Failover { config, candidate, no_wait } => {
             switchover(&config, hacore::dcs::SwitchoverKind::Failover, Some(candidate), no_wait)
         }
+        Command::Demo { bin_dir, keep } => match crate::demo::run(crate::demo::DemoOptions { bin_dir, keep }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hashell demo: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Guard { socket, data_dir } => match crate::guard::run(&socket, &data_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

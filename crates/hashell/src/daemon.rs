@@ -107,6 +107,7 @@ pub struct Daemon<D: Dcs + 'static> {
     connector: Connector<D>,
     dcs: Option<Arc<D>>,
     dcs_error: Option<String>,
+    dcs_failing: bool,
     guard: GuardClient,
     peers: PeerClient,
     clock: BootClock,
@@ -124,6 +125,10 @@ pub struct Daemon<D: Dcs + 'static> {
     trouble: Option<String>,
     adopted: bool,
 }
+
+/// Time kept before the writable deadline for the next observation, step and guard arm:
+/// store calls and reads end this long before it, however slow the store.
+const IO_SLACK: Millis = 500;
 
 fn is_timeout(e: &str) -> bool {
     e.contains("did not finish within") || e.contains("no answer within") || e.contains("still alive after")
@@ -163,6 +168,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             connector,
             dcs: None,
             dcs_error: None,
+            dcs_failing: false,
             guard,
             peers: PeerClient::default(),
             clock: BootClock,
@@ -201,6 +207,17 @@ impl<D: Dcs + 'static> Daemon<D> {
         }
     }
 
+    /// Bound on one store call or observation: `retry_timeout`, and while PostgreSQL may be
+    /// writable, never past the deadline minus [`IO_SLACK`] (the step that re-arms the guard
+    /// with an extension, or fences, must come before the deadline).
+    fn io_limit(&self, writable_until: Option<Millis>) -> Millis {
+        let limit = self.settings().retry_timeout;
+        match writable_until {
+            Some(u) => limit.min(u.saturating_sub(self.clock.now()).saturating_sub(IO_SLACK)).max(50),
+            None => limit,
+        }
+    }
+
     async fn ensure_dcs(&mut self) {
         if self.dcs.is_some() {
             return;
@@ -226,39 +243,39 @@ impl<D: Dcs + 'static> Daemon<D> {
         }
     }
 
-    async fn ping_peers(&self) -> Vec<PeerReport> {
+    /// The peers to ping this tick: every member of the last view but this node.
+    fn peer_urls(&self) -> Vec<(String, String)> {
         let Some(view) = &self.view else { return Vec::new() };
         let me = &self.shared.cfg.name;
-        let limit = Duration::from_millis((self.settings().retry_timeout / 2).clamp(200, 1_000));
-        let calls = view.members.iter().filter(|m| &m.value.name != me && !m.value.api_url.is_empty()).map(|m| {
-            let name = m.value.name.clone();
-            let url = format!("{}/peer", m.value.api_url.trim_end_matches('/'));
-            let client = self.peers.clone();
-            async move {
-                let status = match client.call::<PeerStatus>("GET", &url, None, limit).await {
-                    Ok((200, Some(s))) => Some(s),
-                    _ => None,
-                };
-                PeerReport { name, status }
-            }
-        });
-        futures::future::join_all(calls).await
+        view.members
+            .iter()
+            .filter(|m| &m.value.name != me && !m.value.api_url.is_empty())
+            .map(|m| (m.value.name.clone(), format!("{}/peer", m.value.api_url.trim_end_matches('/'))))
+            .collect()
     }
 
     /// One loop: returns how long to sleep at most.
     async fn once(&mut self) -> Millis {
         self.ensure_dcs().await;
         let dcs = self.dcs.clone();
+        // While PostgreSQL may be writable the step must come before the deadline (to arm
+        // the guard with a failsafe extension, or to fence): a hanging read cannot delay it.
+        let writable_until = self.shared.lock().status.writable_until;
+        let read_limit = self.io_limit(writable_until);
         let read = async {
             match &dcs {
-                Some(d) => d.read().await,
+                Some(d) => match tokio::time::timeout(Duration::from_millis(read_limit), d.read()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DcsError::Unavailable(format!("no reply to the read within {read_limit} ms"))),
+                },
                 None => Err(DcsError::Unavailable(self.dcs_error.clone().unwrap_or_else(|| "not connected".into()))),
             }
         };
-        let target = self.pg.target.clone();
-        let peers = self.ping_peers();
-        let ((pg, trouble), view, peers) = tokio::join!(observe(&target), read, peers);
-        let guard = self.guard.state().await;
+        let mut target = self.pg.target.clone();
+        target.timeout = target.timeout.min(Duration::from_millis(read_limit));
+        let ping_limit = Duration::from_millis((self.settings().retry_timeout / 2).clamp(200, 1_000).min(read_limit));
+        let peers = ping_peers(self.peers.clone(), self.peer_urls(), ping_limit);
+        let ((pg, trouble), view, peers, guard) = tokio::join!(observe(&target), read, peers, self.guard.state());
         let trouble_text = trouble.map(|t| match t {
             Trouble::CannotConnect(e) => format!("cannot connect to PostgreSQL: {e}"),
             Trouble::QueryFailed(e) => format!("PostgreSQL query failed: {e}"),
@@ -270,8 +287,20 @@ impl<D: Dcs + 'static> Daemon<D> {
             }
             self.trouble = trouble_text;
         }
-        if let Err(e) = &view {
-            debug!(error = %e, "DCS read failed");
+        match &view {
+            Err(e) => {
+                if !self.dcs_failing {
+                    error!(error = %e, "cannot reach the DCS; this node changes nothing until it can (a primary fences at its lease deadline unless failsafe holds)");
+                }
+                self.dcs_failing = true;
+                debug!(error = %e, "DCS read failed");
+            }
+            Ok(_) => {
+                if self.dcs_failing {
+                    info!("the DCS answers again");
+                }
+                self.dcs_failing = false;
+            }
         }
         if !self.adopted {
             self.adopt(&pg, view.as_ref().ok());
@@ -316,14 +345,31 @@ impl<D: Dcs + 'static> Daemon<D> {
         let st = &decision.status;
         let said = (st.reason, st.detail.clone());
         if self.said.as_ref() != Some(&said) {
-            info!(role = ?st.role, reason = %st.reason, detail = %st.detail, leader = ?st.leader, "decision");
+            let (role, reason, detail, leader) = (st.role, st.reason, &st.detail, &st.leader);
+            match reason {
+                Reason::SystemIdMismatch => error!(
+                    ?role, %reason, %detail, ?leader,
+                    "this data directory belongs to another cluster; the daemon will not touch it: \
+                     point postgresql.data_dir elsewhere or remove the directory to re-clone"
+                ),
+                Reason::LeaseExpired | Reason::FencingNotLeader | Reason::GuardLost | Reason::OperationFailed => {
+                    warn!(?role, %reason, %detail, ?leader, "decision")
+                }
+                _ => info!(?role, %reason, %detail, ?leader, "decision"),
+            }
             self.said = Some(said);
         }
         for a in &decision.actions {
             debug!(action = ?a, "action");
         }
-        self.execute(decision.actions, decision.background_from, st.writable_until).await;
-        decision.wake_within
+        let acked = self.execute(decision.actions, decision.background_from, st.writable_until).await;
+        // A failsafe confirmation extends the deadline only once the core has seen it:
+        // step again at once rather than after a sleep that could outlast the deadline.
+        if acked {
+            0
+        } else {
+            decision.wake_within
+        }
     }
 
     /// What the data directory says at start: standby or not, following whom, and the
@@ -362,8 +408,10 @@ impl<D: Dcs + 'static> Daemon<D> {
         self.pg.upstream(name, &m.value.pg_url)
     }
 
-    async fn execute(&mut self, actions: Vec<Action>, background_from: usize, writable_until: Option<Millis>) {
+    /// Executes a batch; returns whether a failsafe round was acknowledged.
+    async fn execute(&mut self, actions: Vec<Action>, background_from: usize, writable_until: Option<Millis>) -> bool {
         let mut failed = false;
+        let mut acked = false;
         let mut background = Vec::new();
         for (i, action) in actions.into_iter().enumerate() {
             if i >= background_from {
@@ -392,6 +440,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                 warn!(error = %e.1, "action failed");
                 failed = true;
             }
+            acked |= matches!(result, Ok(Some(Done::FailsafeAcked { .. })));
             match (id, result) {
                 (Some(id), Ok(Some(done))) => self.outcomes.push(Outcome { id, result: Ok(done) }),
                 (Some(id), Err((f, _))) => self.outcomes.push(Outcome { id, result: Err(f) }),
@@ -417,6 +466,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                 });
             }
         }
+        acked
     }
 
     /// Runs one action. `Ok(None)`: a long operation started (its outcome comes later).
@@ -432,10 +482,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                 let Some(dcs) = self.dcs.clone() else {
                     return Err((Failure::Unavailable, "not connected to the DCS".into()));
                 };
-                let mut limit = self.settings().retry_timeout;
-                if let Some(u) = writable_until {
-                    limit = limit.min(u.saturating_sub(self.clock.now()));
-                }
+                let limit = self.io_limit(writable_until);
                 dcs_call(&*dcs, &op, ms(limit)).await.map(Some).map_err(|f| (f, format!("DCS {}", op_name(&op))))
             }
             Action::ArmGuard { deadline, term, .. } => {
@@ -538,6 +585,20 @@ impl<D: Dcs + 'static> Daemon<D> {
             Err((Failure::Failed, format!("failsafe round not acknowledged: {}", refusals.join("; "))))
         }
     }
+}
+
+async fn ping_peers(client: PeerClient, urls: Vec<(String, String)>, limit: Duration) -> Vec<PeerReport> {
+    let calls = urls.into_iter().map(|(name, url)| {
+        let client = client.clone();
+        async move {
+            let status = match client.call::<PeerStatus>("GET", &url, None, limit).await {
+                Ok((200, Some(s))) => Some(s),
+                _ => None,
+            };
+            PeerReport { name, status }
+        }
+    });
+    futures::future::join_all(calls).await
 }
 
 fn op_name(op: &DcsOp) -> &'static str {

@@ -38,6 +38,9 @@ fn answer(shared: &Mutex<Shared>, line: &str) -> String {
     match words.as_slice() {
         ["arm", d, t] => match (d.parse::<Millis>(), t.parse::<u64>()) {
             (Ok(d), Ok(t)) => {
+                if std::env::var_os("TRACE_HASHELL_GUARD").is_some() {
+                    eprintln!("hashell guard: arm {d} term {t} at {}", BootClock.now());
+                }
                 s.armed = Some((d, Term(t)));
                 format!("armed {d} {t}")
             }
@@ -70,11 +73,34 @@ fn serve(stream: UnixStream, shared: Arc<Mutex<Shared>>) {
 /// Runs the guard until it is no longer needed. Blocking, std only: nothing shared with
 /// the daemon's runtime.
 pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
+    // One guard per instance: the lock is held for the guard's lifetime, and only its
+    // holder may replace the socket. A second guard (started while the first was slow to
+    // come up) leaves, instead of orphaning the first with a deadline nobody updates.
+    let lock_path = crate::config::sibling(socket, "lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own for the rest of this function.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("hashell guard {}: another guard serves {}; leaving", std::process::id(), socket.display());
+        return Ok(());
+    }
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let shared = Arc::new(Mutex::new(Shared::default()));
     let clock = BootClock;
+    eprintln!(
+        "hashell guard {}: serving {} for {} at {}",
+        std::process::id(),
+        socket.display(),
+        data_dir.display(),
+        clock.now()
+    );
     let mut idle_since = clock.now();
     let mut fired_at: Option<Millis> = None;
     loop {
@@ -92,7 +118,8 @@ pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
             if now >= deadline && maybe_writable(data_dir) {
                 if let Some(pid) = kill_instance(data_dir) {
                     eprintln!(
-                        "hashell guard: deadline {deadline} (term {}) passed at {now}: killed PostgreSQL {pid} and its processes",
+                        "hashell guard {}: deadline {deadline} (term {}) passed at {now}: killed PostgreSQL {pid} and its processes",
+                        std::process::id(),
                         term.0
                     );
                     fired_at = Some(now);
@@ -118,16 +145,21 @@ pub struct GuardClient {
     socket: PathBuf,
     data_dir: PathBuf,
     exe: PathBuf,
+    /// When a guard was last started: a slow start (a loaded machine) is waited for, not
+    /// answered with a second guard.
+    spawned_at: Option<std::time::Instant>,
     conn: Option<(tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf)>,
 }
 
 const IO_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a started guard may take to listen before another is started.
+const SPAWN_GRACE: Duration = Duration::from_secs(10);
 
 impl GuardClient {
     /// A client for the guard on `socket` enforcing deadlines on `data_dir`; `exe` is the
     /// `hashell` binary to start it with.
     pub fn new(socket: PathBuf, data_dir: PathBuf, exe: PathBuf) -> GuardClient {
-        GuardClient { socket, data_dir, exe, conn: None }
+        GuardClient { socket, data_dir, exe, spawned_at: None, conn: None }
     }
 
     async fn connect(&mut self) -> Result<(), String> {
@@ -137,7 +169,10 @@ impl GuardClient {
         let stream = match tokio::net::UnixStream::connect(&self.socket).await {
             Ok(s) => s,
             Err(_) => {
-                self.spawn()?;
+                if self.spawned_at.is_none_or(|t| t.elapsed() > SPAWN_GRACE) {
+                    self.spawn()?;
+                    self.spawned_at = Some(std::time::Instant::now());
+                }
                 let mut last = String::new();
                 let mut got = None;
                 for _ in 0..100 {

@@ -5,6 +5,8 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod guard;
+pub mod local;
 pub mod pg;
 pub mod run;

@@ -79,3 +79,20 @@ async fn a_streaming_standby() {
     assert!(p.standbys[0].streaming);
     assert_eq!(o.data, p.data, "a clone has the primary's system identifier");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_reports_where_its_wal_really_ends() {
+    let pg = PgInstance::initdb();
+    let t = pg.target();
+    pg.start();
+    pg.psql("CHECKPOINT");
+    pg.psql("CREATE TABLE t AS SELECT generate_series(1, 20000) AS x");
+    let end = hashell::pg::files::parse_lsn(&pg.psql("SELECT pg_current_wal_insert_lsn()")).unwrap();
+    hashell::pg::kill::kill_instance(&pg.data);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (o, _) = observe(&t).await;
+    assert!(!o.running);
+    let cd = hashell::pg::observe::controldata(&t).await.unwrap();
+    assert!(cd.checkpoint < end, "the test needs WAL past the last checkpoint");
+    assert_eq!(o.flush_lsn, end, "end of WAL after a kill (checkpoint at {})", cd.checkpoint);
+}

@@ -57,6 +57,55 @@ pub async fn controldata(t: &PgTarget) -> Result<ControlData, String> {
     ControlData::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// Ends of WAL already read, by (data directory, timeline, start): a stopped instance's
+/// WAL does not change until it runs again (or is rewound or cloned, which moves the
+/// checkpoint and with it the key).
+static WAL_ENDS: std::sync::Mutex<Vec<(WalKey, Lsn)>> = std::sync::Mutex::new(Vec::new());
+
+/// Data directory, timeline, start of the read.
+type WalKey = (PathBuf, Timeline, Lsn);
+
+/// Where the local WAL of `timeline` ends, read with `pg_waldump` from `from` (the last
+/// checkpoint, which must be there) to the first invalid record. None when it cannot tell.
+pub async fn end_of_wal(t: &PgTarget, timeline: Timeline, from: Lsn) -> Option<Lsn> {
+    let key = (t.data_dir.clone(), timeline, from);
+    if let Some((_, end)) = WAL_ENDS.lock().ok()?.iter().find(|(k, _)| *k == key) {
+        return Some(*end);
+    }
+    let run = tokio::process::Command::new(t.bin_dir.join("pg_waldump"))
+        .arg("--quiet")
+        .arg("--path")
+        .arg(t.data_dir.join("pg_wal"))
+        .arg(format!("--timeline={}", timeline.0))
+        .arg(format!("--start={from}"))
+        .env("LC_ALL", "C")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(t.timeout, run).await.ok()?.ok()?;
+    let end = parse_waldump_end(&String::from_utf8_lossy(&out.stderr))?;
+    if let Ok(mut cache) = WAL_ENDS.lock() {
+        cache.retain(|(k, _)| k.0 != t.data_dir);
+        cache.push((key, end));
+    }
+    Some(end)
+}
+
+/// The end of valid WAL from pg_waldump's final error: "error in WAL record at A: invalid
+/// record length at B: ..." means the last valid record starts at A and the WAL ends at B;
+/// for other reasons (a recycled or missing next segment) the last record's start A.
+pub fn parse_waldump_end(stderr: &str) -> Option<Lsn> {
+    let line = stderr.lines().rev().find(|l| l.contains("error in WAL record at "))?;
+    let rest = line.split("error in WAL record at ").nth(1)?;
+    let (start, reason) = rest.split_once(':')?;
+    let start = parse_lsn(start)?;
+    let end = reason
+        .split_whitespace()
+        .skip_while(|w| *w != "at")
+        .nth(1)
+        .and_then(|w| parse_lsn(w.trim_end_matches([':', ','])));
+    Some(end.filter(|e| *e >= start).unwrap_or(start))
+}
+
 fn has_data(t: &PgTarget) -> bool {
     t.data_dir.join("PG_VERSION").is_file() && t.data_dir.join("global").join("pg_control").is_file()
 }
@@ -79,6 +128,13 @@ pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
     pg.in_recovery = Some(cd.in_recovery() || standby_signal);
     pg.timeline = cd.timeline.max(cd.min_recovery_timeline);
     pg.flush_lsn = cd.checkpoint.max(cd.min_recovery_end);
+    if !postmaster_pid(&t.data_dir).is_some_and(is_postgres) {
+        // Stopped (cleanly, crashed or fenced): the WAL may run well past the last
+        // checkpoint. Elections compare ends of WAL, so read where it really ends.
+        if let Some(end) = end_of_wal(t, pg.timeline, pg.flush_lsn).await {
+            pg.flush_lsn = pg.flush_lsn.max(end);
+        }
+    }
     pg.replay_lsn = pg.flush_lsn;
     pg.upstream = if standby_signal {
         std::fs::read_to_string(t.data_dir.join(UPSTREAM_FILE))
@@ -247,5 +303,15 @@ mod tests {
             assert_eq!(parse_sync_standbys(format_sync_standbys(&s)), s);
         }
         assert_eq!(parse_sync_standbys("FIRST 2 (a, b)".into()), SyncStandbys::First(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn end_of_wal_from_waldump() {
+        let e =
+            "pg_waldump: error: error in WAL record at 0/5060028: invalid record length at 0/50600A0: wanted 24, got 0";
+        assert_eq!(parse_waldump_end(e), parse_lsn("0/50600A0"));
+        let e = "pg_waldump: error: error in WAL record at 0/5FFFF28: invalid magic number 0000 in log segment 000000010000000000000006, offset 0";
+        assert_eq!(parse_waldump_end(e), parse_lsn("0/5FFFF28"));
+        assert_eq!(parse_waldump_end("pg_waldump: error: could not find a valid record after 0/1000000"), None);
     }
 }

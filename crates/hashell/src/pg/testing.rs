@@ -14,25 +14,11 @@ pub fn pg_bin() -> PathBuf {
     std::env::var_os("PG_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
+pub use crate::local::free_port;
 
 /// uid and gid to run PostgreSQL as: ours, or `postgres`'s when we are root.
 pub fn run_as() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let name = std::ffi::CString::new("postgres").ok()?;
-    // SAFETY: getpwnam with a valid C string; the result is read before any other call.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        panic!("tests run as root need a `postgres` user to run PostgreSQL as (Debian's postgresql-15 creates it)");
-    }
-    // SAFETY: pw is non-null and points to a valid passwd entry.
-    unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
+    crate::local::run_as().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A command for a PostgreSQL binary, dropping root if needed.
@@ -45,11 +31,7 @@ pub fn pg_command(bin: &str) -> Command {
     c
 }
 
-fn chown(path: &Path) {
-    if let Some((uid, gid)) = run_as() {
-        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    }
-}
+use crate::local::chown;
 
 static N: AtomicU64 = AtomicU64::new(0);
 

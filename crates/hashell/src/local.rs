@@ -1,0 +1,312 @@
+//! A whole cluster on one machine: N daemons on loopback ports, each with its own
+//! PostgreSQL data directory under one root directory, run as the PostgreSQL user when
+//! started by root. Used by `hashell demo` and the end-to-end tests. Every process it
+//! started (daemons, their guards, postmasters) is killed when it is dropped.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// uid and gid to run daemons and PostgreSQL as: ours, or `postgres`'s when we are root
+/// (PostgreSQL refuses to run as root).
+pub fn run_as() -> Result<Option<(u32, u32)>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new("postgres").map_err(|e| e.to_string())?;
+    // SAFETY: getpwnam with a valid C string; the result is read before any other call.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(
+            "running as root needs a `postgres` user to run PostgreSQL as (Debian's postgresql-15 creates it)".into()
+        );
+    }
+    // SAFETY: pw is non-null and points to a valid passwd entry.
+    Ok(unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) })
+}
+
+/// Gives `path` to the user PostgreSQL runs as (when we are root).
+pub fn chown(path: &Path) {
+    if let Ok(Some((uid, gid))) = run_as() {
+        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A minimal HTTP/1.0 request to a loopback port; returns (status, body).
+pub fn http(method: &str, port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// PIDs of processes whose command line contains every needle.
+pub fn processes_with(needles: &[&str]) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            needles.iter().all(|n| cmd.contains(n))
+        })
+        .collect()
+}
+
+fn kill(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Short timing for demos and tests: ttl 10 s, loop_wait 1 s, retry_timeout 2 s.
+pub const FAST_SETTINGS: &str = "ttl = \"10s\"\nloop_wait = \"1s\"\nretry_timeout = \"2s\"\n";
+
+/// One member.
+pub struct LocalNode {
+    /// Member name.
+    pub name: String,
+    /// Its directory (data, socket, logs, configuration).
+    pub root: PathBuf,
+    /// PostgreSQL port.
+    pub pg_port: u16,
+    /// REST API port.
+    pub api_port: u16,
+    daemon: Option<Child>,
+}
+
+impl LocalNode {
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    /// The daemon's log.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("daemon.log")
+    }
+    /// The configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("hashell.toml")
+    }
+}
+
+/// What the cluster looks like.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    /// The `hashell` binary to run.
+    pub exe: PathBuf,
+    /// PostgreSQL's binaries.
+    pub bin_dir: PathBuf,
+    /// The etcd endpoint each node uses (one entry per node).
+    pub endpoints: Vec<String>,
+    /// The `[settings]` lines (e.g. [`FAST_SETTINGS`]; empty: the defaults, ttl 30 s).
+    pub settings: String,
+    /// `[log] level`.
+    pub log_level: String,
+}
+
+/// N daemons under one directory.
+pub struct LocalCluster {
+    /// The directory holding every node's.
+    pub root: PathBuf,
+    /// Members, `n1`...
+    pub nodes: Vec<LocalNode>,
+    keep: bool,
+}
+
+impl LocalCluster {
+    /// Creates the directories and configuration files (starts nothing).
+    pub fn create(root: PathBuf, opts: &LocalOptions) -> Result<LocalCluster, String> {
+        run_as()?;
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        chown(&root);
+        let mut c = LocalCluster { root, nodes: Vec::new(), keep: false };
+        for (i, endpoint) in opts.endpoints.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let node =
+                LocalNode { root: c.root.join(&name), name, pg_port: free_port(), api_port: free_port(), daemon: None };
+            std::fs::create_dir_all(&node.root).map_err(|e| format!("cannot create {}: {e}", node.root.display()))?;
+            chown(&node.root);
+            std::fs::write(node.config(), config_text(&node, endpoint, opts))
+                .map_err(|e| format!("cannot write {}: {e}", node.config().display()))?;
+            chown(&node.config());
+            c.nodes.push(node);
+        }
+        Ok(c)
+    }
+
+    /// Leaves the directory in place when dropped (processes are still killed).
+    pub fn keep(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    /// Starts (or restarts) node `i`'s daemon, as the PostgreSQL user when we are root.
+    pub fn start_daemon(&mut self, i: usize, exe: &Path) -> Result<(), String> {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(n.log())
+            .map_err(|e| format!("cannot open {}: {e}", n.log().display()))?;
+        chown(&n.log());
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("run").arg(n.config()).stdin(Stdio::null()).stdout(log).stderr(err);
+        cmd.env_remove("RUST_LOG").env("LC_ALL", "C");
+        if let Some((uid, gid)) = run_as()? {
+            cmd.uid(uid).gid(gid).env("HOME", &n.root);
+        }
+        n.daemon = Some(cmd.spawn().map_err(|e| format!("cannot start {}: {e}", exe.display()))?);
+        Ok(())
+    }
+
+    /// SIGKILLs node `i`'s daemon (its guard and PostgreSQL keep running).
+    pub fn kill_daemon(&mut self, i: usize) {
+        if let Some(mut d) = self.nodes[i].daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
+    /// Sends `sig` to node `i`'s daemon.
+    pub fn signal_daemon(&self, i: usize, sig: libc::c_int) {
+        if let Some(d) = &self.nodes[i].daemon {
+            kill(d.id() as i32, sig);
+        }
+    }
+
+    /// PID of node `i`'s postmaster, if one runs.
+    pub fn postmaster(&self, i: usize) -> Option<i32> {
+        crate::pg::files::postmaster_pid(&self.nodes[i].data()).filter(|&p| crate::pg::files::is_postgres(p))
+    }
+
+    /// SIGKILLs every PostgreSQL process of node `i` (a crash).
+    pub fn kill_postgres(&self, i: usize) {
+        crate::pg::kill::kill_instance(&self.nodes[i].data());
+    }
+
+    /// PIDs of node `i`'s fencing guards.
+    pub fn guards(&self, i: usize) -> Vec<i32> {
+        let data = self.nodes[i].data().display().to_string();
+        processes_with(&["guard", "--data-dir", &data])
+    }
+
+    /// SIGKILLs node `i`'s guards.
+    pub fn kill_guards(&self, i: usize) {
+        for g in self.guards(i) {
+            kill(g, libc::SIGKILL);
+        }
+    }
+
+    /// The whole node dies at once: daemon, guard, PostgreSQL.
+    pub fn kill_node(&mut self, i: usize) {
+        self.kill_daemon(i);
+        self.kill_guards(i);
+        self.kill_postgres(i);
+    }
+
+    /// `GET /status` of node `i`.
+    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let (_, body) = http("GET", self.nodes[i].api_port, "/status", "")?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The status code of `GET path` on node `i`.
+    pub fn probe(&self, i: usize, path: &str) -> Option<u16> {
+        http("GET", self.nodes[i].api_port, path, "").map(|(c, _)| c)
+    }
+
+    /// Nodes answering 200 on `/primary`.
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.probe(i, "/primary") == Some(200)).collect()
+    }
+
+    /// One line per node: name, role, timeline, LSN, reason.
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<6} {:<14} {:<9} {:<12} {}\n", "member", "role", "timeline", "lsn", "state");
+        for (i, n) in self.nodes.iter().enumerate() {
+            match self.status(i) {
+                Some(s) => out.push_str(&format!(
+                    "{:<6} {:<14} {:<9} {:<12} {}\n",
+                    n.name,
+                    s["role"].as_str().unwrap_or("?"),
+                    s["timeline"].as_u64().unwrap_or(0),
+                    s["lsn"].as_str().unwrap_or("?"),
+                    s["reason"].as_str().unwrap_or("?"),
+                )),
+                None => out.push_str(&format!("{:<6} (no answer)\n", n.name)),
+            }
+        }
+        out
+    }
+}
+
+fn config_text(n: &LocalNode, endpoint: &str, o: &LocalOptions) -> String {
+    format!(
+        r#"[cluster]
+name = "local"
+[node]
+name = "{name}"
+[dcs.etcd]
+endpoints = ["{endpoint}"]
+[postgresql]
+bin_dir = "{bin}"
+data_dir = "{data}"
+socket_dir = "{root}"
+port = {pg}
+connect_address = "127.0.0.1:{pg}"
+pg_hba = ["local all all trust", "host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"]
+[postgresql.superuser]
+username = "postgres"
+[postgresql.replication]
+username = "replicator"
+[postgresql.parameters]
+fsync = false
+shared_buffers = "16MB"
+max_wal_senders = 10
+wal_keep_size = "64MB"
+[rest]
+listen = "127.0.0.1:{api}"
+connect_address = "127.0.0.1:{api}"
+[settings]
+{settings}
+[log]
+level = "{level}"
+"#,
+        name = n.name,
+        bin = o.bin_dir.display(),
+        data = n.data().display(),
+        root = n.root.display(),
+        pg = n.pg_port,
+        api = n.api_port,
+        settings = o.settings,
+        level = o.log_level,
+    )
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.signal_daemon(i, libc::SIGCONT);
+            self.kill_node(i);
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
