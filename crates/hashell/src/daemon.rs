@@ -124,11 +124,16 @@ pub struct Daemon<D: Dcs + 'static> {
     said: Option<(Reason, String)>,
     trouble: Option<String>,
     adopted: bool,
+    quick_steps: u32,
 }
 
 /// Time kept before the writable deadline for the next observation, step and guard arm:
 /// store calls and reads end this long before it, however slow the store.
 const IO_SLACK: Millis = 500;
+
+/// Consecutive steps without a sleep after urgent outcomes (a store that keeps refusing
+/// must not turn the loop into a busy one).
+const MAX_QUICK_STEPS: u32 = 3;
 
 fn is_timeout(e: &str) -> bool {
     e.contains("did not finish within") || e.contains("no answer within") || e.contains("still alive after")
@@ -183,6 +188,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             said: None,
             trouble: None,
             adopted: false,
+            quick_steps: 0,
         })
     }
 
@@ -362,12 +368,15 @@ impl<D: Dcs + 'static> Daemon<D> {
         for a in &decision.actions {
             debug!(action = ?a, "action");
         }
-        let acked = self.execute(decision.actions, decision.background_from, st.writable_until).await;
-        // A failsafe confirmation extends the deadline only once the core has seen it:
-        // step again at once rather than after a sleep that could outlast the deadline.
-        if acked {
+        let urgent = self.execute(decision.actions, decision.background_from, st.writable_until).await;
+        // An outcome that moves leadership (an acquire, a transfer, a leader-side write
+        // before a promotion, a failsafe confirmation that extends the deadline) matters
+        // now, not after a sleep: step again at once, a few times in a row at most.
+        if urgent && self.quick_steps < MAX_QUICK_STEPS {
+            self.quick_steps += 1;
             0
         } else {
+            self.quick_steps = 0;
             decision.wake_within
         }
     }
@@ -408,10 +417,10 @@ impl<D: Dcs + 'static> Daemon<D> {
         self.pg.upstream(name, &m.value.pg_url)
     }
 
-    /// Executes a batch; returns whether a failsafe round was acknowledged.
+    /// Executes a batch; returns whether an outcome calls for the next step at once.
     async fn execute(&mut self, actions: Vec<Action>, background_from: usize, writable_until: Option<Millis>) -> bool {
         let mut failed = false;
-        let mut acked = false;
+        let mut urgent = false;
         let mut background = Vec::new();
         for (i, action) in actions.into_iter().enumerate() {
             if i >= background_from {
@@ -435,12 +444,22 @@ impl<D: Dcs + 'static> Daemon<D> {
                     continue;
                 }
             }
+            urgent |= matches!(
+                &action,
+                Action::Dcs {
+                    op: DcsOp::AcquireLeader(_)
+                        | DcsOp::TransferLeader { .. }
+                        | DcsOp::ReleaseLeader { .. }
+                        | DcsOp::LeaderWrite { .. },
+                    ..
+                }
+            );
             let result = self.run_action(action, writable_until).await;
             if let Err(e) = &result {
                 warn!(error = %e.1, "action failed");
                 failed = true;
             }
-            acked |= matches!(result, Ok(Some(Done::FailsafeAcked { .. })));
+            urgent |= matches!(result, Ok(Some(Done::FailsafeAcked { .. })));
             match (id, result) {
                 (Some(id), Ok(Some(done))) => self.outcomes.push(Outcome { id, result: Ok(done) }),
                 (Some(id), Err((f, _))) => self.outcomes.push(Outcome { id, result: Err(f) }),
@@ -466,7 +485,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                 });
             }
         }
-        acked
+        urgent
     }
 
     /// Runs one action. `Ok(None)`: a long operation started (its outcome comes later).
