@@ -39,12 +39,42 @@ fn failover_after(fault: impl FnOnce(&mut Cluster, usize)) -> (Cluster, usize, u
         acks[new].node,
         first_new.duration_since(last_old).unwrap_or_default()
     );
+    let commits = commits_past_the_fork(&c, old, new);
+    let late: Vec<&SystemTime> = commits.iter().filter(|&&t| t >= promoted).collect();
+    assert!(late.is_empty(), "the old primary's WAL has {} commits after the promotion began", late.len());
+    eprintln!("{} commit records in the old primary's WAL past the fork, all before the promotion", commits.len());
     for (i, a) in acks.iter().enumerate() {
         if i != old && i != new {
             assert!(a.times.is_empty(), "{} was never primary but acknowledged {} commits", a.node, a.times.len());
         }
     }
     (c, old, new)
+}
+
+/// Commit times in the old primary's WAL after the point where the new primary forked
+/// (read with pg_waldump before anything can rewind it away): evidence of a dual writer
+/// even for commits no client saw acknowledged.
+fn commits_past_the_fork(c: &Cluster, old: usize, new: usize) -> Vec<SystemTime> {
+    let tl = c.status(new).and_then(|s| s["timeline"].as_u64()).expect("the new primary's timeline") as u32;
+    let history = hashell::pg::files::read_history(&c.nodes[new].data(), hacore::Timeline(tl)).expect("history file");
+    let fork = history.last().expect("a fork").lsn;
+    let out = std::process::Command::new(hashell::pg::testing::pg_bin().join("pg_waldump"))
+        .arg("--path")
+        .arg(c.nodes[old].data().join("pg_wal"))
+        .arg(format!("--timeline={}", history.last().unwrap().timeline.0))
+        .arg(format!("--start={fork}"))
+        .env("TZ", "UTC")
+        .output()
+        .expect("pg_waldump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.split("desc: COMMIT ").nth(1)?;
+            let mut w = rest.split_whitespace();
+            let (date, time) = (w.next()?, w.next()?);
+            e2e::parse_rfc3339(&format!("{date}T{time}Z"))
+        })
+        .collect()
 }
 
 fn guard_fired(c: &Cluster, i: usize) -> bool {

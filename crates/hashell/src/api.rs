@@ -74,7 +74,7 @@ async fn status_doc(sh: &Shared) -> StatusDoc {
 /// The router over the daemon's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
     async fn peer(State(sh): State<Arc<Shared>>) -> Response {
-        Json(sh.peer_status()).into_response()
+        Json(sh.peer_status().await).into_response()
     }
     async fn status(State(sh): State<Arc<Shared>>) -> Response {
         Json(status_doc(&sh).await).into_response()

@@ -37,6 +37,8 @@ pub struct Shared {
     /// Wakes the loop early (API requests).
     pub wake: Notify,
     clock: BootClock,
+    /// The local PostgreSQL, for answers that must be fresher than the last tick.
+    pg_target: crate::pg::observe::PgTarget,
 }
 
 #[derive(Default)]
@@ -53,10 +55,23 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What peers get from `GET /peer`.
-    pub fn peer_status(&self) -> PeerStatus {
-        let i = self.lock();
-        i.status.peer_view(i.running)
+    /// What peers get from `GET /peer`: the last step's status, with a standby's WAL
+    /// position read live. A leader handing over waits for the candidate to receive its
+    /// shutdown checkpoint; a position as old as the candidate's last tick would make it
+    /// wait up to a loop for nothing.
+    pub async fn peer_status(&self) -> PeerStatus {
+        let mut st = {
+            let i = self.lock();
+            i.status.peer_view(i.running)
+        };
+        if st.running && st.role == hacore::dcs::MemberRole::Replica {
+            let mut t = self.pg_target.clone();
+            t.timeout = Duration::from_millis(300);
+            if let Some(lsn) = crate::pg::observe::standby_position(&t).await {
+                st.position.lsn = st.position.lsn.max(lsn);
+            }
+        }
+        st
     }
 
     /// The document of `GET /status`.
@@ -165,6 +180,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
             clock: BootClock,
+            pg_target: pg.target.clone(),
         });
         Ok(Daemon {
             file,
@@ -204,6 +220,7 @@ impl<D: Dcs + 'static> Daemon<D> {
 
     /// Runs the loop forever.
     pub async fn run(mut self) {
+        tokio::spawn(watch_postmaster(self.file.postgresql.data_dir.clone(), self.shared.clone()));
         loop {
             self.tick += 1;
             let term = self.shared.lock().status.term.0;
@@ -602,6 +619,22 @@ impl<D: Dcs + 'static> Daemon<D> {
             Ok(Done::FailsafeAcked { sent_at })
         } else {
             Err((Failure::Failed, format!("failsafe round not acknowledged: {}", refusals.join("; "))))
+        }
+    }
+}
+
+/// Wakes the loop when the postmaster appears or goes away (a crash is seen within 100 ms,
+/// not at the next tick): `postmaster.pid` and `/proc`, nothing else.
+async fn watch_postmaster(data_dir: std::path::PathBuf, shared: Arc<Shared>) {
+    use crate::pg::files::{is_postgres, postmaster_pid};
+    let mut last = postmaster_pid(&data_dir).filter(|&p| is_postgres(p));
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = postmaster_pid(&data_dir).filter(|&p| is_postgres(p));
+        if now != last {
+            debug!(before = ?last, now = ?now, "postmaster changed");
+            last = now;
+            shared.wake.notify_one();
         }
     }
 }

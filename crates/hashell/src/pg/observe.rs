@@ -65,6 +65,23 @@ static WAL_ENDS: std::sync::Mutex<Vec<(WalKey, Lsn)>> = std::sync::Mutex::new(Ve
 /// Data directory, timeline, start of the read.
 type WalKey = (PathBuf, Timeline, Lsn);
 
+/// The timeline a standby received WAL on, by data directory and postmaster: once its
+/// receiver stops (before a promotion, or when its upstream goes), PostgreSQL 15 no longer
+/// shows it, and the control file may still name an older timeline until the next
+/// restartpoint. WAL received on a timeline stays there while the same postmaster runs.
+static RECEIVED_TLI: std::sync::Mutex<Vec<(PathBuf, i32, Timeline)>> = std::sync::Mutex::new(Vec::new());
+
+/// Records (while streaming) or recalls (after) the timeline this postmaster received on.
+fn received_timeline(t: &PgTarget, pid: Option<i32>, streaming: bool, seen: Timeline) -> Timeline {
+    let (Some(pid), Ok(mut cache)) = (pid, RECEIVED_TLI.lock()) else { return seen };
+    if streaming {
+        cache.retain(|(d, _, _)| *d != t.data_dir);
+        cache.push((t.data_dir.clone(), pid, seen));
+        return seen;
+    }
+    cache.iter().find(|(d, p, _)| *d == t.data_dir && *p == pid).map_or(seen, |(_, _, tl)| (*tl).max(seen))
+}
+
 /// Where the local WAL of `timeline` ends, read with `pg_waldump` from `from` (the last
 /// checkpoint, which must be there) to the first invalid record. None when it cannot tell.
 pub async fn end_of_wal(t: &PgTarget, timeline: Timeline, from: Lsn) -> Option<Lsn> {
@@ -151,6 +168,9 @@ pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
             Ok(Err(e)) => trouble = Some(e),
             Err(_) => trouble = Some(Trouble::QueryFailed(format!("no answer within {:?}", t.timeout))),
         }
+        if pg.responsive && pg.in_recovery == Some(true) {
+            pg.timeline = pg.timeline.max(received_timeline(t, postmaster_pid(&t.data_dir), pg.streaming, pg.timeline));
+        }
         if !pg.responsive && cd.state == "in production" && !standby_signal {
             // A hung server whose control file says primary may be accepting writes. With
             // standby.signal it cannot be (PostgreSQL removes the file before it leaves
@@ -181,6 +201,27 @@ pub async fn connect(t: &PgTarget, statement_timeout: Duration) -> Result<tokio_
     let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(client)
+}
+
+/// A running standby's received-or-replayed LSN, now (None: not a standby, or no answer
+/// within `t.timeout`).
+pub async fn standby_position(t: &PgTarget) -> Option<Lsn> {
+    let q = async {
+        let c = connect(t, t.timeout).await.ok()?;
+        let row = c
+            .query_one(
+                "SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text",
+                &[],
+            )
+            .await
+            .ok()?;
+        if !row.get::<_, bool>(0) {
+            return None;
+        }
+        let lsn = |i: usize| row.get::<_, Option<String>>(i).as_deref().and_then(parse_lsn).unwrap_or_default();
+        Some(lsn(1).max(lsn(2)))
+    };
+    tokio::time::timeout(t.timeout, q).await.ok().flatten()
 }
 
 async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
