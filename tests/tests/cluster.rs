@@ -172,3 +172,33 @@ fn synchronous_mode_keeps_every_acknowledged_commit_through_a_primary_crash() {
     assert_eq!(present, acked.len().to_string(), "acknowledged commits lost in synchronous mode");
     eprintln!("{} acknowledged commits of the old primary, all present on {}", acked.len(), c.nodes[new].name);
 }
+
+#[test]
+fn restarting_the_daemons_leaves_postgres_running_and_the_roles_unchanged() {
+    let mut c = Cluster::start(Options::default());
+    let p = c.wait_healthy(Duration::from_secs(120));
+    let replica = (p + 1) % 3;
+    let (p_pid, r_pid) = (c.postmaster(p).unwrap(), c.postmaster(replica).unwrap());
+    let conninfo = std::fs::read_to_string(c.nodes[replica].data().join("postgresql.conf")).unwrap();
+    c.psql(p, "CREATE TABLE probe (id bigserial PRIMARY KEY, node text NOT NULL)").unwrap();
+    let prober = e2e::Prober::start(&c);
+    std::thread::sleep(Duration::from_secs(1));
+    // A replica's daemon, then the primary's: the guard keeps the primary's deadline
+    // across the restart, so the new daemon adopts it and claims its own record.
+    c.kill_daemon(replica);
+    c.start_daemon(replica);
+    c.kill_daemon(p);
+    c.start_daemon(p);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(c.wait_healthy(Duration::from_secs(60)), p, "the primary kept its role");
+    let acks = prober.finish();
+    assert_eq!(c.postmaster(p), Some(p_pid), "the primary's PostgreSQL was restarted");
+    assert_eq!(c.postmaster(replica), Some(r_pid), "the replica's PostgreSQL was restarted");
+    let after = std::fs::read_to_string(c.nodes[replica].data().join("postgresql.conf")).unwrap();
+    assert_eq!(after, conninfo, "the replica's configuration changed across a daemon restart");
+    assert!(c.nodes[replica].data().join("standby.signal").exists());
+    let times = &acks[p].times;
+    let worst = times.windows(2).map(|w| w[1].duration_since(w[0]).unwrap_or_default()).max().unwrap();
+    eprintln!("longest gap between acknowledged writes across both restarts: {worst:?}");
+    assert!(worst < Duration::from_secs(2), "writes paused {worst:?} while the primary's daemon restarted");
+}

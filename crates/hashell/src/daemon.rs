@@ -139,6 +139,8 @@ pub struct Daemon<D: Dcs + 'static> {
     said: Option<(Reason, String)>,
     trouble: Option<String>,
     adopted: bool,
+    /// A standby's upstream named on disk, not yet resolved to an address.
+    upstream_pending: bool,
     quick_steps: u32,
 }
 
@@ -204,6 +206,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             said: None,
             trouble: None,
             adopted: false,
+            upstream_pending: false,
             quick_steps: 0,
         })
     }
@@ -325,9 +328,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                 self.dcs_failing = false;
             }
         }
-        if !self.adopted {
-            self.adopt(&pg, view.as_ref().ok());
-        }
+        self.adopt(&pg, view.as_ref().ok());
         while let Ok(o) = self.rx.try_recv() {
             self.outcomes.push(o);
         }
@@ -398,18 +399,29 @@ impl<D: Dcs + 'static> Daemon<D> {
         }
     }
 
-    /// What the data directory says at start: standby or not, following whom, and the
-    /// synchronous standbys in effect.
+    /// What the data directory says at start: standby or not and the synchronous standbys
+    /// in effect (at once, so no file is ever rewritten from blank defaults), and whom a
+    /// standby follows (once a view names that member's address).
     fn adopt(&mut self, pg: &hacore::PgObservation, view: Option<&ClusterView>) {
-        let standby = self.file.postgresql.data_dir.join("standby.signal").exists();
-        let upstream = match (&pg.upstream, view) {
-            (Some(name), Some(v)) => v.member(name).and_then(|m| self.pg.upstream(name, &m.value.pg_url).ok()),
-            (Some(_), None) => return, // wait for a view to resolve the upstream
-            (None, _) => None,
-        };
-        let sync = if pg.running { pg.sync_standbys.clone() } else { SyncStandbys::Off };
-        self.pg.adopt(standby, upstream, sync);
-        self.adopted = true;
+        if !self.adopted {
+            let standby = self.file.postgresql.data_dir.join("standby.signal").exists();
+            let sync = if pg.running { pg.sync_standbys.clone() } else { SyncStandbys::Off };
+            self.pg.adopt(standby, None, sync);
+            self.adopted = true;
+            self.upstream_pending = standby && pg.upstream.is_some();
+        }
+        if self.upstream_pending {
+            if let (Some(name), Some(v)) = (&pg.upstream, view) {
+                if let Some(u) = v.member(name).and_then(|m| self.pg.upstream(name, &m.value.pg_url).ok()) {
+                    self.pg.set_desired(|d| {
+                        if d.standby && d.upstream.is_none() {
+                            d.upstream = Some(u);
+                        }
+                    });
+                    self.upstream_pending = false;
+                }
+            }
+        }
     }
 
     async fn sleep(&mut self, ms: Millis) {
@@ -526,6 +538,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             }
             Action::FailsafePing { term, ttl, members, .. } => Ok(Some(self.failsafe_round(term, ttl, members).await?)),
             Action::Follow { upstream } => {
+                self.upstream_pending = false;
                 let u = match &upstream {
                     Some(name) => Some(self.upstream_of(name).map_err(|e| (Failure::Failed, e))?),
                     None => None,
@@ -561,6 +574,9 @@ impl<D: Dcs + 'static> Daemon<D> {
                     }
                     _ => None,
                 };
+                if matches!(long, Action::StartReplica { .. } | Action::Clone { .. } | Action::Rewind { .. }) {
+                    self.upstream_pending = false;
+                }
                 if let Some((old, handle)) = self.long.take() {
                     if !handle.is_finished() {
                         handle.abort();
