@@ -6,7 +6,7 @@
 
 use backend_etcd::server::EtcdServer;
 pub use hashell::local::{processes_with, LocalCluster, LocalOptions};
-use hashell::pg::testing::pg_bin;
+pub use hashell::pg::testing::pg_bin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,11 +78,15 @@ pub struct Options {
     pub nodes: usize,
     /// Extra lines for `[settings]`.
     pub settings: String,
+    /// Extra lines for `[postgresql]`.
+    pub postgresql: String,
+    /// `[log] format`.
+    pub log_format: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 3, settings: String::new() }
+        Options { nodes: 3, settings: String::new(), postgresql: String::new(), log_format: "pretty" }
     }
 }
 
@@ -125,6 +129,8 @@ impl Cluster {
             endpoints: paths.iter().map(CutProxy::endpoint).collect(),
             settings: format!("{}{}", hashell::local::FAST_SETTINGS, opts.settings),
             log_level: "info,hashell=debug".into(),
+            log_format: opts.log_format.into(),
+            postgresql: opts.postgresql.clone(),
         };
         let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));
         let mut c = Cluster { local, paths, etcd };

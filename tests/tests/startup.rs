@@ -28,6 +28,35 @@ fn a_bad_configuration_is_refused_naming_the_key() {
 }
 
 #[test]
+fn a_required_watchdog_that_is_missing_is_refused_with_what_to_do() {
+    let dir = std::env::temp_dir().join(format!("hashell-nowd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wd.toml");
+    let example = String::from_utf8(
+        std::process::Command::new(daemon_exe()).args(["config", "example"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let conf = example
+        .replace("/var/lib/postgresql/15/main", &data.display().to_string())
+        .replace("mode = \"automatic\"", "mode = \"required\"")
+        .replace("device = \"/dev/watchdog\"", &format!("device = \"{}\"", dir.join("no-such-watchdog").display()));
+    assert!(conf.contains("mode = \"required\""), "the example names the watchdog mode");
+    std::fs::write(&file, conf).unwrap();
+    let mut cmd = std::process::Command::new(daemon_exe());
+    if let Some((uid, gid)) = hashell::local::run_as().unwrap() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.arg("run").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("watchdog.mode = \"required\"") && err.contains("modprobe softdog"), "{err}");
+    assert!(!data.exists(), "a refused start created the data directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unreachable_dcs_at_start_is_reported_and_nothing_is_touched() {
     let mut c = Cluster::start(Options { nodes: 1, ..Options::default() });
     c.kill_node(0);

@@ -12,6 +12,7 @@
 //! | `GET /health` | PostgreSQL runs | 503 |
 //! | `GET /liveness` | the daemon's loop ran within 3 loop waits | 503 |
 //! | `POST /failsafe` | the node acknowledges the primary (S1') | 409 |
+//! | `POST /wake` | 202: the loop runs at once (a peer changed leadership; stores without a watch) | |
 
 use crate::daemon::Shared;
 use axum::extract::State;
@@ -114,6 +115,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         let code = if ok { StatusCode::OK } else { StatusCode::CONFLICT };
         (code, Json(serde_json::json!({ "accepted": ok }))).into_response()
     }
+    async fn wake(State(sh): State<Arc<Shared>>) -> Response {
+        let woke = sh.wake_from_peer();
+        (StatusCode::ACCEPTED, Json(serde_json::json!({ "woke": woke }))).into_response()
+    }
     Router::new()
         .route("/peer", get(peer))
         .route("/status", get(status))
@@ -126,6 +131,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/liveness", get(liveness))
         .route("/failsafe", post(failsafe))
+        .route("/wake", post(wake))
         .with_state(shared)
 }
 

@@ -74,6 +74,9 @@ enum Command {
         /// Data directory of the instance to fence.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Hardware watchdog device to hold while PostgreSQL may write.
+        #[arg(long)]
+        watchdog: Option<PathBuf>,
     },
 }
 
@@ -179,13 +182,15 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Guard { socket, data_dir } => match crate::guard::run(&socket, &data_dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hashell guard: {e}");
-                ExitCode::from(1)
+        Command::Guard { socket, data_dir, watchdog } => {
+            match crate::guard::run(&socket, &data_dir, watchdog.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hashell guard: {e}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
     }
 }
 

@@ -48,7 +48,13 @@ struct Inner {
     running: bool,
     last_loop: Millis,
     loop_wait: Millis,
+    /// When a peer last woke the loop (wake-ups closer together are ignored).
+    last_peer_wake: Option<Millis>,
 }
+
+/// Peer wake-ups closer together than this are dropped: a flood of them cannot turn the
+/// loop into a busy one.
+const PEER_WAKE_MIN_GAP: Millis = 100;
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -104,6 +110,21 @@ impl Shared {
         ok
     }
 
+    /// A peer says leadership moved (`POST /wake`): run the loop now. Returns whether it
+    /// woke the loop (false: another wake-up came less than 100 ms ago).
+    pub fn wake_from_peer(&self) -> bool {
+        let now = self.clock.now();
+        {
+            let mut i = self.lock();
+            if i.last_peer_wake.is_some_and(|t| now.saturating_sub(t) < PEER_WAKE_MIN_GAP) {
+                return false;
+            }
+            i.last_peer_wake = Some(now);
+        }
+        self.wake.notify_one();
+        true
+    }
+
     /// Whether the loop ran recently (3 loop waits, at least 10 s).
     pub fn loop_alive(&self) -> bool {
         let i = self.lock();
@@ -148,9 +169,53 @@ pub struct Daemon<D: Dcs + 'static> {
 /// store calls and reads end this long before it, however slow the store.
 const IO_SLACK: Millis = 500;
 
+/// How often a store without a watch is read while leadership is in flux (no leader
+/// record, a switchover requested, a member electing or fencing).
+const NO_WATCH_FLUX_POLL: Millis = 1_000;
+
+/// Bound on one peer wake-up call.
+const PEER_WAKE_LIMIT: Duration = Duration::from_millis(500);
+
+/// Whether leadership is in flux in `view`: a store without a watch is then polled faster.
+fn in_flux(view: &ClusterView) -> bool {
+    use hacore::dcs::MemberRole;
+    view.leader.is_none()
+        || view.switchover.is_some()
+        || view.members.iter().any(|m| matches!(m.value.role, MemberRole::Candidate | MemberRole::Fencing))
+}
+
+/// What a batch did that matters after it.
+struct Executed {
+    /// An outcome calls for the next step at once.
+    urgent: bool,
+    /// This node acquired, transferred or released the leader record.
+    moved: bool,
+}
+
 /// Consecutive steps without a sleep after urgent outcomes (a store that keeps refusing
 /// must not turn the loop into a busy one).
 const MAX_QUICK_STEPS: u32 = 3;
+
+/// The watchdog device the guard holds: none when `mode = off` or (`automatic`) when the
+/// device does not exist; `required` refuses to start unless the device opens and answers.
+fn watchdog_device(file: &FileConfig) -> Result<Option<std::path::PathBuf>, String> {
+    use crate::config::WatchdogMode;
+    let w = &file.watchdog;
+    match w.mode {
+        WatchdogMode::Off => Ok(None),
+        WatchdogMode::Automatic => Ok(w.device.exists().then(|| w.device.clone())),
+        WatchdogMode::Required => {
+            // Opening starts it; dropping it disarms it again (magic close).
+            crate::watchdog::Watchdog::open(&w.device, 60).map_err(|e| {
+                format!(
+                    "watchdog.mode = \"required\" but {e}; load a watchdog driver (e.g. `modprobe softdog`), \
+                     give the daemon's user write access to the device, or set watchdog.mode = \"automatic\""
+                )
+            })?;
+            Ok(Some(w.device.clone()))
+        }
+    }
+}
 
 fn is_timeout(e: &str) -> bool {
     e.contains("did not finish within") || e.contains("no answer within") || e.contains("still alive after")
@@ -173,7 +238,7 @@ impl<D: Dcs + 'static> Daemon<D> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find the hashell binary: {e}"))?;
         let socket =
             file.guard.socket.clone().unwrap_or_else(|| crate::config::sibling(&file.postgresql.data_dir, "guard"));
-        let guard = GuardClient::new(socket, file.postgresql.data_dir.clone(), exe);
+        let guard = GuardClient::new(socket, file.postgresql.data_dir.clone(), exe, watchdog_device(&file)?);
         let (tx, rx) = mpsc::unbounded_channel();
         let (bg_tx, bg_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -386,7 +451,12 @@ impl<D: Dcs + 'static> Daemon<D> {
         for a in &decision.actions {
             debug!(action = ?a, "action");
         }
-        let urgent = self.execute(decision.actions, decision.background_from, st.writable_until).await;
+        let done = self.execute(decision.actions, decision.background_from, st.writable_until).await;
+        let no_watch = self.dcs.as_ref().is_some_and(|d| !d.has_watch());
+        if done.moved && no_watch {
+            self.wake_peers();
+        }
+        let urgent = done.urgent;
         // An outcome that moves leadership (an acquire, a transfer, a leader-side write
         // before a promotion, a failsafe confirmation that extends the deadline) matters
         // now, not after a sleep: step again at once, a few times in a row at most.
@@ -395,8 +465,35 @@ impl<D: Dcs + 'static> Daemon<D> {
             0
         } else {
             self.quick_steps = 0;
-            decision.wake_within
+            if no_watch && self.view.as_ref().is_some_and(in_flux) {
+                decision.wake_within.min(NO_WATCH_FLUX_POLL)
+            } else {
+                decision.wake_within
+            }
         }
+    }
+
+    /// Tells every peer to run its loop now (`POST /wake`): without a watch they would see
+    /// the new leader record only at their next poll. Fire and forget; a peer that misses
+    /// it polls anyway.
+    fn wake_peers(&self) {
+        let me = &self.shared.cfg.name;
+        let Some(view) = &self.view else { return };
+        let urls: Vec<String> = view
+            .members
+            .iter()
+            .filter(|m| &m.value.name != me && !m.value.api_url.is_empty())
+            .map(|m| format!("{}/wake", m.value.api_url.trim_end_matches('/')))
+            .collect();
+        let client = self.peers.clone();
+        tokio::spawn(async move {
+            let calls = urls.iter().map(|u| client.call::<serde_json::Value>("POST", u, None, PEER_WAKE_LIMIT));
+            for r in futures::future::join_all(calls).await {
+                if let Err(e) = r {
+                    debug!(error = %e, "peer wake-up");
+                }
+            }
+        });
     }
 
     /// What the data directory says at start: standby or not and the synchronous standbys
@@ -446,10 +543,16 @@ impl<D: Dcs + 'static> Daemon<D> {
         self.pg.upstream(name, &m.value.pg_url)
     }
 
-    /// Executes a batch; returns whether an outcome calls for the next step at once.
-    async fn execute(&mut self, actions: Vec<Action>, background_from: usize, writable_until: Option<Millis>) -> bool {
+    /// Executes a batch.
+    async fn execute(
+        &mut self,
+        actions: Vec<Action>,
+        background_from: usize,
+        writable_until: Option<Millis>,
+    ) -> Executed {
         let mut failed = false;
         let mut urgent = false;
+        let mut moved = false;
         let mut background = Vec::new();
         for (i, action) in actions.into_iter().enumerate() {
             if i >= background_from {
@@ -483,7 +586,15 @@ impl<D: Dcs + 'static> Daemon<D> {
                     ..
                 }
             );
+            let moves = matches!(
+                &action,
+                Action::Dcs {
+                    op: DcsOp::AcquireLeader(_) | DcsOp::TransferLeader { .. } | DcsOp::ReleaseLeader { .. },
+                    ..
+                }
+            );
             let result = self.run_action(action, writable_until).await;
+            moved |= moves && result.is_ok();
             if let Err(e) = &result {
                 warn!(error = %e.1, "action failed");
                 failed = true;
@@ -514,7 +625,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                 });
             }
         }
-        urgent
+        Executed { urgent, moved }
     }
 
     /// Runs one action. `Ok(None)`: a long operation started (its outcome comes later).

@@ -110,6 +110,8 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
         endpoints: vec![etcd.endpoint(); 3],
         settings: crate::local::FAST_SETTINGS.into(),
         log_level: "info".into(),
+        log_format: "pretty".into(),
+        postgresql: String::new(),
     };
     let mut c = LocalCluster::create(root.clone(), &local_opts)?;
     c.keep(opts.keep);

@@ -12,8 +12,13 @@
 //! start included) until it is armed again. With no daemon connected and no deadline
 //! ahead it exits, so a daemon that died leaves no guard behind for longer than its lease.
 //! It logs to `<socket>.log`.
+//!
+//! With a hardware watchdog (`--watchdog DEVICE`) the guard also holds the device while
+//! PostgreSQL may write under a deadline, so that a stalled guard resets the machine before
+//! the lease can pass (see [`crate::watchdog`]).
 
 use crate::pg::kill::{kill_instance, maybe_writable};
+use crate::watchdog::{ping_timeout, Watchdog};
 use backend_etcd::clock::BootClock;
 use hacore::memdcs::Clock;
 use hacore::{GuardState, Millis, Term};
@@ -72,7 +77,7 @@ fn serve(stream: UnixStream, shared: Arc<Mutex<Shared>>) {
 
 /// Runs the guard until it is no longer needed. Blocking, std only: nothing shared with
 /// the daemon's runtime.
-pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
+pub fn run(socket: &Path, data_dir: &Path, watchdog: Option<&Path>) -> Result<(), String> {
     // One guard per instance: the lock is held for the guard's lifetime, and only its
     // holder may replace the socket. A second guard (started while the first was slow to
     // come up) leaves, instead of orphaning the first with a deadline nobody updates.
@@ -103,6 +108,7 @@ pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
     );
     let mut idle_since = clock.now();
     let mut fired_at: Option<Millis> = None;
+    let mut wd = watchdog.map(WatchdogHolder::new);
     loop {
         while let Ok((stream, _)) = listener.accept() {
             let _ = stream.set_nonblocking(false);
@@ -126,6 +132,9 @@ pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
                 }
             }
         }
+        if let Some(w) = &mut wd {
+            w.tick(now, armed.map(|(d, _)| d), data_dir);
+        }
         let needed = connections > 0 || armed.is_some_and(|(d, _)| d > now);
         if needed {
             idle_since = now;
@@ -140,11 +149,72 @@ pub fn run(socket: &Path, data_dir: &Path) -> Result<(), String> {
     }
 }
 
+/// The guard's use of the hardware watchdog: opened while PostgreSQL may write under a
+/// deadline, pinged so it fires no later than the deadline plus
+/// [`crate::watchdog::ALLOWANCE`], closed
+/// (disarmed) once nothing is writable.
+struct WatchdogHolder {
+    device: PathBuf,
+    open: Option<Watchdog>,
+    last_check: Millis,
+    said: Option<String>,
+}
+
+impl WatchdogHolder {
+    fn new(device: &Path) -> WatchdogHolder {
+        WatchdogHolder { device: device.to_path_buf(), open: None, last_check: 0, said: None }
+    }
+
+    fn say(&mut self, msg: String) {
+        if self.said.as_ref() != Some(&msg) {
+            eprintln!("hashell guard {}: {msg}", std::process::id());
+            self.said = Some(msg);
+        }
+    }
+
+    fn tick(&mut self, now: Millis, deadline: Option<Millis>, data_dir: &Path) {
+        if now.saturating_sub(self.last_check) < 100 {
+            return;
+        }
+        self.last_check = now;
+        let writable = maybe_writable(data_dir);
+        if !writable {
+            if self.open.take().is_some() {
+                self.say(format!("watchdog {} disarmed: PostgreSQL cannot write", self.device.display()));
+            }
+            return;
+        }
+        let Some(deadline) = deadline else { return };
+        // Too close to the deadline for another ping: the last one bounds the reset.
+        let Some(timeout) = ping_timeout(now, deadline) else { return };
+        let result = match &mut self.open {
+            Some(w) => w.ping(timeout).map(|()| w.timeout),
+            None => Watchdog::open(&self.device, timeout).map(|w| {
+                let t = w.timeout;
+                self.open = Some(w);
+                t
+            }),
+        };
+        match result {
+            Ok(actual) if actual > timeout => self.say(format!(
+                "watchdog {} rounds the timeout up to {actual} s (asked {timeout} s): it may fire after the lease                  could pass",
+                self.device.display()
+            )),
+            Ok(_) => self.say(format!("watchdog {} armed", self.device.display())),
+            Err(e) => {
+                self.open = None;
+                self.say(e)
+            }
+        }
+    }
+}
+
 /// The daemon's side: connects to the guard, starting one when none listens.
 pub struct GuardClient {
     socket: PathBuf,
     data_dir: PathBuf,
     exe: PathBuf,
+    watchdog: Option<PathBuf>,
     /// When a guard was last started: a slow start (a loaded machine) is waited for, not
     /// answered with a second guard.
     spawned_at: Option<std::time::Instant>,
@@ -157,9 +227,9 @@ const SPAWN_GRACE: Duration = Duration::from_secs(10);
 
 impl GuardClient {
     /// A client for the guard on `socket` enforcing deadlines on `data_dir`; `exe` is the
-    /// `hashell` binary to start it with.
-    pub fn new(socket: PathBuf, data_dir: PathBuf, exe: PathBuf) -> GuardClient {
-        GuardClient { socket, data_dir, exe, spawned_at: None, conn: None }
+    /// `hashell` binary to start it with, `watchdog` the device it holds, if any.
+    pub fn new(socket: PathBuf, data_dir: PathBuf, exe: PathBuf, watchdog: Option<PathBuf>) -> GuardClient {
+        GuardClient { socket, data_dir, exe, watchdog, spawned_at: None, conn: None }
     }
 
     async fn connect(&mut self) -> Result<(), String> {
@@ -201,14 +271,11 @@ impl GuardClient {
             .open(crate::config::sibling(&self.socket, "log"))
             .map_err(|e| format!("cannot open the guard's log next to {}: {e}", self.socket.display()))?;
         let mut cmd = std::process::Command::new(&self.exe);
-        cmd.arg("guard")
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log);
+        cmd.arg("guard").arg("--socket").arg(&self.socket).arg("--data-dir").arg(&self.data_dir);
+        if let Some(w) = &self.watchdog {
+            cmd.arg("--watchdog").arg(w);
+        }
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
         // SAFETY: setsid is async-signal-safe; the guard gets its own session so signals
         // for the daemon's process group (a terminal's Ctrl-C, a frozen group) miss it.
         unsafe {

@@ -10,3 +10,4 @@ pub mod guard;
 pub mod local;
 pub mod pg;
 pub mod run;
+pub mod watchdog;

@@ -117,6 +117,10 @@ pub struct LocalOptions {
     pub settings: String,
     /// `[log] level`.
     pub log_level: String,
+    /// `[log] format` (`pretty` or `json`).
+    pub log_format: String,
+    /// Extra `[postgresql]` lines (hooks, `restore_command`).
+    pub postgresql: String,
 }
 
 /// N daemons under one directory.
@@ -270,6 +274,7 @@ data_dir = "{data}"
 socket_dir = "{root}"
 port = {pg}
 connect_address = "127.0.0.1:{pg}"
+{postgresql}
 pg_hba = ["local all all trust", "host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"]
 [postgresql.superuser]
 username = "postgres"
@@ -287,6 +292,7 @@ connect_address = "127.0.0.1:{api}"
 {settings}
 [log]
 level = "{level}"
+format = "{format}"
 "#,
         name = n.name,
         bin = o.bin_dir.display(),
@@ -296,6 +302,8 @@ level = "{level}"
         api = n.api_port,
         settings = o.settings,
         level = o.log_level,
+        format = o.log_format,
+        postgresql = o.postgresql,
     )
 }
 

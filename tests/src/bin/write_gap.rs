@@ -65,6 +65,8 @@ fn main() {
             endpoints: vec![etcd.endpoint(); 3],
             settings: if fast { FAST_SETTINGS.into() } else { String::new() },
             log_level: "info".into(),
+            log_format: "pretty".into(),
+            postgresql: String::new(),
         };
         let mut c = LocalCluster::create(root, &opts).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..3 {

@@ -212,7 +212,12 @@ impl PgCtl {
                 .arg(c)
                 .env("PGDATA", self.data())
                 .env("PGHOST", &from.host)
-                .env("PGPORT", from.port.to_string());
+                .env("PGPORT", from.port.to_string())
+                .env("PGUSER", &from.user)
+                .env("PGAPPNAME", self.member());
+            if let Some(p) = &from.password {
+                cmd.env("PGPASSWORD", p);
+            }
             self.run(cmd, limit, "clone_command").await?;
             controldata(&self.target).await.map(|c| c.min_recovery_end.max(c.checkpoint))?
         } else {

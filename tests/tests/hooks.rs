@@ -1,0 +1,58 @@
+//! The user's own methods: `bootstrap_command` instead of initdb, `clone_command` instead
+//! of pg_basebackup, a `restore_command` in effect on replicas, and JSON logs with the
+//! node, term and tick of every line inside a loop.
+
+use e2e::{Cluster, Options};
+use std::time::Duration;
+
+#[test]
+fn hooks_bootstrap_and_clone_and_the_restore_command_is_used() {
+    let bin = e2e::pg_bin();
+    let postgresql = format!(
+        r#"bootstrap_command = "{initdb} -D \"$PGDATA\" --data-checksums -E UTF8 --locale=C -U postgres && touch \"$PGDATA.bootstrapped-by-hook\""
+clone_command = "{basebackup} -D \"$PGDATA\" -X stream -c fast --no-password && echo \"$PGUSER $PGHOST $PGPORT\" > \"$PGDATA.cloned-by-hook\""
+restore_command = "echo %f >> ../restore.log; false"
+"#,
+        initdb = bin.join("initdb").display(),
+        basebackup = bin.join("pg_basebackup").display(),
+    );
+    let c = Cluster::start(Options { nodes: 2, postgresql, log_format: "json", ..Options::default() });
+    let p = c.wait_healthy(Duration::from_secs(120));
+    let r = 1 - p;
+    let marker = |i: usize, what: &str| hashell::config::sibling(&c.nodes[i].data(), what);
+    assert!(marker(p, "bootstrapped-by-hook").exists(), "the primary was not made by bootstrap_command");
+    assert!(!marker(r, "bootstrapped-by-hook").exists(), "the replica ran the bootstrap too");
+    let cloned =
+        std::fs::read_to_string(marker(r, "cloned-by-hook")).expect("the replica was not made by clone_command");
+    assert_eq!(cloned.trim(), format!("replicator 127.0.0.1 {}", c.nodes[p].pg_port), "clone_command environment");
+    // The bootstrap's checksums are what the hook asked for, and the clone is a copy of it.
+    assert_eq!(c.psql(p, "SHOW data_checksums").unwrap(), "on");
+    assert_eq!(
+        c.psql(p, "SELECT system_identifier FROM pg_control_system()").unwrap(),
+        c.psql(r, "SELECT system_identifier FROM pg_control_system()").unwrap()
+    );
+    // The replica's PostgreSQL runs the restore_command (it asks the archive before streaming).
+    assert_eq!(c.psql(r, "SHOW restore_command").unwrap(), "echo %f >> ../restore.log; false");
+    let asked = std::fs::read_to_string(c.nodes[r].data().join("../restore.log")).unwrap_or_default();
+    assert!(!asked.trim().is_empty(), "PostgreSQL never called the restore_command");
+    c.psql(p, "CREATE TABLE t AS SELECT 1 AS x").unwrap();
+    c.wait_for("the row on the replica", Duration::from_secs(30), |c| {
+        (c.psql(r, "SELECT count(*) FROM t").ok()? == "1").then_some(())
+    });
+
+    // JSON logs: every line is an object; lines inside a loop carry node, term and tick.
+    let log = std::fs::read_to_string(c.nodes[p].log()).unwrap();
+    let mut in_tick = 0;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        if v["span"]["name"] == "tick" {
+            assert_eq!(v["span"]["node"], c.nodes[p].name.as_str(), "{line}");
+            assert!(v["span"]["term"].is_u64() && v["span"]["tick"].is_u64(), "{line}");
+            in_tick += 1;
+        }
+    }
+    assert!(in_tick > 0, "no log line inside a loop:\n{log}");
+    let decisions = log.lines().filter(|l| l.contains(r#""message":"decision""#)).count();
+    assert!(decisions > 0, "no decision logged");
+}
