@@ -10,7 +10,7 @@ pub use hashell::pg::testing::pg_bin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A TCP proxy between one node and etcd that can cut the path (a partition between that
 /// node and the store only): when cut, open connections are shut down and new ones closed
@@ -82,11 +82,19 @@ pub struct Options {
     pub postgresql: String,
     /// `[log] format`.
     pub log_format: &'static str,
+    /// Extra lines after `[rest]`.
+    pub rest: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 3, settings: String::new(), postgresql: String::new(), log_format: "pretty" }
+        Options {
+            nodes: 3,
+            settings: String::new(),
+            postgresql: String::new(),
+            log_format: "pretty",
+            rest: String::new(),
+        }
     }
 }
 
@@ -131,6 +139,7 @@ impl Cluster {
             log_level: "info,hashell=debug".into(),
             log_format: opts.log_format.into(),
             postgresql: opts.postgresql.clone(),
+            rest: opts.rest.clone(),
         };
         let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));
         let mut c = Cluster { local, paths, etcd };
@@ -234,25 +243,7 @@ pub fn log_time(log: &Path, needle: &str) -> Option<SystemTime> {
     parse_rfc3339(line.split_whitespace().next()?)
 }
 
-/// `2026-11-22T08:53:24.569259Z` as a SystemTime.
-pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<u64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let (y, m, day) = (d[0] - (d[1] <= 2) as i64, d[1], d[2]);
-    // Days from civil (Howard Hinnant's algorithm).
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let nanos: u64 = format!("{frac:0<9}")[..9].parse().ok()?;
-    let secs = days as u64 * 86_400 + t[0] * 3_600 + t[1] * 60 + t[2];
-    Some(UNIX_EPOCH + Duration::new(secs, nanos as u32))
-}
+pub use hashell::operator::parse_rfc3339;
 
 /// Writes to every node many times a second, each row tagged with the node that took it,
 /// and records the client-side time and row id of every acknowledged commit.
@@ -347,17 +338,4 @@ pub fn daemon_exe() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("hashell-under-test"));
     assert!(exe.exists(), "{} is missing: run the tests with cargo (it builds the binary first)", exe.display());
     exe
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_timestamps() {
-        let t = parse_rfc3339("2026-11-22T08:53:24.569259Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap(), Duration::new(1_795_337_604, 569_259_000));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
-        assert_eq!(parse_rfc3339("yesterday"), None);
-    }
 }

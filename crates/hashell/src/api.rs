@@ -1,27 +1,40 @@
-//! The REST API: what peers need (status for elections, failsafe acknowledgements) and the
-//! health endpoints load balancers call, with Patroni's status codes. The full operator
-//! surface (switchover, config, metrics) builds on this.
+//! The REST API: what peers need (status for elections, failsafe acknowledgements,
+//! wake-ups), the health endpoints load balancers call with Patroni's status codes, the
+//! cluster's state for the CLI and dashboards, and the operator's requests.
 //!
 //! | endpoint | 200 when | otherwise |
 //! |---|---|---|
 //! | `GET /peer` | always: this node's [`hacore::PeerStatus`] (JSON) | |
 //! | `GET /status`, `GET /patroni` | always: the node's status (JSON) | |
 //! | `GET /primary`, `/leader`, `/read-write` | PostgreSQL runs writable under this node's lease | 503 |
-//! | `GET /replica` | PostgreSQL runs as a standby | 503 |
+//! | `GET /replica` | PostgreSQL runs as a standby (`?lag=`, `?replication_state=`, `?tag_<k>=<v>`) | 503 |
+//! | `GET /sync`, `/async` | a standby in (not in) the published synchronous set | 503 |
 //! | `GET /read-only` | PostgreSQL runs (primary or standby) | 503 |
 //! | `GET /health` | PostgreSQL runs | 503 |
 //! | `GET /liveness` | the daemon's loop ran within 3 loop waits | 503 |
+//! | `GET /readiness` | the primary, or a standby within `?lag=` | 503 |
+//! | `GET /cluster`, `/history`, `/config`, `/metrics` | always (the last view of the store) | |
 //! | `POST /failsafe` | the node acknowledges the primary (S1') | 409 |
 //! | `POST /wake` | 202: the loop runs at once (a peer changed leadership; stores without a watch) | |
+//! | `POST /switchover`, `/failover` | the request is done (or 202: scheduled, or `?wait=false`) | 400, 409, 503 |
+//! | `DELETE /switchover` | a pending request was cancelled | 409 |
+//! | `PATCH /config` | the merged settings were written (JSON merge patch; `null` resets) | 400, 409 |
+//!
+//! Every GET also answers HEAD and OPTIONS (load balancers' health checks). With
+//! `[rest.auth]` every POST, PATCH and DELETE needs HTTP basic auth (peers send the same
+//! credentials); a refusal is 401 with a JSON error saying what to send.
 
 use crate::daemon::Shared;
+use crate::operator::{
+    cancel_switchover, parse_rfc3339, patch_config, request_switchover, wait_switchover, OpError, SwitchoverAsk,
+};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use hacore::dcs::MemberRole;
+use hacore::dcs::{MemberRole, SwitchoverKind};
 use hacore::FailsafeRequest;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -68,77 +81,521 @@ fn status_code(ok: bool) -> StatusCode {
     }
 }
 
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+fn op_error(e: OpError) -> Response {
+    let code = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(code, e.message())
+}
+
 async fn status_doc(sh: &Shared) -> StatusDoc {
     sh.status_doc()
 }
 
-/// The router over the daemon's shared state.
-pub fn router(shared: Arc<Shared>) -> Router {
-    async fn peer(State(sh): State<Arc<Shared>>) -> Response {
-        Json(sh.peer_status().await).into_response()
+/// One member in `GET /cluster`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberDoc {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: MemberRole,
+    /// Holds the leader record.
+    pub leader: bool,
+    /// In the published synchronous set.
+    pub sync: bool,
+    /// PostgreSQL runs.
+    pub running: bool,
+    /// `host:port` of PostgreSQL.
+    pub host: String,
+    /// REST API URL.
+    pub api_url: String,
+    /// Timeline.
+    pub timeline: u32,
+    /// End of its WAL (received LSN on a standby).
+    pub lsn: String,
+    /// Bytes behind the leader (standbys on the leader's timeline).
+    pub lag: Option<u64>,
+    /// Whether the position is live (from the member itself at the last tick) or as published.
+    pub live: bool,
+    /// Tags.
+    pub tags: hacore::Tags,
+    /// Settings changed that need a restart.
+    pub pending_restart: bool,
+    /// The member's reason, as published.
+    pub reason: Option<hacore::Reason>,
+}
+
+/// `GET /cluster`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterDoc {
+    /// Cluster name.
+    pub cluster: String,
+    /// Leader.
+    pub leader: Option<String>,
+    /// Term of the leader record (or the highest granted).
+    pub term: u64,
+    /// Maintenance mode.
+    pub paused: bool,
+    /// A pending switchover or failover request.
+    pub switchover: Option<hacore::dcs::SwitchoverRequest>,
+    /// Members, by name.
+    pub members: Vec<MemberDoc>,
+    /// Keys the store holds but that could not be decoded.
+    pub corrupt: Vec<String>,
+    /// Which node answered, and whether it reached the store at its last tick.
+    pub answered_by: String,
+}
+
+fn host_of(pg_url: &str) -> String {
+    let get = |k: &str| {
+        pg_url.split_whitespace().find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).unwrap_or("")
+    };
+    format!("{}:{}", get("host"), get("port"))
+}
+
+/// The cluster as this node sees it: membership from the store, positions live from the
+/// last tick's peer answers (the published ones when a peer did not answer).
+pub fn cluster_doc(sh: &Shared) -> Option<ClusterDoc> {
+    let (view, me, running, peers) = sh.snapshot();
+    let view = view?;
+    let my_name = sh.cfg.name.clone();
+    let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
+    let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.clone()).unwrap_or_default();
+    let mut rows: Vec<(MemberDoc, hacore::Lsn)> = view
+        .members
+        .iter()
+        .map(|m| {
+            let r = &m.value;
+            let live = if r.name == my_name {
+                Some((me.role, running, me.position))
+            } else {
+                peers
+                    .iter()
+                    .find(|p| p.name == r.name)
+                    .and_then(|p| p.status.as_ref())
+                    .map(|s| (s.role, s.running, s.position))
+            };
+            let (role, running, pos, is_live) = match live {
+                Some((role, running, pos)) => (role, running, pos, true),
+                None => (r.role, r.running, hacore::WalPosition { timeline: r.timeline, lsn: r.lsn }, false),
+            };
+            let doc = MemberDoc {
+                name: r.name.clone(),
+                role,
+                leader: leader.as_ref() == Some(&r.name),
+                sync: sync.contains(&r.name),
+                running,
+                host: host_of(&r.pg_url),
+                api_url: r.api_url.clone(),
+                timeline: pos.timeline.0,
+                lsn: pos.lsn.to_string(),
+                lag: None,
+                live: is_live,
+                tags: r.tags.clone(),
+                pending_restart: r.pending_restart,
+                reason: r.reason,
+            };
+            (doc, pos.lsn)
+        })
+        .collect();
+    let lead = rows.iter().find(|(m, _)| m.leader).map(|(m, l)| (m.timeline, *l));
+    let lead = lead.or_else(|| view.status.as_ref().map(|s| (s.value.timeline.0, s.value.lsn)));
+    if let Some((tl, lead_lsn)) = lead {
+        for (m, lsn) in rows.iter_mut().filter(|(m, _)| !m.leader && m.timeline == tl) {
+            m.lag = Some(lead_lsn.0.saturating_sub(lsn.0));
+        }
     }
-    async fn status(State(sh): State<Arc<Shared>>) -> Response {
-        Json(status_doc(&sh).await).into_response()
+    let members = rows.into_iter().map(|(m, _)| m).collect();
+    Some(ClusterDoc {
+        cluster: sh.cluster.clone(),
+        leader,
+        term: view.leader.as_ref().map_or(view.term.0, |l| l.value.term.0),
+        paused: view.config.as_ref().is_some_and(|c| c.value.paused),
+        switchover: view.switchover.as_ref().map(|s| s.value.clone()),
+        members,
+        corrupt: view.corrupt.iter().map(|c| c.key.path()).collect(),
+        answered_by: my_name,
+    })
+}
+
+/// The query string as pairs.
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
     }
-    async fn primary(State(sh): State<Arc<Shared>>) -> Response {
-        let d = status_doc(&sh).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A lag limit: bytes, or with a unit (`16MB`, `1kB`; PostgreSQL's units, powers of 1024).
+pub fn parse_lag(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        "tb" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Why a replica check fails its query's conditions, or None when it passes them.
+fn replica_conditions(sh: &Shared, query: &[(String, String)]) -> Result<Option<String>, String> {
+    let doc = cluster_doc(sh);
+    let me = doc.as_ref().and_then(|d| d.members.iter().find(|m| m.name == sh.cfg.name).cloned());
+    for (k, v) in query {
+        if k == "lag" {
+            let max = parse_lag(v).ok_or_else(|| format!("lag={v:?}: give bytes or a size such as 16MB"))?;
+            match me.as_ref().and_then(|m| m.lag) {
+                Some(l) if l <= max => {}
+                Some(l) => return Ok(Some(format!("{l} bytes behind, more than {max}"))),
+                None => return Ok(Some("lag unknown (no leader position on this timeline)".into())),
+            }
+        } else if k == "replication_state" {
+            if v != "streaming" && v != "in archive recovery" {
+                return Err(format!("replication_state={v:?}: use streaming or \"in archive recovery\""));
+            }
+            let streaming = sh.snapshot().1.role == MemberRole::Replica && sh.pg_streaming();
+            let state = if streaming { "streaming" } else { "in archive recovery" };
+            if state != v {
+                return Ok(Some(format!("replication state is {state}")));
+            }
+        } else if let Some(tag) = k.strip_prefix("tag_") {
+            let tags = serde_json::to_value(&sh.cfg.tags).unwrap_or_default();
+            let have = match tags.get(tag) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => return Ok(Some(format!("no tag {tag}"))),
+            };
+            if &have != v {
+                return Ok(Some(format!("tag {tag} is {have}")));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn authorized(auth: &Option<Arc<str>>, headers: &HeaderMap) -> bool {
+    let Some(want) = auth else { return true };
+    let got = headers.get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
+    constant_time_eq(got, want.as_bytes())
+}
+
+/// Compares without an early exit on the first differing byte.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() != b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+/// The `Authorization` header value of basic auth.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+#[derive(Clone)]
+struct Api {
+    sh: Arc<Shared>,
+    /// The expected `Authorization` header of unsafe requests.
+    auth: Option<Arc<str>>,
+}
+
+/// A switchover or failover asked over REST (Patroni's field names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchoverBody {
+    leader: Option<String>,
+    candidate: Option<String>,
+    scheduled_at: Option<String>,
+}
+
+/// The router over the daemon's shared state; `auth` is the `Authorization` header value
+/// unsafe requests must carry (None: no auth).
+pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
+    async fn peer(State(a): State<Api>) -> Response {
+        Json(a.sh.peer_status().await).into_response()
+    }
+    async fn status(State(a): State<Api>) -> Response {
+        Json(status_doc(&a.sh).await).into_response()
+    }
+    async fn primary(State(a): State<Api>) -> Response {
+        let d = status_doc(&a.sh).await;
         let ok = d.running && d.role == MemberRole::Primary && d.writable_for_ms.is_some();
         (status_code(ok), Json(d)).into_response()
     }
-    async fn replica(State(sh): State<Arc<Shared>>) -> Response {
-        let d = status_doc(&sh).await;
-        let ok = d.running && d.role == MemberRole::Replica;
+    async fn replica(State(a): State<Api>, uri: Uri) -> Response {
+        let d = status_doc(&a.sh).await;
+        let q = query_pairs(uri.query());
+        match replica_conditions(&a.sh, &q) {
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Ok(why) => {
+                let ok = d.running && d.role == MemberRole::Replica && why.is_none();
+                (status_code(ok), Json(d)).into_response()
+            }
+        }
+    }
+    async fn sync_or_async(a: &Api, want_sync: bool) -> Response {
+        let d = status_doc(&a.sh).await;
+        let in_set = cluster_doc(&a.sh)
+            .and_then(|c| c.members.into_iter().find(|m| m.name == a.sh.cfg.name))
+            .is_some_and(|m| m.sync);
+        let ok = d.running && d.role == MemberRole::Replica && in_set == want_sync;
         (status_code(ok), Json(d)).into_response()
     }
-    async fn read_only(State(sh): State<Arc<Shared>>) -> Response {
-        let d = status_doc(&sh).await;
+    async fn sync(State(a): State<Api>) -> Response {
+        sync_or_async(&a, true).await
+    }
+    async fn asynchronous(State(a): State<Api>) -> Response {
+        sync_or_async(&a, false).await
+    }
+    async fn read_only(State(a): State<Api>) -> Response {
+        let d = status_doc(&a.sh).await;
         let ok = d.running && matches!(d.role, MemberRole::Replica | MemberRole::Primary);
         (status_code(ok), Json(d)).into_response()
     }
-    async fn health(State(sh): State<Arc<Shared>>) -> Response {
-        let d = status_doc(&sh).await;
+    async fn health(State(a): State<Api>) -> Response {
+        let d = status_doc(&a.sh).await;
         (status_code(d.running), Json(d)).into_response()
     }
-    async fn liveness(State(sh): State<Arc<Shared>>) -> Response {
-        let ok = sh.loop_alive();
+    async fn liveness(State(a): State<Api>) -> Response {
+        let ok = a.sh.loop_alive();
         (status_code(ok), Json(serde_json::json!({ "loop_alive": ok }))).into_response()
     }
-    async fn failsafe(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
+    async fn readiness(State(a): State<Api>, uri: Uri) -> Response {
+        let d = status_doc(&a.sh).await;
+        if d.running && d.role == MemberRole::Primary && d.writable_for_ms.is_some() {
+            return (StatusCode::OK, Json(d)).into_response();
+        }
+        let q: Vec<(String, String)> = query_pairs(uri.query()).into_iter().filter(|(k, _)| k == "lag").collect();
+        match replica_conditions(&a.sh, &q) {
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Ok(why) => {
+                let ok = d.running && d.role == MemberRole::Replica && why.is_none();
+                (status_code(ok), Json(d)).into_response()
+            }
+        }
+    }
+    async fn cluster(State(a): State<Api>) -> Response {
+        match cluster_doc(&a.sh) {
+            Some(d) => Json(d).into_response(),
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "this node has not read the store yet; ask another member"),
+        }
+    }
+    async fn history(State(a): State<Api>) -> Response {
+        match a.sh.snapshot().0 {
+            Some(v) => Json(v.history.map(|h| h.value.forks).unwrap_or_default()).into_response(),
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "this node has not read the store yet; ask another member"),
+        }
+    }
+    async fn config(State(a): State<Api>) -> Response {
+        match a.sh.snapshot().0 {
+            Some(v) => match v.config {
+                Some(c) => Json(serde_json::json!({ "version": c.version.0, "settings": c.value })).into_response(),
+                None => Json(serde_json::json!({ "version": null, "settings": a.sh.cfg.defaults })).into_response(),
+            },
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "this node has not read the store yet; ask another member"),
+        }
+    }
+    async fn metrics(State(a): State<Api>) -> Response {
+        let text = crate::metrics::render(&a.sh);
+        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    }
+    async fn failsafe(State(a): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+        if !authorized(&a.auth, &headers) {
+            return unauthorized();
+        }
         let req: FailsafeRequest = match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => {
-                let msg = format!("body is not a failsafe request: {e}; send {{\"leader\":..,\"term\":..,\"ttl\":..}}");
-                return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": msg }))).into_response();
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body is not a failsafe request: {e}; send {{\"leader\":..,\"term\":..,\"ttl\":..}}"),
+                )
             }
         };
-        let ok = sh.answer_failsafe(&req);
+        let ok = a.sh.answer_failsafe(&req);
         let code = if ok { StatusCode::OK } else { StatusCode::CONFLICT };
         (code, Json(serde_json::json!({ "accepted": ok }))).into_response()
     }
-    async fn wake(State(sh): State<Arc<Shared>>) -> Response {
-        let woke = sh.wake_from_peer();
+    async fn wake(State(a): State<Api>, headers: HeaderMap) -> Response {
+        if !authorized(&a.auth, &headers) {
+            return unauthorized();
+        }
+        let woke = a.sh.wake_from_peer();
         (StatusCode::ACCEPTED, Json(serde_json::json!({ "woke": woke }))).into_response()
+    }
+    async fn switchover_like(a: &Api, kind: SwitchoverKind, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+        if !authorized(&a.auth, headers) {
+            return unauthorized();
+        }
+        let b: SwitchoverBody = if body.iter().all(u8::is_ascii_whitespace) {
+            SwitchoverBody::default()
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(b) => b,
+                Err(e) => return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{e}; send {{\"leader\": NAME, \"candidate\": NAME, \"scheduled_at\": RFC3339}}, all optional"
+                    ),
+                ),
+            }
+        };
+        let at_wall_ms = match &b.scheduled_at {
+            None => None,
+            Some(t) => match parse_rfc3339(t) {
+                Some(t) => Some(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("scheduled_at {t:?} is not an RFC 3339 time such as 2026-11-22T03:00:00+01:00"),
+                    )
+                }
+            },
+        };
+        let Some(store) = a.sh.store() else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "this node has not reached the store; ask another member");
+        };
+        let ask = SwitchoverAsk { kind, from: b.leader, to: b.candidate, at_wall_ms };
+        let req = match request_switchover(&*store, &ask).await {
+            Ok(r) => r,
+            Err(e) => return op_error(e),
+        };
+        let no_wait = query_pairs(uri.query()).iter().any(|(k, v)| k == "wait" && v == "false");
+        if req.at_wall_ms.is_some() || no_wait {
+            return (StatusCode::ACCEPTED, Json(serde_json::json!({ "message": "requested", "request": req })))
+                .into_response();
+        }
+        let s = &a.sh.cfg.defaults;
+        let limit = std::time::Duration::from_millis(s.switchover_timeout + 2 * s.ttl);
+        match wait_switchover(&*store, &req, limit).await {
+            Ok(leader) => Json(serde_json::json!({ "message": format!("done: {leader} leads"), "leader": leader }))
+                .into_response(),
+            Err(e) => op_error(e),
+        }
+    }
+    async fn switchover(State(a): State<Api>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        switchover_like(&a, SwitchoverKind::Switchover, &uri, &headers, &body).await
+    }
+    async fn failover(State(a): State<Api>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        switchover_like(&a, SwitchoverKind::Failover, &uri, &headers, &body).await
+    }
+    async fn cancel(State(a): State<Api>, headers: HeaderMap) -> Response {
+        if !authorized(&a.auth, &headers) {
+            return unauthorized();
+        }
+        let Some(store) = a.sh.store() else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "this node has not reached the store; ask another member");
+        };
+        match cancel_switchover(&*store).await {
+            Ok(r) => Json(serde_json::json!({ "message": "cancelled", "request": r })).into_response(),
+            Err(e) => op_error(e),
+        }
+    }
+    async fn patch(State(a): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+        if !authorized(&a.auth, &headers) {
+            return unauthorized();
+        }
+        let patch: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}; send e.g. {{\"paused\": true}}"))
+            }
+        };
+        let Some(store) = a.sh.store() else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "this node has not reached the store; ask another member");
+        };
+        match patch_config(&*store, &patch, &a.sh.cfg.defaults, &a.sh.cfg.safety).await {
+            Ok(s) => Json(s).into_response(),
+            Err(e) => op_error(e),
+        }
+    }
+    macro_rules! health_get {
+        ($h:expr) => {
+            get($h).options($h)
+        };
     }
     Router::new()
         .route("/peer", get(peer))
         .route("/status", get(status))
-        .route("/patroni", get(status))
-        .route("/primary", get(primary))
-        .route("/leader", get(primary))
-        .route("/read-write", get(primary))
-        .route("/replica", get(replica))
-        .route("/read-only", get(read_only))
-        .route("/health", get(health))
-        .route("/liveness", get(liveness))
+        .route("/patroni", health_get!(status))
+        .route("/primary", health_get!(primary))
+        .route("/leader", health_get!(primary))
+        .route("/read-write", health_get!(primary))
+        .route("/master", health_get!(primary))
+        .route("/replica", health_get!(replica))
+        .route("/sync", health_get!(sync))
+        .route("/synchronous", health_get!(sync))
+        .route("/async", health_get!(asynchronous))
+        .route("/asynchronous", health_get!(asynchronous))
+        .route("/read-only", health_get!(read_only))
+        .route("/health", health_get!(health))
+        .route("/liveness", health_get!(liveness))
+        .route("/readiness", health_get!(readiness))
+        .route("/cluster", get(cluster))
+        .route("/history", get(history))
+        .route("/config", get(config).patch(patch))
+        .route("/metrics", get(metrics))
         .route("/failsafe", post(failsafe))
         .route("/wake", post(wake))
-        .with_state(shared)
+        .route("/switchover", post(switchover).delete(cancel))
+        .route("/failover", post(failover))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see docs/rest-api.md for the list") })
+        .with_state(Api { sh: shared, auth: auth.map(Arc::from) })
+}
+
+fn unauthorized() -> Response {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "this request changes the cluster: send HTTP basic auth with the [rest.auth] credentials",
+    );
+    r.headers_mut()
+        .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Basic realm=\"hashell\""));
+    r
 }
 
 /// A small HTTP/1 client for peer calls, every request bounded.
 #[derive(Clone)]
 pub struct PeerClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// `Authorization` sent with requests other than GET (the cluster's `[rest.auth]`).
+    auth: Option<Arc<str>>,
 }
 
 impl Default for PeerClient {
@@ -149,11 +606,16 @@ impl Default for PeerClient {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        PeerClient { client }
+        PeerClient { client, auth: None }
     }
 }
 
 impl PeerClient {
+    /// A client that sends `auth` as the `Authorization` of every request but GETs.
+    pub fn with_auth(auth: Option<String>) -> PeerClient {
+        PeerClient { auth: auth.map(Arc::from), ..PeerClient::default() }
+    }
+
     /// Sends a request and decodes a JSON answer with status `want`; `None` on any
     /// other status.
     pub async fn call<T: DeserializeOwned>(
@@ -163,9 +625,11 @@ impl PeerClient {
         body: Option<Vec<u8>>,
         limit: Duration,
     ) -> Result<(u16, Option<T>), String> {
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(url)
+        let mut req = hyper::Request::builder().method(method).uri(url);
+        if let (Some(a), false) = (&self.auth, method == "GET") {
+            req = req.header("authorization", &**a);
+        }
+        let req = req
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| format!("bad request to {url}: {e}"))?;

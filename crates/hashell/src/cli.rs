@@ -56,6 +56,54 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// The members: role, state, timeline, WAL position and lag, tags.
+    List {
+        /// Configuration file (to find the store and cluster).
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::commands::Format,
+        /// Refresh every SECONDS until interrupted.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// The timeline forks: who promoted, when, why, from where.
+    History {
+        /// Configuration file.
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::commands::Format,
+    },
+    /// Maintenance mode: no automatic failover; the daemons keep publishing and renewing.
+    Pause {
+        /// Configuration file.
+        config: PathBuf,
+        /// Wait until every member applied it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Leave maintenance mode.
+    Resume {
+        /// Configuration file.
+        config: PathBuf,
+        /// Wait until every member applied it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print the cluster's settings as the store holds them.
+    ShowConfig {
+        /// Configuration file.
+        config: PathBuf,
+    },
+    /// Change the cluster's settings: -s KEY=VALUE (JSON values; null resets to the default).
+    EditConfig {
+        /// Configuration file.
+        config: PathBuf,
+        /// A setting to change (repeatable), e.g. -s ttl=20000 -s synchronous_mode=on.
+        #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// A real 3-node cluster on loopback: failover of a killed primary, measured, then cleaned up.
     Demo {
         /// PostgreSQL's binaries.
@@ -182,6 +230,61 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::List { config, format, watch } => with_store(&config, |cfg, store| async move {
+            loop {
+                let doc = crate::commands::cluster(&cfg, &*store).await?;
+                match format {
+                    crate::commands::Format::Json => {
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+                    }
+                    crate::commands::Format::Table => {
+                        if watch.is_some() {
+                            print!("\x1b[2J\x1b[H");
+                        }
+                        print!("{}", crate::commands::render_list(&doc))
+                    }
+                }
+                match watch {
+                    Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s.max(0.2))).await,
+                    None => return Ok(String::new()),
+                }
+            }
+        }),
+        Command::History { config, format } => with_store(&config, |_cfg, store| async move {
+            let view = crate::operator::read(&*store).await?;
+            let forks = view.history.map(|h| h.value.forks).unwrap_or_default();
+            Ok(match format {
+                crate::commands::Format::Json => serde_json::to_string_pretty(&forks).unwrap_or_default(),
+                crate::commands::Format::Table => crate::commands::render_history(&forks),
+            })
+        }),
+        Command::Pause { config, wait } => {
+            with_store(
+                &config,
+                |cfg, store| async move { crate::commands::set_paused(&cfg, &*store, true, wait).await },
+            )
+        }
+        Command::Resume { config, wait } => {
+            with_store(
+                &config,
+                |cfg, store| async move { crate::commands::set_paused(&cfg, &*store, false, wait).await },
+            )
+        }
+        Command::ShowConfig { config } => with_store(&config, |cfg, store| async move {
+            let view = crate::operator::read(&*store).await?;
+            let (version, settings) = match view.config {
+                Some(c) => (Some(c.version.0), c.value),
+                None => (None, cfg.core().defaults),
+            };
+            let doc = serde_json::json!({ "version": version, "settings": settings });
+            Ok(serde_json::to_string_pretty(&doc).unwrap_or_default())
+        }),
+        Command::EditConfig { config, set } => with_store(&config, |cfg, store| async move {
+            let patch = crate::commands::sets_to_patch(&set)?;
+            let core = cfg.core();
+            let s = crate::operator::patch_config(&*store, &patch, &core.defaults, &core.safety).await?;
+            Ok(serde_json::to_string_pretty(&s).unwrap_or_default())
+        }),
         Command::Guard { socket, data_dir, watchdog } => {
             match crate::guard::run(&socket, &data_dir, watchdog.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -214,6 +317,34 @@ fn switchover(
         Err(e) => {
             eprintln!("hashell: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads the file, connects to its store and runs `f`; prints its text or its error.
+fn with_store<F, Fut>(config: &std::path::Path, f: F) -> ExitCode
+where
+    F: FnOnce(crate::config::FileConfig, std::sync::Arc<dyn crate::operator::DynDcs>) -> Fut,
+    Fut: std::future::Future<Output = Result<String, crate::commands::CmdError>>,
+{
+    let cfg = match load(config, &[]) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let r = runtime().block_on(async move {
+        let store = crate::run::connect_store(&cfg).await.map_err(|e| crate::commands::CmdError(e, 1))?;
+        f(cfg, std::sync::Arc::new(store)).await
+    });
+    match r {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(crate::commands::CmdError(msg, code)) => {
+            eprintln!("hashell: {msg}");
+            ExitCode::from(code)
         }
     }
 }

@@ -673,6 +673,15 @@ impl FileConfig {
         }
     }
 
+    /// The `Authorization` header of `[rest.auth]`: what the API demands of unsafe
+    /// requests and what this node sends to its peers.
+    pub fn rest_auth_header(&self) -> Result<Option<String>, String> {
+        match &self.rest.auth {
+            Some(a) => Ok(Some(crate::api::basic_auth(&a.username, &a.secret()?.unwrap_or_default()))),
+            None => Ok(None),
+        }
+    }
+
     /// The cluster settings of `[settings]`, in the core's units.
     pub fn cluster_settings(&self) -> ClusterSettings {
         let s = &self.settings;

@@ -9,6 +9,7 @@
 use crate::api::{PeerClient, StatusDoc};
 use crate::config::FileConfig;
 use crate::guard::GuardClient;
+use crate::operator::DynDcs;
 use crate::pg::ctl::PgCtl;
 use crate::pg::observe::{observe, Trouble};
 use backend_etcd::clock::BootClock;
@@ -50,6 +51,14 @@ struct Inner {
     loop_wait: Millis,
     /// When a peer last woke the loop (wake-ups closer together are ignored).
     last_peer_wake: Option<Millis>,
+    /// The WAL receiver streamed at the last tick.
+    streaming: bool,
+    /// The last view of the store and what the peers answered at that tick.
+    view: Option<ClusterView>,
+    peers: Vec<PeerReport>,
+    /// The store, once connected (operator requests through the REST API).
+    store: Option<Arc<dyn DynDcs>>,
+    counters: crate::metrics::Counters,
 }
 
 /// Peer wake-ups closer together than this are dropped: a flood of them cannot turn the
@@ -108,6 +117,36 @@ impl Shared {
         let (ok, mem) = hacore::answer_failsafe(&self.cfg, &i.memory, req, now);
         i.memory = mem;
         ok
+    }
+
+    /// The last view of the store, this node's status and the peers' last answers.
+    pub fn snapshot(&self) -> (Option<ClusterView>, NodeStatus, bool, Vec<PeerReport>) {
+        let i = self.lock();
+        (i.view.clone(), i.status.clone(), i.running, i.peers.clone())
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn counters(&self) -> crate::metrics::Counters {
+        self.lock().counters.clone()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut crate::metrics::Counters)) {
+        f(&mut self.lock().counters)
+    }
+
+    fn count_action(&self, kind: &'static str, r: &Result<Done, Failure>) {
+        let label = crate::metrics::result_label(r);
+        self.count(|c| *c.actions.entry((kind, label)).or_default() += 1);
+    }
+
+    /// Whether the WAL receiver streamed at the last tick.
+    pub fn pg_streaming(&self) -> bool {
+        self.lock().streaming
+    }
+
+    /// The store, once the daemon reached it.
+    pub fn store(&self) -> Option<Arc<dyn DynDcs>> {
+        self.lock().store.clone()
     }
 
     /// A peer says leadership moved (`POST /wake`): run the loop now. Returns whether it
@@ -241,6 +280,7 @@ impl<D: Dcs + 'static> Daemon<D> {
         let guard = GuardClient::new(socket, file.postgresql.data_dir.clone(), exe, watchdog_device(&file)?);
         let (tx, rx) = mpsc::unbounded_channel();
         let (bg_tx, bg_rx) = mpsc::unbounded_channel();
+        let rest_auth = file.rest_auth_header()?;
         let shared = Arc::new(Shared {
             cfg,
             cluster: file.cluster.name.clone(),
@@ -258,7 +298,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             dcs_error: None,
             dcs_failing: false,
             guard,
-            peers: PeerClient::default(),
+            peers: PeerClient::with_auth(rest_auth),
             clock: BootClock,
             tx,
             rx,
@@ -321,7 +361,9 @@ impl<D: Dcs + 'static> Daemon<D> {
         match r {
             Ok(d) => {
                 info!("connected to the DCS");
-                self.dcs = Some(Arc::new(d));
+                let d = Arc::new(d);
+                self.shared.lock().store = Some(d.clone() as Arc<dyn DynDcs>);
+                self.dcs = Some(d);
                 self.dcs_error = None;
             }
             Err(e) => {
@@ -353,14 +395,23 @@ impl<D: Dcs + 'static> Daemon<D> {
         // the guard with a failsafe extension, or to fence): a hanging read cannot delay it.
         let writable_until = self.shared.lock().status.writable_until;
         let read_limit = self.io_limit(writable_until);
+        let started = std::time::Instant::now();
         let read = async {
-            match &dcs {
+            let t0 = std::time::Instant::now();
+            let r = match &dcs {
                 Some(d) => match tokio::time::timeout(Duration::from_millis(read_limit), d.read()).await {
                     Ok(r) => r,
                     Err(_) => Err(DcsError::Unavailable(format!("no reply to the read within {read_limit} ms"))),
                 },
                 None => Err(DcsError::Unavailable(self.dcs_error.clone().unwrap_or_else(|| "not connected".into()))),
-            }
+            };
+            let ms = t0.elapsed().as_millis() as u64;
+            self.shared.count(|c| {
+                c.dcs_reads += 1;
+                c.dcs_read_ms += ms;
+                c.dcs_read_errors += r.is_err() as u64;
+            });
+            r
         };
         let mut target = self.pg.target.clone();
         target.timeout = target.timeout.min(Duration::from_millis(read_limit));
@@ -408,6 +459,21 @@ impl<D: Dcs + 'static> Daemon<D> {
             .and_then(|v| v.switchover.as_ref())
             .and_then(|s| s.value.at_wall_ms)
             .is_some_and(|at| at <= wall_time_ms);
+        {
+            let mut i = self.shared.lock();
+            if let Ok(v) = &view {
+                let holder = |v: &ClusterView| v.leader.as_ref().map(|l| (l.value.holder.clone(), l.value.term));
+                if i.view.as_ref().is_some_and(|old| holder(old) != holder(v)) {
+                    i.counters.leader_changed_at = Some(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64()),
+                    );
+                }
+                i.view = Some(v.clone());
+            }
+            i.peers = peers.clone();
+        }
         let obs = Observation {
             pg,
             dcs: view,
@@ -424,6 +490,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             i.memory = d.memory.clone();
             i.status = d.status.clone();
             i.running = obs.pg.running;
+            i.streaming = obs.pg.streaming;
             i.last_loop = now;
             i.loop_wait = d.memory.applied.as_ref().map_or(self.shared.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
             d
@@ -457,6 +524,11 @@ impl<D: Dcs + 'static> Daemon<D> {
             self.wake_peers();
         }
         let urgent = done.urgent;
+        let ms = started.elapsed().as_millis() as u64;
+        self.shared.count(|c| {
+            c.loops += 1;
+            c.last_loop_ms = ms;
+        });
         // An outcome that moves leadership (an acquire, a transfer, a leader-side write
         // before a promotion, a failsafe confirmation that extends the deadline) matters
         // now, not after a sleep: step again at once, a few times in a row at most.
@@ -561,6 +633,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             }
             let id = action.id();
             if failed {
+                self.shared.count_action(crate::metrics::action_kind(&action), &Err(Failure::Skipped));
                 if let Some(id) = id {
                     self.outcomes.push(Outcome { id, result: Err(Failure::Skipped) });
                 }
@@ -569,6 +642,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             if let Some(deadline) = action.writable_deadline() {
                 if self.clock.now() >= deadline {
                     warn!(action = ?action, "deadline passed before the action could run");
+                    self.shared.count_action(crate::metrics::action_kind(&action), &Err(Failure::TimedOut));
                     if let Some(id) = id {
                         self.outcomes.push(Outcome { id, result: Err(Failure::TimedOut) });
                     }
@@ -593,8 +667,14 @@ impl<D: Dcs + 'static> Daemon<D> {
                     ..
                 }
             );
+            let kind = crate::metrics::action_kind(&action);
             let result = self.run_action(action, writable_until).await;
             moved |= moves && result.is_ok();
+            match &result {
+                Ok(Some(d)) => self.shared.count_action(kind, &Ok(*d)),
+                Err((f, _)) => self.shared.count_action(kind, &Err(*f)),
+                Ok(None) => {}
+            }
             if let Err(e) = &result {
                 warn!(error = %e.1, "action failed");
                 failed = true;
@@ -611,12 +691,15 @@ impl<D: Dcs + 'static> Daemon<D> {
             if let Some(dcs) = self.dcs.clone() {
                 let tx = self.bg_tx.clone();
                 let limit = Duration::from_millis(self.settings().retry_timeout);
+                let sh = self.shared.clone();
                 tokio::spawn(async move {
                     let calls = background.into_iter().map(|a| {
-                        let dcs = dcs.clone();
+                        let (dcs, sh) = (dcs.clone(), sh.clone());
                         async move {
                             let Action::Dcs { id, op } = a else { return None };
-                            Some(Outcome { id, result: dcs_call(&*dcs, &op, limit).await })
+                            let result = dcs_call(&sh, &*dcs, &op, limit).await;
+                            sh.count_action("dcs", &result);
+                            Some(Outcome { id, result })
                         }
                     });
                     for o in futures::future::join_all(calls).await.into_iter().flatten() {
@@ -642,7 +725,10 @@ impl<D: Dcs + 'static> Daemon<D> {
                     return Err((Failure::Unavailable, "not connected to the DCS".into()));
                 };
                 let limit = self.io_limit(writable_until);
-                dcs_call(&*dcs, &op, ms(limit)).await.map(Some).map_err(|f| (f, format!("DCS {}", op_name(&op))))
+                dcs_call(&self.shared, &*dcs, &op, ms(limit))
+                    .await
+                    .map(Some)
+                    .map_err(|f| (f, format!("DCS {}", op_name(&op))))
             }
             Action::ArmGuard { deadline, term, .. } => {
                 self.guard.arm(deadline, term).await.map(|()| Some(Done::Ok)).map_err(|e| (Failure::Failed, e))
@@ -697,6 +783,8 @@ impl<D: Dcs + 'static> Daemon<D> {
                 }
                 info!(action = ?long, "PostgreSQL operation started");
                 let tx = self.tx.clone();
+                let sh = self.shared.clone();
+                let kind = crate::metrics::action_kind(&long);
                 let handle = tokio::spawn(
                     async move {
                         let started = std::time::Instant::now();
@@ -706,6 +794,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                             Err(e) => warn!(error = %e, "PostgreSQL operation failed"),
                         }
                         let result = r.map_err(|e| failure(&e));
+                        sh.count_action(kind, &result);
                         let _ = tx.send(Outcome { id, result });
                     }
                     .in_current_span(),
@@ -794,8 +883,9 @@ fn op_name(op: &DcsOp) -> &'static str {
     }
 }
 
-async fn dcs_call<D: Dcs>(dcs: &D, op: &DcsOp, limit: Duration) -> Result<Done, Failure> {
-    match tokio::time::timeout(limit, dcs.execute(op)).await {
+async fn dcs_call<D: Dcs>(sh: &Shared, dcs: &D, op: &DcsOp, limit: Duration) -> Result<Done, Failure> {
+    let t0 = std::time::Instant::now();
+    let r = match tokio::time::timeout(limit, dcs.execute(op)).await {
         Err(_) => Err(Failure::Unavailable),
         Ok(Ok(DcsReply::Done)) => Ok(Done::Ok),
         Ok(Ok(DcsReply::Lease(g))) => Ok(Done::Lease(g)),
@@ -803,7 +893,15 @@ async fn dcs_call<D: Dcs>(dcs: &D, op: &DcsOp, limit: Duration) -> Result<Done, 
             debug!(op = op_name(op), error = %e, "DCS operation failed");
             Err(Failure::from(&e))
         }
-    }
+    };
+    let ms = t0.elapsed().as_millis() as u64;
+    let key = (op_name(op), crate::metrics::result_label(&r));
+    sh.count(|c| {
+        let e = c.dcs_ops.entry(key).or_default();
+        e.0 += 1;
+        e.1 += ms;
+    });
+    r
 }
 
 async fn run_long(

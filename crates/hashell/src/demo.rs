@@ -112,6 +112,7 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
         log_level: "info".into(),
         log_format: "pretty".into(),
         postgresql: String::new(),
+        rest: String::new(),
     };
     let mut c = LocalCluster::create(root.clone(), &local_opts)?;
     c.keep(opts.keep);

@@ -3,11 +3,14 @@
 
 pub mod api;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod guard;
 pub mod local;
+pub mod metrics;
+pub mod operator;
 pub mod pg;
 pub mod run;
 pub mod watchdog;

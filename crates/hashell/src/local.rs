@@ -42,10 +42,23 @@ pub fn free_port() -> u16 {
 
 /// A minimal HTTP/1.0 request to a loopback port; returns (status, body).
 pub fn http(method: &str, port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    http_with(method, port, path, body, &[], Duration::from_secs(3))
+}
+
+/// [`http`] with extra headers and a read timeout.
+pub fn http_with(
+    method: &str,
+    port: u16,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).ok()?;
@@ -121,6 +134,8 @@ pub struct LocalOptions {
     pub log_format: String,
     /// Extra `[postgresql]` lines (hooks, `restore_command`).
     pub postgresql: String,
+    /// Extra lines after `[rest]` (e.g. a `[rest.auth]` table).
+    pub rest: String,
 }
 
 /// N daemons under one directory.
@@ -288,6 +303,7 @@ wal_keep_size = "64MB"
 [rest]
 listen = "127.0.0.1:{api}"
 connect_address = "127.0.0.1:{api}"
+{rest}
 [settings]
 {settings}
 [log]
@@ -304,6 +320,7 @@ format = "{format}"
         level = o.log_level,
         format = o.log_format,
         postgresql = o.postgresql,
+        rest = o.rest,
     )
 }
 

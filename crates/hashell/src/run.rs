@@ -3,9 +3,10 @@
 
 use crate::config::{FileConfig, LogFormat};
 use crate::daemon::{Connector, Daemon};
+use crate::operator;
 use backend_etcd::clock::BootClock;
 use backend_etcd::{EtcdConfig, EtcdDcs, EtcdTls};
-use hacore::dcs::{Dcs, DcsOp, Expect, SwitchoverKind, SwitchoverRequest, Value, Write};
+use hacore::dcs::{Dcs, DcsOp, Expect, SwitchoverKind, Value, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,12 @@ fn etcd_connector(c: EtcdConfig) -> Connector<EtcdDcs> {
     })
 }
 
+/// The store a configuration names, connected (for commands; the daemon retries instead).
+pub async fn connect_store(cfg: &FileConfig) -> Result<EtcdDcs, String> {
+    let etcd = etcd_config(cfg)?;
+    EtcdDcs::connect(&etcd, Arc::new(BootClock)).await.map_err(|e| e.to_string())
+}
+
 /// Refuses root: PostgreSQL will not run as root, and files the daemon writes must belong
 /// to the data directory's owner.
 pub fn refuse_root() -> Result<(), String> {
@@ -76,6 +83,11 @@ pub fn refuse_root() -> Result<(), String> {
 /// Runs the daemon until it is killed.
 pub async fn run(cfg: FileConfig) -> Result<(), String> {
     refuse_root()?;
+    if cfg.rest.cert_file.is_some() {
+        return Err("rest.cert_file: TLS on the REST API is not implemented yet; remove cert_file, key_file and \
+                    client_ca_file and keep the API on a private network (or terminate TLS in a proxy in front of it)"
+            .into());
+    }
     let etcd = etcd_config(&cfg)?;
     let daemon = Daemon::new(cfg.clone(), etcd_connector(etcd))?;
     let shared = daemon.shared();
@@ -83,7 +95,7 @@ pub async fn run(cfg: FileConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on rest.listen {}: {e}", cfg.rest.listen))?;
     tracing::info!(listen = %cfg.rest.listen, "REST API up");
-    let app = crate::api::router(shared);
+    let app = crate::api::router(shared, cfg.rest_auth_header()?);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "REST API stopped");
@@ -96,8 +108,7 @@ pub async fn run(cfg: FileConfig) -> Result<(), String> {
 /// `hashell init`: writes `[settings]` as the cluster's `config` key; refuses when the
 /// cluster already has one.
 pub async fn init(cfg: &FileConfig) -> Result<String, String> {
-    let etcd = etcd_config(cfg)?;
-    let dcs = EtcdDcs::connect(&etcd, Arc::new(BootClock)).await.map_err(|e| e.to_string())?;
+    let dcs = connect_store(cfg).await?;
     let view = dcs.read().await.map_err(|e| e.to_string())?;
     if let Some(c) = view.config {
         return Err(format!(
@@ -120,63 +131,17 @@ pub async fn request_switchover(
     candidate: Option<String>,
     wait: Option<Duration>,
 ) -> Result<String, String> {
-    let etcd = etcd_config(cfg)?;
-    let dcs = EtcdDcs::connect(&etcd, Arc::new(BootClock)).await.map_err(|e| e.to_string())?;
-    let view = dcs.read().await.map_err(|e| e.to_string())?;
-    let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
-    if let Some(c) = &candidate {
-        if view.member(c).is_none() {
-            let names: Vec<&str> = view.members.iter().map(|m| m.value.name.as_str()).collect();
-            return Err(format!("{c} is not a member of cluster {}; members: {}", cfg.cluster.name, names.join(", ")));
-        }
-    }
-    let from = match kind {
-        SwitchoverKind::Switchover => {
-            Some(leader.clone().ok_or("the cluster has no leader to switch over from; use `hashell failover`")?)
-        }
-        SwitchoverKind::Failover => {
-            if candidate.is_none() {
-                return Err("a failover needs --candidate NODE".into());
-            }
-            None
-        }
-    };
-    if let Some(p) = &view.switchover {
-        return Err(format!(
-            "a {:?} request is already pending ({:?} -> {:?}); wait for it or cancel it",
-            p.value.kind, p.value.from, p.value.to
-        ));
-    }
-    let req = SwitchoverRequest { kind, from: from.clone(), to: candidate.clone(), at_wall_ms: None };
-    dcs.execute(&DcsOp::Put(Write::put(Value::Switchover(req), Expect::Absent)))
-        .await
-        .map_err(|e| format!("cannot write the request: {e}"))?;
+    let dcs = connect_store(cfg).await?;
+    let ask = operator::SwitchoverAsk { kind, from: None, to: candidate, at_wall_ms: None };
+    let req = operator::request_switchover(&dcs, &ask).await.map_err(|e| e.to_string())?;
     let what = format!(
         "{kind:?} from {} to {}",
-        from.as_deref().unwrap_or("(none)"),
-        candidate.as_deref().unwrap_or("the best replica")
+        req.from.as_deref().unwrap_or("(none)"),
+        req.to.as_deref().unwrap_or("the best replica")
     );
     let Some(limit) = wait else { return Ok(format!("{what} requested")) };
-    let start = std::time::Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let Ok(v) = dcs.read().await else { continue };
-        let now_leader = v.leader.as_ref().map(|l| l.value.holder.clone());
-        let done = now_leader.is_some()
-            && now_leader != from
-            && candidate.as_ref().is_none_or(|c| now_leader.as_ref() == Some(c));
-        let primary_up = now_leader.as_ref().and_then(|l| v.member(l)).is_some_and(|m| {
-            m.value.role == hacore::dcs::MemberRole::Primary
-                && m.value.leader_term == v.leader.as_ref().map(|l| l.value.term)
-        });
-        if done && primary_up && v.switchover.is_none() {
-            return Ok(format!("{what}: done, {} leads", now_leader.unwrap_or_default()));
-        }
-        if v.switchover.is_none() && !done {
-            return Err(format!("{what}: the leader rejected or abandoned it; see `hashell events` and its log"));
-        }
-        if start.elapsed() > limit {
-            return Err(format!("{what}: not done after {limit:?}; it may still complete"));
-        }
+    match operator::wait_switchover(&dcs, &req, limit).await {
+        Ok(leader) => Ok(format!("{what}: done, {leader} leads")),
+        Err(e) => Err(format!("{what}: {e}")),
     }
 }

@@ -67,6 +67,7 @@ fn main() {
             log_level: "info".into(),
             log_format: "pretty".into(),
             postgresql: String::new(),
+            rest: String::new(),
         };
         let mut c = LocalCluster::create(root, &opts).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..3 {

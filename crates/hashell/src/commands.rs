@@ -1,0 +1,301 @@
+//! The operator's commands that read or change the cluster: `list`, `history`, `pause`,
+//! `resume`, `show-config`, `edit-config`. They reach the store from the configuration
+//! file, and the members' REST APIs for live positions.
+
+use crate::api::{ClusterDoc, MemberDoc, PeerClient};
+use crate::config::FileConfig;
+use crate::operator::{self, DynDcs, OpError};
+use hacore::dcs::ClusterView;
+use std::time::Duration;
+
+/// Output format of `list` and `history`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// A command's failure: the message and the exit code (1: the cluster refused or could
+/// not be reached; 2: the request itself was wrong).
+pub struct CmdError(pub String, pub u8);
+
+impl From<OpError> for CmdError {
+    fn from(e: OpError) -> Self {
+        let code = if matches!(e, OpError::Bad(_)) { 2 } else { 1 };
+        CmdError(e.to_string(), code)
+    }
+}
+
+impl From<String> for CmdError {
+    fn from(e: String) -> Self {
+        CmdError(e, 1)
+    }
+}
+
+/// The cluster as a member's REST API reports it (live positions), or as the store has
+/// it when no member answers.
+pub async fn cluster(cfg: &FileConfig, store: &dyn DynDcs) -> Result<ClusterDoc, CmdError> {
+    let view = operator::read(store).await?;
+    let client = PeerClient::default();
+    // Ask this node first, then the leader, then anyone.
+    let mut urls = vec![format!("http://{}", cfg.rest.connect_address)];
+    let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
+    let mut members: Vec<_> = view.members.iter().map(|m| &m.value).collect();
+    members.sort_by_key(|m| Some(&m.name) != leader.as_ref());
+    urls.extend(members.iter().map(|m| m.api_url.trim_end_matches('/').to_string()));
+    urls.dedup();
+    for u in urls {
+        if let Ok((200, Some(doc))) =
+            client.call::<ClusterDoc>("GET", &format!("{u}/cluster"), None, Duration::from_secs(2)).await
+        {
+            return Ok(doc);
+        }
+    }
+    Ok(from_view(&cfg.cluster.name, &view))
+}
+
+/// The cluster from the store alone (positions as published, no lag).
+fn from_view(cluster: &str, view: &ClusterView) -> ClusterDoc {
+    let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
+    let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.clone()).unwrap_or_default();
+    ClusterDoc {
+        cluster: cluster.to_string(),
+        leader: leader.clone(),
+        term: view.leader.as_ref().map_or(view.term.0, |l| l.value.term.0),
+        paused: view.config.as_ref().is_some_and(|c| c.value.paused),
+        switchover: view.switchover.as_ref().map(|s| s.value.clone()),
+        members: view
+            .members
+            .iter()
+            .map(|m| {
+                let r = &m.value;
+                MemberDoc {
+                    name: r.name.clone(),
+                    role: r.role,
+                    leader: leader.as_ref() == Some(&r.name),
+                    sync: sync.contains(&r.name),
+                    running: r.running,
+                    host: r.pg_url.clone(),
+                    api_url: r.api_url.clone(),
+                    timeline: r.timeline.0,
+                    lsn: r.lsn.to_string(),
+                    lag: None,
+                    live: false,
+                    tags: r.tags.clone(),
+                    pending_restart: r.pending_restart,
+                    reason: r.reason,
+                }
+            })
+            .collect(),
+        corrupt: view.corrupt.iter().map(|c| c.key.path()).collect(),
+        answered_by: "the store (no member's REST API answered)".into(),
+    }
+}
+
+fn role_name(m: &MemberDoc) -> String {
+    let r = serde_json::to_value(m.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    match (m.leader, m.sync) {
+        (true, _) => format!("{r} (leader)"),
+        (false, true) => format!("{r} (sync)"),
+        _ => r,
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Renders rows as aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+/// `hashell list` as text.
+pub fn render_list(doc: &ClusterDoc) -> String {
+    let mut out = format!(
+        "cluster {} · leader {} · term {}{}\n",
+        doc.cluster,
+        doc.leader.as_deref().unwrap_or("none"),
+        doc.term,
+        if doc.paused { " · PAUSED (maintenance mode)" } else { "" }
+    );
+    if let Some(s) = &doc.switchover {
+        out.push_str(&format!(
+            "pending {:?}: {} -> {}\n",
+            s.kind,
+            s.from.as_deref().unwrap_or("-"),
+            s.to.as_deref().unwrap_or("the best replica")
+        ));
+    }
+    let rows: Vec<Vec<String>> = doc
+        .members
+        .iter()
+        .map(|m| {
+            let mut notes = Vec::new();
+            if m.pending_restart {
+                notes.push("pending restart".to_string());
+            }
+            if m.tags.nofailover {
+                notes.push("nofailover".into());
+            }
+            if m.tags.nosync {
+                notes.push("nosync".into());
+            }
+            if m.tags.noloadbalance {
+                notes.push("noloadbalance".into());
+            }
+            if !m.live {
+                notes.push("as published".into());
+            }
+            vec![
+                m.name.clone(),
+                m.host.clone(),
+                role_name(m),
+                if m.running { "running" } else { "stopped" }.into(),
+                m.timeline.to_string(),
+                m.lsn.clone(),
+                m.lag.map_or_else(|| "-".into(), human_bytes),
+                notes.join(", "),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["MEMBER", "HOST", "ROLE", "STATE", "TL", "LSN", "LAG", "NOTES"], &rows));
+    if !doc.corrupt.is_empty() {
+        out.push_str(&format!("corrupt keys in the store: {}\n", doc.corrupt.join(", ")));
+    }
+    out
+}
+
+/// `hashell history`.
+pub fn render_history(forks: &[hacore::history::Fork]) -> String {
+    let rows: Vec<Vec<String>> = forks
+        .iter()
+        .map(|f| {
+            vec![
+                f.timeline.0.to_string(),
+                f.parent.0.to_string(),
+                f.lsn.to_string(),
+                f.term.0.to_string(),
+                f.node.clone(),
+                format!("{:?}", f.cause),
+                wall_time(f.wall_time_ms),
+            ]
+        })
+        .collect();
+    table(&["TL", "PARENT", "FORK LSN", "TERM", "NODE", "CAUSE", "TIME (UTC)"], &rows)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of wall-clock ms since the epoch.
+pub fn wall_time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `hashell pause` / `resume`: sets `paused`; with `wait`, until every member applied it.
+pub async fn set_paused(cfg: &FileConfig, store: &dyn DynDcs, paused: bool, wait: bool) -> Result<String, CmdError> {
+    let patch = serde_json::json!({ "paused": paused });
+    let core = cfg.core();
+    operator::patch_config(store, &patch, &core.defaults, &core.safety).await?;
+    let what = if paused { "paused (maintenance mode: no automatic failover)" } else { "resumed" };
+    if !wait {
+        return Ok(format!("cluster {} {what}", cfg.cluster.name));
+    }
+    let limit = Duration::from_millis(3 * cfg.settings.loop_wait.0 + 2 * cfg.settings.retry_timeout.0);
+    let start = std::time::Instant::now();
+    loop {
+        let v = operator::read(store).await?;
+        let version = v.config.as_ref().map(|c| c.version);
+        if v.members.iter().all(|m| m.value.applied_config == version) {
+            return Ok(format!("cluster {} {what}; every member applied it", cfg.cluster.name));
+        }
+        if start.elapsed() > limit {
+            let behind: Vec<&str> =
+                v.members.iter().filter(|m| m.value.applied_config != version).map(|m| m.value.name.as_str()).collect();
+            return Err(CmdError(format!("{what}, but {} did not apply it within {limit:?}", behind.join(", ")), 1));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Parses `-s key=value` pairs into a JSON merge patch (values are JSON where they parse
+/// as JSON, strings otherwise; `null` resets a setting to its default).
+pub fn sets_to_patch(sets: &[String]) -> Result<serde_json::Value, CmdError> {
+    let mut obj = serde_json::Map::new();
+    for s in sets {
+        let (k, v) =
+            s.split_once('=').ok_or_else(|| CmdError(format!("-s {s:?}: write KEY=VALUE, e.g. -s paused=true"), 2))?;
+        let v = serde_json::from_str(v.trim()).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        obj.insert(k.trim().to_string(), v);
+    }
+    if obj.is_empty() {
+        return Err(CmdError("give at least one -s KEY=VALUE (e.g. -s ttl=20000 -s paused=null)".into(), 2));
+    }
+    Ok(serde_json::Value::Object(obj))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_times_and_sizes() {
+        assert_eq!(wall_time(0), "1970-01-01 00:00:00");
+        assert_eq!(wall_time(1_795_337_604_500), "2026-11-22 08:53:24");
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(16 << 20), "16.0 MB");
+    }
+
+    #[test]
+    fn sets_become_a_merge_patch() {
+        let p = sets_to_patch(&["ttl=20000".into(), "paused=null".into(), "synchronous_mode=on".into()]).ok().unwrap();
+        assert_eq!(p, serde_json::json!({"ttl": 20000, "paused": null, "synchronous_mode": "on"}));
+        assert_eq!(sets_to_patch(&["ttl".into()]).err().map(|e| e.1), Some(2));
+        assert_eq!(sets_to_patch(&[]).err().map(|e| e.1), Some(2));
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+}

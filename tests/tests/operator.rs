@@ -1,0 +1,112 @@
+//! The operator's surface on a real cluster: the REST API's health checks with their
+//! query conditions and methods, `/cluster`, `/metrics`, authenticated switchover and
+//! settings edits, and the CLI's `list`, `pause`, `resume`, `edit-config` and `history`.
+
+use e2e::{daemon_exe, Cluster, Options};
+use hashell::local::http_with;
+use std::time::Duration;
+
+const AUTH: &str = "Basic YWRtaW46czNjcjN0"; // admin:s3cr3t
+
+fn call(c: &Cluster, i: usize, method: &str, path: &str, body: &str, auth: bool) -> (u16, serde_json::Value) {
+    let headers: &[(&str, &str)] = if auth { &[("Authorization", AUTH)] } else { &[] };
+    let (code, text) = http_with(method, c.nodes[i].api_port, path, body, headers, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{method} {path} on node {i}: no answer"));
+    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(daemon_exe())
+        .arg(args[0])
+        .arg(c.nodes[i].config())
+        .args(&args[1..])
+        .output()
+        .expect("hashell runs");
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+}
+
+#[test]
+fn rest_api_and_cli_on_a_real_cluster() {
+    let rest = "[rest.auth]\nusername = \"admin\"\npassword = \"s3cr3t\"\n".to_string();
+    let c = Cluster::start(Options { rest, ..Options::default() });
+    let p = c.wait_healthy(Duration::from_secs(120));
+    let r = (p + 1) % 3;
+
+    // Health checks: methods load balancers use, and the replica's query conditions.
+    for m in ["GET", "HEAD", "OPTIONS"] {
+        assert_eq!(call(&c, p, m, "/primary", "", false).0, 200, "{m} /primary on the primary");
+        assert_eq!(call(&c, r, m, "/primary", "", false).0, 503, "{m} /primary on a replica");
+    }
+    c.wait_for("the replica's lag known", Duration::from_secs(30), |c| {
+        (call(c, r, "GET", "/replica?lag=1GB", "", false).0 == 200).then_some(())
+    });
+    assert_eq!(call(&c, r, "GET", "/replica?lag=lots", "", false).0, 400);
+    assert_eq!(call(&c, r, "GET", "/replica?tag_nofailover=false", "", false).0, 200);
+    assert_eq!(call(&c, r, "GET", "/replica?tag_nofailover=true", "", false).0, 503);
+    assert_eq!(call(&c, r, "GET", "/replica?replication_state=streaming", "", false).0, 200);
+    assert_eq!(call(&c, p, "GET", "/replica", "", false).0, 503);
+    assert_eq!(call(&c, r, "GET", "/readiness", "", false).0, 200);
+    assert_eq!(call(&c, r, "GET", "/async", "", false).0, 200, "no synchronous mode: every replica is async");
+    assert_eq!(call(&c, r, "GET", "/sync", "", false).0, 503);
+    assert_eq!(call(&c, r, "GET", "/nonsense", "", false).0, 404);
+
+    // The cluster as any member sees it.
+    let (code, doc) = call(&c, r, "GET", "/cluster", "", false);
+    assert_eq!(code, 200);
+    assert_eq!(doc["leader"], c.nodes[p].name.as_str());
+    let members = doc["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().filter(|m| m["leader"] == false).all(|m| m["lag"].is_u64()), "{doc}");
+    let (_, metrics) = call(&c, p, "GET", "/metrics", "", false);
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.contains("hashell_role{role=\"primary\"} 1"), "{metrics}");
+    assert!(metrics.contains("hashell_member_lag_bytes{member="), "{metrics}");
+    assert!(metrics.contains("hashell_dcs_operations_total{op=\"renew\",result=\"ok\"}"), "{metrics}");
+
+    // Unsafe requests need the credentials; bad ones say what to fix.
+    let body = format!(r#"{{"candidate":"{}"}}"#, c.nodes[r].name);
+    assert_eq!(call(&c, p, "POST", "/switchover", &body, false).0, 401);
+    assert_eq!(call(&c, p, "POST", "/failsafe", "{}", false).0, 401);
+    assert_eq!(call(&c, p, "PATCH", "/config", r#"{"paused":true}"#, false).0, 401);
+    let (code, e) = call(&c, p, "POST", "/switchover", r#"{"candidate":"nobody"}"#, true);
+    assert_eq!(code, 400, "{e}");
+    assert!(e["error"].as_str().unwrap_or_default().contains("not a member"), "{e}");
+    assert_eq!(call(&c, p, "POST", "/switchover", "{not json", true).0, 400);
+    let (code, e) = call(&c, p, "PATCH", "/config", r#"{"ttl": 1}"#, true);
+    assert_eq!(code, 400, "{e}");
+    assert_eq!(call(&c, p, "PATCH", "/config", r#"{"no_such_setting": 1}"#, true).0, 400);
+
+    // An authenticated switchover through a replica's API waits until the candidate serves.
+    let (code, done) = call(&c, (p + 2) % 3, "POST", "/switchover", &body, true);
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["leader"], c.nodes[r].name.as_str());
+    c.wait_for("the new primary", Duration::from_secs(30), |c| (c.primaries() == vec![r]).then_some(()));
+
+    // The CLI: list as JSON, maintenance mode, settings, history.
+    let (code, out, err) = cli(&c, p, &["list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("list --format json is JSON");
+    assert_eq!(doc["leader"], c.nodes[r].name.as_str());
+    let (code, out, err) = cli(&c, p, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("MEMBER") && out.contains(&c.nodes[r].name), "{out}");
+    let (code, out, err) = cli(&c, p, &["pause", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(call(&c, p, "GET", "/cluster", "", false).1["paused"], true);
+    let (code, out, err) = cli(&c, p, &["resume", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(call(&c, p, "GET", "/cluster", "", false).1["paused"], false);
+    let (code, _, err) = cli(&c, p, &["edit-config", "-s", "no_such_setting=1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown setting"), "{err}");
+    let (code, out, err) = cli(&c, p, &["edit-config", "-s", "maximum_lag_on_failover=2097152"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2097152"), "{out}");
+    let (code, out, _) = cli(&c, p, &["show-config"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"maximum_lag_on_failover\": 2097152"), "{out}");
+    let (code, out, err) = cli(&c, p, &["history"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&c.nodes[r].name) && out.contains("Switchover"), "{out}");
+}
