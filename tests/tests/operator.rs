@@ -51,17 +51,22 @@ fn rest_api_and_cli_on_a_real_cluster() {
     assert_eq!(call(&c, r, "GET", "/sync", "", false).0, 503);
     assert_eq!(call(&c, r, "GET", "/nonsense", "", false).0, 404);
 
-    // The cluster as any member sees it.
-    let (code, doc) = call(&c, r, "GET", "/cluster", "", false);
-    assert_eq!(code, 200);
+    // The cluster as any member sees it (as of its last loop: wait for the replicas' lag).
+    let doc = c.wait_for("every replica's lag in /cluster", Duration::from_secs(10), |c| {
+        let (code, doc) = call(c, r, "GET", "/cluster", "", false);
+        assert_eq!(code, 200);
+        let members = doc["members"].as_array().expect("members").clone();
+        members.iter().filter(|m| m["leader"] == false).all(|m| m["lag"].is_u64()).then_some(doc)
+    });
     assert_eq!(doc["leader"], c.nodes[p].name.as_str());
-    let members = doc["members"].as_array().expect("members");
-    assert_eq!(members.len(), 3);
-    assert!(members.iter().filter(|m| m["leader"] == false).all(|m| m["lag"].is_u64()), "{doc}");
-    let (_, metrics) = call(&c, p, "GET", "/metrics", "", false);
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert_eq!(doc["members"].as_array().map(Vec::len), Some(3));
+    // Lag comes from the last loop's peer answers: wait for a loop that has both replicas'.
+    let metrics = c.wait_for("both replicas' lag in /metrics", Duration::from_secs(10), |c| {
+        let (_, m) = call(c, p, "GET", "/metrics", "", false);
+        let m = m.as_str().unwrap_or_default().to_string();
+        (m.matches("hashell_member_lag_bytes{member=").count() == 2).then_some(m)
+    });
     assert!(metrics.contains("hashell_role{role=\"primary\"} 1"), "{metrics}");
-    assert!(metrics.contains("hashell_member_lag_bytes{member="), "{metrics}");
     assert!(metrics.contains("hashell_dcs_operations_total{op=\"renew\",result=\"ok\"}"), "{metrics}");
 
     // Unsafe requests need the credentials; bad ones say what to fix.
@@ -109,4 +114,18 @@ fn rest_api_and_cli_on_a_real_cluster() {
     let (code, out, err) = cli(&c, p, &["history"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&c.nodes[r].name) && out.contains("Switchover"), "{out}");
+
+    // Reinitialize: refused on the leader; a replica is wiped, cloned again and streams.
+    let (code, e) = call(&c, r, "POST", "/reinitialize", "", true);
+    assert_eq!(code, 409, "{e}");
+    assert_eq!(call(&c, p, "POST", "/reinitialize", "", false).0, 401);
+    let marker = c.nodes[p].data().join("reinit-marker");
+    std::fs::write(&marker, b"x").unwrap();
+    let (code, _, err) = cli(&c, p, &["reinit", &c.nodes[p].name]);
+    assert_eq!(code, 2, "without a terminal the CLI needs --force: {err}");
+    assert!(marker.exists());
+    let (code, out, err) = cli(&c, r, &["reinit", &c.nodes[p].name, "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    c.wait_for("the reinitialized replica", Duration::from_secs(60), |c| (!marker.exists()).then_some(()));
+    assert_eq!(c.wait_healthy(Duration::from_secs(60)), r);
 }

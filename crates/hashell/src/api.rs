@@ -18,6 +18,7 @@
 //! | `POST /wake` | 202: the loop runs at once (a peer changed leadership; stores without a watch) | |
 //! | `POST /switchover`, `/failover` | the request is done (or 202: scheduled, or `?wait=false`) | 400, 409, 503 |
 //! | `DELETE /switchover` | a pending request was cancelled | 409 |
+//! | `POST /reinitialize` | this replica is rebuilt (stopped, cloned again); 409 on the leader | 409 |
 //! | `PATCH /config` | the merged settings were written (JSON merge patch; `null` resets) | 400, 409 |
 //!
 //! Every GET also answers HEAD and OPTIONS (load balancers' health checks). With
@@ -273,7 +274,7 @@ pub fn parse_lag(s: &str) -> Option<u64> {
 }
 
 /// Why a replica check fails its query's conditions, or None when it passes them.
-fn replica_conditions(sh: &Shared, query: &[(String, String)]) -> Result<Option<String>, String> {
+async fn replica_conditions(sh: &Shared, query: &[(String, String)]) -> Result<Option<String>, String> {
     let doc = cluster_doc(sh);
     let me = doc.as_ref().and_then(|d| d.members.iter().find(|m| m.name == sh.cfg.name).cloned());
     for (k, v) in query {
@@ -288,7 +289,7 @@ fn replica_conditions(sh: &Shared, query: &[(String, String)]) -> Result<Option<
             if v != "streaming" && v != "in archive recovery" {
                 return Err(format!("replication_state={v:?}: use streaming or \"in archive recovery\""));
             }
-            let streaming = sh.snapshot().1.role == MemberRole::Replica && sh.pg_streaming();
+            let streaming = sh.snapshot().1.role == MemberRole::Replica && sh.pg_streaming().await;
             let state = if streaming { "streaming" } else { "in archive recovery" };
             if state != v {
                 return Ok(Some(format!("replication state is {state}")));
@@ -362,7 +363,7 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
     async fn replica(State(a): State<Api>, uri: Uri) -> Response {
         let d = status_doc(&a.sh).await;
         let q = query_pairs(uri.query());
-        match replica_conditions(&a.sh, &q) {
+        match replica_conditions(&a.sh, &q).await {
             Err(e) => error(StatusCode::BAD_REQUEST, e),
             Ok(why) => {
                 let ok = d.running && d.role == MemberRole::Replica && why.is_none();
@@ -403,7 +404,7 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
             return (StatusCode::OK, Json(d)).into_response();
         }
         let q: Vec<(String, String)> = query_pairs(uri.query()).into_iter().filter(|(k, _)| k == "lag").collect();
-        match replica_conditions(&a.sh, &q) {
+        match replica_conditions(&a.sh, &q).await {
             Err(e) => error(StatusCode::BAD_REQUEST, e),
             Ok(why) => {
                 let ok = d.running && d.role == MemberRole::Replica && why.is_none();
@@ -469,12 +470,14 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         } else {
             match serde_json::from_slice(body) {
                 Ok(b) => b,
-                Err(e) => return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
                         "{e}; send {{\"leader\": NAME, \"candidate\": NAME, \"scheduled_at\": RFC3339}}, all optional"
                     ),
-                ),
+                    )
+                }
             }
         };
         let at_wall_ms = match &b.scheduled_at {
@@ -546,6 +549,15 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
             Err(e) => op_error(e),
         }
     }
+    async fn reinitialize(State(a): State<Api>, headers: HeaderMap) -> Response {
+        if !authorized(&a.auth, &headers) {
+            return unauthorized();
+        }
+        match a.sh.request_reinitialize() {
+            Ok(msg) => Json(serde_json::json!({ "message": msg })).into_response(),
+            Err(e) => error(StatusCode::CONFLICT, e),
+        }
+    }
     macro_rules! health_get {
         ($h:expr) => {
             get($h).options($h)
@@ -576,6 +588,7 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         .route("/wake", post(wake))
         .route("/switchover", post(switchover).delete(cancel))
         .route("/failover", post(failover))
+        .route("/reinitialize", post(reinitialize))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see docs/rest-api.md for the list") })
         .with_state(Api { sh: shared, auth: auth.map(Arc::from) })
 }

@@ -91,6 +91,16 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Rebuild NODE's data directory from a healthy member (stop, wipe, clone, stream).
+    Reinit {
+        /// Configuration file.
+        config: PathBuf,
+        /// The member to rebuild (never the leader).
+        node: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the cluster's settings as the store holds them.
     ShowConfig {
         /// Configuration file.
@@ -269,6 +279,9 @@ pub fn main() -> ExitCode {
                 &config,
                 |cfg, store| async move { crate::commands::set_paused(&cfg, &*store, false, wait).await },
             )
+        }
+        Command::Reinit { config, node, force } => {
+            with_store(&config, |cfg, store| async move { crate::commands::reinit(&cfg, &*store, &node, force).await })
         }
         Command::ShowConfig { config } => with_store(&config, |cfg, store| async move {
             let view = crate::operator::read(&*store).await?;

@@ -257,6 +257,48 @@ pub async fn set_paused(cfg: &FileConfig, store: &dyn DynDcs, paused: bool, wait
     }
 }
 
+/// `hashell reinit`: asks NODE's daemon to rebuild its data directory (after a
+/// confirmation on a terminal, or `--force`).
+pub async fn reinit(cfg: &FileConfig, store: &dyn DynDcs, node: &str, force: bool) -> Result<String, CmdError> {
+    let view = operator::read(store).await?;
+    let m = view.member(node).ok_or_else(|| {
+        let names: Vec<&str> = view.members.iter().map(|m| m.value.name.as_str()).collect();
+        CmdError(format!("{node} is not a member; members: {}", names.join(", ")), 2)
+    })?;
+    if view.leader.as_ref().is_some_and(|l| l.value.holder == node) {
+        return Err(CmdError(format!("{node} is the leader: switch over to another member first"), 1));
+    }
+    if !force {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return Err(CmdError(
+                format!("this wipes {node}'s data directory and clones it again; add --force to confirm"),
+                2,
+            ));
+        }
+        print!("Wipe {node}'s data directory and clone it again from a healthy member? Type the name to confirm: ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        if line.trim() != node {
+            return Err(CmdError("not confirmed; nothing done".into(), 1));
+        }
+    }
+    let url = format!("{}/reinitialize", m.value.api_url.trim_end_matches('/'));
+    let client = PeerClient::with_auth(cfg.rest_auth_header()?);
+    match client.call::<serde_json::Value>("POST", &url, None, Duration::from_secs(5)).await {
+        Ok((200, Some(v))) => Ok(format!("{node}: {}", v["message"].as_str().unwrap_or("reinitializing"))),
+        Ok((code, v)) => Err(CmdError(
+            format!(
+                "{node} refused ({code}): {}",
+                v.and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default()
+            ),
+            1,
+        )),
+        Err(e) => Err(CmdError(format!("cannot reach {node}'s REST API: {e}"), 1)),
+    }
+}
+
 /// Parses `-s key=value` pairs into a JSON merge patch (values are JSON where they parse
 /// as JSON, strings otherwise; `null` resets a setting to its default).
 pub fn sets_to_patch(sets: &[String]) -> Result<serde_json::Value, CmdError> {

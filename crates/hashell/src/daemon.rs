@@ -14,7 +14,7 @@ use crate::pg::ctl::PgCtl;
 use crate::pg::observe::{observe, Trouble};
 use backend_etcd::clock::BootClock;
 use hacore::action::Action;
-use hacore::dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, FailsafeMember};
+use hacore::dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, FailsafeMember, MemberRole};
 use hacore::memdcs::Clock;
 use hacore::observation::SyncStandbys;
 use hacore::{
@@ -59,6 +59,8 @@ struct Inner {
     /// The store, once connected (operator requests through the REST API).
     store: Option<Arc<dyn DynDcs>>,
     counters: crate::metrics::Counters,
+    /// An operator asked to rebuild this node's data directory (until the clone starts).
+    reinitialize: bool,
 }
 
 /// Peer wake-ups closer together than this are dropped: a flood of them cannot turn the
@@ -139,9 +141,32 @@ impl Shared {
         self.count(|c| *c.actions.entry((kind, label)).or_default() += 1);
     }
 
-    /// Whether the WAL receiver streamed at the last tick.
-    pub fn pg_streaming(&self) -> bool {
-        self.lock().streaming
+    /// Asks the loop to rebuild this replica from another member (`POST /reinitialize`).
+    /// Refused on the leader.
+    pub fn request_reinitialize(&self) -> Result<String, String> {
+        {
+            let mut i = self.lock();
+            if i.status.leader.as_deref() == Some(self.cfg.name.as_str()) || i.status.role == MemberRole::Primary {
+                return Err("this node is the leader: switch over to another member first, then reinitialize it".into());
+            }
+            if i.view.is_none() {
+                return Err("this node has not read the store yet; retry in a moment".into());
+            }
+            i.reinitialize = true;
+        }
+        self.wake.notify_one();
+        Ok("reinitializing: PostgreSQL stops and the data directory is cloned again from a healthy member".into())
+    }
+
+    /// Whether the WAL receiver streams, asked of PostgreSQL now (health checks must not
+    /// answer from a tick ago); the last tick's answer when PostgreSQL does not reply.
+    pub async fn pg_streaming(&self) -> bool {
+        let mut t = self.pg_target.clone();
+        t.timeout = Duration::from_millis(300);
+        match crate::pg::observe::receiver_streaming(&t).await {
+            Some(s) => s,
+            None => self.lock().streaming,
+        }
     }
 
     /// The store, once the daemon reached it.
@@ -217,7 +242,6 @@ const PEER_WAKE_LIMIT: Duration = Duration::from_millis(500);
 
 /// Whether leadership is in flux in `view`: a store without a watch is then polled faster.
 fn in_flux(view: &ClusterView) -> bool {
-    use hacore::dcs::MemberRole;
     view.leader.is_none()
         || view.switchover.is_some()
         || view.members.iter().any(|m| matches!(m.value.role, MemberRole::Candidate | MemberRole::Fencing))
@@ -480,7 +504,10 @@ impl<D: Dcs + 'static> Daemon<D> {
             peers,
             outcomes: std::mem::take(&mut self.outcomes),
             guard,
-            requests: hacore::observation::LocalRequests { switchover_due, reinitialize: false },
+            requests: hacore::observation::LocalRequests {
+                switchover_due,
+                reinitialize: self.shared.lock().reinitialize,
+            },
             wall_time_ms,
         };
         let now = self.clock.now();
@@ -489,6 +516,11 @@ impl<D: Dcs + 'static> Daemon<D> {
             let d = step(&self.shared.cfg, &i.memory, &obs, now);
             i.memory = d.memory.clone();
             i.status = d.status.clone();
+            // The request holds until the clone starts (the first step may only stop
+            // PostgreSQL); a node that leads now never runs it.
+            if d.actions.iter().any(|a| matches!(a, Action::Clone { .. })) || d.status.role == MemberRole::Primary {
+                i.reinitialize = false;
+            }
             i.running = obs.pg.running;
             i.streaming = obs.pg.streaming;
             i.last_loop = now;

@@ -84,9 +84,11 @@ pub fn refuse_root() -> Result<(), String> {
 pub async fn run(cfg: FileConfig) -> Result<(), String> {
     refuse_root()?;
     if cfg.rest.cert_file.is_some() {
-        return Err("rest.cert_file: TLS on the REST API is not implemented yet; remove cert_file, key_file and \
+        return Err(
+            "rest.cert_file: TLS on the REST API is not implemented yet; remove cert_file, key_file and \
                     client_ca_file and keep the API on a private network (or terminate TLS in a proxy in front of it)"
-            .into());
+                .into(),
+        );
     }
     let etcd = etcd_config(&cfg)?;
     let daemon = Daemon::new(cfg.clone(), etcd_connector(etcd))?;

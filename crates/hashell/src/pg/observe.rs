@@ -224,6 +224,22 @@ pub async fn standby_position(t: &PgTarget) -> Option<Lsn> {
     tokio::time::timeout(t.timeout, q).await.ok().flatten()
 }
 
+/// Whether the WAL receiver streams right now (None: not a standby or no answer).
+pub async fn receiver_streaming(t: &PgTarget) -> Option<bool> {
+    let q = async {
+        let c = connect(t, t.timeout).await.ok()?;
+        let row = c
+            .query_one(
+                "SELECT pg_is_in_recovery(), coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false)",
+                &[],
+            )
+            .await
+            .ok()?;
+        row.get::<_, bool>(0).then(|| row.get::<_, bool>(1))
+    };
+    tokio::time::timeout(t.timeout, q).await.ok().flatten()
+}
+
 async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
     let client = connect(t, t.timeout).await.map_err(Trouble::CannotConnect)?;
     run_queries(&client, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()))
