@@ -126,6 +126,6 @@ fn rest_api_and_cli_on_a_real_cluster() {
     assert!(marker.exists());
     let (code, out, err) = cli(&c, r, &["reinit", &c.nodes[p].name, "--force"]);
     assert_eq!(code, 0, "{out}{err}");
-    c.wait_for("the reinitialized replica", Duration::from_secs(60), |c| (!marker.exists()).then_some(()));
+    c.wait_for("the reinitialized replica", Duration::from_secs(60), |_| (!marker.exists()).then_some(()));
     assert_eq!(c.wait_healthy(Duration::from_secs(60)), r);
 }
