@@ -2,17 +2,10 @@
 //! read into a [`ClusterView`] without ever failing as a whole (a bad value becomes a
 //! [`CorruptKey`] naming its key).
 
-use hacore::dcs::{ClusterView, CorruptKey, Event, Key, LeaderRecord, LeaseModel, MemberRecord, Value};
-use hacore::types::{Millis, Term, Version, Versioned};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use hacore::dcs::{ClusterView, Key, LeaseModel};
+use hacore::types::{Millis, Version};
 
-/// Largest value the backend writes or accepts (etcd's default request limit is 1.5 MiB;
-/// no record of ours comes near this, so anything larger is not ours).
-pub const MAX_VALUE_BYTES: usize = 512 * 1024;
-
-/// Events kept in the `events` key.
-pub const MAX_EVENTS: usize = 100;
+pub use hacore::codec::{decode_events, encode_term, encode_value, json, MAX_EVENTS, MAX_VALUE_BYTES};
 
 /// The key prefix of one cluster: `<namespace>/<cluster>/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,45 +39,6 @@ impl Prefix {
     }
 }
 
-/// JSON of a typed value.
-pub fn encode_value(v: &Value) -> Vec<u8> {
-    match v {
-        Value::Status(x) => json(x),
-        Value::Config(x) => json(x),
-        Value::Switchover(x) => json(x),
-        Value::Sync(x) => json(x),
-        Value::History(x) => json(x),
-        Value::Initialize(x) => json(x),
-        Value::Failsafe(x) => json(x),
-    }
-}
-
-/// JSON of any record.
-pub fn json<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
-    // Our records are plain data (no maps with non-string keys): serialisation cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
-/// The `term` key's value.
-pub fn encode_term(t: Term) -> Vec<u8> {
-    t.0.to_string().into_bytes()
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    if bytes.len() > MAX_VALUE_BYTES {
-        return Err(format!("value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit", bytes.len()));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let shown: String = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).chars().take(40).collect();
-        format!("not a valid record ({e}); value starts with {shown:?}")
-    })
-}
-
-/// Decodes the `events` list (used when appending).
-pub fn decode_events(bytes: &[u8]) -> Result<Vec<Event>, String> {
-    decode(bytes)
-}
-
 /// One stored key-value pair, as the range read returned it.
 #[derive(Clone, Debug)]
 pub struct RawKv<'a> {
@@ -103,54 +57,21 @@ pub fn decode_view<'a>(prefix: &Prefix, kvs: impl IntoIterator<Item = RawKv<'a>>
     let mut view = ClusterView { received_at, lease_model: LeaseModel::StoreExpiry, ..Default::default() };
     for kv in kvs {
         let Some(key) = prefix.parse(kv.key) else { continue };
+        let full = prefix.key(&key);
         let version = Version(kv.mod_revision.max(0) as u64);
-        if let Err(reason) = decode_one(&mut view, &key, kv.value, version) {
-            tracing::warn!(key = %prefix.key(&key), %reason, "corrupt value in the DCS");
-            view.corrupt.push(CorruptKey { key, version, reason });
+        if let Err(reason) = hacore::codec::decode_into(&mut view, key, kv.value, version) {
+            tracing::warn!(key = %full, %reason, "corrupt value in the DCS");
         }
     }
-    view.members.sort_by(|a, b| a.value.name.cmp(&b.value.name));
+    hacore::codec::finish(&mut view);
     view
-}
-
-fn decode_one(view: &mut ClusterView, key: &Key, bytes: &[u8], version: Version) -> Result<(), String> {
-    fn v<T>(version: Version, value: T) -> Option<Versioned<T>> {
-        Some(Versioned { version, value })
-    }
-    match key {
-        Key::Leader => {
-            let l: LeaderRecord = decode(bytes)?;
-            if l.holder.is_empty() {
-                return Err("leader record names no holder".into());
-            }
-            view.leader = v(version, l);
-        }
-        Key::Term => view.term = Term(decode(bytes)?),
-        Key::Status => view.status = v(version, decode(bytes)?),
-        Key::Member(name) => {
-            let m: MemberRecord = decode(bytes)?;
-            if &m.name != name {
-                return Err(format!("member record under members/{name} names {:?}", m.name));
-            }
-            view.members.push(Versioned { version, value: m });
-        }
-        Key::Config => view.config = v(version, decode(bytes)?),
-        Key::Switchover => view.switchover = v(version, decode(bytes)?),
-        Key::Sync => view.sync = v(version, decode(bytes)?),
-        Key::History => view.history = v(version, decode(bytes)?),
-        Key::Initialize => view.initialize = v(version, decode(bytes)?),
-        Key::Failsafe => view.failsafe = v(version, decode(bytes)?),
-        Key::Events => {
-            decode_events(bytes)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hacore::dcs::SyncRecord;
+    use hacore::dcs::{LeaderRecord, MemberRecord, SyncRecord};
+    use hacore::types::Term;
 
     fn kv<'a>(key: &'a str, value: &'a [u8], rev: i64) -> RawKv<'a> {
         RawKv { key: key.as_bytes(), value, mod_revision: rev }

@@ -553,6 +553,9 @@ pub struct ClusterView {
     pub failsafe: Option<Versioned<FailsafeRecord>>,
     /// Keys whose values could not be decoded (left out of the fields above).
     pub corrupt: Vec<CorruptKey>,
+    /// `events`, oldest first (for people: the core never reads them).
+    #[serde(default)]
+    pub events: Vec<Event>,
 }
 
 impl ClusterView {

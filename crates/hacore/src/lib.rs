@@ -45,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod codec;
 pub mod config;
 pub mod dcs;
 mod decide;

@@ -200,6 +200,7 @@ impl MemStore {
             term: self.term,
             leader: self.leader.as_ref().map(|(l, _)| l.clone()),
             members: self.members.values().cloned().collect(),
+            events: self.events.iter().cloned().collect(),
             ..Default::default()
         };
         if let Some((version, reason)) = &self.leader_corrupt {

@@ -344,7 +344,10 @@ pub async fn events_are_appended<H: Harness>(h: &H) {
         };
         ok(&a, &DcsOp::AppendEvent(e)).await;
     }
-    read(&a).await;
+    let events = read(&a).await.events;
+    assert!((10..=120).contains(&events.len()), "a bounded list of the latest events, got {}", events.len());
+    assert_eq!(events.last().map(|e| e.detail.as_str()), Some("event 119"), "the latest event last");
+    assert!(events.windows(2).all(|w| w[0].wall_time_ms < w[1].wall_time_ms), "events in the order appended");
 }
 
 /// Undecodable values are reported with their key; the rest of the view stays usable.

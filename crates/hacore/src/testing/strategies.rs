@@ -295,6 +295,7 @@ fn view(now: Millis) -> impl Strategy<Value = ClusterView> {
                     } else {
                         Vec::new()
                     },
+                    events: Vec::new(),
                 }
             },
         )
