@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 
 ensure_rust_components
 # protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl;
-# the daemon's tests run real PostgreSQL 15.
-ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15
+# the daemon's tests run real PostgreSQL 15; the DynamoDB backend's tests run moto's
+# DynamoDB-compatible server from a Python virtualenv.
+ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 python3 python3-venv
+step "DynamoDB-compatible server for the tests"
+scripts/install-dynamo-server.sh
 
 step "format"
 cargo fmt --all --check

@@ -84,6 +84,8 @@ pub struct Options {
     pub log_format: &'static str,
     /// Extra lines after `[rest]`.
     pub rest: String,
+    /// DynamoDB (a local moto server, reached through the cut proxies) instead of etcd.
+    pub dynamo: bool,
 }
 
 impl Default for Options {
@@ -94,6 +96,7 @@ impl Default for Options {
             postgresql: String::new(),
             log_format: "pretty",
             rest: String::new(),
+            dynamo: false,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct Cluster {
     paths: Vec<CutProxy>,
     /// The store.
     pub etcd: EtcdServer,
+    /// The DynamoDB-compatible server, with `Options::dynamo`.
+    pub dynamo: Option<backend_dynamo::testing::DynamoServer>,
 }
 
 impl std::ops::Deref for Cluster {
@@ -124,13 +129,30 @@ impl std::ops::DerefMut for Cluster {
 
 static N: AtomicU64 = AtomicU64::new(0);
 
+/// Credentials the local DynamoDB-compatible server accepts, and no instance-metadata probe.
+pub const AWS_TEST_ENV: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_EC2_METADATA_DISABLED", "true")];
+
 impl Cluster {
     /// Starts etcd and `opts.nodes` daemons (not waiting for anything).
     pub fn start(opts: Options) -> Cluster {
         let etcd = EtcdServer::start();
+        let dynamo = opts.dynamo.then(backend_dynamo::testing::DynamoServer::start);
         let n = N.fetch_add(1, Ordering::SeqCst);
         let root = std::env::temp_dir().join(format!("hashell-e2e-{}-{n}", std::process::id()));
-        let paths: Vec<CutProxy> = (0..opts.nodes).map(|_| CutProxy::start(etcd.port())).collect();
+        let upstream = dynamo.as_ref().map_or(etcd.port(), |d| d.port());
+        let paths: Vec<CutProxy> = (0..opts.nodes).map(|_| CutProxy::start(upstream)).collect();
+        let dcs = dynamo.as_ref().map(|_| {
+            paths
+                .iter()
+                .map(|p| {
+                    format!(
+                        "[dcs.dynamodb]\ntable = \"hashell-e2e\"\nregion = \"us-east-1\"\nendpoint = \"{}\"",
+                        p.endpoint()
+                    )
+                })
+                .collect()
+        });
         let local_opts = LocalOptions {
             exe: daemon_exe(),
             bin_dir: pg_bin(),
@@ -140,9 +162,21 @@ impl Cluster {
             log_format: opts.log_format.into(),
             postgresql: opts.postgresql.clone(),
             rest: opts.rest.clone(),
+            dcs,
+            env: AWS_TEST_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));
-        let mut c = Cluster { local, paths, etcd };
+        if dynamo.is_some() {
+            // The table is made once, by the command operators use.
+            let out = Command::new(daemon_exe())
+                .args(["dcs", "create-table"])
+                .arg(local.nodes[0].config())
+                .envs(AWS_TEST_ENV.iter().copied())
+                .output()
+                .expect("hashell dcs create-table runs");
+            assert!(out.status.success(), "create-table: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut c = Cluster { local, paths, etcd, dynamo };
         for i in 0..opts.nodes {
             c.start_daemon(i);
         }

@@ -114,6 +114,11 @@ enum Command {
         #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// The store: create or check the DynamoDB table (the daemon never creates it).
+    Dcs {
+        #[command(subcommand)]
+        what: DcsCommand,
+    },
     /// A real 3-node cluster on loopback: failover of a killed primary, measured, then cleaned up.
     Demo {
         /// PostgreSQL's binaries.
@@ -135,6 +140,21 @@ enum Command {
         /// Hardware watchdog device to hold while PostgreSQL may write.
         #[arg(long)]
         watchdog: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DcsCommand {
+    /// Create the DynamoDB table of FILE's [dcs.dynamodb] (on-demand capacity); fine if it
+    /// exists with the right schema.
+    CreateTable {
+        /// Configuration file.
+        config: PathBuf,
+    },
+    /// Check that the store answers (and, for DynamoDB, that the table has the right schema).
+    Check {
+        /// Configuration file.
+        config: PathBuf,
     },
 }
 
@@ -298,6 +318,30 @@ pub fn main() -> ExitCode {
             let s = crate::operator::patch_config(&*store, &patch, &core.defaults, &core.safety).await?;
             Ok(serde_json::to_string_pretty(&s).unwrap_or_default())
         }),
+        Command::Dcs { what: DcsCommand::CreateTable { config } } => with_store(&config, |_cfg, store| async move {
+            match &*store {
+                crate::store::Store::Dynamo(d) => {
+                    d.create_table().await?;
+                    d.check_table().await?;
+                    Ok(format!("{}: ready", d.location()))
+                }
+                crate::store::Store::Etcd(_) => {
+                    Err(crate::commands::CmdError("etcd needs no table: [dcs.etcd] is configured".into(), 2))
+                }
+            }
+        }),
+        Command::Dcs { what: DcsCommand::Check { config } } => with_store(&config, |_cfg, store| async move {
+            if let crate::store::Store::Dynamo(d) = &*store {
+                d.check_table().await?;
+            }
+            let view = crate::operator::read(&*store).await?;
+            Ok(format!(
+                "{}: answers; {} member(s), leader {}",
+                store.location(),
+                view.members.len(),
+                view.leader.map_or_else(|| "none".to_string(), |l| l.value.holder)
+            ))
+        }),
         Command::Guard { socket, data_dir, watchdog } => {
             match crate::guard::run(&socket, &data_dir, watchdog.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -337,7 +381,7 @@ fn switchover(
 /// Loads the file, connects to its store and runs `f`; prints its text or its error.
 fn with_store<F, Fut>(config: &std::path::Path, f: F) -> ExitCode
 where
-    F: FnOnce(crate::config::FileConfig, std::sync::Arc<dyn crate::operator::DynDcs>) -> Fut,
+    F: FnOnce(crate::config::FileConfig, std::sync::Arc<crate::store::Store>) -> Fut,
     Fut: std::future::Future<Output = Result<String, crate::commands::CmdError>>,
 {
     let cfg = match load(config, &[]) {

@@ -184,6 +184,7 @@ impl Shared {
                 return false;
             }
             i.last_peer_wake = Some(now);
+            i.counters.peer_wakeups += 1;
         }
         self.wake.notify_one();
         true

@@ -113,6 +113,8 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
         log_format: "pretty".into(),
         postgresql: String::new(),
         rest: String::new(),
+        dcs: None,
+        env: Vec::new(),
     };
     let mut c = LocalCluster::create(root.clone(), &local_opts)?;
     c.keep(opts.keep);

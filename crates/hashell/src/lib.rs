@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod operator;
 pub mod pg;
 pub mod run;
+pub mod store;
 pub mod watchdog;

@@ -136,6 +136,10 @@ pub struct LocalOptions {
     pub postgresql: String,
     /// Extra lines after `[rest]` (e.g. a `[rest.auth]` table).
     pub rest: String,
+    /// Each node's `[dcs.*]` section instead of `[dcs.etcd]` on `endpoints` (e.g. DynamoDB).
+    pub dcs: Option<Vec<String>>,
+    /// Environment of the daemons (e.g. AWS credentials).
+    pub env: Vec<(String, String)>,
 }
 
 /// N daemons under one directory.
@@ -145,6 +149,7 @@ pub struct LocalCluster {
     /// Members, `n1`...
     pub nodes: Vec<LocalNode>,
     keep: bool,
+    env: Vec<(String, String)>,
 }
 
 impl LocalCluster {
@@ -154,14 +159,18 @@ impl LocalCluster {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         chown(&root);
-        let mut c = LocalCluster { root, nodes: Vec::new(), keep: false };
+        let mut c = LocalCluster { root, nodes: Vec::new(), keep: false, env: opts.env.clone() };
         for (i, endpoint) in opts.endpoints.iter().enumerate() {
             let name = format!("n{}", i + 1);
             let node =
                 LocalNode { root: c.root.join(&name), name, pg_port: free_port(), api_port: free_port(), daemon: None };
             std::fs::create_dir_all(&node.root).map_err(|e| format!("cannot create {}: {e}", node.root.display()))?;
             chown(&node.root);
-            std::fs::write(node.config(), config_text(&node, endpoint, opts))
+            let dcs = match &opts.dcs {
+                Some(sections) => sections.get(i).cloned().unwrap_or_default(),
+                None => format!("[dcs.etcd]\nendpoints = [\"{endpoint}\"]"),
+            };
+            std::fs::write(node.config(), config_text(&node, &dcs, opts))
                 .map_err(|e| format!("cannot write {}: {e}", node.config().display()))?;
             chown(&node.config());
             c.nodes.push(node);
@@ -186,7 +195,7 @@ impl LocalCluster {
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
         cmd.arg("run").arg(n.config()).stdin(Stdio::null()).stdout(log).stderr(err);
-        cmd.env_remove("RUST_LOG").env("LC_ALL", "C");
+        cmd.env_remove("RUST_LOG").env("LC_ALL", "C").envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some((uid, gid)) = run_as()? {
             cmd.uid(uid).gid(gid).env("HOME", &n.root);
         }
@@ -275,14 +284,13 @@ impl LocalCluster {
     }
 }
 
-fn config_text(n: &LocalNode, endpoint: &str, o: &LocalOptions) -> String {
+fn config_text(n: &LocalNode, dcs: &str, o: &LocalOptions) -> String {
     format!(
         r#"[cluster]
 name = "local"
 [node]
 name = "{name}"
-[dcs.etcd]
-endpoints = ["{endpoint}"]
+{dcs}
 [postgresql]
 bin_dir = "{bin}"
 data_dir = "{data}"

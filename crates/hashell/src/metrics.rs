@@ -26,6 +26,8 @@ pub struct Counters {
     pub actions: BTreeMap<(&'static str, &'static str), u64>,
     /// Wall time (s since the epoch) this node last saw the leader change.
     pub leader_changed_at: Option<f64>,
+    /// Wake-ups received from peers (`POST /wake`) that woke the loop.
+    pub peer_wakeups: u64,
 }
 
 /// The result label of an outcome.
@@ -164,6 +166,12 @@ pub fn render(sh: &Shared) -> String {
         .map(|((op, r), (_, ms))| (format!("{{op=\"{op}\",result=\"{r}\"}}"), *ms as f64 / 1000.0))
         .collect();
     counter(&mut out, "hashell_dcs_operation_seconds_total", "Time spent in store operations.", &secs);
+    counter(
+        &mut out,
+        "hashell_peer_wakeups_total",
+        "Wake-ups from peers that ran the loop (stores without a watch).",
+        &[(String::new(), c.peer_wakeups as f64)],
+    );
     let acts: Vec<(String, f64)> =
         c.actions.iter().map(|((k, r), n)| (format!("{{kind=\"{k}\",result=\"{r}\"}}"), *n as f64)).collect();
     counter(&mut out, "hashell_actions_total", "Actions executed by kind and result.", &acts);

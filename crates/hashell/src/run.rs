@@ -4,6 +4,8 @@
 use crate::config::{FileConfig, LogFormat};
 use crate::daemon::{Connector, Daemon};
 use crate::operator;
+use crate::store::Store;
+use backend_dynamo::DynamoDcs;
 use backend_etcd::clock::BootClock;
 use backend_etcd::{EtcdConfig, EtcdDcs, EtcdTls};
 use hacore::dcs::{Dcs, DcsOp, Expect, SwitchoverKind, Value, Write};
@@ -31,7 +33,7 @@ fn read_pem(path: &Option<std::path::PathBuf>, what: &str) -> Result<Option<Vec<
 
 /// The etcd client configuration of this node.
 pub fn etcd_config(cfg: &FileConfig) -> Result<EtcdConfig, String> {
-    let e = cfg.dcs.etcd.as_ref().ok_or("this build's daemon needs [dcs.etcd]; DynamoDB arrives with issue 5")?;
+    let e = cfg.dcs.etcd.as_ref().ok_or("the configuration has no [dcs.etcd]")?;
     let mut c = EtcdConfig::new(e.endpoints.clone(), &cfg.cluster.namespace, &cfg.cluster.name, &cfg.node.name);
     c.timeout = Duration::from_millis(cfg.settings.retry_timeout.0);
     if let Some(user) = &e.user {
@@ -55,17 +57,24 @@ pub fn etcd_config(cfg: &FileConfig) -> Result<EtcdConfig, String> {
     Ok(c)
 }
 
-fn etcd_connector(c: EtcdConfig) -> Connector<EtcdDcs> {
-    Box::new(move || {
+/// Connects the daemon to the store `cfg` names (retried by the loop until it succeeds).
+fn store_connector(cfg: &FileConfig) -> Result<Connector<Store>, String> {
+    if let Some(d) = crate::store::dynamo_config(cfg) {
+        return Ok(Box::new(move || {
+            let d = d.clone();
+            Box::pin(async move { DynamoDcs::connect(&d, Arc::new(BootClock)).await.map(Store::Dynamo) })
+        }));
+    }
+    let c = etcd_config(cfg)?;
+    Ok(Box::new(move || {
         let c = c.clone();
-        Box::pin(async move { EtcdDcs::connect(&c, Arc::new(BootClock)).await })
-    })
+        Box::pin(async move { EtcdDcs::connect(&c, Arc::new(BootClock)).await.map(|e| Store::Etcd(Box::new(e))) })
+    }))
 }
 
 /// The store a configuration names, connected (for commands; the daemon retries instead).
-pub async fn connect_store(cfg: &FileConfig) -> Result<EtcdDcs, String> {
-    let etcd = etcd_config(cfg)?;
-    EtcdDcs::connect(&etcd, Arc::new(BootClock)).await.map_err(|e| e.to_string())
+pub async fn connect_store(cfg: &FileConfig) -> Result<Store, String> {
+    crate::store::connect(cfg).await
 }
 
 /// Refuses root: PostgreSQL will not run as root, and files the daemon writes must belong
@@ -90,8 +99,7 @@ pub async fn run(cfg: FileConfig) -> Result<(), String> {
                 .into(),
         );
     }
-    let etcd = etcd_config(&cfg)?;
-    let daemon = Daemon::new(cfg.clone(), etcd_connector(etcd))?;
+    let daemon = Daemon::new(cfg.clone(), store_connector(&cfg)?)?;
     let shared = daemon.shared();
     let listener = tokio::net::TcpListener::bind(&cfg.rest.listen)
         .await
@@ -121,7 +129,7 @@ pub async fn init(cfg: &FileConfig) -> Result<String, String> {
     }
     let op = DcsOp::Put(Write::put(Value::Config(cfg.cluster_settings()), Expect::Absent));
     dcs.execute(&op).await.map_err(|e| e.to_string())?;
-    Ok(format!("cluster {} initialized in {}", cfg.cluster.name, dcs.prefix()))
+    Ok(format!("cluster {} initialized in {}", cfg.cluster.name, dcs.location()))
 }
 
 /// `hashell switchover` / `hashell failover`: writes the `switchover` key (refused while

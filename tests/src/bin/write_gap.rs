@@ -68,6 +68,8 @@ fn main() {
             log_format: "pretty".into(),
             postgresql: String::new(),
             rest: String::new(),
+            dcs: None,
+            env: Vec::new(),
         };
         let mut c = LocalCluster::create(root, &opts).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..3 {
