@@ -2,7 +2,7 @@
 //!
 //! Layout: one table per deployment, partition key `cluster` (`<namespace>/<cluster>`),
 //! sort key `key` (the record's path: `leader`, `term`, `members/<name>`, ...). Each item
-//! holds the record as JSON text in `value` and a random 64-bit `version`; the leader item
+//! holds the record as JSON text in `value` and a random `version` below 2^53; the leader item
 //! also carries `holder` and `term` as attributes, for conditions. Many clusters share a
 //! table. See `docs/dynamodb.md` for the schema, the IAM policy and the costs.
 //!
@@ -22,13 +22,16 @@
 //! cross-item snapshot, which the core tolerates.
 //!
 //! Errors: a failed condition is [`DcsError::Conflict`] with nothing applied; throttling,
-//! an unreachable endpoint or a transaction conflict is [`DcsError::Unavailable`]; a write
+//! an endpoint that cannot be connected to (DNS, refused, TLS handshake, connect timeout),
+//! a read without an answer or a transaction conflict is [`DcsError::Unavailable`]; a write
 //! whose reply did not arrive (timeout after sending, a broken connection, a 500) is
 //! [`DcsError::Indeterminate`]. The SDK never retries on its own: a retried conditional
 //! write whose first attempt was applied would fail its own condition and be reported as
 //! a conflict, which would be a lie. Every operation is bounded by the configured timeout.
 //! There is no watch ([`Dcs::has_watch`] is false): the daemon polls faster while
 //! leadership is in flux and peers wake each other directly.
+
+#![deny(missing_docs)]
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,7 +40,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TransactWriteItem,
+    ScalarAttributeType, TableDescription, TableStatus, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use hacore::codec::{decode_events, encode_term, encode_value, json, MAX_EVENTS};
@@ -63,7 +66,7 @@ const HOLDER: &str = "holder";
 const TERM: &str = "term";
 
 /// How to reach DynamoDB and which cluster to serve.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DynamoConfig {
     /// Table name.
     pub table: String,
@@ -80,8 +83,23 @@ pub struct DynamoConfig {
     /// Bound on every operation (the daemon derives it from `retry_timeout`).
     pub timeout: Duration,
     /// Static credentials (access key id, secret); None: the standard AWS chain
-    /// (environment, profile, web identity, container and instance roles).
+    /// (environment, profile, web identity, container and instance roles). Never printed.
     pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for DynamoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoConfig")
+            .field("table", &self.table)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("namespace", &self.namespace)
+            .field("cluster", &self.cluster)
+            .field("node", &self.node)
+            .field("timeout", &self.timeout)
+            .field("credentials", &self.credentials.as_ref().map(|(id, _)| format!("{id} (secret hidden)")))
+            .finish()
+    }
 }
 
 impl DynamoConfig {
@@ -120,16 +138,22 @@ pub struct DynamoDcs {
     clock: Arc<dyn Clock>,
 }
 
-/// A fresh random record version (never 0, which stands for "no version attribute").
+/// Record versions stay below 2^53, so that they survive a trip through JSON readers that
+/// hold numbers as doubles (the REST API's clients); 53 random bits still make a repeat
+/// between two successive versions of a record a one in 10^15 event.
+const VERSION_MASK: u64 = (1 << 53) - 1;
+
+/// A fresh random record version in `1..2^53` (never 0, which stands for "no version
+/// attribute").
 fn fresh_version() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::getrandom(&mut b).is_err() {
         // No entropy source: fall back to the time and a counter (still unique per process).
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        return (t ^ N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).rotate_left(32)) | 1;
+        return ((t ^ N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).rotate_left(32)) & VERSION_MASK) | 1;
     }
-    u64::from_le_bytes(b).max(1)
+    (u64::from_le_bytes(b) & VERSION_MASK).max(1)
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -163,10 +187,15 @@ impl Cond {
                 self.parts.push("attribute_not_exists(#k)".into());
             }
             Expect::Version(Version(0)) => {
-                // A stored item without a version (written by hand): only by its absence.
+                // A stored item without a usable version (written by hand), which the read
+                // reports at version 0: the item exists and its version is missing or not
+                // a number.
                 self.names.insert("#k".into(), SK.into());
                 self.names.insert("#ver".into(), VERSION.into());
-                self.parts.push("(attribute_exists(#k) AND attribute_not_exists(#ver))".into());
+                self.values.insert(":num".into(), s("N"));
+                self.parts.push(
+                    "(attribute_exists(#k) AND (attribute_not_exists(#ver) OR NOT attribute_type(#ver, :num)))".into(),
+                );
             }
             Expect::Version(Version(v)) => {
                 self.names.insert("#ver".into(), VERSION.into());
@@ -216,8 +245,9 @@ where
         }
         SdkError::TimeoutError(_) => unknown("no reply from DynamoDB within the timeout".into()),
         SdkError::DispatchFailure(d) => {
-            let text = format!("{d:?}");
-            if text.contains("Connection refused") || text.contains("ConnectionRefused") || text.contains("dns error") {
+            let text = d.as_connector_error().map_or_else(|| format!("{d:?}"), |c| chain_text(c));
+            // No read timeout is configured: a timeout here is the connect timeout.
+            if d.is_timeout() || d.as_connector_error().is_some_and(|c| never_sent(c)) {
                 DcsError::Unavailable(format!("cannot connect to DynamoDB: {}", short(&text)))
             } else {
                 unknown(format!("the request failed in flight: {}", short(&text)))
@@ -227,6 +257,45 @@ where
         SdkError::ConstructionFailure(c) => DcsError::Invalid(format!("cannot build the request: {c:?}")),
         other => unknown(format!("{other:?}")),
     }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(s) = next {
+        parts.push(s.to_string());
+        next = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether a failed dispatch failed while connecting (DNS, TCP connect, TLS handshake), so
+/// that no byte of the request left: the HTTP client reports those as connect errors, the
+/// OS as a refused or unreachable address.
+fn never_sent(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::HostUnreachable
+            ) {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if text.contains("client error (Connect)") || text.contains("dns error") || text.contains("Connection refused")
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn short(s: &str) -> String {
@@ -279,6 +348,42 @@ fn classify_txn(e: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::h
     classify(e, true)
 }
 
+/// How long [`DynamoDcs::create_table`] waits for a new table to become active.
+pub const TABLE_READY_WAIT: Duration = Duration::from_secs(120);
+
+/// Whether a described table can serve as this backend's table: active (or updating), with
+/// partition key `cluster` and sort key `key`, both strings. The error says what is wrong.
+pub fn check_table_description(table: &str, t: &TableDescription) -> Result<(), String> {
+    let keys: Vec<(String, KeyType)> =
+        t.key_schema().iter().map(|k| (k.attribute_name().to_string(), k.key_type().clone())).collect();
+    let types: HashMap<String, ScalarAttributeType> = t
+        .attribute_definitions()
+        .iter()
+        .map(|a| (a.attribute_name().to_string(), a.attribute_type().clone()))
+        .collect();
+    let want = [(PK.to_string(), KeyType::Hash), (SK.to_string(), KeyType::Range)];
+    let string_keys = [PK, SK].iter().all(|k| types.get(*k) == Some(&ScalarAttributeType::S));
+    if keys.len() != 2 || !want.iter().all(|w| keys.contains(w)) || !string_keys {
+        let shown: Vec<String> = keys
+            .iter()
+            .map(|(name, kind)| {
+                let ty = types.get(name).map_or("?", |t| t.as_str());
+                format!("{name} ({}, type {ty})", if *kind == KeyType::Hash { "partition key" } else { "sort key" })
+            })
+            .collect();
+        return Err(format!(
+            "table {table} has the key schema [{}]; hashell needs partition key `{PK}` (string) and sort key `{SK}` \
+             (string): use another table name or create it with `hashell dcs create-table`",
+            shown.join(", ")
+        ));
+    }
+    match t.table_status() {
+        None | Some(TableStatus::Active) | Some(TableStatus::Updating) => Ok(()),
+        Some(TableStatus::Creating) => Err(format!("table {table} is still being created; try again in a minute")),
+        Some(other) => Err(format!("table {table} is {}, not active", other.as_str())),
+    }
+}
+
 fn text(bytes: Vec<u8>) -> Result<String, DcsError> {
     if bytes.len() > MAX_ITEM_VALUE_BYTES {
         return Err(DcsError::Invalid(format!(
@@ -294,6 +399,18 @@ impl DynamoDcs {
     pub async fn connect(cfg: &DynamoConfig, clock: Arc<dyn Clock>) -> Result<DynamoDcs, DcsError> {
         use aws_config::retry::RetryConfig;
         use aws_config::timeout::TimeoutConfig;
+        if cfg.table.is_empty() {
+            return Err(DcsError::Invalid("no DynamoDB table configured; set dcs.dynamodb.table".into()));
+        }
+        if cfg.cluster.is_empty() || cfg.cluster.contains('/') || cfg.node.is_empty() || cfg.node.contains('/') {
+            return Err(DcsError::Invalid(format!(
+                "cluster {:?} and node {:?} must be non-empty and contain no '/'",
+                cfg.cluster, cfg.node
+            )));
+        }
+        if cfg.timeout.is_zero() {
+            return Err(DcsError::Invalid("the DynamoDB operation timeout must be above zero".into()));
+        }
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -343,8 +460,10 @@ impl DynamoDcs {
         format!("table {} partition {}", self.table, self.partition)
     }
 
-    /// Creates the table (on-demand capacity). For setup only: the daemon never creates
-    /// tables.
+    /// Creates the table (partition key `cluster`, sort key `key`, both strings; on-demand
+    /// capacity) and waits until it is active, at most [`TABLE_READY_WAIT`]. A table that
+    /// already exists is fine if its schema is right (see [`DynamoDcs::check_table`]). For
+    /// setup only (`hashell dcs create-table`): the daemon never creates tables.
     pub async fn create_table(&self) -> Result<(), String> {
         let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
         let attr = |name: &str| {
@@ -362,20 +481,25 @@ impl DynamoDcs {
             .send()
             .await;
         match r {
-            Ok(_) => Ok(()),
+            Ok(_) => self.wait_until_active().await,
             Err(e) => {
                 let code = e.code().unwrap_or("").to_string();
                 if code == "ResourceInUseException" {
-                    return self.check_table().await.map_err(|e| format!("the table exists, but {e}"));
+                    return self.wait_until_active().await.map_err(|e| format!("the table exists, but {e}"));
                 }
                 Err(format!("cannot create table {}: {}", self.table, classify(e, true)))
             }
         }
     }
 
-    /// Checks that the table exists with the schema this backend needs; the error says
-    /// what is wrong.
+    /// Checks that the table exists, is active and has the schema this backend needs; the
+    /// error says what is wrong. Needs `dynamodb:DescribeTable`.
     pub async fn check_table(&self) -> Result<(), String> {
+        let t = self.describe_table().await?;
+        check_table_description(&self.table, &t)
+    }
+
+    async fn describe_table(&self) -> Result<TableDescription, String> {
         let out = self
             .client
             .describe_table()
@@ -383,24 +507,18 @@ impl DynamoDcs {
             .send()
             .await
             .map_err(|e| format!("cannot describe table {}: {}", self.table, classify(e, false)))?;
-        let t = out.table().ok_or_else(|| format!("DynamoDB described no table {}", self.table))?;
-        let keys: Vec<(String, KeyType)> =
-            t.key_schema().iter().map(|k| (k.attribute_name().to_string(), k.key_type().clone())).collect();
-        let types: HashMap<String, ScalarAttributeType> = t
-            .attribute_definitions()
-            .iter()
-            .map(|a| (a.attribute_name().to_string(), a.attribute_type().clone()))
-            .collect();
-        let want = [(PK.to_string(), KeyType::Hash), (SK.to_string(), KeyType::Range)];
-        let string_keys = [PK, SK].iter().all(|k| types.get(*k) == Some(&ScalarAttributeType::S));
-        if keys.len() != 2 || !want.iter().all(|w| keys.contains(w)) || !string_keys {
-            return Err(format!(
-                "table {} has key schema {keys:?}; hashell needs partition key `{PK}` (string) and sort key `{SK}` \
-                 (string): use another table name or create it with `hashell dcs create-table`",
-                self.table
-            ));
+        out.table.ok_or_else(|| format!("DynamoDB described no table {}", self.table))
+    }
+
+    async fn wait_until_active(&self) -> Result<(), String> {
+        let start = std::time::Instant::now();
+        loop {
+            let t = self.describe_table().await?;
+            if t.table_status() != Some(&TableStatus::Creating) || start.elapsed() >= TABLE_READY_WAIT {
+                return check_table_description(&self.table, &t);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Ok(())
     }
 
     fn base_item(&self, key: &Key, value: String, version: u64) -> HashMap<String, AttributeValue> {
@@ -575,19 +693,24 @@ impl DynamoDcs {
 
     async fn append_event(&self, e: &Event) -> Result<DcsReply, DcsError> {
         for _ in 0..5 {
+            // A Query for the one item rather than a GetItem: one IAM action fewer.
             let got = self
                 .bounded(false, async {
                     self.client
-                        .get_item()
+                        .query()
                         .table_name(&self.table)
-                        .set_key(Some(self.item_key(&Key::Events)))
+                        .key_condition_expression("#c = :c AND #k = :k")
+                        .expression_attribute_names("#c", PK)
+                        .expression_attribute_names("#k", SK)
+                        .expression_attribute_values(":c", s(self.partition.clone()))
+                        .expression_attribute_values(":k", s(Key::Events.path()))
                         .consistent_read(true)
                         .send()
                         .await
                         .map_err(|e| classify(e, false))
                 })
                 .await?;
-            let (mut events, expect) = match got.item() {
+            let (mut events, expect) = match got.items().first() {
                 Some(item) => {
                     let version = item.get(VERSION).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
                     let events = item
@@ -754,7 +877,8 @@ impl Dcs for DynamoDcs {
                 }
                 self.single(self.write_item(w)?).await.map(|()| DcsReply::Done)
             }
-            DcsOp::AppendEvent(e) => self.append_event(e).await,
+            // A read and a conditional put, retried on conflicts: bounded as a whole.
+            DcsOp::AppendEvent(e) => self.bounded(true, self.append_event(e)).await,
         }
     }
 }
@@ -824,9 +948,114 @@ mod tests {
     }
 
     #[test]
+    fn a_versionless_item_is_replaced_only_while_it_has_no_numeric_version() {
+        let c = Cond::expect(Expect::Version(Version(0)));
+        assert_eq!(
+            c.expression().as_deref(),
+            Some("(attribute_exists(#k) AND (attribute_not_exists(#ver) OR NOT attribute_type(#ver, :num)))")
+        );
+        assert_eq!(c.values().and_then(|v| v.get(":num").cloned()), Some(s("N")));
+    }
+
+    #[test]
+    fn connect_failures_are_told_from_requests_lost_in_flight() {
+        #[derive(Debug)]
+        struct Wrap(&'static str, std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.1)
+            }
+        }
+        use std::io::{Error, ErrorKind};
+        let refused = Wrap("io error", Error::new(ErrorKind::ConnectionRefused, "refused"));
+        assert!(never_sent(&refused));
+        let connect = Wrap("client error (Connect)", Error::other("tls handshake eof"));
+        assert!(never_sent(&connect));
+        let reset = Wrap("client error (SendRequest)", Error::new(ErrorKind::ConnectionReset, "reset by peer"));
+        assert!(!never_sent(&reset), "a reset after sending may have been applied");
+        assert_eq!(chain_text(&reset), "client error (SendRequest): reset by peer");
+    }
+
+    #[test]
+    fn table_descriptions_are_judged_with_reasons() {
+        use aws_sdk_dynamodb::types::TableDescription;
+        let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
+        let attr = |n: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder().attribute_name(n).attribute_type(t).build().unwrap()
+        };
+        let good = TableDescription::builder()
+            .key_schema(key(PK, KeyType::Hash))
+            .key_schema(key(SK, KeyType::Range))
+            .attribute_definitions(attr(PK, ScalarAttributeType::S))
+            .attribute_definitions(attr(SK, ScalarAttributeType::S))
+            .table_status(TableStatus::Active)
+            .build();
+        assert_eq!(check_table_description("t", &good), Ok(()));
+        let with_status = |status: TableStatus| {
+            let mut t = good.clone();
+            t.table_status = Some(status);
+            t
+        };
+        let e = check_table_description("t", &with_status(TableStatus::Creating)).unwrap_err();
+        assert!(e.contains("still being created"), "{e}");
+        let e = check_table_description("t", &with_status(TableStatus::Deleting)).unwrap_err();
+        assert!(e.contains("DELETING"), "{e}");
+        assert_eq!(check_table_description("t", &with_status(TableStatus::Updating)), Ok(()));
+        let mut numeric = good.clone();
+        numeric.attribute_definitions = Some(vec![attr(PK, ScalarAttributeType::S), attr(SK, ScalarAttributeType::N)]);
+        let e = check_table_description("t", &numeric).unwrap_err();
+        assert!(e.contains("key (sort key, type N)") && e.contains("sort key `key` (string)"), "{e}");
+        let hash_only = TableDescription::builder()
+            .key_schema(key("id", KeyType::Hash))
+            .attribute_definitions(attr("id", ScalarAttributeType::S))
+            .build();
+        let e = check_table_description("t", &hash_only).unwrap_err();
+        assert!(e.contains("[id (partition key, type S)]") && e.contains("another table name"), "{e}");
+    }
+
+    #[test]
+    fn the_secret_is_never_printed() {
+        let cfg = DynamoConfig {
+            credentials: Some(("AKIDEXAMPLE".into(), "wJalrXUtnFEMI-secret".into())),
+            ..DynamoConfig::new("t", "ns", "c", "n")
+        };
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("AKIDEXAMPLE") && !shown.contains("wJalr"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn connect_refuses_what_cannot_name_a_partition_or_a_member() {
+        let clock: Arc<dyn Clock> = Arc::new(hacore::memdcs::ManualClock::new(0));
+        let bad = [
+            DynamoConfig::new("", "ns", "c", "n"),
+            DynamoConfig::new("t", "ns", "c/d", "n"),
+            DynamoConfig::new("t", "ns", "c", "a/b"),
+            DynamoConfig::new("t", "ns", "", "n"),
+            DynamoConfig { timeout: Duration::ZERO, ..DynamoConfig::new("t", "ns", "c", "n") },
+        ];
+        for cfg in bad {
+            match DynamoDcs::connect(&cfg, clock.clone()).await {
+                Err(DcsError::Invalid(_)) => {}
+                other => panic!("{cfg:?}: {:?}", other.map(|d| d.location())),
+            }
+        }
+    }
+
+    #[test]
+    fn partitions_join_namespace_and_cluster() {
+        assert_eq!(DynamoConfig::new("t", "/service/", "c1", "n").partition(), "service/c1");
+        assert_eq!(DynamoConfig::new("t", "", "c1", "n").partition(), "c1");
+    }
+
+    #[test]
     fn versions_are_random_and_never_zero() {
         let a: Vec<u64> = (0..100).map(|_| fresh_version()).collect();
-        assert!(a.iter().all(|&v| v != 0));
+        assert!(a.iter().all(|&v| v != 0 && v <= VERSION_MASK), "{a:?}");
         let set: std::collections::HashSet<_> = a.iter().collect();
         assert_eq!(set.len(), 100);
     }
