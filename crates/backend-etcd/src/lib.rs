@@ -200,6 +200,10 @@ impl EtcdDcs {
             opts = opts.with_user(user.clone(), password.clone());
         }
         if let Some(tls) = &cfg.tls {
+            // rustls picks a process-wide crypto provider only when exactly one is compiled
+            // in; a binary that also links the AWS SDK (aws-lc-rs) has two, and the TLS
+            // connection would panic. Choose ring (what tonic uses) unless a provider is set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let mut t = etcd_client::TlsOptions::new();
             if let Some(ca) = &tls.ca_pem {
                 t = t.ca_certificate(etcd_client::Certificate::from_pem(ca));
