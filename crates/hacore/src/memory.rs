@@ -240,6 +240,11 @@ pub struct Memory {
     /// Leader: members (and slots) gone from the DCS, and since when; they keep their
     /// place in the failsafe set and their slot for a grace period of ten ttls.
     pub departed: Vec<(NodeName, Millis)>,
+    /// An operator's restart is under way: PostgreSQL is being stopped (or is down) and
+    /// starts again in the same role, in maintenance mode too. The shell holds its request
+    /// until it sees this set.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 impl Memory {

@@ -211,6 +211,13 @@ pub struct LocalRequests {
     pub switchover_due: bool,
     /// Wipe this node's data and clone it again from the leader.
     pub reinitialize: bool,
+    /// Restart PostgreSQL in its current role (stop fast, start again), also in
+    /// maintenance mode: an operator request or a scheduled restart that is due. Keep it
+    /// set until [`crate::Memory::restarting`] shows the core took it up; the core ignores
+    /// it while leadership is in flux (no leader, an election, a switchover, a failed or
+    /// unfinished operation).
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// Everything the shell observed this tick.

@@ -116,6 +116,8 @@ reasons! {
     WaitingForLeaderPrimary = false,
     /// Reinitializing this node on request: its data is replaced by a clone of the leader.
     Reinitializing = true,
+    /// An operator asked for a restart: stopping PostgreSQL (fast), then starting it again in the same role.
+    Restarting = true,
     /// Refused to reinitialize: this node is the leader. Switch over first.
     ReinitRefusedOnLeader = true,
     /// The leader is missing: stopping the WAL receiver so this node's position is final before comparing.

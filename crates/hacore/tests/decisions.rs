@@ -878,6 +878,67 @@ table!(
     Scenario::cluster3("n2").reinit()
 );
 
+// ----- operator restarts ------------------------------------------------------------------------
+
+table!(
+    restart_requested_on_leader_stops_fast,
+    "operator asked to restart the primary: stop fast under the lease (renewals and the guard go on)",
+    Scenario::cluster3("n1").restart()
+);
+
+table!(
+    restart_on_leader_starts_again_under_the_lease,
+    "the restart's stop finished: start as primary again under the lease, same term",
+    Scenario::cluster3("n1").pg_stopped(1, AT, false).memory(|m| m.restarting = true)
+);
+
+table!(
+    restart_paused_leader_starts_again,
+    "maintenance mode: the restarted primary is started again although nothing else is automatic",
+    Scenario::cluster3("n1").settings(|s| s.paused = true).pg_stopped(1, AT, false).memory(|m| m.restarting = true)
+);
+
+table!(
+    restart_requested_on_replica_stops_fast,
+    "operator asked to restart a standby: stop it fast",
+    Scenario::cluster3("n2").restart()
+);
+
+table!(
+    restart_paused_replica_starts_again,
+    "maintenance mode: the restarted standby starts again, following the leader",
+    Scenario::cluster3("n2").settings(|s| s.paused = true).pg_stopped(1, AT, true).memory(|m| m.restarting = true)
+);
+
+table!(
+    restart_paused_diverged_replica_stays_down,
+    "maintenance mode: a restarted standby whose WAL forks from the history is not started (it needs a rewind)",
+    Scenario::cluster3("n3")
+        .leader("n2", 5, 61)
+        .settings(|s| s.paused = true)
+        .pg_stopped(1, 0x400_0900, true)
+        .history(&[(1, 0x400_0000, 2, 5, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+        .memory(|m| m.restarting = true)
+);
+
+table!(
+    restart_ignored_without_leader,
+    "no leader: a restart request waits (leadership first)",
+    Scenario::cluster3("n2").leader_dead().restart()
+);
+
+table!(
+    restart_stop_failed_runs_on,
+    "the restart's fast stop failed: PostgreSQL runs on, the restart is over and recorded",
+    Scenario::cluster3("n2")
+        .memory(|m| {
+            m.restarting = true;
+            m.pending = Some(Pending { id: OpId(5), kind: PgOpKind::StopFast, since: 99_000, give_up_at: 159_000 });
+        })
+        .outcome(5, Err(Failure::Failed))
+);
+
 table!(
     operation_timeout_gives_up,
     "a clone has run past its limit: give up waiting, record it, retry after back-off",
@@ -1051,6 +1112,7 @@ trait More {
     fn permanent_slot(self, name: &str) -> Self;
     fn no_config(self) -> Self;
     fn reinit(self) -> Self;
+    fn restart(self) -> Self;
 }
 
 impl More for Scenario {
@@ -1123,6 +1185,10 @@ impl More for Scenario {
     }
     fn reinit(mut self) -> Self {
         self.obs.requests.reinitialize = true;
+        self
+    }
+    fn restart(mut self) -> Self {
+        self.obs.requests.restart = true;
         self
     }
 }

@@ -36,6 +36,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("pg_operation_failed", 20),
     ("fault_pause_longer_than_ttl", 25),
     ("writes_unknown", 25),
+    ("restart", 30),
 ];
 
 /// What one run found.

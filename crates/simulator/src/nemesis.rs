@@ -77,6 +77,9 @@ pub enum FaultKind {
     Resume,
     /// An operator changes the ttl (loop_wait and retry_timeout stay).
     SetTtl(Millis),
+    /// An operator restarts PostgreSQL on a node (`POST /restart`): the request stands
+    /// for a ttl, as the REST call waits.
+    Restart(Target),
 }
 
 impl FaultKind {
@@ -101,6 +104,7 @@ impl FaultKind {
         "pause",
         "resume",
         "set-ttl",
+        "restart",
     ];
 
     /// This kind's name.
@@ -125,6 +129,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Resume => "resume",
             FaultKind::SetTtl(_) => "set-ttl",
+            FaultKind::Restart(_) => "restart",
         }
     }
 
@@ -141,6 +146,7 @@ impl FaultKind {
                 | FaultKind::Pause
                 | FaultKind::Resume
                 | FaultKind::SetTtl(_)
+                | FaultKind::Restart(_)
         )
     }
 }
@@ -179,7 +185,7 @@ impl Schedule {
             _ => Target::Node(r.range(0, nodes as u64 - 1) as usize),
         };
         let dir = |r: &mut Rng| r.pick(&[Dir::Both, Dir::Both, Dir::Out, Dir::In]);
-        for k in 0..18 {
+        for k in 0..19 {
             if !r.chance(0.55) {
                 continue;
             }
@@ -215,7 +221,8 @@ impl Schedule {
                         FaultKind::Pause
                     }
                     // An operator retunes the ttl (the world refuses what validation would).
-                    _ => FaultKind::SetTtl(r.range(ttl / 2, ttl * 2)),
+                    17 => FaultKind::SetTtl(r.range(ttl / 2, ttl * 2)),
+                    _ => FaultKind::Restart(target(&mut r)),
                 };
                 let dur = if kind.lasts() {
                     match kind {
@@ -303,7 +310,8 @@ impl fmt::Display for Fault {
             | FaultKind::HangPg(t)
             | FaultKind::Isolate(t)
             | FaultKind::FailPg(t)
-            | FaultKind::StaleReads(t) => write!(f, " {t}")?,
+            | FaultKind::StaleReads(t)
+            | FaultKind::Restart(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
             FaultKind::CutPeer(a, b, d) => write!(f, " {a} {b} {d}")?,
             FaultKind::DcsOutage | FaultKind::StoreLeaderChange | FaultKind::Pause | FaultKind::Resume => {}
@@ -402,6 +410,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "pause" => FaultKind::Pause,
         "resume" => FaultKind::Resume,
         "set-ttl" => FaultKind::SetTtl(parse_duration(arg(0)?)?),
+        "restart" => FaultKind::Restart(parse_target(arg(0)?)?),
         other => return Err(format!("unknown fault {other:?} (one of {})", FaultKind::NAMES.join(", "))),
     };
     if kind.lasts() && dur == 0 {

@@ -81,6 +81,9 @@ pub struct Node {
     pub steps: u64,
     /// Operator requests for the next step.
     pub requests: LocalRequests,
+    /// An operator's restart request stands until then (global time), or until the core
+    /// takes it up.
+    restart_until: Option<Millis>,
     outcomes: Vec<Outcome>,
     guard: Option<(Millis, Term)>,
     phase: Phase,
@@ -290,6 +293,7 @@ impl World {
                     paused: false,
                     steps: 0,
                     requests: LocalRequests::default(),
+                    restart_until: None,
                     outcomes: Vec::new(),
                     guard: None,
                     phase: Phase::Idle,
@@ -869,10 +873,17 @@ impl World {
                 Some((deadline, term)) => GuardState::Armed { deadline, term },
                 None => GuardState::Armed { deadline: 0, term: Term(0) },
             },
-            requests: std::mem::take(&mut n.requests),
+            requests: LocalRequests {
+                restart: n.restart_until.is_some_and(|until| self.now < until),
+                ..std::mem::take(&mut n.requests)
+            },
             wall_time_ms: self.now,
         };
         let d = step(&n.cfg, &n.mem, &obs, now_local);
+        if d.memory.restarting && !n.mem.restarting {
+            n.restart_until = None;
+            self.check.count("restart");
+        }
         // S3 where the choice is made: taking a new term in an election (peers still report
         // their positions then), and again at the promotion.
         let new_term = |a: &Action| match (a, &obs.dcs) {
@@ -1782,6 +1793,13 @@ impl World {
                 };
                 self.check.count("operator_set_ttl");
             }
+            FaultKind::Restart(t) => {
+                let i = self.resolve(t);
+                desc = format!("operator: restart postgres on {}", self.nodes[i].name);
+                let ttl = self.nodes[i].cfg.defaults.ttl;
+                self.nodes[i].restart_until = Some(self.now + ttl);
+                self.check.count("operator_restart");
+            }
             FaultKind::Failover(t) => {
                 let i = self.resolve(t);
                 desc = format!("operator: failover to {}", self.nodes[i].name);
@@ -1939,6 +1957,7 @@ impl World {
             self.end_slowness(i);
             self.nodes[i].fail_pg = 0;
             self.nodes[i].stale_view = None;
+            self.nodes[i].restart_until = None;
             self.resume(i);
             self.restart(i);
         }

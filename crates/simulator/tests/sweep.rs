@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// `SIM_SWEEP`, else the first line of `tests/sweep-range.local` (ignored by git; for tools
-/// that do not pass the environment through, such as a mutation-testing run), else 0..40.
+/// that do not pass the environment through, such as a mutation-testing run), else 0..80.
 fn setting(var: &str, line: usize, default: &str) -> String {
     std::env::var(var)
         .ok()
@@ -26,7 +26,7 @@ fn setting(var: &str, line: usize, default: &str) -> String {
 }
 
 fn range() -> (u64, u64) {
-    let spec = setting("SIM_SWEEP", 0, "0..40");
+    let spec = setting("SIM_SWEEP", 0, "0..80");
     let parsed = spec.split_once("..").and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     parsed.unwrap_or_else(|| panic!("SIM_SWEEP={spec:?}: expected A..B, e.g. 0..400"))
 }

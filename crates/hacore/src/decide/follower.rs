@@ -16,6 +16,12 @@ impl Cx<'_> {
         self.leave_leadership();
         self.mem.election_since = None;
         self.keepalive();
+        if view.initialize.is_some() {
+            let standby = self.obs.pg.in_recovery == Some(true);
+            if self.restart(standby, |cx| cx.restart_replica(&leader)) {
+                return;
+            }
+        }
         if self.s.paused {
             return self.set(Reason::Paused, format!("{leader} leads"));
         }
@@ -152,6 +158,19 @@ impl Cx<'_> {
                     && m.value.role == MemberRole::Replica
             })
             .map_or_else(|| leader.clone(), |m| m.value.name.clone())
+    }
+
+    /// Maintenance mode: start a restarted standby again, unless its WAL forks from the
+    /// history (then it needs a rewind, which waits for the end of maintenance mode).
+    fn restart_replica(&mut self, leader: &NodeName) {
+        if self.lineage == Lineage::Diverged {
+            self.mem.restarting = false;
+            let detail = format!("not started again: local {} forks from the history", self.obs.pg.position());
+            return self.set(Reason::Paused, detail);
+        }
+        let upstream = Some(leader.clone());
+        self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream });
+        self.set(Reason::Restarting, format!("starting again, following {leader}"));
     }
 
     fn reinitialize(&mut self, view: &ClusterView, leader: &NodeName) {

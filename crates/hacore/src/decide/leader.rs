@@ -49,6 +49,12 @@ impl Cx<'_> {
             return self.set(Reason::LeaseRenewing, format!("deadline {} passed", lease.deadline));
         }
 
+        if view.initialize.is_some() && self.mem.switchover.is_none() {
+            let writable = self.obs.pg.in_recovery == Some(false);
+            if self.restart(writable, |cx| cx.start_in_place(view, rec)) {
+                return;
+            }
+        }
         if self.s.paused {
             return self.lead_paused(view, rec);
         }
@@ -289,6 +295,9 @@ impl Cx<'_> {
         }
         if pg.maybe_writable() {
             self.arm_guard();
+        }
+        if pg.running && pg.in_recovery == Some(false) {
+            self.mem.primary_down_since = None;
         }
         self.set(Reason::Paused, "leader keeps its lease; no automatic action")
     }

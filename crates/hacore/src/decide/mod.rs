@@ -12,6 +12,7 @@ mod election;
 mod failsafe;
 mod follower;
 mod leader;
+mod restart;
 mod switchover;
 mod sync;
 
@@ -346,6 +347,9 @@ impl<'a> Cx<'a> {
 
     fn on_pg_failed(&mut self, kind: PgOpKind, f: Failure) {
         self.mem.last_failure = Some(LastFailure { kind, at: self.now });
+        if kind == PgOpKind::StopFast {
+            self.restart_stop_failed();
+        }
         if kind == PgOpKind::Rewind {
             self.mem.rewind_failed = true;
         }

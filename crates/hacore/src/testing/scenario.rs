@@ -652,7 +652,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     if s.obs.guard != GuardState::Disabled {
         lines.push(format!("guard: {:?}", s.obs.guard));
     }
-    if s.obs.requests.reinitialize || s.obs.requests.switchover_due {
+    if s.obs.requests != Default::default() {
         lines.push(format!("requests: {:?}", s.obs.requests));
     }
     let m = &s.mem;
@@ -692,6 +692,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     }
     if m.rewind_failed {
         mem.push("rewind failed".into());
+    }
+    if m.restarting {
+        mem.push("restart under way".into());
     }
     if let Some(f) = &m.last_failure {
         mem.push(format!("last failure {:?} at {}", f.kind, f.at));

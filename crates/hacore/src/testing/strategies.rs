@@ -371,7 +371,12 @@ fn memory(now: Millis, leader: Option<(NodeName, Term, Version)>) -> impl Strate
         prop::option::weighted(0.15, (name(), prop::option::of(lsn()))),
         prop::option::weighted(0.1, 0u64..20_000),
         prop::option::weighted(0.1, 0u64..20_000),
-        (prop::option::weighted(0.1, lsn()), any::<bool>(), prop::option::weighted(0.1, 0u64..30_000)),
+        (
+            prop::option::weighted(0.1, lsn()),
+            any::<bool>(),
+            prop::option::weighted(0.1, 0u64..30_000),
+            prop::bool::weighted(0.1),
+        ),
         prop::option::weighted(0.2, (0u64..30_000, any::<bool>())),
     )
         .prop_map(
@@ -384,11 +389,12 @@ fn memory(now: Millis, leader: Option<(NodeName, Term, Version)>) -> impl Strate
                 sync_add,
                 fs_until,
                 fs_ack,
-                (catchup, rewind_failed, down),
+                (catchup, rewind_failed, down, restarting),
                 seen,
             )| {
                 let mut m = Memory {
                     next_op: 10,
+                    restarting,
                     started_at: Some(now.saturating_sub(age_started(now))),
                     ..Default::default()
                 };
@@ -503,11 +509,11 @@ pub fn step_input() -> impl Strategy<Value = StepInput> {
                     1 => (0u64..20_000).prop_map(move |d| GuardState::Armed { deadline: now + d - 5_000, term: Term(3) }),
                     1 => Just(GuardState::Lost)
                 ],
-                (any::<bool>(), prop::bool::weighted(0.1)),
+                (any::<bool>(), prop::bool::weighted(0.1), prop::bool::weighted(0.1)),
                 Just(me),
             )
         })
-        .prop_flat_map(|(cfg, now, dcs_ok, mut view, lead_me, pg, peers, outcomes, guard, (due, reinit), me)| {
+        .prop_flat_map(|(cfg, now, dcs_ok, mut view, lead_me, pg, peers, outcomes, guard, (due, reinit, restart), me)| {
             if lead_me {
                 if let Some(l) = &mut view.leader {
                     l.value.holder = me.clone();
@@ -522,7 +528,7 @@ pub fn step_input() -> impl Strategy<Value = StepInput> {
                 peers,
                 outcomes,
                 guard,
-                requests: LocalRequests { switchover_due: due, reinitialize: reinit },
+                requests: LocalRequests { switchover_due: due, reinitialize: reinit, restart },
                 wall_time_ms: 1,
             };
             (Just(cfg), memory(now, mine), Just(obs), Just(now))

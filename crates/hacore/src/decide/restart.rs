@@ -1,0 +1,54 @@
+//! An operator's restart of PostgreSQL: stop fast, then start again in the same role.
+//! Outside maintenance mode the usual start after a stop brings it back (under the lease
+//! on the leader, after the lineage checks on a standby); in maintenance mode, when
+//! nothing starts by itself, the restart starts it (operators restart exactly then, to
+//! apply settings).
+
+use super::Cx;
+use crate::action::{Action, StopMode};
+use crate::memory::PgOpKind;
+use crate::reason::Reason;
+
+impl Cx<'_> {
+    /// Carries a restart forward. `role_ok`: PostgreSQL runs in the role this situation
+    /// expects (writable on the leader, a standby elsewhere); `start` issues the role's
+    /// start in maintenance mode (it may decline, e.g. until the lease is renewed, and is
+    /// asked again next step). Returns whether the restart decided this step.
+    pub(super) fn restart(&mut self, role_ok: bool, start: impl FnOnce(&mut Self)) -> bool {
+        if self.mem.pending.is_some() {
+            // The stop (or anything else) is still running: the usual waiting applies.
+            return false;
+        }
+        let pg = &self.obs.pg;
+        if self.mem.restarting {
+            if pg.running || !self.s.paused {
+                // Running again (by hand?), or down outside maintenance mode: the usual
+                // path starts it, with every check a start after a crash gets.
+                self.mem.restarting = false;
+                return false;
+            }
+            self.busy();
+            start(self);
+            if self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::StartPrimary | PgOpKind::StartReplica)) {
+                self.mem.restarting = false;
+            }
+            self.set_if_unset(Reason::Restarting, "starting PostgreSQL again");
+            return true;
+        }
+        if !self.obs.requests.restart || !pg.running || !pg.responsive || !role_ok {
+            return false;
+        }
+        self.mem.restarting = true;
+        self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
+        self.set(Reason::Restarting, "stopping PostgreSQL (fast)");
+        true
+    }
+
+    /// A restart whose stop failed is over: PostgreSQL runs on as it was.
+    pub(super) fn restart_stop_failed(&mut self) {
+        if self.mem.restarting {
+            self.mem.restarting = false;
+            self.note(Reason::OperationFailed, "restart: the fast stop failed; PostgreSQL runs on".into());
+        }
+    }
+}
