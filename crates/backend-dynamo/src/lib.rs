@@ -734,6 +734,26 @@ impl DynamoDcs {
         Err(DcsError::Conflict("the events list kept changing; event dropped".into()))
     }
 
+    /// Deletes every item of the cluster's partition (`hashell remove`; the caller checks
+    /// that no member runs). Returns how many items were deleted.
+    pub async fn remove_cluster(&self) -> Result<u64, DcsError> {
+        let items = tokio::time::timeout(self.timeout, self.query_all())
+            .await
+            .map_err(|_| DcsError::Unavailable(format!("no reply within {:?}", self.timeout)))??;
+        let mut n = 0;
+        for item in items {
+            let Some(sk) = item.get(SK).cloned() else { continue };
+            let del =
+                self.client.delete_item().table_name(&self.table).key(PK, s(self.partition.clone())).key(SK, sk).send();
+            tokio::time::timeout(self.timeout, del)
+                .await
+                .map_err(|_| DcsError::Indeterminate(format!("no reply within {:?}", self.timeout)))?
+                .map_err(|e| classify(e, true))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     async fn query_all(&self) -> Result<Vec<HashMap<String, AttributeValue>>, DcsError> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;

@@ -256,6 +256,17 @@ impl EtcdDcs {
         self.prefix.as_str()
     }
 
+    /// Deletes every key of the cluster (`hashell remove`; the caller checks that no
+    /// member runs). Returns how many keys were deleted.
+    pub async fn remove_cluster(&self) -> Result<u64, DcsError> {
+        let opts = etcd_client::DeleteOptions::new().with_prefix();
+        let f = async {
+            let r = self.client.kv_client().delete(self.prefix.as_str(), Some(opts)).await;
+            r.map(|r| r.deleted().max(0) as u64).map_err(|e| classify(e, true))
+        };
+        self.bounded(true, f).await
+    }
+
     fn key(&self, k: &Key) -> String {
         self.prefix.key(k)
     }

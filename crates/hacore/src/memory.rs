@@ -245,6 +245,10 @@ pub struct Memory {
     /// until it sees this set.
     #[serde(default)]
     pub restarting: bool,
+    /// This node's joining was recorded as an event and its record has not been seen yet
+    /// (so a read that lags the write does not record it twice).
+    #[serde(default)]
+    pub join_noted: bool,
 }
 
 impl Memory {

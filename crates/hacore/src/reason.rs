@@ -174,6 +174,10 @@ reasons! {
     OperationFailed = true,
     /// A member record that stopped being refreshed was deleted.
     StaleMemberRemoved = true,
+    /// This node joined the cluster: it published its member record (first start, or back after its record expired).
+    MemberJoined = true,
+    /// An operator changed the cluster's settings (REST `PATCH /config`, `hashell edit-config`, pause, resume).
+    ConfigChanged = true,
 }
 
 impl std::fmt::Display for Reason {

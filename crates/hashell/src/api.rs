@@ -13,21 +13,26 @@
 //! | `GET /health` | PostgreSQL runs | 503 |
 //! | `GET /liveness` | the daemon's loop ran within 3 loop waits | 503 |
 //! | `GET /readiness` | the primary, or a standby within `?lag=` | 503 |
-//! | `GET /cluster`, `/history`, `/config`, `/metrics` | always (the last view of the store) | |
+//! | `GET /cluster`, `/history`, `/events`, `/config`, `/metrics` | always (the last view of the store) | |
 //! | `POST /failsafe` | the node acknowledges the primary (S1') | 409 |
 //! | `POST /wake` | 202: the loop runs at once (a peer changed leadership; stores without a watch) | |
 //! | `POST /switchover`, `/failover` | the request is done (or 202: scheduled, or `?wait=false`) | 400, 409, 503 |
 //! | `DELETE /switchover` | a pending request was cancelled | 409 |
 //! | `POST /reinitialize` | this replica is rebuilt (stopped, cloned again); 409 on the leader | 409 |
 //! | `PATCH /config` | the merged settings were written (JSON merge patch; `null` resets) | 400, 409 |
+//! | `POST /restart` | PostgreSQL restarted (or 202: scheduled; 200 with `restarted: false` when its conditions do not hold) | 400, 409, 503 |
+//! | `DELETE /restart` | the scheduled restart was cancelled | 409 |
+//! | `POST /reload` | the configuration file was re-read (what applied, what needs a daemon restart) | 409 |
 //!
-//! Every GET also answers HEAD and OPTIONS (load balancers' health checks). With
-//! `[rest.auth]` every POST, PATCH and DELETE needs HTTP basic auth (peers send the same
-//! credentials); a refusal is 401 with a JSON error saying what to send.
+//! Every GET also answers HEAD and OPTIONS (load balancers' health checks). Every POST,
+//! PATCH and DELETE passes [`Access`] first: the allow-list (403), a client certificate
+//! where required (403), HTTP basic auth with `[rest.auth]` (401; peers send the same
+//! credentials). Errors are JSON saying what to do.
 
 use crate::daemon::Shared;
+use crate::daemon::{RestartConditions, RestartPhase, ScheduledRestart};
 use crate::operator::{
-    cancel_switchover, parse_rfc3339, patch_config, request_switchover, wait_switchover, OpError, SwitchoverAsk,
+    cancel_switchover, parse_wall_ms, patch_config, request_switchover, wait_switchover, OpError, SwitchoverAsk,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -72,6 +77,12 @@ pub struct StatusDoc {
     pub detail: String,
     /// Maintenance mode.
     pub paused: bool,
+    /// PostgreSQL has settings changed that need a restart.
+    #[serde(default)]
+    pub pending_restart: bool,
+    /// A restart scheduled on this node (RFC 3339, UTC).
+    #[serde(default)]
+    pub scheduled_restart: Option<String>,
 }
 
 fn status_code(ok: bool) -> StatusCode {
@@ -309,7 +320,7 @@ async fn replica_conditions(sh: &Shared, query: &[(String, String)]) -> Result<O
     Ok(None)
 }
 
-fn authorized(auth: &Option<Arc<str>>, headers: &HeaderMap) -> bool {
+fn authorized(auth: &Option<String>, headers: &HeaderMap) -> bool {
     let Some(want) = auth else { return true };
     let got = headers.get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
     constant_time_eq(got, want.as_bytes())
@@ -333,8 +344,112 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 #[derive(Clone)]
 struct Api {
     sh: Arc<Shared>,
-    /// The expected `Authorization` header of unsafe requests.
-    auth: Option<Arc<str>>,
+    access: Arc<Access>,
+}
+
+/// Who may make unsafe requests (POST, PATCH, DELETE): checked before any handler runs,
+/// in this order: the allow-list (403), a client certificate where `verify_client =
+/// "optional"` (403), basic auth (401).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The `Authorization` header value unsafe requests must carry (None: no auth).
+    pub auth: Option<String>,
+    /// Networks allowed to make unsafe requests (empty: any).
+    pub allowlist: Vec<ipnet::IpNet>,
+    /// With an allow-list, the members' API hosts are allowed too.
+    pub include_members: bool,
+    /// Unsafe requests must come with a verified client certificate.
+    pub require_cert: bool,
+}
+
+impl Access {
+    /// The access rules of a node's configuration.
+    pub fn of(cfg: &crate::config::FileConfig) -> Result<Access, String> {
+        let r = &cfg.rest;
+        Ok(Access {
+            auth: cfg.rest_auth_header()?,
+            allowlist: r.allowlist.iter().filter_map(|a| parse_net(a)).collect(),
+            include_members: r.allowlist_include_members,
+            require_cert: r.client_policy() == crate::config::VerifyClient::Optional,
+        })
+    }
+}
+
+/// An address (`10.0.0.7`, `::1`) or a network (`10.0.0.0/8`).
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// The host of a member's API URL (`https://10.0.0.5:8008` -> `10.0.0.5`), and its port.
+fn url_host(url: &str) -> Option<(String, u16)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port.parse().ok()?))
+}
+
+/// Whether `ip` is one of the members' API hosts (as of the last view; host names are
+/// looked up, each within half a second).
+async fn is_member_host(sh: &Shared, ip: std::net::IpAddr) -> bool {
+    let hosts: Vec<(String, u16)> = sh
+        .snapshot()
+        .0
+        .map(|v| v.members.iter().filter_map(|m| url_host(&m.value.api_url)).collect())
+        .unwrap_or_default();
+    for (host, port) in hosts {
+        match host.parse::<std::net::IpAddr>() {
+            Ok(h) if h.to_canonical() == ip => return true,
+            Ok(_) => {}
+            Err(_) => {
+                let found =
+                    tokio::time::timeout(Duration::from_millis(500), tokio::net::lookup_host((host, port))).await;
+                if let Ok(Ok(mut addrs)) = found {
+                    if addrs.any(|a| a.ip().to_canonical() == ip) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The checks of [`Access`] on every unsafe request.
+async fn guard_unsafe(State(a): State<Api>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let peer = req.extensions().get::<crate::serve::Peer>().copied();
+    let access = &a.access;
+    if !access.allowlist.is_empty() {
+        let ip = peer.map(|p| p.addr.ip().to_canonical());
+        let allowed = match ip {
+            Some(ip) => {
+                access.allowlist.iter().any(|n| n.contains(&ip))
+                    || (access.include_members && is_member_host(&a.sh, ip).await)
+            }
+            None => false,
+        };
+        if !allowed {
+            let who = ip.map_or_else(|| "this client".to_string(), |ip| ip.to_string());
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("{who} may not change the cluster: add its address to [rest] allowlist of this node"),
+            );
+        }
+    }
+    if access.require_cert && !peer.is_some_and(|p| p.verified_cert) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this request changes the cluster: connect with a client certificate signed by [rest] client_ca_file",
+        );
+    }
+    if !authorized(&access.auth, req.headers()) {
+        return unauthorized();
+    }
+    next.run(req).await
 }
 
 /// A switchover or failover asked over REST (Patroni's field names).
@@ -346,9 +461,49 @@ struct SwitchoverBody {
     scheduled_at: Option<String>,
 }
 
-/// The router over the daemon's shared state; `auth` is the `Authorization` header value
-/// unsafe requests must carry (None: no auth).
-pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
+/// A restart asked over REST (Patroni's field names; `timeout` in seconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestartBody {
+    schedule: Option<String>,
+    restart_pending: Option<bool>,
+    role: Option<String>,
+    timeout: Option<f64>,
+}
+
+/// Parses a `/restart` body into its conditions, its schedule (ms since the epoch) and
+/// how long to wait.
+fn restart_body(body: &[u8]) -> Result<(RestartConditions, Option<u64>, Option<Duration>), String> {
+    const SHAPE: &str = "send {\"schedule\": RFC3339, \"role\": \"primary\"|\"replica\", \"restart_pending\": true, \
+                         \"timeout\": SECONDS}, all optional";
+    let b: RestartBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RestartBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("{e}; {SHAPE}"))?
+    };
+    let role = match b.role.as_deref() {
+        None | Some("any") => None,
+        Some("primary" | "master" | "leader") => Some(MemberRole::Primary),
+        Some("replica" | "standby") => Some(MemberRole::Replica),
+        Some(r) => return Err(format!("role {r:?}: use primary, replica or any")),
+    };
+    let at = match &b.schedule {
+        None => None,
+        Some(t) => Some(
+            parse_wall_ms(t)
+                .ok_or_else(|| format!("schedule {t:?} is not an RFC 3339 time such as 2026-11-22T03:00:00+01:00"))?,
+        ),
+    };
+    let timeout = match b.timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => return Err(format!("timeout {t}: give seconds between 0 and 86400")),
+    };
+    Ok((RestartConditions { role, pending_only: b.restart_pending.unwrap_or(false) }, at, timeout))
+}
+
+/// The router over the daemon's shared state; `access` says who may make unsafe requests.
+pub fn router(shared: Arc<Shared>, access: Access) -> Router {
     async fn peer(State(a): State<Api>) -> Response {
         Json(a.sh.peer_status().await).into_response()
     }
@@ -424,6 +579,12 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
             None => error(StatusCode::SERVICE_UNAVAILABLE, "this node has not read the store yet; ask another member"),
         }
     }
+    async fn events(State(a): State<Api>) -> Response {
+        match a.sh.snapshot().0 {
+            Some(v) => Json(v.events).into_response(),
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "this node has not read the store yet; ask another member"),
+        }
+    }
     async fn config(State(a): State<Api>) -> Response {
         match a.sh.snapshot().0 {
             Some(v) => match v.config {
@@ -437,10 +598,7 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         let text = crate::metrics::render(&a.sh);
         ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
     }
-    async fn failsafe(State(a): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-        if !authorized(&a.auth, &headers) {
-            return unauthorized();
-        }
+    async fn failsafe(State(a): State<Api>, body: Bytes) -> Response {
         let req: FailsafeRequest = match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => {
@@ -454,17 +612,11 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         let code = if ok { StatusCode::OK } else { StatusCode::CONFLICT };
         (code, Json(serde_json::json!({ "accepted": ok }))).into_response()
     }
-    async fn wake(State(a): State<Api>, headers: HeaderMap) -> Response {
-        if !authorized(&a.auth, &headers) {
-            return unauthorized();
-        }
+    async fn wake(State(a): State<Api>) -> Response {
         let woke = a.sh.wake_from_peer();
         (StatusCode::ACCEPTED, Json(serde_json::json!({ "woke": woke }))).into_response()
     }
-    async fn switchover_like(a: &Api, kind: SwitchoverKind, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
-        if !authorized(&a.auth, headers) {
-            return unauthorized();
-        }
+    async fn switchover_like(a: &Api, kind: SwitchoverKind, uri: &Uri, body: &[u8]) -> Response {
         let b: SwitchoverBody = if body.iter().all(u8::is_ascii_whitespace) {
             SwitchoverBody::default()
         } else {
@@ -482,8 +634,8 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         };
         let at_wall_ms = match &b.scheduled_at {
             None => None,
-            Some(t) => match parse_rfc3339(t) {
-                Some(t) => Some(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)),
+            Some(t) => match parse_wall_ms(t) {
+                Some(t) => Some(t),
                 None => {
                     return error(
                         StatusCode::BAD_REQUEST,
@@ -513,16 +665,13 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
             Err(e) => op_error(e),
         }
     }
-    async fn switchover(State(a): State<Api>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        switchover_like(&a, SwitchoverKind::Switchover, &uri, &headers, &body).await
+    async fn switchover(State(a): State<Api>, uri: Uri, body: Bytes) -> Response {
+        switchover_like(&a, SwitchoverKind::Switchover, &uri, &body).await
     }
-    async fn failover(State(a): State<Api>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        switchover_like(&a, SwitchoverKind::Failover, &uri, &headers, &body).await
+    async fn failover(State(a): State<Api>, uri: Uri, body: Bytes) -> Response {
+        switchover_like(&a, SwitchoverKind::Failover, &uri, &body).await
     }
-    async fn cancel(State(a): State<Api>, headers: HeaderMap) -> Response {
-        if !authorized(&a.auth, &headers) {
-            return unauthorized();
-        }
+    async fn cancel(State(a): State<Api>) -> Response {
         let Some(store) = a.sh.store() else {
             return error(StatusCode::SERVICE_UNAVAILABLE, "this node has not reached the store; ask another member");
         };
@@ -531,10 +680,7 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
             Err(e) => op_error(e),
         }
     }
-    async fn patch(State(a): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-        if !authorized(&a.auth, &headers) {
-            return unauthorized();
-        }
+    async fn patch(State(a): State<Api>, body: Bytes) -> Response {
         let patch: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
@@ -544,20 +690,96 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         let Some(store) = a.sh.store() else {
             return error(StatusCode::SERVICE_UNAVAILABLE, "this node has not reached the store; ask another member");
         };
-        match patch_config(&*store, &patch, &a.sh.cfg.defaults, &a.sh.cfg.safety).await {
+        match patch_config(&*store, &patch, &a.sh.cfg.defaults, &a.sh.cfg.safety, &a.sh.cfg.name).await {
             Ok(s) => Json(s).into_response(),
             Err(e) => op_error(e),
         }
     }
-    async fn reinitialize(State(a): State<Api>, headers: HeaderMap) -> Response {
-        if !authorized(&a.auth, &headers) {
-            return unauthorized();
-        }
+    async fn reinitialize(State(a): State<Api>) -> Response {
         match a.sh.request_reinitialize() {
             Ok(msg) => Json(serde_json::json!({ "message": msg })).into_response(),
             Err(e) => error(StatusCode::CONFLICT, e),
         }
     }
+    async fn restart(State(a): State<Api>, body: Bytes) -> Response {
+        let (cond, at, timeout) = match restart_body(&body) {
+            Ok(x) => x,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        if let Some(at_wall_ms) = at {
+            let now = crate::daemon::wall_ms();
+            if at_wall_ms + 1_000 < now {
+                return error(StatusCode::BAD_REQUEST, "schedule is in the past; give a later time or none (now)");
+            }
+            let when = crate::commands::rfc3339(at_wall_ms);
+            return match a.sh.schedule_restart(ScheduledRestart { at_wall_ms, conditions: cond }) {
+                Ok(()) => (
+                    StatusCode::ACCEPTED,
+                    Json(
+                        serde_json::json!({ "message": format!("restart scheduled for {when}"), "scheduled_at": when }),
+                    ),
+                )
+                    .into_response(),
+                Err(e) => error(StatusCode::CONFLICT, e),
+            };
+        }
+        let id = match a.sh.request_restart(&cond) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                // Patroni's answer: 200, nothing done (a loop over every member with
+                // `restart_pending` must not fail on the members that need none).
+                let msg = "restart conditions are not satisfied: nothing done";
+                return Json(serde_json::json!({ "restarted": false, "message": msg })).into_response();
+            }
+            Err(e) => return error(StatusCode::CONFLICT, e),
+        };
+        let t = &a.sh.cfg.timeouts;
+        let limit = timeout.unwrap_or(Duration::from_millis(t.stop + t.start + a.sh.cfg.defaults.ttl));
+        let start = std::time::Instant::now();
+        loop {
+            match a.sh.restart_phase(id) {
+                Some(RestartPhase::Done) => {
+                    return Json(serde_json::json!({ "restarted": true, "message": "restarted" })).into_response()
+                }
+                Some(RestartPhase::Failed) | None => {
+                    let d = status_doc(&a.sh).await;
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "restart failed or was not started (now: {:?}, {}{}); see this node's log",
+                            d.reason,
+                            d.reason.explain(),
+                            if d.detail.is_empty() { String::new() } else { format!(" {}", d.detail) }
+                        ),
+                    );
+                }
+                _ if start.elapsed() >= limit => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("still restarting after {limit:?}; it goes on: watch GET /status"),
+                    )
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    async fn reload(State(a): State<Api>) -> Response {
+        match a.sh.reload().await {
+            Ok(r) => Json(r).into_response(),
+            Err(e) => error(StatusCode::CONFLICT, e),
+        }
+    }
+    async fn cancel_restart(State(a): State<Api>) -> Response {
+        match a.sh.cancel_restart() {
+            Some(r) => Json(serde_json::json!({
+                "message": "scheduled restart cancelled",
+                "scheduled_at": crate::commands::rfc3339(r.at_wall_ms),
+            }))
+            .into_response(),
+            None => error(StatusCode::CONFLICT, "no restart is scheduled on this node"),
+        }
+    }
+    let api = Api { sh: shared, access: Arc::new(access) };
     macro_rules! health_get {
         ($h:expr) => {
             get($h).options($h)
@@ -582,6 +804,7 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         .route("/readiness", health_get!(readiness))
         .route("/cluster", get(cluster))
         .route("/history", get(history))
+        .route("/events", get(events))
         .route("/config", get(config).patch(patch))
         .route("/metrics", get(metrics))
         .route("/failsafe", post(failsafe))
@@ -589,8 +812,11 @@ pub fn router(shared: Arc<Shared>, auth: Option<String>) -> Router {
         .route("/switchover", post(switchover).delete(cancel))
         .route("/failover", post(failover))
         .route("/reinitialize", post(reinitialize))
+        .route("/restart", post(restart).delete(cancel_restart))
+        .route("/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see docs/rest-api.md for the list") })
-        .with_state(Api { sh: shared, auth: auth.map(Arc::from) })
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), guard_unsafe))
+        .with_state(api)
 }
 
 fn unauthorized() -> Response {
@@ -603,30 +829,49 @@ fn unauthorized() -> Response {
     r
 }
 
-/// A small HTTP/1 client for peer calls, every request bounded.
+/// A small HTTP/1 client for calls to members' REST APIs (`http://` or `https://`), every
+/// request bounded.
 #[derive(Clone)]
 pub struct PeerClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// `Authorization` sent with requests other than GET (the cluster's `[rest.auth]`).
     auth: Option<Arc<str>>,
-}
-
-impl Default for PeerClient {
-    fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(500)));
-        connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        PeerClient { client, auth: None }
-    }
+    /// A CA for members' certificates is configured (else `https://` URLs are refused
+    /// with what to configure).
+    tls: bool,
 }
 
 impl PeerClient {
-    /// A client that sends `auth` as the `Authorization` of every request but GETs.
-    pub fn with_auth(auth: Option<String>) -> PeerClient {
-        PeerClient { auth: auth.map(Arc::from), ..PeerClient::default() }
+    /// A client that sends `auth` as the `Authorization` of every request but GETs, and
+    /// speaks TLS with `tls` (see [`crate::tls::client_config`]).
+    pub fn new(auth: Option<String>, tls: Option<rustls::ClientConfig>) -> Result<PeerClient, String> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_millis(500)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let configured = tls.is_some();
+        let tls = match tls {
+            Some(t) => t,
+            None => rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS: {e}"))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(PeerClient { client, auth: auth.map(Arc::from), tls: configured })
+    }
+
+    /// The client of a node's configuration: its `[rest.auth]` and its TLS settings.
+    pub fn for_config(cfg: &crate::config::FileConfig) -> Result<PeerClient, String> {
+        PeerClient::new(cfg.rest_auth_header()?, crate::tls::client_config(&cfg.rest)?)
     }
 
     /// Sends a request and decodes a JSON answer with status `want`; `None` on any
@@ -638,6 +883,11 @@ impl PeerClient {
         body: Option<Vec<u8>>,
         limit: Duration,
     ) -> Result<(u16, Option<T>), String> {
+        if url.starts_with("https://") && !self.tls {
+            return Err(format!(
+                "{url} serves TLS: set [rest] ca_file to the CA that signs the members' API certificates"
+            ));
+        }
         let mut req = hyper::Request::builder().method(method).uri(url);
         if let (Some(a), false) = (&self.auth, method == "GET") {
             req = req.header("authorization", &**a);
@@ -653,5 +903,54 @@ impl PeerClient {
             Ok::<_, String>((code, serde_json::from_slice(&bytes).ok()))
         };
         tokio::time::timeout(limit, fut).await.map_err(|_| format!("{url}: no answer within {limit:?}"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_bodies() {
+        let (c, at, t) = restart_body(b"").unwrap();
+        assert_eq!((c, at, t), (RestartConditions::default(), None, None));
+        let (c, at, t) =
+            restart_body(br#"{"role":"master","restart_pending":true,"schedule":"2026-11-22T03:00:00Z","timeout":30}"#)
+                .unwrap();
+        assert_eq!(c, RestartConditions { role: Some(MemberRole::Primary), pending_only: true });
+        assert_eq!(at, Some(1_795_316_400_000));
+        assert_eq!(t, Some(Duration::from_secs(30)));
+        for bad in [
+            &br#"{"role":"boss"}"#[..],
+            br#"{"schedule":"tomorrow"}"#,
+            br#"{"timeout":-1}"#,
+            br#"{"postgres_version":"15"}"#,
+            b"{",
+        ] {
+            let e = restart_body(bad).unwrap_err();
+            assert!(!e.is_empty());
+        }
+    }
+
+    #[test]
+    fn networks_and_hosts() {
+        let net = parse_net("10.0.0.0/8").unwrap();
+        assert!(net.contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_net("192.168.1.7").unwrap().contains(&"192.168.1.7".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_net("::1").is_some());
+        assert!(parse_net("10.0.0.0/33").is_none());
+        assert!(parse_net("localhost").is_none());
+        assert_eq!(url_host("https://10.0.0.5:8008"), Some(("10.0.0.5".into(), 8008)));
+        assert_eq!(url_host("http://[::1]:8008/"), Some(("::1".into(), 8008)));
+        assert_eq!(url_host("http://db1.example:8008"), Some(("db1.example".into(), 8008)));
+        assert_eq!(url_host("nonsense"), None);
+    }
+
+    #[test]
+    fn credentials_compare_in_full() {
+        assert!(constant_time_eq(b"Basic abc", b"Basic abc"));
+        assert!(!constant_time_eq(b"Basic abc", b"Basic abd"));
+        assert!(!constant_time_eq(b"Basic ab", b"Basic abc"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 }

@@ -41,6 +41,12 @@ enum Command {
         /// Member to hand over to (default: the most advanced healthy replica).
         #[arg(long)]
         candidate: Option<String>,
+        /// When (RFC 3339, e.g. 2026-11-22T03:00:00+01:00); the leader carries it out then.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        force: bool,
         /// Return once the request is written instead of waiting for the new leader.
         #[arg(long)]
         no_wait: bool,
@@ -52,9 +58,63 @@ enum Command {
         /// Member to promote.
         #[arg(long)]
         candidate: String,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        force: bool,
         /// Return once the request is written.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// The leader and the members under it, with their state and lag.
+    Topology {
+        /// Configuration file.
+        config: PathBuf,
+    },
+    /// Restart PostgreSQL on MEMBERs (default: every member; replicas first, the leader last).
+    Restart {
+        /// Configuration file.
+        config: PathBuf,
+        /// Members to restart.
+        members: Vec<String>,
+        /// Only members in this role.
+        #[arg(long, value_parser = ["primary", "replica", "any"])]
+        role: Option<String>,
+        /// Only members with settings changed that need a restart.
+        #[arg(long)]
+        pending: bool,
+        /// Schedule it (RFC 3339) instead of restarting now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-read the configuration file on MEMBERs (default: every member): PostgreSQL
+    /// parameters, pg_hba and restore_command apply at once.
+    Reload {
+        /// Configuration file.
+        config: PathBuf,
+        /// Members to reload.
+        members: Vec<String>,
+    },
+    /// The events the members recorded: failovers, switchovers, fencing, joins, settings changes.
+    Events {
+        /// Configuration file.
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::commands::Format,
+        /// Keep printing new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Delete the cluster from the store, once every daemon of it is stopped.
+    Remove {
+        /// Configuration file (names the cluster and the store).
+        config: PathBuf,
+        /// The cluster's name, to confirm without a terminal.
+        #[arg(long, value_name = "CLUSTER")]
+        confirm: Option<String>,
     },
     /// The members: role, state, timeline, WAL position and lag, tags.
     List {
@@ -106,7 +166,8 @@ enum Command {
         /// Configuration file.
         config: PathBuf,
     },
-    /// Change the cluster's settings: -s KEY=VALUE (JSON values; null resets to the default).
+    /// Change the cluster's settings: -s KEY=VALUE (JSON values; null resets to the
+    /// default), or in $EDITOR without -s.
     EditConfig {
         /// Configuration file.
         config: PathBuf,
@@ -223,7 +284,8 @@ pub fn main() -> ExitCode {
                 Err(code) => return code,
             };
             crate::run::init_logging(&cfg);
-            match runtime().block_on(crate::run::run(cfg)) {
+            let sets = parse_sets(&set).unwrap_or_default();
+            match runtime().block_on(crate::run::run(cfg, Some((config, sets)))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hashell: {e}");
@@ -247,11 +309,63 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Switchover { config, candidate, no_wait } => {
-            switchover(&config, hacore::dcs::SwitchoverKind::Switchover, candidate, no_wait)
+        Command::Switchover { config, candidate, at, force, no_wait } => {
+            switchover(&config, hacore::dcs::SwitchoverKind::Switchover, candidate, at, force, no_wait)
         }
-        Command::Failover { config, candidate, no_wait } => {
-            switchover(&config, hacore::dcs::SwitchoverKind::Failover, Some(candidate), no_wait)
+        Command::Failover { config, candidate, force, no_wait } => {
+            switchover(&config, hacore::dcs::SwitchoverKind::Failover, Some(candidate), None, force, no_wait)
+        }
+        Command::Topology { config } => with_store(&config, |cfg, store| async move {
+            let doc = crate::commands::cluster(&cfg, &*store).await?;
+            Ok(crate::commands::render_topology(&doc))
+        }),
+        Command::Restart { config, members, role, pending, at, force } => {
+            with_store(&config, |cfg, store| async move {
+                crate::commands::restart(&cfg, &*store, &members, role.as_deref(), pending, at.as_deref(), force).await
+            })
+        }
+        Command::Reload { config, members } => {
+            with_store(&config, |cfg, store| async move { crate::commands::reload(&cfg, &*store, &members).await })
+        }
+        Command::Events { config, format, follow } => with_store(&config, |_cfg, store| async move {
+            let mut shown = 0usize;
+            let mut last: Option<hacore::dcs::Event> = None;
+            loop {
+                let events = crate::operator::read(&*store).await?.events;
+                // The list is bounded: find where the last one shown sits now.
+                let start = match &last {
+                    Some(l) => events.iter().rposition(|e| e == l).map_or(0, |i| i + 1),
+                    None => 0,
+                };
+                let new = &events[start.min(events.len())..];
+                if !new.is_empty() || shown == 0 {
+                    match format {
+                        crate::commands::Format::Json => {
+                            for e in new {
+                                println!("{}", serde_json::to_string(e).unwrap_or_default());
+                            }
+                        }
+                        crate::commands::Format::Table => {
+                            let text = crate::commands::render_events(new);
+                            let body =
+                                if shown == 0 { text.as_str() } else { text.split_once('\n').map_or("", |x| x.1) };
+                            print!("{body}");
+                        }
+                    }
+                    shown += new.len().max(1);
+                }
+                last = events.last().cloned().or(last);
+                if !follow {
+                    return Ok(String::new());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }),
+        Command::Remove { config, confirm } => {
+            with_store(
+                &config,
+                |cfg, store| async move { crate::commands::remove(&cfg, &store, confirm.as_deref()).await },
+            )
         }
         Command::Demo { bin_dir, keep } => match crate::demo::run(crate::demo::DemoOptions { bin_dir, keep }) {
             Ok(()) => ExitCode::SUCCESS,
@@ -313,9 +427,18 @@ pub fn main() -> ExitCode {
             Ok(serde_json::to_string_pretty(&doc).unwrap_or_default())
         }),
         Command::EditConfig { config, set } => with_store(&config, |cfg, store| async move {
-            let patch = crate::commands::sets_to_patch(&set)?;
             let core = cfg.core();
-            let s = crate::operator::patch_config(&*store, &patch, &core.defaults, &core.safety).await?;
+            let patch = if set.is_empty() {
+                let view = crate::operator::read(&*store).await?;
+                let current = view.config.map_or_else(|| core.defaults.clone(), |c| c.value);
+                match crate::commands::edit_in_editor(&serde_json::to_value(&current).unwrap_or_default())? {
+                    Some(p) => p,
+                    None => return Ok("no change".to_string()),
+                }
+            } else {
+                crate::commands::sets_to_patch(&set)?
+            };
+            let s = crate::operator::patch_config(&*store, &patch, &core.defaults, &core.safety, "cli").await?;
             Ok(serde_json::to_string_pretty(&s).unwrap_or_default())
         }),
         Command::Dcs { what: DcsCommand::CreateTable { config } } => with_store(&config, |_cfg, store| async move {
@@ -358,15 +481,41 @@ fn switchover(
     config: &std::path::Path,
     kind: hacore::dcs::SwitchoverKind,
     candidate: Option<String>,
+    at: Option<String>,
+    force: bool,
     no_wait: bool,
 ) -> ExitCode {
     let cfg = match load(config, &[]) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let at_wall_ms = match at.as_deref().map(|t| (t, crate::operator::parse_wall_ms(t))) {
+        None => None,
+        Some((_, Some(ms))) => Some(ms),
+        Some((t, None)) => {
+            eprintln!("hashell: --at {t:?} is not an RFC 3339 time such as 2026-11-22T03:00:00+01:00");
+            return ExitCode::from(2);
+        }
+    };
+    if !force {
+        use std::io::{BufRead, IsTerminal, Write};
+        // Scripts (no terminal) are not asked: a switchover loses no data.
+        if std::io::stdin().is_terminal() {
+            let to = candidate.as_deref().unwrap_or("the best replica");
+            let when = at.as_deref().map_or_else(|| "now".to_string(), |t| format!("at {t}"));
+            print!("{kind:?} of cluster {} to {to} {when}? [y/N] ", cfg.cluster.name);
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            if !matches!(line.trim(), "y" | "Y" | "yes") {
+                eprintln!("hashell: not confirmed; nothing done");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let limit = std::time::Duration::from_millis(cfg.settings.switchover_timeout.0 + 2 * cfg.settings.ttl.0);
-    let wait = (!no_wait).then_some(limit);
-    match runtime().block_on(crate::run::request_switchover(&cfg, kind, candidate, wait)) {
+    let wait = (!no_wait && at_wall_ms.is_none()).then_some(limit);
+    match runtime().block_on(crate::run::request_switchover(&cfg, kind, candidate, at_wall_ms, wait)) {
         Ok(msg) => {
             println!("{msg}");
             ExitCode::SUCCESS

@@ -38,9 +38,9 @@ impl From<String> for CmdError {
 /// it when no member answers.
 pub async fn cluster(cfg: &FileConfig, store: &dyn DynDcs) -> Result<ClusterDoc, CmdError> {
     let view = operator::read(store).await?;
-    let client = PeerClient::default();
+    let client = PeerClient::for_config(cfg)?;
     // Ask this node first, then the leader, then anyone.
-    let mut urls = vec![format!("http://{}", cfg.rest.connect_address)];
+    let mut urls = vec![cfg.rest.url()];
     let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
     let mut members: Vec<_> = view.members.iter().map(|m| &m.value).collect();
     members.sort_by_key(|m| Some(&m.name) != leader.as_ref());
@@ -231,11 +231,16 @@ pub fn wall_time(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// RFC 3339 (UTC, whole seconds) of wall-clock ms since the epoch.
+pub fn rfc3339(ms: u64) -> String {
+    format!("{}Z", wall_time(ms).replace(' ', "T"))
+}
+
 /// `hashell pause` / `resume`: sets `paused`; with `wait`, until every member applied it.
 pub async fn set_paused(cfg: &FileConfig, store: &dyn DynDcs, paused: bool, wait: bool) -> Result<String, CmdError> {
     let patch = serde_json::json!({ "paused": paused });
     let core = cfg.core();
-    operator::patch_config(store, &patch, &core.defaults, &core.safety).await?;
+    operator::patch_config(store, &patch, &core.defaults, &core.safety, "cli").await?;
     let what = if paused { "paused (maintenance mode: no automatic failover)" } else { "resumed" };
     if !wait {
         return Ok(format!("cluster {} {what}", cfg.cluster.name));
@@ -268,24 +273,9 @@ pub async fn reinit(cfg: &FileConfig, store: &dyn DynDcs, node: &str, force: boo
     if view.leader.as_ref().is_some_and(|l| l.value.holder == node) {
         return Err(CmdError(format!("{node} is the leader: switch over to another member first"), 1));
     }
-    if !force {
-        use std::io::{BufRead, IsTerminal, Write};
-        if !std::io::stdin().is_terminal() {
-            return Err(CmdError(
-                format!("this wipes {node}'s data directory and clones it again; add --force to confirm"),
-                2,
-            ));
-        }
-        print!("Wipe {node}'s data directory and clone it again from a healthy member? Type the name to confirm: ");
-        let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        if line.trim() != node {
-            return Err(CmdError("not confirmed; nothing done".into(), 1));
-        }
-    }
+    confirm(&format!("This wipes {node}'s data directory and clones it again from a healthy member"), node, force)?;
     let url = format!("{}/reinitialize", m.value.api_url.trim_end_matches('/'));
-    let client = PeerClient::with_auth(cfg.rest_auth_header()?);
+    let client = PeerClient::for_config(cfg)?;
     match client.call::<serde_json::Value>("POST", &url, None, Duration::from_secs(5)).await {
         Ok((200, Some(v))) => Ok(format!("{node}: {}", v["message"].as_str().unwrap_or("reinitializing"))),
         Ok((code, v)) => Err(CmdError(
@@ -297,6 +287,274 @@ pub async fn reinit(cfg: &FileConfig, store: &dyn DynDcs, node: &str, force: boo
         )),
         Err(e) => Err(CmdError(format!("cannot reach {node}'s REST API: {e}"), 1)),
     }
+}
+
+/// Asks "type NAME to confirm" on a terminal; without one, `force` must be given (exit 2
+/// tells what to add). `what` says what the command does.
+pub fn confirm(what: &str, name: &str, force: bool) -> Result<(), CmdError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if force {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CmdError(format!("{what}; add --force to confirm without a terminal"), 2));
+    }
+    print!("{what}. Type {name} to confirm: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if line.trim() != name {
+        return Err(CmdError("not confirmed; nothing done".into(), 1));
+    }
+    Ok(())
+}
+
+/// `hashell topology`: the leader, and under it every other member with its state.
+pub fn render_topology(doc: &ClusterDoc) -> String {
+    let mut out = format!(
+        "cluster {} · term {}{}\n",
+        doc.cluster,
+        doc.term,
+        if doc.paused { " · PAUSED (maintenance mode)" } else { "" }
+    );
+    let line = |m: &MemberDoc| {
+        let state = if m.running { "running" } else { "stopped" };
+        let lag = m.lag.map_or_else(String::new, |l| format!(" · lag {}", human_bytes(l)));
+        let reason = m.reason.map_or_else(String::new, |r| {
+            format!(
+                " · {}",
+                serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            )
+        });
+        format!("{} ({}) {} {state} · TL {} · {}{lag}{reason}", m.name, m.host, role_name(m), m.timeline, m.lsn)
+    };
+    let leader = doc.members.iter().find(|m| m.leader);
+    let others: Vec<&MemberDoc> = doc.members.iter().filter(|m| !m.leader).collect();
+    match leader {
+        Some(l) => out.push_str(&format!("{}\n", line(l))),
+        None => out.push_str("(no leader)\n"),
+    }
+    for (i, m) in others.iter().enumerate() {
+        let branch = if i + 1 == others.len() { "└─" } else { "├─" };
+        out.push_str(&format!("{branch} {}\n", line(m)));
+    }
+    out
+}
+
+/// `hashell events`: the cluster's recorded events, oldest first.
+pub fn render_events(events: &[hacore::dcs::Event]) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let reason =
+                serde_json::to_value(e.reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            vec![wall_time(e.wall_time_ms), e.node.clone(), e.term.0.to_string(), reason, e.detail.clone()]
+        })
+        .collect();
+    table(&["TIME (UTC)", "NODE", "TERM", "EVENT", "DETAIL"], &rows)
+}
+
+/// `hashell restart`: restarts PostgreSQL on the chosen members (replicas first, the
+/// leader last), each through its REST API, waiting for each before the next.
+pub async fn restart(
+    cfg: &FileConfig,
+    store: &dyn DynDcs,
+    names: &[String],
+    role: Option<&str>,
+    pending: bool,
+    at: Option<&str>,
+    force: bool,
+) -> Result<String, CmdError> {
+    let view = operator::read(store).await?;
+    for n in names {
+        if view.member(n).is_none() {
+            let all: Vec<&str> = view.members.iter().map(|m| m.value.name.as_str()).collect();
+            return Err(CmdError(format!("{n} is not a member; members: {}", all.join(", ")), 2));
+        }
+    }
+    if let Some(t) = at {
+        operator::parse_wall_ms(t).ok_or_else(|| {
+            CmdError(format!("--at {t:?} is not an RFC 3339 time such as 2026-11-22T03:00:00+01:00"), 2)
+        })?;
+    }
+    let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
+    let mut members: Vec<&hacore::dcs::MemberRecord> =
+        view.members.iter().map(|m| &m.value).filter(|m| names.is_empty() || names.contains(&m.name)).collect();
+    members.sort_by_key(|m| (Some(&m.name) == leader.as_ref(), m.name.clone()));
+    if members.is_empty() {
+        return Err(CmdError("no member to restart".into(), 1));
+    }
+    let list: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let when = at.map_or_else(|| "now".to_string(), |t| format!("at {t}"));
+    confirm(&format!("Restart PostgreSQL on {} ({when})", list.join(", ")), &cfg.cluster.name, force)?;
+    let client = PeerClient::for_config(cfg)?;
+    let mut body = serde_json::Map::new();
+    if let Some(r) = role {
+        body.insert("role".into(), r.into());
+    }
+    if pending {
+        body.insert("restart_pending".into(), true.into());
+    }
+    if let Some(t) = at {
+        body.insert("schedule".into(), t.into());
+    }
+    let body = serde_json::Value::Object(body).to_string();
+    let t = &cfg.timeouts;
+    let limit = Duration::from_millis(t.stop + t.start + cfg.settings.ttl.0 + 5_000);
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for m in members {
+        eprintln!("{}: restarting ...", m.name);
+        let url = format!("{}/restart", m.api_url.trim_end_matches('/'));
+        let r = client.call::<serde_json::Value>("POST", &url, Some(body.clone().into_bytes()), limit).await;
+        let line = match r {
+            Ok((200 | 202, Some(v))) => format!("{}: {}", m.name, v["message"].as_str().unwrap_or("done")),
+            Ok((code, v)) => {
+                failed = true;
+                let e = v.and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
+                format!("{}: refused ({code}): {e}", m.name)
+            }
+            Err(e) => {
+                failed = true;
+                format!("{}: cannot reach its REST API: {e}", m.name)
+            }
+        };
+        eprintln!("{line}");
+        lines.push(line);
+    }
+    if failed {
+        return Err(CmdError(format!("not every restart succeeded:\n{}", lines.join("\n")), 1));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// `hashell reload`: asks MEMBERs (default: all) to re-read their configuration file.
+pub async fn reload(cfg: &FileConfig, store: &dyn DynDcs, names: &[String]) -> Result<String, CmdError> {
+    let view = operator::read(store).await?;
+    let client = PeerClient::for_config(cfg)?;
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for m in view.members.iter().map(|m| &m.value).filter(|m| names.is_empty() || names.contains(&m.name)) {
+        let url = format!("{}/reload", m.api_url.trim_end_matches('/'));
+        lines.push(match client.call::<serde_json::Value>("POST", &url, None, Duration::from_secs(10)).await {
+            Ok((200, Some(v))) => {
+                let list = |k: &str| {
+                    v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                };
+                let mut line = format!("{}: reloaded", m.name);
+                if let Some(a) = list("applied").filter(|a| !a.is_empty()) {
+                    line.push_str(&format!("; applied {a}"));
+                }
+                if let Some(a) = list("need_daemon_restart").filter(|a| !a.is_empty()) {
+                    line.push_str(&format!("; takes a daemon restart: {a}"));
+                }
+                if v["pending_restart"] == true {
+                    line.push_str("; PostgreSQL needs a restart (hashell restart --pending)");
+                }
+                line
+            }
+            Ok((code, v)) => {
+                failed = true;
+                let e = v.and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
+                format!("{}: refused ({code}): {e}", m.name)
+            }
+            Err(e) => {
+                failed = true;
+                format!("{}: cannot reach its REST API: {e}", m.name)
+            }
+        });
+    }
+    if failed {
+        return Err(CmdError(lines.join("\n"), 1));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// `hashell remove`: deletes the cluster from the store once no member runs (watched for
+/// a ttl: a live member renews its record, or on etcd keeps it from expiring).
+pub async fn remove(
+    cfg: &FileConfig,
+    store: &crate::store::Store,
+    confirmed: Option<&str>,
+) -> Result<String, CmdError> {
+    let name = &cfg.cluster.name;
+    match confirmed {
+        Some(c) if c == name => {}
+        Some(c) => {
+            return Err(CmdError(format!("--confirm {c:?} is not this cluster's name ({name}); nothing done"), 2))
+        }
+        None => confirm(&format!("Remove cluster {name} and everything the store holds for it"), name, false)?,
+    }
+    let first = operator::read(store).await?;
+    let settings = first.config.as_ref().map_or_else(|| cfg.core().defaults, |c| c.value.clone());
+    let wait = Duration::from_millis(settings.ttl + settings.loop_wait + 1_000);
+    if !first.members.is_empty() || first.leader.is_some() {
+        eprintln!("watching the members for {wait:?}: a running daemon must not lose its cluster ...");
+        tokio::time::sleep(wait).await;
+        let now = operator::read(store).await?;
+        let versions = |v: &ClusterView| {
+            let mut x: Vec<(String, u64)> = v.members.iter().map(|m| (m.value.name.clone(), m.version.0)).collect();
+            x.extend(v.leader.as_ref().map(|l| ("(leader)".to_string(), l.version.0)));
+            x
+        };
+        let (a, b) = (versions(&first), versions(&now));
+        let alive: Vec<String> = match now.lease_model {
+            // etcd deletes a stopped member's key when its lease expires: what remains lives.
+            hacore::dcs::LeaseModel::StoreExpiry => b.iter().map(|(n, _)| n.clone()).collect(),
+            // DynamoDB keeps records: a live member rewrites its own.
+            hacore::dcs::LeaseModel::ObserverClock => {
+                b.iter().filter(|x| !a.contains(x)).map(|(n, _)| n.clone()).collect()
+            }
+        };
+        if !alive.is_empty() {
+            return Err(CmdError(
+                format!("{} still run: stop their daemons first (nothing removed)", alive.join(", ")),
+                1,
+            ));
+        }
+    }
+    let n = store.remove_cluster().await.map_err(|e| CmdError(format!("removing: {e}"), 1))?;
+    Ok(format!("cluster {name} removed from {} ({n} keys)", store.location()))
+}
+
+/// `edit-config` without `-s`: the settings in `$EDITOR` (JSON). Returns what changed as
+/// a merge patch (removed keys reset to their defaults), applied to the settings as they
+/// are when it is written: a concurrent edit of other keys is kept, not overwritten.
+pub fn edit_in_editor(current: &serde_json::Value) -> Result<Option<serde_json::Value>, CmdError> {
+    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).map_err(|_| {
+        CmdError("no -s KEY=VALUE given and neither $VISUAL nor $EDITOR is set: set one, or use -s".into(), 2)
+    })?;
+    let path = std::env::temp_dir().join(format!("hashell-settings-{}.json", std::process::id()));
+    let text = serde_json::to_string_pretty(current).unwrap_or_default();
+    std::fs::write(&path, format!("{text}\n"))
+        .map_err(|e| CmdError(format!("cannot write {}: {e}", path.display()), 1))?;
+    let status = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .map_err(|e| CmdError(format!("cannot run {editor}: {e}"), 1))?;
+    let edited = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    if !status.success() {
+        return Err(CmdError(format!("{editor} exited with {status}; nothing changed"), 1));
+    }
+    let edited: serde_json::Value = serde_json::from_str(&edited.unwrap_or_default())
+        .map_err(|e| CmdError(format!("the edited settings are not JSON ({e}); nothing changed"), 2))?;
+    let (Some(old), Some(new)) = (current.as_object(), edited.as_object()) else {
+        return Err(CmdError("the edited settings must stay one JSON object; nothing changed".into(), 2));
+    };
+    let mut patch = serde_json::Map::new();
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            patch.insert(k.clone(), v.clone());
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        patch.insert(k.clone(), serde_json::Value::Null);
+    }
+    Ok((!patch.is_empty()).then_some(serde_json::Value::Object(patch)))
 }
 
 /// Parses `-s key=value` pairs into a JSON merge patch (values are JSON where they parse

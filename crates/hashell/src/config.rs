@@ -263,6 +263,58 @@ pub struct RestSection {
     pub key_file: Option<PathBuf>,
     /// CA to verify client certificates with (optional).
     pub client_ca_file: Option<PathBuf>,
+    /// Which clients must present a certificate signed by `client_ca_file`.
+    pub verify_client: Option<VerifyClient>,
+    /// CA that verifies the other members' API certificates (this node's calls to its
+    /// peers and the CLI's calls). Needed when the members serve TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Networks (`10.0.0.0/8`, `192.168.1.7`, `::1`) allowed to make unsafe requests
+    /// (POST, PATCH, DELETE); empty: any. Reads stay open to everyone (load balancers).
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// With an allow-list, also allow the members' API hosts (peers' failsafe pings and
+    /// wake-ups are unsafe requests).
+    #[serde(default = "yes")]
+    pub allowlist_include_members: bool,
+}
+
+/// `rest.verify_client`: when client certificates are required (Patroni's values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyClient {
+    /// No client certificates.
+    None,
+    /// Verified when presented; unsafe requests must present one (load balancers' health
+    /// checks need none).
+    Optional,
+    /// Every connection presents one.
+    Required,
+}
+
+impl RestSection {
+    /// The client-certificate policy in effect: `verify_client`, else `required` when a
+    /// client CA is configured, else none.
+    pub fn client_policy(&self) -> VerifyClient {
+        self.verify_client.unwrap_or(if self.client_ca_file.is_some() {
+            VerifyClient::Required
+        } else {
+            VerifyClient::None
+        })
+    }
+
+    /// `https` when TLS is on, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// This API's URL as peers and the CLI reach it.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.connect_address)
+    }
 }
 
 fn default_rest_listen() -> String {
@@ -544,6 +596,47 @@ fn credentials(field: &str, c: &Credentials, errs: &mut Vec<ConfigError>) {
     }
 }
 
+/// What a re-read file changes against the running one: the keys a reload applies
+/// (`postgresql.parameters`, `postgresql.pg_hba`, `postgresql.restore_command`), and the
+/// other keys, which take effect only when the daemon restarts.
+pub fn reload_changes(running: &FileConfig, new: &FileConfig) -> (Vec<String>, Vec<String>) {
+    const LIVE: [&str; 3] = ["parameters", "pg_hba", "restore_command"];
+    let (a, b) = (serde_json::to_value(running).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
+    let (mut live, mut later) = (Vec::new(), Vec::new());
+    let empty = serde_json::Map::new();
+    let sections = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let (sa, sb) = (sections(&a), sections(&b));
+    let mut names: Vec<&String> = sa.keys().chain(sb.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let (x, y) = (sa.get(name), sb.get(name));
+        if x == y {
+            continue;
+        }
+        let (x, y) = (x.and_then(|v| v.as_object()).unwrap_or(&empty), y.and_then(|v| v.as_object()).unwrap_or(&empty));
+        if x.is_empty() && y.is_empty() {
+            // Not a table (a top-level list such as permanent_slots).
+            later.push(name.clone());
+            continue;
+        }
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            if x.get(k) != y.get(k) {
+                let key = format!("{name}.{k}");
+                if name == "postgresql" && LIVE.contains(&k.as_str()) {
+                    live.push(key);
+                } else {
+                    later.push(key);
+                }
+            }
+        }
+    }
+    (live, later)
+}
+
 impl FileConfig {
     /// Every problem, each naming its key and what to change. Checks only the file (no
     /// file system or network access beyond what the keys name).
@@ -651,6 +744,20 @@ impl FileConfig {
                 "verifying client certificates needs TLS: set cert_file and key_file",
             ));
         }
+        if self.rest.verify_client.is_some_and(|v| v != VerifyClient::None) && self.rest.client_ca_file.is_none() {
+            errs.push(err(
+                "rest.verify_client",
+                "verifying client certificates needs the CA that signs them: set client_ca_file",
+            ));
+        }
+        for (i, a) in self.rest.allowlist.iter().enumerate() {
+            if crate::api::parse_net(a).is_none() {
+                errs.push(err(
+                    &format!("rest.allowlist[{i}]"),
+                    format!("{a:?} is not an address or network; write e.g. \"10.0.0.0/8\" or \"192.168.1.7\""),
+                ));
+            }
+        }
         let mut core = hacore::Config::new(self.node.name.clone());
         core.tags = self.node.tags.clone();
         core.safety = self.safety.clone();
@@ -703,7 +810,7 @@ impl FileConfig {
     /// The core's configuration of this node.
     pub fn core(&self) -> hacore::Config {
         let mut c = hacore::Config::new(self.node.name.clone());
-        c.api_url = format!("http://{}", self.rest.connect_address);
+        c.api_url = self.rest.url();
         c.pg_url = format!(
             "host={} port={} user={}",
             self.postgresql.connect_address.rsplit_once(':').map_or("", |(h, _)| h),
@@ -741,6 +848,40 @@ mod tests {
         core.validate().unwrap();
         assert_eq!(core.defaults.loop_wait, 5_000);
         assert!(core.require_guard);
+    }
+
+    #[test]
+    fn reloads_apply_postgres_tunables_and_name_the_rest() {
+        let a = example().unwrap_or_else(|e| panic!("{e}"));
+        let sets = [
+            ("postgresql.parameters.work_mem".to_string(), "\"64MB\"".to_string()),
+            ("postgresql.pg_hba".to_string(), "[\"host all all 10.0.0.0/8 scram-sha-256\"]".to_string()),
+            ("rest.listen".to_string(), "\"0.0.0.0:8009\"".to_string()),
+            ("settings.ttl".to_string(), "\"40s\"".to_string()),
+        ];
+        let b = load("example.toml", EXAMPLE, &[], &sets).unwrap_or_else(|e| panic!("{e}"));
+        let (live, later) = reload_changes(&a, &b);
+        assert_eq!(live, vec!["postgresql.parameters", "postgresql.pg_hba"]);
+        assert_eq!(later, vec!["rest.listen", "settings.ttl"]);
+        assert_eq!(reload_changes(&a, &a), (vec![], vec![]));
+    }
+
+    #[test]
+    fn tls_and_allowlist_keys_are_checked() {
+        let bad = [
+            ("rest.allowlist", "[\"10.0.0.0/40\"]", "rest.allowlist[0]"),
+            ("rest.verify_client", "\"required\"", "rest.verify_client"),
+            ("rest.verify_client", "\"sometimes\"", "rest.verify_client"),
+        ];
+        for (k, v, field) in bad {
+            let e = load("x", EXAMPLE, &[], &[(k.into(), v.into())]).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(field), "{k}={v}: {e}");
+        }
+        let ok = load("x", EXAMPLE, &[], &[("rest.allowlist".into(), "[\"10.0.0.0/8\", \"::1\"]".into())]);
+        assert!(ok.is_ok());
+        let c = example().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rest.url(), format!("http://{}", c.rest.connect_address));
+        assert_eq!(c.rest.client_policy(), VerifyClient::None);
     }
 
     #[test]

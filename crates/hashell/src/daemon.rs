@@ -40,6 +40,29 @@ pub struct Shared {
     clock: BootClock,
     /// The local PostgreSQL, for answers that must be fresher than the last tick.
     pg_target: crate::pg::observe::PgTarget,
+    /// The managed files (a reload rewrites them).
+    pg: Arc<PgCtl>,
+    /// Where the configuration came from (file and `--set` overrides), and the running
+    /// configuration with what reloads applied: `POST /reload` and SIGHUP re-read it.
+    reload: Mutex<Option<ReloadSource>>,
+}
+
+/// The file a reload re-reads, and what runs now.
+struct ReloadSource {
+    path: std::path::PathBuf,
+    sets: Vec<(String, String)>,
+    running: FileConfig,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Reloaded {
+    /// Keys applied now (PostgreSQL reloaded when they changed its files).
+    pub applied: Vec<String>,
+    /// Keys that changed but take effect only when the daemon restarts.
+    pub need_daemon_restart: Vec<String>,
+    /// PostgreSQL settings now waiting for a PostgreSQL restart (`pending_restart`).
+    pub pending_restart: bool,
 }
 
 #[derive(Default)]
@@ -61,6 +84,57 @@ struct Inner {
     counters: crate::metrics::Counters,
     /// An operator asked to rebuild this node's data directory (until the clone starts).
     reinitialize: bool,
+    /// The restart under way or last finished (`POST /restart`).
+    restart: Option<Restart>,
+    /// A restart scheduled for later.
+    scheduled_restart: Option<ScheduledRestart>,
+    /// Whether PostgreSQL has settings changed that need a restart (last tick).
+    pending_restart: bool,
+    restarts: u64,
+}
+
+/// Which restarts a request applies to (Patroni's `role` and `restart_pending`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestartConditions {
+    /// Only when this node has this role (`primary` or `replica`).
+    pub role: Option<MemberRole>,
+    /// Only when PostgreSQL has settings changed that need a restart.
+    pub pending_only: bool,
+}
+
+/// A restart scheduled for a wall-clock time.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScheduledRestart {
+    /// When (ms since the epoch, this machine's wall clock).
+    pub at_wall_ms: u64,
+    /// Checked when it comes due.
+    pub conditions: RestartConditions,
+}
+
+/// Where a restart stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPhase {
+    /// Asked; the core has not taken it up yet (it waits while leadership is in flux).
+    Asked {
+        /// Given up when still not taken up by then (boot clock).
+        until: Millis,
+    },
+    /// The core stopped PostgreSQL (or is stopping it); `saw_down` once it was seen down.
+    Taken {
+        /// PostgreSQL was seen stopped since.
+        saw_down: bool,
+    },
+    /// Finished: PostgreSQL runs again after a stop.
+    Done,
+    /// Not done: the core never took it up, or the stop failed.
+    Failed,
+}
+
+/// A restart and its progress.
+#[derive(Clone, Copy, Debug)]
+struct Restart {
+    id: u64,
+    phase: RestartPhase,
 }
 
 /// Peer wake-ups closer together than this are dropped: a flood of them cannot turn the
@@ -109,6 +183,8 @@ impl Shared {
             reason: s.reason,
             detail: s.detail.clone(),
             paused: s.paused,
+            pending_restart: i.pending_restart,
+            scheduled_restart: i.scheduled_restart.as_ref().map(|r| crate::commands::rfc3339(r.at_wall_ms)),
         }
     }
 
@@ -158,6 +234,99 @@ impl Shared {
         Ok("reinitializing: PostgreSQL stops and the data directory is cloned again from a healthy member".into())
     }
 
+    /// Remembers where the configuration came from, so reloads can re-read it.
+    pub fn set_reload_source(&self, path: std::path::PathBuf, sets: Vec<(String, String)>, running: FileConfig) {
+        *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadSource { path, sets, running });
+    }
+
+    /// Re-reads the configuration file: applies the user's PostgreSQL parameters, pg_hba
+    /// lines and `restore_command` (rewriting the files, reloading PostgreSQL), and lists
+    /// what else changed (that needs a daemon restart). An invalid file changes nothing.
+    pub async fn reload(&self) -> Result<Reloaded, String> {
+        let (path, sets, running) = {
+            let r = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+            let r = r.as_ref().ok_or("this daemon was not started from a file; nothing to reload")?;
+            (r.path.clone(), r.sets.clone(), r.running.clone())
+        };
+        let new = crate::config::load_file(&path, &sets)
+            .map_err(|e| format!("{}the running configuration is unchanged; fix the file and reload again", e))?;
+        let (applied, later) = crate::config::reload_changes(&running, &new);
+        if !applied.is_empty() {
+            self.pg.retune(crate::pg::ctl::Tunables::of(&new)).await?;
+            let mut r = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = r.as_mut() {
+                r.running.postgresql.parameters = new.postgresql.parameters.clone();
+                r.running.postgresql.pg_hba = new.postgresql.pg_hba.clone();
+                r.running.postgresql.restore_command = new.postgresql.restore_command.clone();
+            }
+        }
+        info!(?applied, need_daemon_restart = ?later, "configuration reloaded");
+        // The postmaster rereads its files asynchronously after the reload signal.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut t = self.pg_target.clone();
+        t.timeout = Duration::from_millis(1_000);
+        let pending_restart = crate::pg::observe::pending_restart(&t).await.unwrap_or(false);
+        self.wake.notify_one();
+        Ok(Reloaded { applied, need_daemon_restart: later, pending_restart })
+    }
+
+    /// Asks the loop to restart PostgreSQL now, if `cond` holds; returns the restart's id
+    /// to follow with [`Shared::restart_phase`], or None when the conditions do not hold.
+    pub fn request_restart(&self, cond: &RestartConditions) -> Result<Option<u64>, String> {
+        let id = {
+            let mut i = self.lock();
+            if i.view.is_none() {
+                return Err("this node has not read the store yet; retry in a moment".into());
+            }
+            if i.restart.is_some_and(|r| matches!(r.phase, RestartPhase::Asked { .. } | RestartPhase::Taken { .. })) {
+                return Err("a restart is already under way on this node; wait for it".into());
+            }
+            if !Self::conditions_hold(&i, cond) {
+                return Ok(None);
+            }
+            i.restarts += 1;
+            let until = self.clock.now() + 2 * i.loop_wait.max(1_000) + self.cfg.defaults.ttl;
+            let id = i.restarts;
+            i.restart = Some(Restart { id, phase: RestartPhase::Asked { until } });
+            id
+        };
+        self.wake.notify_one();
+        Ok(Some(id))
+    }
+
+    fn conditions_hold(i: &Inner, cond: &RestartConditions) -> bool {
+        let role_ok = cond.role.is_none_or(|r| r == i.status.role);
+        role_ok && (!cond.pending_only || i.pending_restart)
+    }
+
+    /// Where restart `id` stands (None: another one replaced it).
+    pub fn restart_phase(&self, id: u64) -> Option<RestartPhase> {
+        self.lock().restart.filter(|r| r.id == id).map(|r| r.phase)
+    }
+
+    /// Schedules a restart (one at a time).
+    pub fn schedule_restart(&self, s: ScheduledRestart) -> Result<(), String> {
+        let mut i = self.lock();
+        if let Some(old) = &i.scheduled_restart {
+            return Err(format!(
+                "a restart is already scheduled for {} UTC; cancel it first (DELETE /restart)",
+                crate::commands::wall_time(old.at_wall_ms)
+            ));
+        }
+        i.scheduled_restart = Some(s);
+        Ok(())
+    }
+
+    /// Cancels the scheduled restart, returning it.
+    pub fn cancel_restart(&self) -> Option<ScheduledRestart> {
+        self.lock().scheduled_restart.take()
+    }
+
+    /// The scheduled restart, if any.
+    pub fn scheduled_restart(&self) -> Option<ScheduledRestart> {
+        self.lock().scheduled_restart.clone()
+    }
+
     /// Whether the WAL receiver streams, asked of PostgreSQL now (health checks must not
     /// answer from a tick ago); the last tick's answer when PostgreSQL does not reply.
     pub async fn pg_streaming(&self) -> bool {
@@ -194,6 +363,30 @@ impl Shared {
     pub fn loop_alive(&self) -> bool {
         let i = self.lock();
         self.clock.now().saturating_sub(i.last_loop) <= (3 * i.loop_wait).max(10_000)
+    }
+}
+
+/// This machine's wall clock, ms since the epoch (data only: schedules, events).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A restart's next phase after a step: taken up once the core's memory shows it, done
+/// once PostgreSQL runs again after being seen down with nothing pending.
+fn restart_progress(phase: RestartPhase, mem: &Memory, pg: &hacore::PgObservation, now: Millis) -> RestartPhase {
+    let settled = mem.pending.is_none() && !mem.restarting;
+    match phase {
+        RestartPhase::Asked { .. } if mem.restarting => RestartPhase::Taken { saw_down: !pg.running },
+        RestartPhase::Asked { until } if now >= until => RestartPhase::Failed,
+        RestartPhase::Taken { saw_down } => {
+            let saw_down = saw_down || !pg.running;
+            match (settled, pg.running && pg.responsive, saw_down) {
+                (true, true, true) => RestartPhase::Done,
+                (true, true, false) => RestartPhase::Failed,
+                _ => RestartPhase::Taken { saw_down },
+            }
+        }
+        p => p,
     }
 }
 
@@ -305,7 +498,7 @@ impl<D: Dcs + 'static> Daemon<D> {
         let guard = GuardClient::new(socket, file.postgresql.data_dir.clone(), exe, watchdog_device(&file)?);
         let (tx, rx) = mpsc::unbounded_channel();
         let (bg_tx, bg_rx) = mpsc::unbounded_channel();
-        let rest_auth = file.rest_auth_header()?;
+        let peers = PeerClient::for_config(&file)?;
         let shared = Arc::new(Shared {
             cfg,
             cluster: file.cluster.name.clone(),
@@ -313,6 +506,8 @@ impl<D: Dcs + 'static> Daemon<D> {
             wake: Notify::new(),
             clock: BootClock,
             pg_target: pg.target.clone(),
+            pg: pg.clone(),
+            reload: Mutex::new(None),
         });
         Ok(Daemon {
             file,
@@ -323,7 +518,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             dcs_error: None,
             dcs_failing: false,
             guard,
-            peers: PeerClient::with_auth(rest_auth),
+            peers,
             clock: BootClock,
             tx,
             rx,
@@ -476,8 +671,7 @@ impl<D: Dcs + 'static> Daemon<D> {
         while let Ok(o) = self.bg_rx.try_recv() {
             self.outcomes.push(o);
         }
-        let wall_time_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let wall_time_ms = wall_ms();
         let switchover_due = view
             .as_ref()
             .ok()
@@ -508,6 +702,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             requests: hacore::observation::LocalRequests {
                 switchover_due,
                 reinitialize: self.shared.lock().reinitialize,
+                restart: self.restart_asked(wall_time_ms),
             },
             wall_time_ms,
         };
@@ -521,6 +716,10 @@ impl<D: Dcs + 'static> Daemon<D> {
             // PostgreSQL); a node that leads now never runs it.
             if d.actions.iter().any(|a| matches!(a, Action::Clone { .. })) || d.status.role == MemberRole::Primary {
                 i.reinitialize = false;
+            }
+            i.pending_restart = obs.pg.pending_restart;
+            if let Some(r) = &mut i.restart {
+                r.phase = restart_progress(r.phase, &d.memory, &obs.pg, now);
             }
             i.running = obs.pg.running;
             i.streaming = obs.pg.streaming;
@@ -576,6 +775,26 @@ impl<D: Dcs + 'static> Daemon<D> {
                 decision.wake_within
             }
         }
+    }
+
+    /// Whether a restart is asked of the core this tick; a scheduled one that came due
+    /// becomes a request first (when its conditions hold then).
+    fn restart_asked(&self, wall_ms: u64) -> bool {
+        let due = {
+            let mut i = self.shared.lock();
+            match &i.scheduled_restart {
+                Some(s) if s.at_wall_ms <= wall_ms => i.scheduled_restart.take(),
+                _ => None,
+            }
+        };
+        if let Some(s) = due {
+            match self.shared.request_restart(&s.conditions) {
+                Ok(Some(_)) => info!(conditions = ?s.conditions, "scheduled restart due"),
+                Ok(None) => info!(conditions = ?s.conditions, "scheduled restart due, but its conditions do not hold"),
+                Err(e) => warn!(error = %e, "scheduled restart not started"),
+            }
+        }
+        self.shared.lock().restart.is_some_and(|r| matches!(r.phase, RestartPhase::Asked { .. }))
     }
 
     /// Tells every peer to run its loop now (`POST /wake`): without a watch they would see
@@ -983,5 +1202,28 @@ async fn run_long(
         }
         Action::Checkpoint { .. } => pg.sql("CHECKPOINT", ms(t.checkpoint)).await.map(|()| Done::Ok),
         other => Err(format!("not a long operation: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_is_done_only_after_postgres_was_seen_down_and_runs_again() {
+        let up = hacore::PgObservation { running: true, responsive: true, ..Default::default() };
+        let down = hacore::PgObservation::default();
+        let idle = Memory::default();
+        let restarting = Memory { restarting: true, ..Memory::default() };
+        let asked = RestartPhase::Asked { until: 10_000 };
+        assert_eq!(restart_progress(asked, &idle, &up, 5_000), asked, "not taken up yet");
+        assert_eq!(restart_progress(asked, &idle, &up, 10_000), RestartPhase::Failed, "never taken up");
+        let taken = restart_progress(asked, &restarting, &up, 5_000);
+        assert_eq!(taken, RestartPhase::Taken { saw_down: false });
+        let stopped = restart_progress(taken, &restarting, &down, 5_100);
+        assert_eq!(stopped, RestartPhase::Taken { saw_down: true });
+        assert_eq!(restart_progress(stopped, &idle, &up, 5_200), RestartPhase::Done);
+        // The stop failed: the core gave up the restart while PostgreSQL never went down.
+        assert_eq!(restart_progress(taken, &idle, &up, 5_200), RestartPhase::Failed);
     }
 }

@@ -13,5 +13,7 @@ pub mod metrics;
 pub mod operator;
 pub mod pg;
 pub mod run;
+pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod watchdog;

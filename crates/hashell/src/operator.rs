@@ -188,11 +188,14 @@ pub async fn cancel_switchover(store: &dyn DynDcs) -> Result<SwitchoverRequest, 
 /// Applies a JSON merge patch (RFC 7386: `null` resets a field to its default) to the
 /// cluster's settings, validates the result and writes it conditioned on the version read.
 /// `defaults` stand in while the cluster has no `config` key yet.
+/// `by` names who asked (a node's name for REST requests, `cli` for the command line);
+/// the change is recorded as a `config_changed` event naming the settings that changed.
 pub async fn patch_config(
     store: &dyn DynDcs,
     patch: &serde_json::Value,
     defaults: &ClusterSettings,
     safety: &hacore::config::Safety,
+    by: &str,
 ) -> Result<ClusterSettings, OpError> {
     let view = read(store).await?;
     let (current, expect) = match &view.config {
@@ -207,7 +210,29 @@ pub async fn patch_config(
         .execute_dyn(&DcsOp::Put(Write::put(Value::Config(next.clone()), expect)))
         .await
         .map_err(|e| store_error("writing the settings", e))?;
+    let event = hacore::dcs::Event {
+        wall_time_ms: crate::daemon::wall_ms(),
+        node: by.to_string(),
+        term: view.leader.as_ref().map_or(view.term, |l| l.value.term),
+        reason: hacore::Reason::ConfigChanged,
+        detail: settings_diff(&current, &next),
+    };
+    // The settings are written; a lost event only leaves the record shorter.
+    let _ = store.execute_dyn(&DcsOp::AppendEvent(event)).await;
     Ok(next)
+}
+
+/// `ttl 10000 -> 20000, paused false -> true`.
+pub fn settings_diff(a: &ClusterSettings, b: &ClusterSettings) -> String {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let empty = serde_json::Map::new();
+    let (a, b) = (a.as_object().unwrap_or(&empty), b.as_object().unwrap_or(&empty));
+    let changed: Vec<String> = b
+        .iter()
+        .filter(|(k, v)| a.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {} -> {v}", a.get(k).map_or_else(|| "-".to_string(), |x| x.to_string())))
+        .collect();
+    changed.join(", ")
 }
 
 /// The settings after a merge patch, validated.
@@ -244,6 +269,12 @@ pub fn checked(
         OpError::Bad(errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
     })?;
     Ok(next)
+}
+
+/// An RFC 3339 time as ms since the epoch.
+pub fn parse_wall_ms(s: &str) -> Option<u64> {
+    let t = parse_rfc3339(s)?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
 }
 
 /// An RFC 3339 time (`2026-11-22T08:53:24.569Z`, `2026-11-22T09:53:24+01:00`) as a

@@ -89,28 +89,32 @@ pub fn refuse_root() -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the daemon until it is killed.
-pub async fn run(cfg: FileConfig) -> Result<(), String> {
+/// Runs the daemon until it is killed. `source` (the file and its `--set` overrides) is
+/// what `POST /reload` and SIGHUP re-read.
+pub async fn run(cfg: FileConfig, source: Option<(std::path::PathBuf, Vec<(String, String)>)>) -> Result<(), String> {
     refuse_root()?;
-    if cfg.rest.cert_file.is_some() {
-        return Err(
-            "rest.cert_file: TLS on the REST API is not implemented yet; remove cert_file, key_file and \
-                    client_ca_file and keep the API on a private network (or terminate TLS in a proxy in front of it)"
-                .into(),
-        );
-    }
+    let tls = crate::tls::server_config(&cfg.rest)?;
     let daemon = Daemon::new(cfg.clone(), store_connector(&cfg)?)?;
     let shared = daemon.shared();
+    if let Some((path, sets)) = source {
+        shared.set_reload_source(path, sets, cfg.clone());
+        let sh = shared.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if let Err(e) = sh.reload().await {
+                    tracing::error!(error = %e, "reload on SIGHUP failed");
+                }
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.rest.listen)
         .await
         .map_err(|e| format!("cannot listen on rest.listen {}: {e}", cfg.rest.listen))?;
-    tracing::info!(listen = %cfg.rest.listen, "REST API up");
-    let app = crate::api::router(shared, cfg.rest_auth_header()?);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "REST API stopped");
-        }
-    });
+    tracing::info!(listen = %cfg.rest.listen, tls = tls.is_some(), "REST API up");
+    let app = crate::api::router(shared, crate::api::Access::of(&cfg)?);
+    tokio::spawn(crate::serve::serve(listener, app, tls));
     daemon.run().await;
     Ok(())
 }
@@ -139,16 +143,20 @@ pub async fn request_switchover(
     cfg: &FileConfig,
     kind: SwitchoverKind,
     candidate: Option<String>,
+    at_wall_ms: Option<u64>,
     wait: Option<Duration>,
 ) -> Result<String, String> {
     let dcs = connect_store(cfg).await?;
-    let ask = operator::SwitchoverAsk { kind, from: None, to: candidate, at_wall_ms: None };
+    let ask = operator::SwitchoverAsk { kind, from: None, to: candidate, at_wall_ms };
     let req = operator::request_switchover(&dcs, &ask).await.map_err(|e| e.to_string())?;
     let what = format!(
         "{kind:?} from {} to {}",
         req.from.as_deref().unwrap_or("(none)"),
         req.to.as_deref().unwrap_or("the best replica")
     );
+    if let Some(at) = req.at_wall_ms {
+        return Ok(format!("{what} scheduled for {}", crate::commands::rfc3339(at)));
+    }
     let Some(limit) = wait else { return Ok(format!("{what} requested")) };
     match operator::wait_switchover(&dcs, &req, limit).await {
         Ok(leader) => Ok(format!("{what}: done, {leader} leads")),

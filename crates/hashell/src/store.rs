@@ -25,6 +25,14 @@ impl Store {
             Store::Dynamo(d) => format!("DynamoDB {}", d.location()),
         }
     }
+
+    /// Deletes everything the store holds for the cluster; how many keys.
+    pub async fn remove_cluster(&self) -> Result<u64, DcsError> {
+        match self {
+            Store::Etcd(e) => e.remove_cluster().await,
+            Store::Dynamo(d) => d.remove_cluster().await,
+        }
+    }
 }
 
 impl Dcs for Store {

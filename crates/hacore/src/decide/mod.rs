@@ -716,7 +716,14 @@ impl<'a> Cx<'a> {
                 && m.leader_term == leader_term
         };
         if current.is_some_and(|m| material(&m.value)) {
+            self.mem.join_noted = false;
             return;
+        }
+        if current.is_some() {
+            self.mem.join_noted = false;
+        } else if !self.mem.join_noted {
+            self.mem.join_noted = true;
+            self.note(Reason::MemberJoined, format!("api {}", self.cfg.api_url));
         }
         let record = MemberRecord {
             name: self.cfg.name.clone(),

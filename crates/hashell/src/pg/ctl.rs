@@ -33,6 +33,32 @@ pub struct PgCtl {
     pub target: PgTarget,
     replication_password: Option<String>,
     desired: Mutex<Desired>,
+    /// The user's settings that a reload of the file changes without a daemon restart.
+    tunables: Mutex<Tunables>,
+}
+
+/// What `POST /reload` (or SIGHUP) takes from a re-read file: the user's PostgreSQL
+/// parameters, pg_hba lines and `restore_command`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tunables {
+    /// `[postgresql] parameters`.
+    pub parameters: std::collections::BTreeMap<String, toml::Value>,
+    /// `[postgresql] pg_hba`.
+    pub hba: Vec<String>,
+    /// `[postgresql] restore_command`.
+    pub restore_command: Option<String>,
+}
+
+impl Tunables {
+    /// The tunables of a configuration.
+    pub fn of(cfg: &FileConfig) -> Tunables {
+        let pg = &cfg.postgresql;
+        Tunables {
+            parameters: pg.parameters.clone(),
+            hba: pg.pg_hba.clone(),
+            restore_command: pg.restore_command.clone(),
+        }
+    }
 }
 
 /// Reads `key=value` pairs from a libpq connection string (the published `pg_url`).
@@ -64,6 +90,7 @@ impl PgCtl {
             target,
             replication_password: pg.replication.secret()?,
             desired: Mutex::new(Desired::default()),
+            tunables: Mutex::new(Tunables::of(cfg)),
         })
     }
 
@@ -112,20 +139,28 @@ impl PgCtl {
 
     fn managed(&self) -> Managed {
         let d = self.lock().clone();
+        let t = self.tunables.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let pg = &self.cfg.postgresql;
         Managed {
             member: self.cfg.node.name.clone(),
             port: pg.port,
             listen: pg.listen.clone(),
             socket_dir: Some(pg.socket_dir.clone()),
-            parameters: pg.parameters.clone(),
+            parameters: t.parameters,
             include_dir: pg.include_dir.clone(),
-            restore_command: pg.restore_command.clone(),
+            restore_command: t.restore_command,
             sync: d.sync,
             upstream: d.upstream,
             standby: d.standby,
-            hba: pg.pg_hba.clone(),
+            hba: t.hba,
         }
+    }
+
+    /// Takes new tunables and rewrites the managed files (reloading a running server when
+    /// they changed). Parameters that need a restart then show as pending restart.
+    pub async fn retune(&self, t: Tunables) -> Result<(), String> {
+        *self.tunables.lock().unwrap_or_else(|e| e.into_inner()) = t;
+        self.apply_files().await.map(|_| ())
     }
 
     /// Brings the managed files to the desired state; reloads a running server when its

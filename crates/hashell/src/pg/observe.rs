@@ -240,6 +240,16 @@ pub async fn receiver_streaming(t: &PgTarget) -> Option<bool> {
     tokio::time::timeout(t.timeout, q).await.ok().flatten()
 }
 
+/// Whether a running PostgreSQL has settings changed that need a restart (None: no answer).
+pub async fn pending_restart(t: &PgTarget) -> Option<bool> {
+    let q = async {
+        let c = connect(t, t.timeout).await.ok()?;
+        let row = c.query_one("SELECT count(*) > 0 FROM pg_settings WHERE pending_restart", &[]).await.ok()?;
+        Some(row.get::<_, bool>(0))
+    };
+    tokio::time::timeout(t.timeout, q).await.ok().flatten()
+}
+
 async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
     let client = connect(t, t.timeout).await.map_err(Trouble::CannotConnect)?;
     run_queries(&client, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()))
