@@ -87,12 +87,12 @@ pub fn client_config(rest: &RestSection) -> Result<Option<ClientConfig>, String>
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(store);
-    let mut cfg = match (&rest.cert_file, &rest.key_file, rest.client_policy()) {
+    // No ALPN here: the HTTPS connector sets it (and refuses a preset one).
+    let cfg = match (&rest.cert_file, &rest.key_file, rest.client_policy()) {
         (Some(cert), Some(key), policy) if policy != VerifyClient::None => builder
             .with_client_auth_cert(read_certs(cert, "rest.cert_file")?, read_key(key, "rest.key_file")?)
             .map_err(|e| format!("rest.cert_file as a client certificate: {e}"))?,
         _ => builder.with_no_client_auth(),
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(cfg))
 }
