@@ -923,6 +923,12 @@ table!(
 );
 
 table!(
+    restart_paused_stopped_replica_starts_it,
+    "maintenance mode, PostgreSQL down on a standby: a restart request starts it (nothing else would)",
+    Scenario::cluster3("n2").settings(|s| s.paused = true).pg_stopped(1, AT, true).restart()
+);
+
+table!(
     restart_ignored_without_leader,
     "no leader: a restart request waits (leadership first)",
     Scenario::cluster3("n2").leader_dead().restart()

@@ -693,17 +693,17 @@ impl<D: Dcs + 'static> Daemon<D> {
             }
             i.peers = peers.clone();
         }
+        // (Each lock is its own statement: a guard in the literal below would live to its end.)
+        let reinitialize = self.shared.lock().reinitialize;
+        let restart = self.restart_asked(wall_time_ms);
+        let requests = hacore::observation::LocalRequests { switchover_due, reinitialize, restart };
         let obs = Observation {
             pg,
             dcs: view,
             peers,
             outcomes: std::mem::take(&mut self.outcomes),
             guard,
-            requests: hacore::observation::LocalRequests {
-                switchover_due,
-                reinitialize: self.shared.lock().reinitialize,
-                restart: self.restart_asked(wall_time_ms),
-            },
+            requests,
             wall_time_ms,
         };
         let now = self.clock.now();

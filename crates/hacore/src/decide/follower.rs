@@ -168,6 +168,9 @@ impl Cx<'_> {
             let detail = format!("not started again: local {} forks from the history", self.obs.pg.position());
             return self.set(Reason::Paused, detail);
         }
+        if self.backing_off(PgOpKind::StartReplica) {
+            return self.set(Reason::Restarting, "retrying after a failed start");
+        }
         let upstream = Some(leader.clone());
         self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream });
         self.set(Reason::Restarting, format!("starting again, following {leader}"));

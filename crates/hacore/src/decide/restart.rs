@@ -10,8 +10,8 @@ use crate::memory::PgOpKind;
 use crate::reason::Reason;
 
 impl Cx<'_> {
-    /// Carries a restart forward. `role_ok`: PostgreSQL runs in the role this situation
-    /// expects (writable on the leader, a standby elsewhere); `start` issues the role's
+    /// Carries a restart forward. `role_ok`: PostgreSQL runs (or, stopped, last ran) in
+    /// the role this situation expects (writable on the leader, a standby elsewhere); `start` issues the role's
     /// start in maintenance mode (it may decline, e.g. until the lease is renewed, and is
     /// asked again next step). Returns whether the restart decided this step.
     pub(super) fn restart(&mut self, role_ok: bool, start: impl FnOnce(&mut Self)) -> bool {
@@ -27,15 +27,22 @@ impl Cx<'_> {
                 self.mem.restarting = false;
                 return false;
             }
+            // It stays under way until PostgreSQL is seen running again (a failed start is
+            // retried by the role's start, after its back-off).
             self.busy();
             start(self);
-            if self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::StartPrimary | PgOpKind::StartReplica)) {
-                self.mem.restarting = false;
-            }
             self.set_if_unset(Reason::Restarting, "starting PostgreSQL again");
             return true;
         }
-        if !self.obs.requests.restart || !pg.running || !pg.responsive || !role_ok {
+        if !self.obs.requests.restart || !role_ok {
+            return false;
+        }
+        if !pg.running && self.s.paused && pg.system_id().is_some() {
+            // Maintenance mode, PostgreSQL down: nothing else would start it; a restart does.
+            self.mem.restarting = true;
+            return self.restart(role_ok, start);
+        }
+        if !pg.running || !pg.responsive {
             return false;
         }
         self.mem.restarting = true;
