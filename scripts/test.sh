@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 ensure_rust_components
 # protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl;
 # the daemon's tests run real PostgreSQL 15; the DynamoDB backend's tests run moto's
-# DynamoDB-compatible server from a Python virtualenv.
-ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 python3 python3-venv
+# DynamoDB-compatible server from a Python virtualenv; the load-balancer test runs HAProxy
+# and pgbouncer; the systemd unit is checked with systemd-analyze.
+ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 python3 python3-venv \
+    haproxy pgbouncer systemd
 step "DynamoDB-compatible server for the tests"
 scripts/install-dynamo-server.sh
 

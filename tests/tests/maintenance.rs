@@ -117,6 +117,18 @@ fn health_codes_by_role_reload_restart_events_topology_and_remove() {
     c.wait_for("pending_restart published", Duration::from_secs(10), |c| {
         (c.status(r)?["pending_restart"] == true).then_some(())
     });
+    // SIGHUP (the systemd unit's ExecReload) reloads too.
+    let file = c.nodes[r2].config();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("shared_buffers = \"16MB\"\n", "shared_buffers = \"16MB\"\nwork_mem = \"6MB\"\n"),
+    )
+    .unwrap();
+    c.signal_daemon(r2, libc::SIGHUP);
+    c.wait_for("work_mem reloaded on SIGHUP", Duration::from_secs(10), |c| {
+        (c.psql(r2, "SHOW work_mem").as_deref() == Ok("6MB")).then_some(())
+    });
     // A broken file changes nothing and says where.
     std::fs::write(c.nodes[r2].config().with_extension("bak"), std::fs::read(c.nodes[r2].config()).unwrap()).unwrap();
     std::fs::write(c.nodes[r2].config(), "[cluster]\nname = 7\n").unwrap();
