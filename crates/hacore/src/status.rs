@@ -4,7 +4,7 @@
 use crate::dcs::MemberRole;
 use crate::memory::PgOpKind;
 use crate::reason::Reason;
-use crate::types::{Millis, NodeName, Term, Version, WalPosition};
+use crate::types::{Lsn, Millis, NodeName, Term, Version, WalPosition};
 use serde::{Deserialize, Serialize};
 
 /// A node's standing in an election, reported to peers (S3).
@@ -31,6 +31,9 @@ pub struct PeerStatus {
     pub running: bool,
     /// End of its WAL (received LSN on a standby).
     pub position: WalPosition,
+    /// A standby's replayed LSN (informational: for operators, never for decisions).
+    #[serde(default)]
+    pub replayed: Lsn,
     /// It could lead now (tags, lineage, catch-up), election or not.
     pub can_lead: bool,
     /// Its election report while the leader is missing.
@@ -48,6 +51,8 @@ pub struct NodeStatus {
     pub leader: Option<NodeName>,
     /// End of the local WAL.
     pub position: WalPosition,
+    /// A standby's replayed LSN.
+    pub replayed: Lsn,
     /// Until when this node may keep PostgreSQL writable (local clock), if it may.
     pub writable_until: Option<Millis>,
     /// Why it did what it did.
@@ -76,6 +81,7 @@ impl NodeStatus {
             term: self.term,
             running,
             position: self.position,
+            replayed: self.replayed,
             can_lead: self.can_lead,
             election: self.election,
         }

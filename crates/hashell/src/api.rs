@@ -127,8 +127,14 @@ pub struct MemberDoc {
     pub timeline: u32,
     /// End of its WAL (received LSN on a standby).
     pub lsn: String,
-    /// Bytes behind the leader (standbys on the leader's timeline).
+    /// Bytes received behind the leader (standbys on the leader's timeline).
     pub lag: Option<u64>,
+    /// A standby's replayed LSN (live positions only).
+    #[serde(default)]
+    pub replayed_lsn: Option<String>,
+    /// Bytes replayed behind the leader (standbys on the leader's timeline).
+    #[serde(default)]
+    pub replay_lag: Option<u64>,
     /// Whether the position is live (from the member itself at the last tick) or as published.
     pub live: bool,
     /// Tags.
@@ -175,23 +181,26 @@ pub fn cluster_doc(sh: &Shared) -> Option<ClusterDoc> {
     let my_name = sh.cfg.name.clone();
     let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
     let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.clone()).unwrap_or_default();
-    let mut rows: Vec<(MemberDoc, hacore::Lsn)> = view
+    let mut rows: Vec<(MemberDoc, hacore::Lsn, hacore::Lsn)> = view
         .members
         .iter()
         .map(|m| {
             let r = &m.value;
             let live = if r.name == my_name {
-                Some((me.role, running, me.position))
+                Some((me.role, running, me.position, me.replayed))
             } else {
                 peers
                     .iter()
                     .find(|p| p.name == r.name)
                     .and_then(|p| p.status.as_ref())
-                    .map(|s| (s.role, s.running, s.position))
+                    .map(|s| (s.role, s.running, s.position, s.replayed))
             };
-            let (role, running, pos, is_live) = match live {
-                Some((role, running, pos)) => (role, running, pos, true),
-                None => (r.role, r.running, hacore::WalPosition { timeline: r.timeline, lsn: r.lsn }, false),
+            let (role, running, pos, replayed, is_live) = match live {
+                Some((role, running, pos, replayed)) => (role, running, pos, replayed, true),
+                None => {
+                    let pos = hacore::WalPosition { timeline: r.timeline, lsn: r.lsn };
+                    (r.role, r.running, pos, hacore::Lsn(0), false)
+                }
             };
             let doc = MemberDoc {
                 name: r.name.clone(),
@@ -204,22 +213,27 @@ pub fn cluster_doc(sh: &Shared) -> Option<ClusterDoc> {
                 timeline: pos.timeline.0,
                 lsn: pos.lsn.to_string(),
                 lag: None,
+                replayed_lsn: (replayed.0 > 0).then(|| replayed.to_string()),
+                replay_lag: None,
                 live: is_live,
                 tags: r.tags.clone(),
                 pending_restart: r.pending_restart,
                 reason: r.reason,
             };
-            (doc, pos.lsn)
+            (doc, pos.lsn, replayed)
         })
         .collect();
-    let lead = rows.iter().find(|(m, _)| m.leader).map(|(m, l)| (m.timeline, *l));
+    let lead = rows.iter().find(|(m, ..)| m.leader).map(|(m, l, _)| (m.timeline, *l));
     let lead = lead.or_else(|| view.status.as_ref().map(|s| (s.value.timeline.0, s.value.lsn)));
     if let Some((tl, lead_lsn)) = lead {
-        for (m, lsn) in rows.iter_mut().filter(|(m, _)| !m.leader && m.timeline == tl) {
+        for (m, lsn, replayed) in rows.iter_mut().filter(|(m, ..)| !m.leader && m.timeline == tl) {
             m.lag = Some(lead_lsn.0.saturating_sub(lsn.0));
+            if replayed.0 > 0 {
+                m.replay_lag = Some(lead_lsn.0.saturating_sub(replayed.0));
+            }
         }
     }
-    let members = rows.into_iter().map(|(m, _)| m).collect();
+    let members = rows.into_iter().map(|(m, ..)| m).collect();
     Some(ClusterDoc {
         cluster: sh.cluster.clone(),
         leader,

@@ -82,6 +82,8 @@ fn from_view(cluster: &str, view: &ClusterView) -> ClusterDoc {
                     timeline: r.timeline.0,
                     lsn: r.lsn.to_string(),
                     lag: None,
+                    replayed_lsn: None,
+                    replay_lag: None,
                     live: false,
                     tags: r.tags.clone(),
                     pending_restart: r.pending_restart,
@@ -184,11 +186,14 @@ pub fn render_list(doc: &ClusterDoc) -> String {
                 m.timeline.to_string(),
                 m.lsn.clone(),
                 m.lag.map_or_else(|| "-".into(), human_bytes),
+                m.replayed_lsn.clone().unwrap_or_else(|| "-".into()),
+                m.replay_lag.map_or_else(|| "-".into(), human_bytes),
                 notes.join(", "),
             ]
         })
         .collect();
-    out.push_str(&table(&["MEMBER", "HOST", "ROLE", "STATE", "TL", "LSN", "LAG", "NOTES"], &rows));
+    let header = ["MEMBER", "HOST", "ROLE", "STATE", "TL", "RECEIVED", "LAG", "REPLAYED", "REPLAY LAG", "NOTES"];
+    out.push_str(&table(&header, &rows));
     if !doc.corrupt.is_empty() {
         out.push_str(&format!("corrupt keys in the store: {}\n", doc.corrupt.join(", ")));
     }

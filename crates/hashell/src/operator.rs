@@ -150,6 +150,8 @@ pub async fn wait_switchover(
     limit: std::time::Duration,
 ) -> Result<String, OpError> {
     let start = std::time::Instant::now();
+    // The leader records why it rejects or abandons a request; remember what was there.
+    let before = store.read_dyn().await.map(|v| v.events).unwrap_or_default();
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let Ok(v) = store.read_dyn().await else { continue };
@@ -164,14 +166,31 @@ pub async fn wait_switchover(
             return Ok(leader.unwrap_or_default());
         }
         if v.switchover.is_none() && !moved {
-            return Err(OpError::Conflict(
-                "the leader rejected or abandoned the request; see the events and the leader's log".into(),
-            ));
+            return Err(OpError::Conflict(rejection(store, &before).await));
         }
         if start.elapsed() > limit {
             return Err(OpError::Unavailable(format!("not done after {limit:?}; it may still complete")));
         }
     }
+}
+
+/// Why the leader rejected or abandoned a switchover: its event, once it is written (the
+/// leader records events in the background), else a pointer to where to look.
+async fn rejection(store: &dyn DynDcs, before: &[hacore::dcs::Event]) -> String {
+    use hacore::Reason::{SwitchoverAborted, SwitchoverRejected};
+    for _ in 0..10 {
+        if let Ok(v) = store.read_dyn().await {
+            let why = v.events.iter().rev().take_while(|e| !before.contains(e)).find_map(|e| {
+                matches!(e.reason, SwitchoverRejected | SwitchoverAborted).then(|| (e.reason, e.detail.clone()))
+            });
+            if let Some((reason, detail)) = why {
+                let what = if reason == SwitchoverRejected { "rejected" } else { "abandoned" };
+                return format!("the leader {what} the request: {detail}");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    "the leader rejected or abandoned the request; see `hashell events` and the leader's log".into()
 }
 
 /// Deletes a pending switchover request; returns it.

@@ -786,6 +786,7 @@ impl<'a> Cx<'a> {
             term: self.mem.max_term,
             leader: self.leader.clone(),
             position: pg.position(),
+            replayed: if pg.in_recovery == Some(true) { pg.replay_lsn } else { crate::types::Lsn(0) },
             writable_until,
             reason: self.reason,
             detail: self.detail,

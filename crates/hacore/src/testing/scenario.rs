@@ -380,6 +380,7 @@ impl Scenario {
         self.peer(
             name,
             Some(PeerStatus {
+                replayed: Lsn(0),
                 role: MemberRole::Replica,
                 term: Term(3),
                 running: true,
@@ -396,6 +397,7 @@ impl Scenario {
         self.peer(
             name,
             Some(PeerStatus {
+                replayed: Lsn(0),
                 role: MemberRole::Candidate,
                 term: Term(3),
                 running: true,

@@ -320,6 +320,7 @@ fn peer() -> impl Strategy<Value = PeerReport> {
             status: status.map(|(role, running, lsn, can_lead, election)| {
                 let position = WalPosition { timeline: Timeline(1), lsn };
                 PeerStatus {
+                    replayed: Lsn(0),
                     role,
                     term: Term(3),
                     running,
@@ -627,6 +628,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             i.obs.peers.push(PeerReport {
                 name: other.clone(),
                 status: Some(PeerStatus {
+                    replayed: Lsn(0),
                     role: MemberRole::Replica,
                     term: Term(3),
                     running: true,
@@ -690,6 +692,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             i.obs.peers.push(PeerReport {
                 name: candidate,
                 status: Some(PeerStatus {
+                    replayed: Lsn(0),
                     role: MemberRole::Replica,
                     term: Term(3),
                     running: true,

@@ -102,8 +102,13 @@ pub fn conninfo(member: &str, u: &Upstream) -> String {
 pub fn render_conf(data_dir: &Path, m: &Managed) -> String {
     let mut out = String::from(
         "# Written by hashell; edits here are overwritten. Put your own settings in the\n\
-         # include_dir of the hashell configuration.\ninclude_if_exists 'postgresql.base.conf'\n\n# [postgresql.parameters]\n",
+         # include_dir of the hashell configuration.\ninclude_if_exists 'postgresql.base.conf'\n\n",
     );
+    // Defaults for failover speed, before the user's parameters (which may override them):
+    // a standby repointed to a new primary retries its connection after this long
+    // (PostgreSQL's default, 5 s, delays every replica's return after a failover).
+    out.push_str("# hashell's defaults (your parameters below override them)\nwal_retrieve_retry_interval = '1s'\n\n");
+    out.push_str("# [postgresql.parameters]\n");
     for (k, v) in &m.parameters {
         out.push_str(&format!("{k} = {}\n", value(v)));
     }
