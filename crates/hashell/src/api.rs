@@ -24,7 +24,8 @@
 //! | `DELETE /restart` | the scheduled restart was cancelled | 409 |
 //! | `POST /reload` | the configuration file was re-read (what applied, what needs a daemon restart) | 409 |
 //!
-//! Every GET also answers HEAD and OPTIONS (load balancers' health checks). Every POST,
+//! Every GET also answers HEAD; the health checks also answer OPTIONS (HAProxy's default
+//! check method). A served path asked with another method is 405. Every POST,
 //! PATCH and DELETE passes [`Access`] first: the allow-list (403), a client certificate
 //! where required (403), HTTP basic auth with `[rest.auth]` (401; peers send the same
 //! credentials). Errors are JSON saying what to do.
@@ -300,6 +301,15 @@ pub fn parse_lag(s: &str) -> Option<u64> {
 
 /// Why a replica check fails its query's conditions, or None when it passes them.
 async fn replica_conditions(sh: &Shared, query: &[(String, String)]) -> Result<Option<String>, String> {
+    // A malformed condition is 400 wherever it stands, not only when the ones before hold.
+    for (k, v) in query {
+        if k == "lag" && parse_lag(v).is_none() {
+            return Err(format!("lag={v:?}: give bytes or a size such as 16MB"));
+        }
+        if k == "replication_state" && v != "streaming" && v != "in archive recovery" {
+            return Err(format!("replication_state={v:?}: use streaming or \"in archive recovery\""));
+        }
+    }
     let doc = cluster_doc(sh);
     let me = doc.as_ref().and_then(|d| d.members.iter().find(|m| m.name == sh.cfg.name).cloned());
     for (k, v) in query {

@@ -132,7 +132,27 @@ pub fn render(sh: &Shared) -> String {
             .iter()
             .filter_map(|m| m.lag.map(|l| (format!("{{member=\"{}\"}}", esc(&m.name)), l as f64)))
             .collect();
-        gauge(&mut out, "hashell_member_lag_bytes", "Bytes each standby is behind the leader.", &lag);
+        gauge(&mut out, "hashell_member_lag_bytes", "Bytes each standby has received behind the leader.", &lag);
+        let replay: Vec<(String, f64)> = d
+            .members
+            .iter()
+            .filter_map(|m| m.replay_lag.map(|l| (format!("{{member=\"{}\"}}", esc(&m.name)), l as f64)))
+            .collect();
+        gauge(
+            &mut out,
+            "hashell_member_replay_lag_bytes",
+            "Bytes each standby has replayed behind the leader.",
+            &replay,
+        );
+        let pos: Vec<(String, f64)> = d
+            .members
+            .iter()
+            .filter_map(|m| {
+                let lsn = crate::pg::files::parse_lsn(&m.lsn)?;
+                Some((format!("{{member=\"{}\",timeline=\"{}\"}}", esc(&m.name), m.timeline), lsn.0 as f64))
+            })
+            .collect();
+        gauge(&mut out, "hashell_member_wal_position_bytes", "End of each member's WAL (received on standbys).", &pos);
         let running: Vec<(String, f64)> =
             d.members.iter().map(|m| (format!("{{member=\"{}\"}}", esc(&m.name)), m.running as u8 as f64)).collect();
         gauge(&mut out, "hashell_member_running", "PostgreSQL runs on each member.", &running);
