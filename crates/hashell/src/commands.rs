@@ -251,6 +251,7 @@ pub async fn set_paused(cfg: &FileConfig, store: &dyn DynDcs, paused: bool, wait
         return Ok(format!("cluster {} {what}", cfg.cluster.name));
     }
     let limit = Duration::from_millis(3 * cfg.settings.loop_wait.0 + 2 * cfg.settings.retry_timeout.0);
+    eprintln!("{what}; waiting until every member applied it (at most {} s) ...", limit.as_secs());
     let start = std::time::Instant::now();
     loop {
         let v = operator::read(store).await?;

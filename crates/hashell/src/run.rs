@@ -158,6 +158,7 @@ pub async fn request_switchover(
         return Ok(format!("{what} scheduled for {}", crate::commands::rfc3339(at)));
     }
     let Some(limit) = wait else { return Ok(format!("{what} requested")) };
+    eprintln!("{what} requested; waiting until the new leader serves (at most {} s) ...", limit.as_secs());
     match operator::wait_switchover(&dcs, &req, limit).await {
         Ok(leader) => Ok(format!("{what}: done, {leader} leads")),
         Err(e) => Err(format!("{what}: {e}")),
