@@ -245,6 +245,28 @@ impl Cluster {
         })
     }
 
+    /// Runs `hashell ARGS[0] <node i's config> ARGS[1..]`: (exit code, stdout, stderr).
+    pub fn cli(&self, i: usize, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(daemon_exe())
+            .arg(args[0])
+            .arg(self.nodes[i].config())
+            .args(&args[1..])
+            .output()
+            .expect("hashell runs");
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+    }
+
+    /// A REST call to node `i` with an optional `Authorization` header (60 s limit): the
+    /// status code and the body as JSON (a JSON string when it is not JSON).
+    pub fn api(&self, i: usize, method: &str, path: &str, body: &str, auth: Option<&str>) -> (u16, serde_json::Value) {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        let (code, text) =
+            hashell::local::http_with(method, self.nodes[i].api_port, path, body, &headers, Duration::from_secs(90))
+                .unwrap_or_else(|| panic!("{method} {path} on node {i}: no answer"));
+        (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
     fn dump_logs(&self) {
         for n in &self.nodes {
             let text = std::fs::read_to_string(n.log()).unwrap_or_default();

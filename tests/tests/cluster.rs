@@ -99,15 +99,10 @@ fn a_postgres_crash_on_the_primary_is_restarted_in_place() {
     assert_eq!(term, 1, "the leader kept its term");
 }
 
-/// Runs the CLI against node `i`'s configuration.
+/// Runs the CLI against node `i`'s configuration: success, and stdout and stderr.
 fn cli(c: &Cluster, i: usize, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(e2e::daemon_exe())
-        .arg(args[0])
-        .arg(c.nodes[i].root.join("hashell.toml"))
-        .args(&args[1..])
-        .output()
-        .expect("hashell");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let (code, out, err) = c.cli(i, args);
+    (code == 0, format!("{out}{err}"))
 }
 
 #[test]

@@ -5,27 +5,16 @@
 //! `topology`, and `remove` refusing while members run and removing once they are gone.
 
 use e2e::{daemon_exe, Cluster, Options};
-use hashell::local::http_with;
 use std::time::{Duration, SystemTime};
 
 const AUTH: &str = "Basic YWRtaW46czNjcjN0"; // admin:s3cr3t
 
 fn call(c: &Cluster, i: usize, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let (code, text) =
-        http_with(method, c.nodes[i].api_port, path, body, &[("Authorization", AUTH)], Duration::from_secs(90))
-            .unwrap_or_else(|| panic!("{method} {path} on node {i}: no answer"));
-    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    c.api(i, method, path, body, Some(AUTH))
 }
 
 fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(daemon_exe())
-        .arg(args[0])
-        .arg(c.nodes[i].config())
-        .args(&args[1..])
-        .output()
-        .expect("hashell runs");
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+    c.cli(i, args)
 }
 
 /// The status codes of the health endpoints on node `i`, as `path=code` lines.

@@ -2,28 +2,17 @@
 //! query conditions and methods, `/cluster`, `/metrics`, authenticated switchover and
 //! settings edits, and the CLI's `list`, `pause`, `resume`, `edit-config` and `history`.
 
-use e2e::{daemon_exe, Cluster, Options};
-use hashell::local::http_with;
+use e2e::{Cluster, Options};
 use std::time::Duration;
 
 const AUTH: &str = "Basic YWRtaW46czNjcjN0"; // admin:s3cr3t
 
 fn call(c: &Cluster, i: usize, method: &str, path: &str, body: &str, auth: bool) -> (u16, serde_json::Value) {
-    let headers: &[(&str, &str)] = if auth { &[("Authorization", AUTH)] } else { &[] };
-    let (code, text) = http_with(method, c.nodes[i].api_port, path, body, headers, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("{method} {path} on node {i}: no answer"));
-    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    c.api(i, method, path, body, auth.then_some(AUTH))
 }
 
 fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(daemon_exe())
-        .arg(args[0])
-        .arg(c.nodes[i].config())
-        .args(&args[1..])
-        .output()
-        .expect("hashell runs");
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+    c.cli(i, args)
 }
 
 #[test]

@@ -413,18 +413,9 @@ pub async fn restart(
         eprintln!("{}: restarting ...", m.name);
         let url = format!("{}/restart", m.api_url.trim_end_matches('/'));
         let r = client.call::<serde_json::Value>("POST", &url, Some(body.clone().into_bytes()), limit).await;
-        let line = match r {
-            Ok((200 | 202, Some(v))) => format!("{}: {}", m.name, v["message"].as_str().unwrap_or("done")),
-            Ok((code, v)) => {
-                failed = true;
-                let e = v.and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
-                format!("{}: refused ({code}): {e}", m.name)
-            }
-            Err(e) => {
-                failed = true;
-                format!("{}: cannot reach its REST API: {e}", m.name)
-            }
-        };
+        let line = answer_line(&m.name, r, |v| v["message"].as_str().unwrap_or("done").to_string());
+        failed |= line.is_err();
+        let line = line.unwrap_or_else(|e| e);
         eprintln!("{line}");
         lines.push(line);
     }
@@ -432,6 +423,23 @@ pub async fn restart(
         return Err(CmdError(format!("not every restart succeeded:\n{}", lines.join("\n")), 1));
     }
     Ok(lines.join("\n"))
+}
+
+/// A member's answer to a CLI call as one line: `ok` words a success (200 or 202 with a
+/// JSON body); a refusal or no answer is the error.
+fn answer_line(
+    name: &str,
+    r: Result<(u16, Option<serde_json::Value>), String>,
+    ok: impl FnOnce(&serde_json::Value) -> String,
+) -> Result<String, String> {
+    match r {
+        Ok((200 | 202, Some(v))) => Ok(format!("{name}: {}", ok(&v))),
+        Ok((code, v)) => {
+            let e = v.and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
+            Err(format!("{name}: refused ({code}): {e}"))
+        }
+        Err(e) => Err(format!("{name}: cannot reach its REST API: {e}")),
+    }
 }
 
 /// `hashell reload`: asks MEMBERs (default: all) to re-read their configuration file.
@@ -442,33 +450,24 @@ pub async fn reload(cfg: &FileConfig, store: &dyn DynDcs, names: &[String]) -> R
     let mut failed = false;
     for m in view.members.iter().map(|m| &m.value).filter(|m| names.is_empty() || names.contains(&m.name)) {
         let url = format!("{}/reload", m.api_url.trim_end_matches('/'));
-        lines.push(match client.call::<serde_json::Value>("POST", &url, None, Duration::from_secs(10)).await {
-            Ok((200, Some(v))) => {
-                let list = |k: &str| {
-                    v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-                };
-                let mut line = format!("{}: reloaded", m.name);
-                if let Some(a) = list("applied").filter(|a| !a.is_empty()) {
-                    line.push_str(&format!("; applied {a}"));
-                }
-                if let Some(a) = list("need_daemon_restart").filter(|a| !a.is_empty()) {
-                    line.push_str(&format!("; takes a daemon restart: {a}"));
-                }
-                if v["pending_restart"] == true {
-                    line.push_str("; PostgreSQL needs a restart (hashell restart --pending)");
-                }
-                line
+        let r = client.call::<serde_json::Value>("POST", &url, None, Duration::from_secs(10)).await;
+        let line = answer_line(&m.name, r, |v| {
+            let list =
+                |k: &str| v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "));
+            let mut line = "reloaded".to_string();
+            if let Some(a) = list("applied").filter(|a| !a.is_empty()) {
+                line.push_str(&format!("; applied {a}"));
             }
-            Ok((code, v)) => {
-                failed = true;
-                let e = v.and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
-                format!("{}: refused ({code}): {e}", m.name)
+            if let Some(a) = list("need_daemon_restart").filter(|a| !a.is_empty()) {
+                line.push_str(&format!("; takes a daemon restart: {a}"));
             }
-            Err(e) => {
-                failed = true;
-                format!("{}: cannot reach its REST API: {e}", m.name)
+            if v["pending_restart"] == true {
+                line.push_str("; PostgreSQL needs a restart (hashell restart --pending)");
             }
+            line
         });
+        failed |= line.is_err();
+        lines.push(line.unwrap_or_else(|e| e));
     }
     if failed {
         return Err(CmdError(lines.join("\n"), 1));
