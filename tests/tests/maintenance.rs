@@ -223,6 +223,25 @@ fn health_codes_by_role_reload_restart_events_topology_and_remove() {
     assert!(lines[1].starts_with(&c.nodes[p].name) && lines[1].contains("primary (leader)"), "{topo}");
     assert!(lines[2].starts_with("├─ ") && lines[3].starts_with("└─ "), "{topo}");
 
+    // edit-config without -s: the settings in $EDITOR (here a sed script), what changed
+    // is written; an editor that breaks the JSON changes nothing.
+    let edit = |editor: &str| {
+        std::process::Command::new(daemon_exe())
+            .arg("edit-config")
+            .arg(c.nodes[p].config())
+            .env("EDITOR", editor)
+            .env_remove("VISUAL")
+            .output()
+            .expect("hashell runs")
+    };
+    let out = edit(r#"sed -i 's/"maximum_lag_on_failover": [0-9]*/"maximum_lag_on_failover": 4194304/'"#);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, shown, _) = cli(&c, p, &["show-config"]);
+    assert!(shown.contains("\"maximum_lag_on_failover\": 4194304"), "{shown}");
+    let out = edit("sed -i 's/{/[/'");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+
     // Remove: the wrong name, then running members, are refused; once every node is
     // down, the cluster goes.
     let (code, _, err) = cli(&c, p, &["remove", "--confirm", "other"]);

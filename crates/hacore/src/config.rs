@@ -298,11 +298,12 @@ impl ClusterSettings {
         if !(1_000..=3_600_000).contains(&self.ttl) {
             errs.push(ConfigError::new("ttl", "must be between 1000 ms and 1 h"));
         }
-        if !(10..=600_000).contains(&self.loop_wait) {
-            errs.push(ConfigError::new("loop_wait", "must be between 10 ms and 10 min"));
+        // Lower bounds well above a mistyped unit (10 meant as seconds is 10 ms here).
+        if !(100..=600_000).contains(&self.loop_wait) {
+            errs.push(ConfigError::new("loop_wait", "must be between 100 ms and 10 min (the value is in ms)"));
         }
-        if !(10..=600_000).contains(&self.retry_timeout) {
-            errs.push(ConfigError::new("retry_timeout", "must be between 10 ms and 10 min"));
+        if !(100..=600_000).contains(&self.retry_timeout) {
+            errs.push(ConfigError::new("retry_timeout", "must be between 100 ms and 10 min (the value is in ms)"));
         }
         let margin = self.margin(safety);
         let need = self.loop_wait.saturating_add(self.retry_timeout.saturating_mul(2)).saturating_add(margin);

@@ -51,6 +51,18 @@ table!(
 );
 
 table!(
+    bootstrap_refuses_a_standbys_data,
+    "no cluster in the store, this node holds a standby's data: it does not found the cluster (it may be behind)",
+    Scenario::node("n2").pg_stopped(1, 0x300_0000, true).pg(|p| p.data = hacore::DataDir::Present { system_id: 42 })
+);
+
+table!(
+    bootstrap_adopts_a_primarys_data,
+    "no cluster in the store, this node holds a former primary's data: it races to found the cluster on it",
+    Scenario::node("n1").pg_stopped(1, 0x300_0000, false).pg(|p| p.data = hacore::DataDir::Present { system_id: 42 })
+);
+
+table!(
     bootstrap_loser_waits,
     "another node bootstraps: wait, do not clone yet",
     Scenario::node("n2").leader("n1", 1, 5).member("n1", MemberRole::Primary, 0)

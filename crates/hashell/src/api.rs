@@ -681,7 +681,7 @@ pub fn router(shared: Arc<Shared>, access: Access) -> Router {
             return (StatusCode::ACCEPTED, Json(serde_json::json!({ "message": "requested", "request": req })))
                 .into_response();
         }
-        let s = &a.sh.cfg.defaults;
+        let s = a.sh.settings();
         let limit = std::time::Duration::from_millis(s.switchover_timeout + 2 * s.ttl);
         match wait_switchover(&*store, &req, limit).await {
             Ok(leader) => Json(serde_json::json!({ "message": format!("done: {leader} leads"), "leader": leader }))

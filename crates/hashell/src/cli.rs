@@ -520,9 +520,9 @@ fn switchover(
             println!("{msg}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(crate::commands::CmdError(e, code)) => {
             eprintln!("hashell: {e}");
-            ExitCode::from(1)
+            ExitCode::from(code)
         }
     }
 }

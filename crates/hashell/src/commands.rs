@@ -298,12 +298,17 @@ pub async fn reinit(cfg: &FileConfig, store: &dyn DynDcs, node: &str, force: boo
 /// Asks "type NAME to confirm" on a terminal; without one, `force` must be given (exit 2
 /// tells what to add). `what` says what the command does.
 pub fn confirm(what: &str, name: &str, force: bool) -> Result<(), CmdError> {
+    confirm_or(what, name, force, "--force")
+}
+
+/// [`confirm`], naming `flag` as the way to confirm without a terminal.
+fn confirm_or(what: &str, name: &str, force: bool, flag: &str) -> Result<(), CmdError> {
     use std::io::{BufRead, IsTerminal, Write};
     if force {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(CmdError(format!("{what}; add --force to confirm without a terminal"), 2));
+        return Err(CmdError(format!("{what}; add {flag} to confirm without a terminal"), 2));
     }
     print!("{what}. Type {name} to confirm: ");
     let _ = std::io::stdout().flush();
@@ -461,6 +466,9 @@ pub async fn reload(cfg: &FileConfig, store: &dyn DynDcs, names: &[String]) -> R
             if let Some(a) = list("need_daemon_restart").filter(|a| !a.is_empty()) {
                 line.push_str(&format!("; takes a daemon restart: {a}"));
             }
+            if let Some(a) = list("settings_in_store").filter(|a| !a.is_empty()) {
+                line.push_str(&format!("; the store's settings rule, use edit-config for: {a}"));
+            }
             if v["pending_restart"] == true {
                 line.push_str("; PostgreSQL needs a restart (hashell restart --pending)");
             }
@@ -488,7 +496,12 @@ pub async fn remove(
         Some(c) => {
             return Err(CmdError(format!("--confirm {c:?} is not this cluster's name ({name}); nothing done"), 2))
         }
-        None => confirm(&format!("Remove cluster {name} and everything the store holds for it"), name, false)?,
+        None => confirm_or(
+            &format!("Remove cluster {name} and everything the store holds for it"),
+            name,
+            false,
+            &format!("--confirm {name}"),
+        )?,
     }
     let first = operator::read(store).await?;
     let settings = first.config.as_ref().map_or_else(|| cfg.core().defaults, |c| c.value.clone());

@@ -111,7 +111,56 @@ pub struct NodeSection {
     pub name: String,
     /// Member tags.
     #[serde(default)]
-    pub tags: hacore::types::Tags,
+    pub tags: TagsSection,
+}
+
+/// `[node.tags]`: the core's tags, with unknown keys refused (a typo such as `nofailvoer`
+/// must not silently leave a node eligible). The core's own type accepts unknown fields,
+/// so that records of newer daemons stay readable during an upgrade.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagsSection {
+    /// Never take over.
+    pub nofailover: bool,
+    /// Tie-break between equally advanced candidates (higher wins; 0 = nofailover).
+    pub failover_priority: u32,
+    /// Published for load balancers.
+    pub noloadbalance: bool,
+    /// Never a synchronous standby.
+    pub nosync: bool,
+    /// Preferred clone source.
+    pub clonefrom: bool,
+}
+
+impl Default for TagsSection {
+    fn default() -> Self {
+        TagsSection::from(&hacore::types::Tags::default())
+    }
+}
+
+impl From<&hacore::types::Tags> for TagsSection {
+    fn from(t: &hacore::types::Tags) -> Self {
+        TagsSection {
+            nofailover: t.nofailover,
+            failover_priority: t.failover_priority,
+            noloadbalance: t.noloadbalance,
+            nosync: t.nosync,
+            clonefrom: t.clonefrom,
+        }
+    }
+}
+
+impl TagsSection {
+    /// The core's tags.
+    pub fn core(&self) -> hacore::types::Tags {
+        hacore::types::Tags {
+            nofailover: self.nofailover,
+            failover_priority: self.failover_priority,
+            noloadbalance: self.noloadbalance,
+            nosync: self.nosync,
+            clonefrom: self.clonefrom,
+        }
+    }
 }
 
 /// `[dcs.etcd]`
@@ -596,13 +645,24 @@ fn credentials(field: &str, c: &Credentials, errs: &mut Vec<ConfigError>) {
     }
 }
 
-/// What a re-read file changes against the running one: the keys a reload applies
-/// (`postgresql.parameters`, `postgresql.pg_hba`, `postgresql.restore_command`), and the
-/// other keys, which take effect only when the daemon restarts.
-pub fn reload_changes(running: &FileConfig, new: &FileConfig) -> (Vec<String>, Vec<String>) {
+/// What a re-read file changes against the running one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Keys a reload applies: `postgresql.parameters`, `postgresql.pg_hba`,
+    /// `postgresql.restore_command`.
+    pub live: Vec<String>,
+    /// Keys that take effect when the daemon restarts.
+    pub later: Vec<String>,
+    /// `[settings]` keys: once the cluster exists the store's copy rules; the file's is only
+    /// the fallback before the first read. Change them with `hashell edit-config`.
+    pub stored: Vec<String>,
+}
+
+/// The keys a re-read file changes, by when they take effect.
+pub fn reload_changes(running: &FileConfig, new: &FileConfig) -> Changes {
     const LIVE: [&str; 3] = ["parameters", "pg_hba", "restore_command"];
     let (a, b) = (serde_json::to_value(running).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
-    let (mut live, mut later) = (Vec::new(), Vec::new());
+    let (mut live, mut later, mut stored) = (Vec::new(), Vec::new(), Vec::new());
     let empty = serde_json::Map::new();
     let sections = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
     let (sa, sb) = (sections(&a), sections(&b));
@@ -628,13 +688,16 @@ pub fn reload_changes(running: &FileConfig, new: &FileConfig) -> (Vec<String>, V
                 let key = format!("{name}.{k}");
                 if name == "postgresql" && LIVE.contains(&k.as_str()) {
                     live.push(key);
+                } else if name == "settings" {
+                    // The store's copy rules once the cluster exists; see `reload_changes`.
+                    stored.push(key);
                 } else {
                     later.push(key);
                 }
             }
         }
     }
-    (live, later)
+    Changes { live, later, stored }
 }
 
 impl FileConfig {
@@ -706,6 +769,13 @@ impl FileConfig {
                 ));
             }
         }
+        if pg.pg_hba.is_empty() {
+            errs.push(err(
+                "postgresql.pg_hba",
+                "is empty, so PostgreSQL would accept no connection (not even the daemon's): list at least \
+                 \"local all postgres peer\" and \"host replication replicator <members' network> scram-sha-256\"",
+            ));
+        }
         for (i, line) in pg.pg_hba.iter().enumerate() {
             let first = line.split_whitespace().next().unwrap_or("");
             if ![
@@ -759,7 +829,7 @@ impl FileConfig {
             }
         }
         let mut core = hacore::Config::new(self.node.name.clone());
-        core.tags = self.node.tags.clone();
+        core.tags = self.node.tags.core();
         core.safety = self.safety.clone();
         core.timeouts = self.timeouts.clone();
         core.defaults = self.cluster_settings();
@@ -817,7 +887,7 @@ impl FileConfig {
             self.postgresql.connect_address.rsplit_once(':').map_or("", |(_, p)| p),
             self.postgresql.replication.username
         );
-        c.tags = self.node.tags.clone();
+        c.tags = self.node.tags.core();
         c.safety = self.safety.clone();
         c.timeouts = self.timeouts.clone();
         c.use_rewind = self.postgresql.use_rewind;
@@ -860,10 +930,11 @@ mod tests {
             ("settings.ttl".to_string(), "\"40s\"".to_string()),
         ];
         let b = load("example.toml", EXAMPLE, &[], &sets).unwrap_or_else(|e| panic!("{e}"));
-        let (live, later) = reload_changes(&a, &b);
-        assert_eq!(live, vec!["postgresql.parameters", "postgresql.pg_hba"]);
-        assert_eq!(later, vec!["rest.listen", "settings.ttl"]);
-        assert_eq!(reload_changes(&a, &a), (vec![], vec![]));
+        let c = reload_changes(&a, &b);
+        assert_eq!(c.live, vec!["postgresql.parameters", "postgresql.pg_hba"]);
+        assert_eq!(c.later, vec!["rest.listen"]);
+        assert_eq!(c.stored, vec!["settings.ttl"]);
+        assert_eq!(reload_changes(&a, &a), Changes::default());
     }
 
     #[test]
@@ -877,6 +948,10 @@ mod tests {
             let e = load("x", EXAMPLE, &[], &[(k.into(), v.into())]).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(field), "{k}={v}: {e}");
         }
+        let e = load("x", EXAMPLE, &[], &[("node.tags.nofailvoer".into(), "true".into())]).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("nofailvoer"), "a mistyped tag is refused");
+        let e = load("x", EXAMPLE, &[], &[("postgresql.pg_hba".into(), "[]".into())]).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("postgresql.pg_hba"), "an empty pg_hba is refused");
         let ok = load("x", EXAMPLE, &[], &[("rest.allowlist".into(), "[\"10.0.0.0/8\", \"::1\"]".into())]);
         assert!(ok.is_ok());
         let c = example().unwrap_or_else(|e| panic!("{e}"));

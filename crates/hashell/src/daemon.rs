@@ -61,6 +61,9 @@ pub struct Reloaded {
     pub applied: Vec<String>,
     /// Keys that changed but take effect only when the daemon restarts.
     pub need_daemon_restart: Vec<String>,
+    /// `[settings]` keys that changed in the file: the store's copy rules; change them
+    /// with `hashell edit-config`.
+    pub settings_in_store: Vec<String>,
     /// PostgreSQL settings now waiting for a PostgreSQL restart (`pending_restart`).
     pub pending_restart: bool,
 }
@@ -228,10 +231,20 @@ impl Shared {
             if i.view.is_none() {
                 return Err("this node has not read the store yet; retry in a moment".into());
             }
+            if i.status.paused {
+                // The core takes no automatic action in maintenance mode, a rebuild included.
+                return Err("the cluster is in maintenance mode: resume it first (hashell resume)".into());
+            }
             i.reinitialize = true;
         }
         self.wake.notify_one();
         Ok("reinitializing: PostgreSQL stops and the data directory is cloned again from a healthy member".into())
+    }
+
+    /// The cluster settings in effect: the store's as last applied, else the file's.
+    pub fn settings(&self) -> hacore::ClusterSettings {
+        let i = self.lock();
+        i.memory.applied.as_ref().map_or_else(|| self.cfg.defaults.clone(), |(_, s)| s.clone())
     }
 
     /// Remembers where the configuration came from, so reloads can re-read it.
@@ -250,7 +263,7 @@ impl Shared {
         };
         let new = crate::config::load_file(&path, &sets)
             .map_err(|e| format!("{}the running configuration is unchanged; fix the file and reload again", e))?;
-        let (applied, later) = crate::config::reload_changes(&running, &new);
+        let crate::config::Changes { live: applied, later, stored } = crate::config::reload_changes(&running, &new);
         if !applied.is_empty() {
             self.pg.retune(crate::pg::ctl::Tunables::of(&new)).await?;
             let mut r = self.reload.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,14 +273,14 @@ impl Shared {
                 r.running.postgresql.restore_command = new.postgresql.restore_command.clone();
             }
         }
-        info!(?applied, need_daemon_restart = ?later, "configuration reloaded");
+        info!(?applied, need_daemon_restart = ?later, settings_in_store = ?stored, "configuration reloaded");
         // The postmaster rereads its files asynchronously after the reload signal.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut t = self.pg_target.clone();
         t.timeout = Duration::from_millis(1_000);
         let pending_restart = crate::pg::observe::pending_restart(&t).await.unwrap_or(false);
         self.wake.notify_one();
-        Ok(Reloaded { applied, need_daemon_restart: later, pending_restart })
+        Ok(Reloaded { applied, need_daemon_restart: later, settings_in_store: stored, pending_restart })
     }
 
     /// Asks the loop to restart PostgreSQL now, if `cond` holds; returns the restart's id
@@ -542,8 +555,7 @@ impl<D: Dcs + 'static> Daemon<D> {
     }
 
     fn settings(&self) -> hacore::ClusterSettings {
-        let i = self.shared.lock();
-        i.memory.applied.as_ref().map_or_else(|| self.shared.cfg.defaults.clone(), |(_, s)| s.clone())
+        self.shared.settings()
     }
 
     /// Runs the loop forever.

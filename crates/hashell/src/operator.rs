@@ -107,6 +107,15 @@ pub async fn request_switchover(store: &dyn DynDcs, ask: &SwitchoverAsk) -> Resu
             return Err(OpError::Bad(format!("{c} already leads; name another candidate")));
         }
     }
+    if ask.kind == SwitchoverKind::Switchover && view.config.as_ref().is_some_and(|c| c.value.paused) {
+        // The leader does not serve switchovers in maintenance mode: the request would
+        // wait, then run by surprise at the resume.
+        return Err(OpError::Conflict(
+            "the cluster is in maintenance mode: resume it first (hashell resume), or ask for a failover to a \
+             named member"
+                .into(),
+        ));
+    }
     let from = match ask.kind {
         SwitchoverKind::Switchover => {
             let l = leader.ok_or_else(|| {
@@ -269,12 +278,33 @@ pub fn merged(current: &ClusterSettings, patch: &serde_json::Value) -> Result<Cl
         if v.is_null() {
             obj.remove(k);
         } else {
-            obj.insert(k.clone(), v.clone());
+            obj.insert(k.clone(), with_units(k, v)?);
         }
     }
-    let next: ClusterSettings = serde_json::from_value(doc)
-        .map_err(|e| OpError::Bad(format!("{e}; durations are milliseconds, e.g. {{\"ttl\": 30000}}")))?;
+    let next: ClusterSettings = serde_json::from_value(doc).map_err(|e| {
+        OpError::Bad(format!("{e}; durations are milliseconds or text with a unit, e.g. {{\"ttl\": \"30s\"}}"))
+    })?;
     Ok(next)
+}
+
+/// Settings that are durations (stored in ms) and sizes (bytes).
+const DURATIONS: [&str; 6] =
+    ["ttl", "loop_wait", "retry_timeout", "primary_start_timeout", "primary_hang_timeout", "switchover_timeout"];
+
+/// A setting's value with its unit resolved: `"30s"` for a duration, `"16MB"` for
+/// `maximum_lag_on_failover`, become the numbers the store holds (ms, bytes).
+fn with_units(key: &str, v: &serde_json::Value) -> Result<serde_json::Value, OpError> {
+    let Some(text) = v.as_str() else { return Ok(v.clone()) };
+    if DURATIONS.contains(&key) {
+        let d = crate::config::Dur::parse(text).map_err(|e| OpError::Bad(format!("{key}: {e}")))?;
+        return Ok(d.0.into());
+    }
+    if key == "maximum_lag_on_failover" {
+        let b = crate::api::parse_lag(text)
+            .ok_or_else(|| OpError::Bad(format!("{key}: {text:?} is not a size; write e.g. \"16MB\" or bytes")))?;
+        return Ok(b.into());
+    }
+    Ok(v.clone())
 }
 
 /// [`merged`], then [`ClusterSettings::validate`].
@@ -367,9 +397,17 @@ mod tests {
         let e = merged(&base, &json!({"pasued": true})).unwrap_err();
         assert_eq!(e.status(), 400);
         assert!(e.message().contains("unknown setting \"pasued\""), "{e}");
-        let e = merged(&base, &json!({"ttl": "30s"})).unwrap_err();
+        let e = merged(&base, &json!({"ttl": true})).unwrap_err();
         assert!(e.message().contains("milliseconds"), "{e}");
         assert!(merged(&base, &json!([1])).is_err());
+        // Units in text: what a Patroni user would type.
+        let u = merged(&base, &json!({"ttl": "40s", "loop_wait": "2s", "maximum_lag_on_failover": "16MB"})).unwrap();
+        assert_eq!((u.ttl, u.loop_wait, u.maximum_lag_on_failover), (40_000, 2_000, 16 << 20));
+        let e = merged(&base, &json!({"ttl": "soon"})).unwrap_err();
+        assert!(e.message().contains("ttl"), "{e}");
+        // A bare 10 is 10 ms, which validation refuses rather than run with.
+        let e = checked(&base, &json!({"retry_timeout": 10}), &hacore::config::Safety::default()).unwrap_err();
+        assert!(e.message().contains("in ms"), "{e}");
     }
 
     #[test]

@@ -145,10 +145,11 @@ pub async fn request_switchover(
     candidate: Option<String>,
     at_wall_ms: Option<u64>,
     wait: Option<Duration>,
-) -> Result<String, String> {
+) -> Result<String, crate::commands::CmdError> {
     let dcs = connect_store(cfg).await?;
     let ask = operator::SwitchoverAsk { kind, from: None, to: candidate, at_wall_ms };
-    let req = operator::request_switchover(&dcs, &ask).await.map_err(|e| e.to_string())?;
+    // A wrong request (unknown candidate, the leader itself) exits 2, a refusal 1.
+    let req = operator::request_switchover(&dcs, &ask).await?;
     let what = format!(
         "{kind:?} from {} to {}",
         req.from.as_deref().unwrap_or("(none)"),
@@ -161,6 +162,6 @@ pub async fn request_switchover(
     eprintln!("{what} requested; waiting until the new leader serves (at most {} s) ...", limit.as_secs());
     match operator::wait_switchover(&dcs, &req, limit).await {
         Ok(leader) => Ok(format!("{what}: done, {leader} leads")),
-        Err(e) => Err(format!("{what}: {e}")),
+        Err(e) => Err(crate::commands::CmdError(format!("{what}: {e}"), 1)),
     }
 }

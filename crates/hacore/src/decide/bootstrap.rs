@@ -21,6 +21,16 @@ impl Cx<'_> {
         if self.s.paused {
             return self.set(Reason::Paused, "no cluster yet and paused");
         }
+        if self.obs.pg.system_id().is_some() && self.obs.pg.in_recovery != Some(false) {
+            // Existing data founds a cluster only if it was a primary's: a standby's may be
+            // behind another member's, whose commits a new cluster on it would lose (and
+            // on the same timeline, with no fork recorded, nothing would show it).
+            return self.set(
+                Reason::WaitingForBootstrap,
+                "this node's data is a standby's (or its state is unknown): start the member whose data was the \
+                 primary first; see docs/runbook.md (an empty store)",
+            );
+        }
         if self.mem.pending.is_some() || self.mem.lease_op.is_some() {
             self.busy();
             return self.set(Reason::BootstrapAcquiring, "waiting for an operation");
