@@ -174,6 +174,16 @@ fn health_codes_by_role_reload_restart_events_topology_and_remove() {
     // restart request starts it (nothing else would).
     let (code, out, err) = cli(&c, p, &["pause", "--wait"]);
     assert_eq!(code, 0, "{out}{err}");
+    // The running primary restarts in maintenance mode too (nothing else would start it
+    // again), in place, same term.
+    let before = c.postmaster(p);
+    let (code, v) = call(&c, p, "POST", "/restart", "");
+    assert_eq!((code, v["restarted"].clone()), (200, serde_json::Value::Bool(true)), "{v}");
+    assert_ne!(c.postmaster(p), before);
+    assert_eq!(c.primaries(), vec![p]);
+    assert_eq!(c.status(p).unwrap()["term"], term, "same term");
+    let (code, e) = call(&c, r, "POST", "/reinitialize", "");
+    assert_eq!(code, 409, "no rebuild in maintenance mode: {e}");
     c.kill_postgres(r);
     c.wait_for("the stopped replica seen", Duration::from_secs(20), |c| {
         (c.probe(r, "/health") == Some(503)).then_some(())

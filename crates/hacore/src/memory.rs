@@ -245,6 +245,14 @@ pub struct Memory {
     /// until it sees this set.
     #[serde(default)]
     pub restarting: bool,
+    /// The restart's stop was seen done (PostgreSQL down) since it began; a reading of
+    /// "running" before that is the stop not seen yet, not a start.
+    #[serde(default)]
+    pub restart_saw_down: bool,
+    /// When the restart began; one that has not seen PostgreSQL run again within the stop
+    /// and start limits is given up.
+    #[serde(default)]
+    pub restart_since: Option<Millis>,
     /// This node's joining was recorded as an event and its record has not been seen yet
     /// (so a read that lags the write does not record it twice).
     #[serde(default)]

@@ -19,6 +19,10 @@ pub enum DataDir {
         /// `pg_control`'s system identifier.
         system_id: u64,
     },
+    /// PostgreSQL's files are there but `pg_control` could not be read (I/O error, a
+    /// wrong `bin_dir`): the core never initializes or clones over it, and never founds
+    /// a cluster on it.
+    Unreadable,
 }
 
 /// `synchronous_standby_names` as the core manages it.
@@ -117,7 +121,7 @@ impl PgObservation {
     pub fn system_id(&self) -> Option<u64> {
         match self.data {
             DataDir::Present { system_id } => Some(system_id),
-            DataDir::Empty => None,
+            DataDir::Empty | DataDir::Unreadable => None,
         }
     }
 }

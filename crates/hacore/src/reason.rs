@@ -176,6 +176,8 @@ reasons! {
     StaleMemberRemoved = true,
     /// This node joined the cluster: it published its member record (first start, or back after its record expired).
     MemberJoined = true,
+    /// The data directory holds PostgreSQL's files but its control file cannot be read: nothing is initialized or cloned over it. Check the disk and `bin_dir` (pg_controldata).
+    DataDirUnreadable = true,
     /// An operator changed the cluster's settings (REST `PATCH /config`, `hashell edit-config`, pause, resume).
     ConfigChanged = true,
 }

@@ -63,6 +63,28 @@ table!(
 );
 
 table!(
+    bootstrap_refuses_unreadable_data,
+    "no cluster in the store, PostgreSQL's files are there but pg_control cannot be read: no initdb over them",
+    Scenario::node("n1").pg(|p| p.data = hacore::DataDir::Unreadable)
+);
+
+table!(
+    clone_refused_over_unreadable_data,
+    "a follower whose control file cannot be read: no clone over its data (it may be fine)",
+    Scenario::cluster3("n2").pg_stopped(1, AT, true).pg(|p| p.data = hacore::DataDir::Unreadable)
+);
+
+table!(
+    unreadable_writable_instance_without_lease_is_fenced,
+    "pg_control unreadable, PostgreSQL running and perhaps writable, no lease here: fenced all the same",
+    Scenario::cluster3("n2").pg(|p| {
+        p.data = hacore::DataDir::Unreadable;
+        p.in_recovery = None;
+        p.responsive = false;
+    })
+);
+
+table!(
     bootstrap_loser_waits,
     "another node bootstraps: wait, do not clone yet",
     Scenario::node("n2").leader("n1", 1, 5).member("n1", MemberRole::Primary, 0)
@@ -938,6 +960,34 @@ table!(
     restart_paused_stopped_replica_starts_it,
     "maintenance mode, PostgreSQL down on a standby: a restart request starts it (nothing else would)",
     Scenario::cluster3("n2").settings(|s| s.paused = true).pg_stopped(1, AT, true).restart()
+);
+
+table!(
+    restart_waits_for_a_fresh_reading_after_the_stop,
+    "the restart's stop is reported done but this reading (taken before it ended) still shows PostgreSQL up: \
+     look again, do not take it for a start",
+    Scenario::cluster3("n1")
+        .settings(|s| s.paused = true)
+        .memory(|m| {
+            m.restarting = true;
+            m.restart_since = Some(99_000);
+            m.pending = Some(Pending { id: OpId(5), kind: PgOpKind::StopFast, since: 99_000, give_up_at: 159_000 });
+        })
+        .outcome(5, Ok(Done::Ok))
+);
+
+table!(
+    restart_paused_replica_waits_for_an_unsettled_leader,
+    "maintenance mode, a restarted standby, the leader's new reign not settled in this read: wait before starting",
+    Scenario::cluster3("n3")
+        .leader("n2", 4, 61)
+        .settings(|s| s.paused = true)
+        .pg_stopped(1, AT, true)
+        .member("n2", MemberRole::Replica, AT)
+        .memory(|m| {
+            m.restarting = true;
+            m.restart_saw_down = true;
+        })
 );
 
 table!(

@@ -413,30 +413,15 @@ fn url_host(url: &str) -> Option<(String, u16)> {
     Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port.parse().ok()?))
 }
 
-/// Whether `ip` is one of the members' API hosts (as of the last view; host names are
-/// looked up, each within half a second).
-async fn is_member_host(sh: &Shared, ip: std::net::IpAddr) -> bool {
-    let hosts: Vec<(String, u16)> = sh
-        .snapshot()
-        .0
-        .map(|v| v.members.iter().filter_map(|m| url_host(&m.value.api_url)).collect())
-        .unwrap_or_default();
-    for (host, port) in hosts {
-        match host.parse::<std::net::IpAddr>() {
-            Ok(h) if h.to_canonical() == ip => return true,
-            Ok(_) => {}
-            Err(_) => {
-                let found =
-                    tokio::time::timeout(Duration::from_millis(500), tokio::net::lookup_host((host, port))).await;
-                if let Ok(Ok(mut addrs)) = found {
-                    if addrs.any(|a| a.ip().to_canonical() == ip) {
-                        return true;
-                    }
-                }
-            }
-        }
-    }
-    false
+/// Whether `ip` is one of the members' API hosts (as of the last view). Only addresses
+/// count: a host name is not looked up here, since a failsafe ping must be answered
+/// within its round and DNS may be what is failing; list such members in the allow-list.
+fn is_member_host(sh: &Shared, ip: std::net::IpAddr) -> bool {
+    let Some(view) = sh.snapshot().0 else { return false };
+    view.members
+        .iter()
+        .filter_map(|m| url_host(&m.value.api_url))
+        .any(|(host, _)| host.parse::<std::net::IpAddr>().is_ok_and(|h| h.to_canonical() == ip))
 }
 
 /// The checks of [`Access`] on every unsafe request.
@@ -452,7 +437,7 @@ async fn guard_unsafe(State(a): State<Api>, req: axum::extract::Request, next: a
         let allowed = match ip {
             Some(ip) => {
                 access.allowlist.iter().any(|n| n.contains(&ip))
-                    || (access.include_members && is_member_host(&a.sh, ip).await)
+                    || (access.include_members && is_member_host(&a.sh, ip))
             }
             None => false,
         };
@@ -921,13 +906,29 @@ impl PeerClient {
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| format!("bad request to {url}: {e}"))?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
+            let resp = self.client.request(req).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
             let code = resp.status().as_u16();
             let bytes = resp.into_body().collect().await.map_err(|e| format!("{url}: {e}"))?.to_bytes();
             Ok::<_, String>((code, serde_json::from_slice(&bytes).ok()))
         };
         tokio::time::timeout(limit, fut).await.map_err(|_| format!("{url}: no answer within {limit:?}"))?
     }
+}
+
+/// An error and its causes, `outer: inner: innermost` (the HTTP client's own message is
+/// only "client error (Connect)"; the cause says what to fix, e.g. an untrusted certificate).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 #[cfg(test)]

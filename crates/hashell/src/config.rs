@@ -321,8 +321,8 @@ pub struct RestSection {
     /// (POST, PATCH, DELETE); empty: any. Reads stay open to everyone (load balancers).
     #[serde(default)]
     pub allowlist: Vec<String>,
-    /// With an allow-list, also allow the members' API hosts (peers' failsafe pings and
-    /// wake-ups are unsafe requests).
+    /// With an allow-list, also allow the members' API addresses (peers' failsafe pings
+    /// and wake-ups are unsafe requests). Host names are not looked up: list such members.
     #[serde(default = "yes")]
     pub allowlist_include_members: bool,
 }
@@ -812,6 +812,13 @@ impl FileConfig {
             errs.push(err(
                 "rest.client_ca_file",
                 "verifying client certificates needs TLS: set cert_file and key_file",
+            ));
+        }
+        if self.rest.cert_file.is_some() && self.rest.ca_file.is_none() {
+            errs.push(err(
+                "rest.ca_file",
+                "the members serve TLS (cert_file is set): give the CA that signs their certificates, or this node \
+                 cannot reach its peers (elections, failsafe) nor the CLI its members",
             ));
         }
         if self.rest.verify_client.is_some_and(|v| v != VerifyClient::None) && self.rest.client_ca_file.is_none() {

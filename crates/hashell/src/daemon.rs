@@ -126,6 +126,8 @@ pub enum RestartPhase {
     Taken {
         /// PostgreSQL was seen stopped since.
         saw_down: bool,
+        /// Given up when PostgreSQL does not run again by then (boot clock).
+        until: Millis,
     },
     /// Finished: PostgreSQL runs again after a stop.
     Done,
@@ -134,10 +136,16 @@ pub enum RestartPhase {
 }
 
 /// A restart and its progress.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Restart {
     id: u64,
     phase: RestartPhase,
+    /// Checked again at every tick until the core takes the request up: the node's role
+    /// may change in between (an election), and a restart asked of a replica must not
+    /// stop a new primary.
+    conditions: RestartConditions,
+    /// How long PostgreSQL may take to stop and start again once taken up.
+    run_limit: Millis,
 }
 
 /// Peer wake-ups closer together than this are dropped: a flood of them cannot turn the
@@ -291,7 +299,10 @@ impl Shared {
             if i.view.is_none() {
                 return Err("this node has not read the store yet; retry in a moment".into());
             }
-            if i.restart.is_some_and(|r| matches!(r.phase, RestartPhase::Asked { .. } | RestartPhase::Taken { .. })) {
+            if i.restart
+                .as_ref()
+                .is_some_and(|r| matches!(r.phase, RestartPhase::Asked { .. } | RestartPhase::Taken { .. }))
+            {
                 return Err("a restart is already under way on this node; wait for it".into());
             }
             if !Self::conditions_hold(&i, cond) {
@@ -300,7 +311,9 @@ impl Shared {
             i.restarts += 1;
             let until = self.clock.now() + 2 * i.loop_wait.max(1_000) + self.cfg.defaults.ttl;
             let id = i.restarts;
-            i.restart = Some(Restart { id, phase: RestartPhase::Asked { until } });
+            let run_limit = self.cfg.timeouts.stop + self.cfg.timeouts.start + self.cfg.defaults.ttl;
+            let phase = RestartPhase::Asked { until };
+            i.restart = Some(Restart { id, phase, conditions: cond.clone(), run_limit });
             id
         };
         self.wake.notify_one();
@@ -314,7 +327,7 @@ impl Shared {
 
     /// Where restart `id` stands (None: another one replaced it).
     pub fn restart_phase(&self, id: u64) -> Option<RestartPhase> {
-        self.lock().restart.filter(|r| r.id == id).map(|r| r.phase)
+        self.lock().restart.as_ref().filter(|r| r.id == id).map(|r| r.phase)
     }
 
     /// Schedules a restart (one at a time).
@@ -386,17 +399,26 @@ pub fn wall_ms() -> u64 {
 
 /// A restart's next phase after a step: taken up once the core's memory shows it, done
 /// once PostgreSQL runs again after being seen down with nothing pending.
-fn restart_progress(phase: RestartPhase, mem: &Memory, pg: &hacore::PgObservation, now: Millis) -> RestartPhase {
+fn restart_progress(
+    phase: RestartPhase,
+    mem: &Memory,
+    pg: &hacore::PgObservation,
+    now: Millis,
+    run_limit: Millis,
+) -> RestartPhase {
     let settled = mem.pending.is_none() && !mem.restarting;
     match phase {
-        RestartPhase::Asked { .. } if mem.restarting => RestartPhase::Taken { saw_down: !pg.running },
+        RestartPhase::Asked { .. } if mem.restarting => {
+            RestartPhase::Taken { saw_down: !pg.running, until: now.saturating_add(run_limit) }
+        }
         RestartPhase::Asked { until } if now >= until => RestartPhase::Failed,
-        RestartPhase::Taken { saw_down } => {
+        RestartPhase::Taken { saw_down, until } => {
             let saw_down = saw_down || !pg.running;
             match (settled, pg.running && pg.responsive, saw_down) {
                 (true, true, true) => RestartPhase::Done,
                 (true, true, false) => RestartPhase::Failed,
-                _ => RestartPhase::Taken { saw_down },
+                _ if now >= until => RestartPhase::Failed,
+                _ => RestartPhase::Taken { saw_down, until },
             }
         }
         p => p,
@@ -649,6 +671,12 @@ impl<D: Dcs + 'static> Daemon<D> {
         target.timeout = target.timeout.min(Duration::from_millis(read_limit));
         let ping_limit = Duration::from_millis((self.settings().retry_timeout / 2).clamp(200, 1_000).min(read_limit));
         let peers = ping_peers(self.peers.clone(), self.peer_urls(), ping_limit);
+        // Outcomes first, then the observation: an operation that finished is then always
+        // seen in its effect (a stop reported done with PostgreSQL still shown running
+        // would be a reading older than the outcome). Later ones wait for the next tick.
+        while let Ok(o) = self.rx.try_recv() {
+            self.outcomes.push(o);
+        }
         let ((pg, trouble), view, peers, guard) = tokio::join!(observe(&target), read, peers, self.guard.state());
         let trouble_text = trouble.map(|t| match t {
             Trouble::CannotConnect(e) => format!("cannot connect to PostgreSQL: {e}"),
@@ -677,9 +705,6 @@ impl<D: Dcs + 'static> Daemon<D> {
             }
         }
         self.adopt(&pg, view.as_ref().ok());
-        while let Ok(o) = self.rx.try_recv() {
-            self.outcomes.push(o);
-        }
         while let Ok(o) = self.bg_rx.try_recv() {
             self.outcomes.push(o);
         }
@@ -730,8 +755,9 @@ impl<D: Dcs + 'static> Daemon<D> {
                 i.reinitialize = false;
             }
             i.pending_restart = obs.pg.pending_restart;
-            if let Some(r) = &mut i.restart {
-                r.phase = restart_progress(r.phase, &d.memory, &obs.pg, now);
+            if let Some(mut r) = i.restart.take() {
+                r.phase = restart_progress(r.phase, &d.memory, &obs.pg, now, r.run_limit);
+                i.restart = Some(r);
             }
             i.running = obs.pg.running;
             i.streaming = obs.pg.streaming;
@@ -806,7 +832,17 @@ impl<D: Dcs + 'static> Daemon<D> {
                 Err(e) => warn!(error = %e, "scheduled restart not started"),
             }
         }
-        self.shared.lock().restart.is_some_and(|r| matches!(r.phase, RestartPhase::Asked { .. }))
+        let mut i = self.shared.lock();
+        let Some(r) = i.restart.clone() else { return false };
+        if !matches!(r.phase, RestartPhase::Asked { .. }) {
+            return false;
+        }
+        if !Shared::conditions_hold(&i, &r.conditions) {
+            info!(conditions = ?r.conditions, "restart request dropped: its conditions no longer hold");
+            i.restart = Some(Restart { phase: RestartPhase::Failed, ..r });
+            return false;
+        }
+        true
     }
 
     /// Tells every peer to run its loop now (`POST /wake`): without a watch they would see
@@ -1228,14 +1264,18 @@ mod tests {
         let idle = Memory::default();
         let restarting = Memory { restarting: true, ..Memory::default() };
         let asked = RestartPhase::Asked { until: 10_000 };
-        assert_eq!(restart_progress(asked, &idle, &up, 5_000), asked, "not taken up yet");
-        assert_eq!(restart_progress(asked, &idle, &up, 10_000), RestartPhase::Failed, "never taken up");
-        let taken = restart_progress(asked, &restarting, &up, 5_000);
-        assert_eq!(taken, RestartPhase::Taken { saw_down: false });
-        let stopped = restart_progress(taken, &restarting, &down, 5_100);
-        assert_eq!(stopped, RestartPhase::Taken { saw_down: true });
-        assert_eq!(restart_progress(stopped, &idle, &up, 5_200), RestartPhase::Done);
+        let p = |phase, mem, pg, now| restart_progress(phase, mem, pg, now, 60_000);
+        assert_eq!(p(asked, &idle, &up, 5_000), asked, "not taken up yet");
+        assert_eq!(p(asked, &idle, &up, 10_000), RestartPhase::Failed, "never taken up");
+        let taken = p(asked, &restarting, &up, 5_000);
+        assert_eq!(taken, RestartPhase::Taken { saw_down: false, until: 65_000 });
+        let stopped = p(taken, &restarting, &down, 5_100);
+        assert_eq!(stopped, RestartPhase::Taken { saw_down: true, until: 65_000 });
+        assert_eq!(p(stopped, &idle, &up, 5_200), RestartPhase::Done);
         // The stop failed: the core gave up the restart while PostgreSQL never went down.
-        assert_eq!(restart_progress(taken, &idle, &up, 5_200), RestartPhase::Failed);
+        assert_eq!(p(taken, &idle, &up, 5_200), RestartPhase::Failed);
+        // PostgreSQL does not come back: given up at the limit.
+        assert_eq!(p(stopped, &restarting, &down, 64_999), stopped);
+        assert_eq!(p(stopped, &restarting, &down, 65_000), RestartPhase::Failed);
     }
 }

@@ -17,6 +17,7 @@ const AUTH: &str = "Basic YWRtaW46czNjcjN0"; // admin:s3cr3t
 /// A CA, a member certificate (server and client use) and a certificate from another CA.
 struct Pki {
     ca: PathBuf,
+    other_ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
     stranger_cert: PathBuf,
@@ -43,6 +44,7 @@ fn pki(dir: &Path) -> Pki {
     let (scert, skey) = issue(&theirs);
     let files = Pki {
         ca: dir.join("ca.pem"),
+        other_ca: dir.join("other-ca.pem"),
         cert: dir.join("member.pem"),
         key: dir.join("member-key.pem"),
         stranger_cert: dir.join("stranger.pem"),
@@ -50,6 +52,7 @@ fn pki(dir: &Path) -> Pki {
     };
     for (p, pem) in [
         (&files.ca, ours.0.pem()),
+        (&files.other_ca, theirs.0.pem()),
         (&files.cert, cert),
         (&files.key, key),
         (&files.stranger_cert, scert),
@@ -186,14 +189,11 @@ async fn tls_with_client_certificates_optional_and_required() {
     let dir = tempdir();
     let k = pki(&dir);
     let s = |p: &PathBuf| format!("{:?}", p.display().to_string());
-    let server_tls = vec![("cert_file", s(&k.cert)), ("key_file", s(&k.key)), ("client_ca_file", s(&k.ca))];
-    // A member's configuration: the server's TLS keys plus the CA it verifies peers with.
-    let member = with_ca(&server_tls, s(&k.ca));
-    fn with_ca(v: &[(&'static str, String)], ca: String) -> Vec<(&'static str, String)> {
-        let mut v = v.to_vec();
-        v.push(("ca_file", ca));
-        v
-    }
+    // A member's configuration: its TLS keys, the CA of client certificates, and the CA
+    // it verifies its peers' certificates with.
+    let member =
+        vec![("cert_file", s(&k.cert)), ("key_file", s(&k.key)), ("client_ca_file", s(&k.ca)), ("ca_file", s(&k.ca))];
+    let server_tls = member.clone();
     let with = |v: &[(&'static str, String)], extra: (&'static str, &str)| {
         let mut v = v.to_vec();
         v.push((extra.0, extra.1.to_string()));
@@ -228,9 +228,13 @@ async fn tls_with_client_certificates_optional_and_required() {
     // Plain HTTP to the TLS port gets nothing.
     let plain = client(&dir, &[], true);
     assert!(call(&plain, "GET", &format!("http://127.0.0.1:{optional}/health"), "").await.is_err());
-    // A client without the CA cannot verify the server, and says what to configure.
+    // A client without a CA is refused before connecting, saying what to configure; one
+    // with another CA fails the handshake (the server's certificate is not trusted).
     let e = call(&plain, "GET", &url("/health"), "").await.unwrap_err();
     assert!(e.contains("ca_file"), "{e}");
+    let wrong_ca = client(&dir, &[("ca_file", s(&k.other_ca))], true);
+    let e = call(&wrong_ca, "GET", &url("/health"), "").await.unwrap_err();
+    assert!(e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"), "{e}");
 
     // verify_client = required: no certificate, no connection.
     let required = serve(&config(&dir, &with(&server_tls, ("verify_client", "\"required\"")))).await;
@@ -253,6 +257,8 @@ fn unreadable_or_mismatched_tls_files_are_reported_by_key() {
         (vec![("cert_file", s(&k.cert)), ("key_file", s(&k.stranger_key))], "do not make a usable pair"),
         (vec![("cert_file", s(&k.cert)), ("key_file", s(&k.key)), ("client_ca_file", s(&k.key))], "client_ca_file"),
     ] {
+        let mut rest = rest;
+        rest.push(("ca_file", s(&k.ca)));
         let cfg = config(&dir, &rest);
         let e = hashell::tls::server_config(&cfg.rest).err().unwrap_or_default();
         assert!(e.contains(says), "{rest:?}: {e}");
@@ -266,4 +272,18 @@ fn tempdir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+#[test]
+fn tls_without_the_members_ca_is_refused_at_load() {
+    let dir = tempdir();
+    let k = pki(&dir);
+    let s = |p: &Path| format!("{:?}", p.display().to_string());
+    let sets = [
+        ("rest.cert_file".to_string(), s(&k.cert)),
+        ("rest.key_file".to_string(), s(&k.key)),
+        ("rest.auth".to_string(), "{ username = \"admin\", password = \"s3cr3t\" }".to_string()),
+    ];
+    let e = load("test", EXAMPLE, &[], &sets).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("rest.ca_file"), "{e}");
 }

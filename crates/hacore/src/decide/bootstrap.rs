@@ -21,6 +21,9 @@ impl Cx<'_> {
         if self.s.paused {
             return self.set(Reason::Paused, "no cluster yet and paused");
         }
+        if self.obs.pg.data == crate::observation::DataDir::Unreadable {
+            return self.set(Reason::DataDirUnreadable, "this node cannot found the cluster on it");
+        }
         if self.obs.pg.system_id().is_some() && self.obs.pg.in_recovery != Some(false) {
             // Existing data founds a cluster only if it was a primary's: a standby's may be
             // behind another member's, whose commits a new cluster on it would lose (and

@@ -18,7 +18,7 @@ impl Cx<'_> {
         self.keepalive();
         if view.initialize.is_some() {
             let standby = self.obs.pg.in_recovery == Some(true);
-            if self.restart(standby, |cx| cx.restart_replica(&leader)) {
+            if self.restart(standby, |cx| cx.restart_replica(view, rec)) {
                 return;
             }
         }
@@ -162,9 +162,21 @@ impl Cx<'_> {
 
     /// Maintenance mode: start a restarted standby again, unless its WAL forks from the
     /// history (then it needs a rewind, which waits for the end of maintenance mode).
-    fn restart_replica(&mut self, leader: &NodeName) {
+    fn restart_replica(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let leader = &rec.value.holder;
+        let cluster = view.initialize.as_ref().map(|i| i.value.system_id);
+        if self.obs.pg.system_id().is_none() || self.obs.pg.system_id() != cluster {
+            self.end_restart();
+            return self.set(Reason::Paused, "not started again: its data is not this cluster's");
+        }
+        // The checks a standby's start gets outside maintenance mode (S4): the leader's
+        // reign settled, its timeline explained by the history read, no fork from it.
+        if !Self::leader_established(view, rec) || self.unexplained_leader_timeline(view, leader).is_some() {
+            self.busy();
+            return self.set(Reason::Restarting, format!("waiting for {leader} to settle before starting"));
+        }
         if self.lineage == Lineage::Diverged {
-            self.mem.restarting = false;
+            self.end_restart();
             let detail = format!("not started again: local {} forks from the history", self.obs.pg.position());
             return self.set(Reason::Paused, detail);
         }

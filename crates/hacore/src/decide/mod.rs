@@ -221,8 +221,16 @@ impl<'a> Cx<'a> {
         id
     }
 
-    /// Pushes a long PostgreSQL operation and remembers it as pending.
+    /// Pushes a long PostgreSQL operation and remembers it as pending. Never initdb or a
+    /// clone over a data directory whose control file could not be read (both replace
+    /// what is there; the data may be fine and only unreadable this tick).
     pub fn pg_op(&mut self, kind: PgOpKind, make: impl FnOnce(crate::types::OpId) -> Action) {
+        if matches!(kind, PgOpKind::Initdb | PgOpKind::Clone)
+            && self.obs.pg.data == crate::observation::DataDir::Unreadable
+        {
+            self.busy();
+            return self.set(Reason::DataDirUnreadable, format!("not running {kind:?} over it"));
+        }
         let id = self.mem.op();
         let t = &self.cfg.timeouts;
         let limit = match kind {

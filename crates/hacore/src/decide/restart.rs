@@ -21,10 +21,25 @@ impl Cx<'_> {
         }
         let pg = &self.obs.pg;
         if self.mem.restarting {
+            let limit = self.cfg.timeouts.stop.saturating_add(self.cfg.timeouts.start);
+            if self.mem.restart_since.is_some_and(|t| self.now.saturating_sub(t) > limit) {
+                self.end_restart();
+                self.note(Reason::OperationFailed, "restart: PostgreSQL did not run again in time".into());
+                return false;
+            }
+            if !pg.running {
+                self.mem.restart_saw_down = true;
+            }
+            if pg.running && !self.mem.restart_saw_down {
+                // The stop is reported done but this reading still shows PostgreSQL up (it
+                // was taken before the stop ended): look again before judging.
+                self.busy();
+                return false;
+            }
             if pg.running || !self.s.paused {
-                // Running again (by hand?), or down outside maintenance mode: the usual
-                // path starts it, with every check a start after a crash gets.
-                self.mem.restarting = false;
+                // Running again, or down outside maintenance mode: the usual path starts
+                // it, with every check a start after a crash gets.
+                self.end_restart();
                 return false;
             }
             // It stays under way until PostgreSQL is seen running again (a failed start is
@@ -39,22 +54,35 @@ impl Cx<'_> {
         }
         if !pg.running && self.s.paused && pg.system_id().is_some() {
             // Maintenance mode, PostgreSQL down: nothing else would start it; a restart does.
-            self.mem.restarting = true;
+            self.begin_restart();
             return self.restart(role_ok, start);
         }
         if !pg.running || !pg.responsive {
             return false;
         }
-        self.mem.restarting = true;
+        self.begin_restart();
         self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
         self.set(Reason::Restarting, "stopping PostgreSQL (fast)");
         true
     }
 
+    fn begin_restart(&mut self) {
+        self.mem.restarting = true;
+        self.mem.restart_saw_down = false;
+        self.mem.restart_since = Some(self.now);
+    }
+
+    /// The restart is over (done, given up, or handed to the usual start).
+    pub(super) fn end_restart(&mut self) {
+        self.mem.restarting = false;
+        self.mem.restart_saw_down = false;
+        self.mem.restart_since = None;
+    }
+
     /// A restart whose stop failed is over: PostgreSQL runs on as it was.
     pub(super) fn restart_stop_failed(&mut self) {
-        if self.mem.restarting {
-            self.mem.restarting = false;
+        if self.mem.restarting && !self.mem.restart_saw_down {
+            self.end_restart();
             self.note(Reason::OperationFailed, "restart: the fast stop failed; PostgreSQL runs on".into());
         }
     }

@@ -482,6 +482,7 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     };
     let data = match pg.data {
         DataDir::Empty => "no data".to_string(),
+        DataDir::Unreadable => "data with an unreadable control file".to_string(),
         DataDir::Present { system_id } if system_id == SYSID => "data of this cluster".to_string(),
         DataDir::Present { system_id } => format!("data of system {system_id}"),
     };

@@ -109,6 +109,7 @@ fn pg() -> impl Strategy<Value = PgObservation> {
     (
         prop_oneof![
             1 => Just(DataDir::Empty),
+            1 => Just(DataDir::Unreadable),
             6 => Just(DataDir::Present { system_id: SYSID }),
             1 => Just(DataDir::Present { system_id: 99 })
         ],

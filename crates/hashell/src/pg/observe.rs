@@ -135,7 +135,15 @@ pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
     }
     let cd = match controldata(t).await {
         Ok(c) => c,
-        Err(e) => return (pg, Some(Trouble::ControlData(e))),
+        Err(e) => {
+            // The files are there: never report them as no data (that invites initdb or a
+            // clone over them). Whether PostgreSQL runs still counts: if it may be writable,
+            // the core fences it unless this node holds the lease.
+            pg.data = DataDir::Unreadable;
+            pg.running = postmaster_pid(&t.data_dir).is_some_and(is_postgres);
+            pg.in_recovery = t.data_dir.join("standby.signal").exists().then_some(true);
+            return (pg, Some(Trouble::ControlData(e)));
+        }
     };
     pg.data = DataDir::Present { system_id: cd.system_id };
     pg.rewind_capable = cd.checksums || cd.wal_log_hints;
