@@ -4,7 +4,9 @@
 //! the gap between the last acknowledged write on the old primary and the first on the
 //! new one, brings the node back, then does a planned switchover and measures the same.
 //!
-//!   cargo run --release -p e2e --bin write-gap -- [--runs 5] [--fast]
+//!   cargo build --release -p e2e --bins && target/release/write-gap [--runs 5] [--fast]
+//!
+//! (`--bins`: the daemon under test, `hashell-under-test`, is a binary of this package.)
 //!
 //! Default timing: hashell's defaults (ttl 30 s, loop_wait 5 s, retry_timeout 5 s);
 //! `--fast`: ttl 10 s, loop_wait 1 s, retry_timeout 2 s.
