@@ -43,7 +43,7 @@ cargo run -q -p hacore --example embed >/dev/null
 
 step "simulator: sweep of a fixed seed range, then every scenario"
 # Fixed seeds keep CI reproducible: a failure names its seed and the command replaying it.
-# About two minutes on two cores; docs/simulator.md explains how to read a failure.
+# About a minute and a half on two cores; docs/simulator.md explains how to read a failure.
 cargo build -q --release -p simulator
 target/release/simulator sweep --seeds 0..1500 --duration 1h --jobs 2 --quiet --min-coverage
 target/release/simulator scenario crates/simulator/scenarios/*.sim
