@@ -4,6 +4,8 @@
 //! faults, and kills every process it started (daemons, guards, postmasters, etcd) when
 //! dropped, also on failure.
 
+pub mod patroni;
+
 use backend_etcd::server::EtcdServer;
 pub use hashell::local::{processes_with, LocalCluster, LocalOptions};
 pub use hashell::pg::testing::pg_bin;

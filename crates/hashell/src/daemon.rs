@@ -582,6 +582,10 @@ impl<D: Dcs + 'static> Daemon<D> {
 
     /// Runs the loop forever.
     pub async fn run(mut self) {
+        if let Err(e) = crate::pg::files::become_subreaper() {
+            warn!(error = %e, "cannot become the reaper of PostgreSQL's postmaster; after a crash, \
+                PostgreSQL can only start again once the init process reaps it");
+        }
         tokio::spawn(watch_postmaster(self.file.postgresql.data_dir.clone(), self.shared.clone()));
         loop {
             self.tick += 1;
@@ -1144,10 +1148,22 @@ impl<D: Dcs + 'static> Daemon<D> {
 async fn watch_postmaster(data_dir: std::path::PathBuf, shared: Arc<Shared>) {
     use crate::pg::files::{is_postgres, postmaster_pid};
     let mut last = postmaster_pid(&data_dir).filter(|&p| is_postgres(p));
+    // For a few seconds after the postmaster changed, reap what it left (its zombie, its
+    // backends'): PostgreSQL cannot start again while its old PID is a zombie.
+    let mut reap_until = Some(tokio::time::Instant::now() + Duration::from_secs(3));
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = postmaster_pid(&data_dir).filter(|&p| is_postgres(p));
+        if reap_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+            let n = crate::pg::files::reap_postgres_zombies();
+            if n > 0 {
+                debug!(reaped = n, "reaped exited PostgreSQL processes");
+            }
+        } else {
+            reap_until = None;
+        }
         if now != last {
+            reap_until = Some(tokio::time::Instant::now() + Duration::from_secs(3));
             debug!(before = ?last, now = ?now, "postmaster changed");
             last = now;
             shared.wake.notify_one();

@@ -211,6 +211,11 @@ impl LocalCluster {
         }
     }
 
+    /// PID of node `i`'s daemon, if this cluster started one that runs.
+    pub fn daemon_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].daemon.as_ref().map(Child::id)
+    }
+
     /// Sends `sig` to node `i`'s daemon.
     pub fn signal_daemon(&self, i: usize, sig: libc::c_int) {
         if let Some(d) = &self.nodes[i].daemon {

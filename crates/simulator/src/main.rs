@@ -35,7 +35,8 @@ macro_rules! print {
 
 use simulator::check::REQUIRED_COVERAGE;
 use simulator::nemesis::parse_duration;
-use simulator::{run, scenario, svg, Params, RunReport, Schedule};
+use simulator::params::Overrides;
+use simulator::{run, scenario, svg, DcsMode, Params, RunReport, Schedule};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,8 @@ use std::time::Instant;
 const USAGE: &str = "usage:
   simulator run --seed N [--duration 1h] [--nodes 3..7] [--writes N] [--trace FILE] [--svg FILE] [--schedule FILE] [--check-determinism]
   simulator sweep --seeds A..B [--duration 1h] [--jobs N] [--nodes N] [--writes N] [--min-coverage]
+  run and sweep also take [--ttl 5s --loop-wait 500ms --retry-timeout 1s] [--failsafe on|off] [--dcs etcd|dynamo]
+  to fix what the seed would draw
   simulator shrink --seed N [--duration 1h] [--nodes N] [--out FILE]
   simulator scenario FILE... [--trace FILE] [--svg FILE]";
 
@@ -78,6 +81,31 @@ impl Args {
     fn duration(&self) -> Result<u64, String> {
         self.flags.get("duration").map_or(Ok(3_600_000), |d| parse_duration(d))
     }
+    /// What the user fixed instead of the seed (`--nodes`, timing, `--failsafe`, `--dcs`).
+    fn overrides(&self) -> Result<Overrides, String> {
+        let dur = |k: &str| self.flags.get(k).map(|v| parse_duration(v)).transpose();
+        let timing = match (dur("ttl")?, dur("loop-wait")?, dur("retry-timeout")?) {
+            (None, None, None) => None,
+            (Some(t), Some(l), Some(r)) => Some((t, l, r)),
+            _ => return Err("--ttl, --loop-wait and --retry-timeout go together".into()),
+        };
+        let failsafe = match self.flags.get("failsafe").map(String::as_str) {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(v) => return Err(format!("--failsafe {v:?}: use on or off")),
+        };
+        let mode = match self.flags.get("dcs").map(String::as_str) {
+            None => None,
+            Some("etcd") => Some(DcsMode::Etcd),
+            Some("dynamo") => Some(DcsMode::Dynamo),
+            Some(v) => return Err(format!("--dcs {v:?}: use etcd or dynamo")),
+        };
+        let o = Overrides { nodes: self.nodes()?, timing, failsafe, mode };
+        o.validate()?;
+        Ok(o)
+    }
+
     fn nodes(&self) -> Result<Option<usize>, String> {
         let n = self.num("nodes")?.map(|n| n as usize);
         if n.is_some_and(|n| !(1..=9).contains(&n)) {
@@ -122,7 +150,7 @@ fn hms(ms: u64) -> String {
 }
 
 fn params_for(args: &Args, seed: u64) -> Result<Params, String> {
-    let mut p = Params::from_seed(seed, args.duration()?, args.nodes()?);
+    let mut p = Params::from_seed_with(seed, args.duration()?, &args.overrides()?);
     if let Some(w) = args.num("writes")? {
         p.write_rate = w;
     }
@@ -133,18 +161,23 @@ fn params_for(args: &Args, seed: u64) -> Result<Params, String> {
     Ok(p)
 }
 
-fn replay_command(args: &Args, seed: u64) -> String {
-    let mut c = format!("simulator run --seed {seed} --duration {}", args.flags.get("duration").map_or("1h", |s| s));
-    if let Some(n) = args.flags.get("nodes") {
-        c.push_str(&format!(" --nodes {n}"));
-    }
-    if let Some(s) = args.flags.get("schedule") {
-        c.push_str(&format!(" --schedule {s}"));
-    }
-    if let Some(w) = args.flags.get("writes") {
-        c.push_str(&format!(" --writes {w}"));
+/// Flags that change what a seed runs; a replay passes them on.
+const RUN_FLAGS: [&str; 9] =
+    ["duration", "nodes", "schedule", "writes", "ttl", "loop-wait", "retry-timeout", "failsafe", "dcs"];
+
+/// `simulator CMD --seed SEED` with the flags of this invocation that change the run.
+fn command_for(cmd: &str, args: &Args, seed: u64, skip_schedule: bool) -> String {
+    let mut c = format!("simulator {cmd} --seed {seed} --duration {}", args.flags.get("duration").map_or("1h", |s| s));
+    for k in RUN_FLAGS.iter().skip(1).filter(|k| !(skip_schedule && **k == "schedule")) {
+        if let Some(v) = args.flags.get(*k) {
+            c.push_str(&format!(" --{k} {v}"));
+        }
     }
     c
+}
+
+fn replay_command(args: &Args, seed: u64) -> String {
+    command_for("run", args, seed, false)
 }
 
 fn print_report(r: &RunReport, wall: f64) {
@@ -208,7 +241,7 @@ fn cmd_run(args: &Args) -> Result<bool, String> {
         for _ in 0..2 {
             let mut cmd = std::process::Command::new(&exe);
             cmd.args(["run", "--seed", &seed.to_string(), "--print-hash"]);
-            for k in ["duration", "nodes", "schedule", "writes"] {
+            for k in RUN_FLAGS {
                 if let Some(v) = args.flags.get(k) {
                     cmd.args([format!("--{k}"), v.clone()]);
                 }
@@ -226,10 +259,7 @@ fn cmd_run(args: &Args) -> Result<bool, String> {
     }
     if !r.ok() {
         println!("replay: {}", replay_command(args, seed));
-        println!(
-            "shrink: simulator shrink --seed {seed} --duration {}",
-            args.flags.get("duration").map_or("1h", |s| s)
-        );
+        println!("shrink: {}", command_for("shrink", args, seed, true));
     }
     Ok(ok)
 }
@@ -248,7 +278,7 @@ fn cmd_sweep(args: &Args) -> Result<bool, String> {
     let (a, b) = parse_range(args.flags.get("seeds").ok_or("sweep needs --seeds A..B")?)?;
     let jobs = args.num("jobs")?.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64));
     let duration = args.duration()?;
-    let nodes = args.nodes()?;
+    let overrides = args.overrides()?;
     let writes = args.num("writes")?;
     let next = AtomicU64::new(a);
     let results: Mutex<Vec<(u64, RunReport)>> = Mutex::new(Vec::new());
@@ -261,7 +291,7 @@ fn cmd_sweep(args: &Args) -> Result<bool, String> {
                 if seed >= b {
                     return;
                 }
-                let mut p = Params::from_seed(seed, duration, nodes);
+                let mut p = Params::from_seed_with(seed, duration, &overrides);
                 if let Some(w) = writes {
                     p.write_rate = w;
                 }
@@ -373,10 +403,7 @@ fn cmd_shrink(args: &Args) -> Result<bool, String> {
         base.schedule.faults.len()
     );
     print!("{schedule}");
-    println!(
-        "replay: simulator run --seed {seed} --duration {} --schedule {out}",
-        args.flags.get("duration").map_or("1h", |s| s)
-    );
+    println!("replay: {} --schedule {out}", command_for("run", args, seed, true));
     Ok(false)
 }
 

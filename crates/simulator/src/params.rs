@@ -53,6 +53,30 @@ impl Default for Durations {
     }
 }
 
+/// Parts of a run fixed by the user instead of drawn from the seed (everything else is
+/// still drawn, from the same random streams, so a seed keeps its workload and fault mix).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Number of nodes.
+    pub nodes: Option<usize>,
+    /// `(ttl, loop_wait, retry_timeout)`; the fault schedule is drawn for this ttl.
+    pub timing: Option<(Millis, Millis, Millis)>,
+    /// Failsafe mode on or off.
+    pub failsafe: Option<bool>,
+    /// Store mode.
+    pub mode: Option<DcsMode>,
+}
+
+impl Overrides {
+    /// Checks the timing against the default safety assumptions; the error says what to
+    /// change (the daemon refuses the same settings at load).
+    pub fn validate(&self) -> Result<(), String> {
+        let Some((ttl, loop_wait, retry_timeout)) = self.timing else { return Ok(()) };
+        let s = ClusterSettings { ttl, loop_wait, retry_timeout, ..ClusterSettings::default() };
+        s.validate(&Safety::default()).map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+    }
+}
+
 /// The parameters of one run.
 #[derive(Clone, Debug)]
 pub struct Params {
@@ -120,10 +144,17 @@ impl Params {
 
     /// Everything drawn from `seed`, for a fault phase of `duration`.
     pub fn from_seed(seed: u64, duration: Millis, nodes: Option<usize>) -> Params {
+        Params::from_seed_with(seed, duration, &Overrides { nodes, ..Overrides::default() })
+    }
+
+    /// [`Params::from_seed`] with some parts fixed by `o`.
+    pub fn from_seed_with(seed: u64, duration: Millis, o: &Overrides) -> Params {
         let mut r = Rng::stream(seed, "params");
-        let nodes = nodes.unwrap_or_else(|| r.range(3, 7) as usize);
-        let mode = if r.chance(0.5) { DcsMode::Etcd } else { DcsMode::Dynamo };
-        let (ttl, loop_wait, retry) = r.pick(&[(10_000, 1_000, 1_000), (15_000, 2_000, 2_000), (30_000, 5_000, 5_000)]);
+        let nodes = o.nodes.unwrap_or_else(|| r.range(3, 7) as usize);
+        let drawn_mode = if r.chance(0.5) { DcsMode::Etcd } else { DcsMode::Dynamo };
+        let mode = o.mode.unwrap_or(drawn_mode);
+        let drawn = r.pick(&[(10_000, 1_000, 1_000), (15_000, 2_000, 2_000), (30_000, 5_000, 5_000)]);
+        let (ttl, loop_wait, retry) = o.timing.unwrap_or(drawn);
         let synchronous_mode = r.pick(&[SyncMode::Off, SyncMode::Off, SyncMode::On, SyncMode::Strict]);
         let settings = ClusterSettings {
             ttl,
@@ -132,7 +163,10 @@ impl Params {
             maximum_lag_on_failover: r.pick(&[1 << 20, 64 * 1024, u64::MAX]),
             synchronous_mode,
             synchronous_node_count: if nodes > 3 && r.chance(0.3) { 2 } else { 1 },
-            failsafe_mode: r.chance(0.5),
+            failsafe_mode: {
+                let drawn = r.chance(0.5);
+                o.failsafe.unwrap_or(drawn)
+            },
             paused: false,
             primary_start_timeout: ttl * 2,
             primary_hang_timeout: ttl * 3 / 2,

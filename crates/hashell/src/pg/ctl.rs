@@ -312,6 +312,8 @@ impl PgCtl {
     /// pg_ctl start, waiting until it accepts connections.
     pub async fn start(&self, limit: Duration) -> Result<(), String> {
         self.apply_files().await?;
+        // A crashed postmaster that is still our zombie makes pg_ctl refuse to start.
+        super::files::reap_postgres_zombies();
         let mut cmd = tokio::process::Command::new(self.bin("pg_ctl"));
         cmd.arg("-D").arg(self.data()).arg("-l").arg(self.cfg.postgresql.log_path()).args([
             "-w",

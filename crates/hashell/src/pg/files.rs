@@ -72,6 +72,48 @@ pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     text.lines().next()?.trim().parse().ok().filter(|p| *p > 0)
 }
 
+/// Reaps every zombie child of this process that was a PostgreSQL process. The daemon is a
+/// child subreaper ([`become_subreaper`]), so the postmaster `pg_ctl` starts becomes its
+/// child once pg_ctl exits, and so do a killed postmaster's backends. A killed postmaster
+/// stays a zombie until its parent reaps it, and PostgreSQL refuses to start while the
+/// PID in `postmaster.pid` still exists ("lock file already exists"): a crash could not be
+/// restarted until then. Only processes named `postgres` are reaped: the daemon never
+/// spawns one itself (the runtime reaps the commands it did spawn). Returns how many.
+pub fn reap_postgres_zombies() -> usize {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let mut reaped = 0;
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let mut f = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<u32>().ok()));
+        if state == Some("Z") && ppid == Some(me) && (comm == "postgres" || comm == "postmaster") {
+            let mut status = 0;
+            // SAFETY: waitpid on one specific child PID with WNOHANG; `status` is valid.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                reaped += 1;
+            }
+        }
+    }
+    reaped
+}
+
+/// Makes this process the reaper of its orphaned descendants (Linux
+/// `PR_SET_CHILD_SUBREAPER`): the postmaster `pg_ctl` starts becomes our child instead of
+/// PID 1's, so [`reap_postgres_zombies`] can reap it at once after a crash whatever the init
+/// (a slow or absent reaper in a container would leave it a zombie).
+pub fn become_subreaper() -> Result<(), String> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument only.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
 /// Whether `pid` is a live process whose command is a PostgreSQL server (a stale
 /// postmaster.pid after a crash may name a PID reused by something else).
 pub fn is_postgres(pid: i32) -> bool {
@@ -115,6 +157,33 @@ pub fn read_history(data_dir: &Path, timeline: Timeline) -> Result<Vec<TimelineS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_child_named_postgres_is_reaped_and_no_other_child_is() {
+        let dir = std::env::temp_dir().join(format!("hashell-reap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("postgres");
+        std::fs::copy("/bin/sleep", &fake).unwrap();
+        let mut pg = std::process::Command::new(&fake).arg("30").spawn().unwrap();
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        pg.kill().unwrap();
+        other.kill().unwrap();
+        // Both are zombies once the kill lands; only the one named postgres may be reaped.
+        let zombie = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rfind(')').is_some_and(|i| s[i + 1..].trim_start().starts_with('Z')))
+        };
+        let t0 = std::time::Instant::now();
+        while !(zombie(pg.id()) && zombie(other.id())) && t0.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(reap_postgres_zombies() >= 1);
+        assert!(!std::path::Path::new(&format!("/proc/{}", pg.id())).exists(), "the postgres zombie is gone");
+        assert!(pg.try_wait().is_err(), "already reaped: waiting again finds no child");
+        assert!(zombie(other.id()), "a child with another name is left to its owner");
+        assert!(other.wait().is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     const CONTROLDATA: &str = "pg_control version number:            1300
 Catalog version number:               202209061

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Failover benchmark side by side with Patroni (issue 8): installs what it needs
+# (PostgreSQL 15, etcd, Patroni in a venv), builds, and runs both tools on the same machine
+# in one run, interleaved. Prints markdown tables (docs/benchmarks.md has the last ones).
+#
+#   bench/compare.sh                                  # 5 runs, defaults and fastest presets
+#   bench/compare.sh --runs 3 --presets defaults --svg docs/crash-timeline.svg
+#   bench/compare.sh --only hashell --runs 1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 python3 python3-venv
+patroni=$(scripts/install-patroni.sh)
+step "build"
+cargo build -q --release -p e2e --bins
+step "benchmark"
+exec target/release/compare --patroni "$patroni" "$@"
