@@ -35,14 +35,12 @@ fn wait<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Res
 
 /// The primary, when there is exactly one and every other member streams on its timeline.
 pub fn healthy(c: &LocalCluster) -> Option<usize> {
-    let p = c.primaries();
-    let others_ok = (0..c.nodes.len()).filter(|i| p.first() != Some(i)).all(|i| {
-        c.status(i).is_some_and(|s| {
-            s["reason"] == "replica_streaming"
-                && s["timeline"] == c.status(p[0]).map_or(serde_json::Value::Null, |x| x["timeline"].clone())
-        })
-    });
-    (p.len() == 1 && others_ok).then(|| p[0])
+    let [p] = c.primaries()[..] else { return None };
+    let timeline = c.status(p).map_or(serde_json::Value::Null, |x| x["timeline"].clone());
+    let others_ok = (0..c.nodes.len())
+        .filter(|&i| i != p)
+        .all(|i| c.status(i).is_some_and(|s| s["reason"] == "replica_streaming" && s["timeline"] == timeline));
+    others_ok.then_some(p)
 }
 
 /// One acknowledged write: when, which server took it, the row id.

@@ -194,10 +194,11 @@ fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
-fn rss_kib(pid: i32) -> u64 {
+/// A `kB` field of /proc/PID/status (`VmRSS`, `RssAnon`).
+fn status_kib(pid: i32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
@@ -306,6 +307,7 @@ struct Iteration {
 #[derive(Default, Clone)]
 struct Footprint {
     rss_kib: f64,
+    anon_kib: f64,
     cpu_s_per_h: f64,
     requests_per_node_min: BTreeMap<String, f64>,
 }
@@ -414,9 +416,11 @@ fn iterate(
         std::thread::sleep(Duration::from_secs(3));
 
         // 3. PostgreSQL alone crashes on the primary.
-        let before = snapshot().iter().map(|a| a.0).max().ok_or("no writes")?;
-        let killed = Instant::now();
+        // From the moment every process is dead: the kill takes a few milliseconds (it
+        // freezes the postmaster, then walks /proc), and the backends serve meanwhile.
         let pm = ha.kill_postgres(cur)?;
+        let killed = Instant::now();
+        let before = snapshot().iter().map(|a| a.0).filter(|&t| t <= killed).max().ok_or("no writes")?;
         let (next, on) = wait("a write after the PostgreSQL crash", limit, || {
             snapshot().iter().filter(|a| a.0 > killed).map(|a| (a.0, a.1)).min()
         })?;
@@ -460,7 +464,8 @@ fn iterate(
         let (c1, e1, secs) = (cpu(&pids), etcd_counters(etcd.port()), t0.elapsed().as_secs_f64());
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let rss: u64 = pids.iter().flatten().map(|&p| rss_kib(p)).sum();
+        let rss: u64 = pids.iter().flatten().map(|&p| status_kib(p, "VmRSS")).sum();
+        let anon: u64 = pids.iter().flatten().map(|&p| status_kib(p, "RssAnon")).sum();
         let mut req = BTreeMap::new();
         for (k, v1) in &e1 {
             let d = v1 - e0.get(k).copied().unwrap_or(0.0);
@@ -471,6 +476,7 @@ fn iterate(
         }
         Some(Footprint {
             rss_kib: rss as f64 / 3.0,
+            anon_kib: anon as f64 / 3.0,
             cpu_s_per_h: (c1 - c0) as f64 / hz / 3.0 / secs * 3600.0,
             requests_per_node_min: req,
         })
@@ -667,6 +673,7 @@ fn main() {
                 println!("| {name} | {} | {} | {r} |", fmt(h), fmt(p));
             };
             row("daemon RSS (MiB)", h.map(|f| f.rss_kib / 1024.0), p.map(|f| f.rss_kib / 1024.0), "");
+            row("of which private (RssAnon, MiB)", h.map(|f| f.anon_kib / 1024.0), p.map(|f| f.anon_kib / 1024.0), "");
             row("daemon CPU (s per hour)", h.map(|f| f.cpu_s_per_h), p.map(|f| f.cpu_s_per_h), "");
             let mut keys: Vec<&String> =
                 h.iter().chain(p.iter()).flat_map(|f| f.requests_per_node_min.keys()).collect();
