@@ -17,7 +17,8 @@ fn a_bad_configuration_is_refused_naming_the_key() {
     let data = dir.join("data");
     let bad = example
         .replace("/var/lib/postgresql/15/main", &data.display().to_string())
-        .replace("ttl = \"30s\"", "ttl = \"3s\"");
+        .replace("ttl = \"25s\"", "ttl = \"3s\"");
+    assert!(bad.contains("ttl = \"3s\""), "the example's ttl line changed: {example}");
     std::fs::write(&file, bad).unwrap();
     let out = std::process::Command::new(daemon_exe()).arg("run").arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -62,7 +62,10 @@ pub struct ClusterSettings {
 impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
-            ttl: 30_000,
+            // With renewals every 5 s the primary rides out 20 s of store trouble, as at
+            // Patroni's defaults (ttl 30 s, loop_wait 10 s), and a crashed primary is
+            // replaced after 20-25 s (Patroni: 20-30 s).
+            ttl: 25_000,
             loop_wait: 5_000,
             retry_timeout: 5_000,
             maximum_lag_on_failover: 1 << 20,

@@ -920,7 +920,7 @@ mod tests {
     fn the_example_is_valid_and_means_what_it_says() {
         let c = example().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.cluster.name, "main");
-        assert_eq!(c.settings.ttl, Dur(30_000));
+        assert_eq!(c.settings.ttl, Dur(25_000));
         let core = c.core();
         core.validate().unwrap();
         assert_eq!(core.defaults.loop_wait, 5_000);

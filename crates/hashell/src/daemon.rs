@@ -954,6 +954,8 @@ impl<D: Dcs + 'static> Daemon<D> {
                     continue;
                 }
             }
+            // After these, the next decision can follow at once: a leadership change, or a
+            // candidate's WAL receiver stopped (an election waits for final positions).
             urgent |= matches!(
                 &action,
                 Action::Dcs {
@@ -962,7 +964,7 @@ impl<D: Dcs + 'static> Daemon<D> {
                         | DcsOp::ReleaseLeader { .. }
                         | DcsOp::LeaderWrite { .. },
                     ..
-                }
+                } | Action::Follow { upstream: None }
             );
             let moves = matches!(
                 &action,

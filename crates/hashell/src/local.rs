@@ -126,7 +126,7 @@ pub struct LocalOptions {
     pub bin_dir: PathBuf,
     /// The etcd endpoint each node uses (one entry per node).
     pub endpoints: Vec<String>,
-    /// The `[settings]` lines (e.g. [`FAST_SETTINGS`]; empty: the defaults, ttl 30 s).
+    /// The `[settings]` lines (e.g. [`FAST_SETTINGS`]; empty: the defaults, ttl 25 s).
     pub settings: String,
     /// `[log] level`.
     pub log_level: String,

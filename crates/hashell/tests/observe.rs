@@ -47,6 +47,20 @@ async fn a_primary_running_stopped_and_hung() {
     assert!(o.maybe_writable());
     assert!(matches!(trouble, Some(Trouble::CannotConnect(_)) | Some(Trouble::QueryFailed(_))), "{trouble:?}");
 
+    // Only the postmaster hangs: the backend of the observation connection still answers,
+    // but no new connection can be made. Seen once that connection has served its time.
+    let (o, _) = observe(&t).await;
+    assert!(o.responsive);
+    let pm = hashell::pg::files::postmaster_pid(&pg.data).expect("postmaster");
+    // SAFETY: kill(2) on the postmaster this test started.
+    unsafe { libc::kill(pm, libc::SIGSTOP) };
+    std::thread::sleep(hashell::pg::observe::OBSERVER_MAX_AGE);
+    let (o, trouble) = observe(&t).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pm, libc::SIGCONT) };
+    assert!(o.running && !o.responsive, "{o:?}");
+    assert!(matches!(trouble, Some(Trouble::CannotConnect(_)) | Some(Trouble::QueryFailed(_))), "{trouble:?}");
+
     pg.stop("fast");
     let (o, _) = observe(&t).await;
     assert!(!o.running);
@@ -95,4 +109,44 @@ async fn a_killed_primary_reports_where_its_wal_really_ends() {
     let cd = hashell::pg::observe::controldata(&t).await.unwrap();
     assert!(cd.checkpoint < end, "the test needs WAL past the last checkpoint");
     assert_eq!(o.flush_lsn, end, "end of WAL after a kill (checkpoint at {})", cd.checkpoint);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_keeps_one_connection_and_rereads_a_changed_control_file() {
+    use hashell::pg::observe::controldata;
+    let pg = PgInstance::initdb();
+    let t = pg.target();
+    // Read twice, the second time long after initdb wrote the file (that one is kept).
+    let _ = controldata(&t).await.expect("pg_controldata");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let before = controldata(&t).await.expect("pg_controldata");
+
+    pg.start();
+    let (o, trouble) = observe(&t).await;
+    assert!(o.responsive && trouble.is_none(), "{trouble:?}");
+    let observers = || {
+        pg.psql(
+            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE application_name = 'hashell'",
+        )
+    };
+    let first = observers();
+    assert!(!first.is_empty() && !first.contains(','), "one observation connection: {first:?}");
+    for _ in 0..3 {
+        let (o, trouble) = observe(&t).await;
+        assert!(o.responsive && trouble.is_none(), "{trouble:?}");
+    }
+    assert_eq!(observers(), first, "the same connection, reused");
+
+    // The server restarts: its connection dies with it; the next observation answers at
+    // once on a new one, and the control file the shutdown rewrote is read again.
+    pg.psql("CREATE TABLE t AS SELECT generate_series(1, 10000) AS x");
+    pg.stop("fast");
+    let after = controldata(&t).await.expect("pg_controldata");
+    assert!(after.checkpoint > before.checkpoint, "{after:?} vs the cached {before:?}");
+    pg.start();
+    let (o, trouble) = observe(&t).await;
+    assert!(o.responsive, "{trouble:?}");
+    assert_eq!(trouble, None);
+    let second = observers();
+    assert!(!second.is_empty() && second != first, "{second:?} after {first:?}");
 }

@@ -73,7 +73,7 @@ impl Preset {
     }
     fn describe(self, s: System) -> &'static str {
         match (s, self) {
-            (System::Hashell, Preset::Defaults) => "ttl 30 s, loop_wait 5 s, retry_timeout 5 s",
+            (System::Hashell, Preset::Defaults) => "ttl 25 s, loop_wait 5 s, retry_timeout 5 s",
             (System::Hashell, Preset::Fastest) => "ttl 5 s, loop_wait 0.5 s, retry_timeout 1 s, failsafe on",
             (System::Patroni, Preset::Defaults) => "ttl 30 s, loop_wait 10 s, retry_timeout 10 s",
             (System::Patroni, Preset::Fastest) => "ttl 20 s, loop_wait 1 s, retry_timeout 3 s",
@@ -376,9 +376,19 @@ fn iterate(
         std::thread::spawn(move || writer(ports, stop, acks))
     };
     let snapshot = || acks.lock().map(|a| a.clone()).unwrap_or_default();
+    // Faults land at a random point of the tools' loops: the crash gap depends on how long
+    // ago the last renewal was, and the harness's own waits would otherwise line the kill
+    // up with a loop boundary. 3 to 13 s: a whole 10 s Patroni loop, two of hashell's.
+    let mut rng = (run as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (sys as u64 + 1) ^ ((preset as u64 + 1) << 8);
+    let mut pause = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        Duration::from_millis(3_000 + rng % 10_000)
+    };
     let result = (|| -> Result<Iteration, String> {
         let mut it = Iteration::default();
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(pause());
 
         // 1. Node crash.
         let killed = Instant::now();
@@ -413,7 +423,7 @@ fn iterate(
         })?;
         it.rejoin = restarted.elapsed().as_secs_f64();
         let cur = wait("a healthy cluster after the rejoin", limit, || ha.healthy())?;
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(pause());
 
         // 3. PostgreSQL alone crashes on the primary.
         // From the moment every process is dead: the kill takes a few milliseconds (it
@@ -430,7 +440,7 @@ fn iterate(
         );
         it.pg_crash_gap = next.saturating_duration_since(before).as_secs_f64();
         let cur = wait("a healthy cluster after the PostgreSQL crash", limit, || ha.healthy())?;
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(pause());
 
         // 4. Planned switchover to the first other member.
         let to = (0..3).find(|&i| i != cur).unwrap_or(0);

@@ -8,7 +8,7 @@
 //!
 //! (`--bins`: the daemon under test, `hashell-under-test`, is a binary of this package.)
 //!
-//! Default timing: hashell's defaults (ttl 30 s, loop_wait 5 s, retry_timeout 5 s);
+//! Default timing: hashell's defaults (ttl 25 s, loop_wait 5 s, retry_timeout 5 s);
 //! `--fast`: ttl 10 s, loop_wait 1 s, retry_timeout 2 s.
 
 use backend_etcd::server::EtcdServer;
@@ -56,7 +56,7 @@ fn main() {
     let (mut crash, mut switch) = (Vec::new(), Vec::new());
     println!(
         "run  crash gap (s)  switchover gap (s)   [{}]",
-        if fast { "ttl 10 s, loop_wait 1 s" } else { "defaults: ttl 30 s, loop_wait 5 s" }
+        if fast { "ttl 10 s, loop_wait 1 s" } else { "defaults: ttl 25 s, loop_wait 5 s" }
     );
     for run in 1..=runs {
         let etcd = EtcdServer::try_start().unwrap_or_else(|e| panic!("{e}"));

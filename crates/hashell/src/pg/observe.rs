@@ -44,6 +44,54 @@ pub const UPSTREAM_FILE: &str = "hashell.upstream";
 
 /// Runs `pg_controldata` (C locale).
 pub async fn controldata(t: &PgTarget) -> Result<ControlData, String> {
+    let stamp = control_stamp(&t.data_dir);
+    if let (Some(stamp), Ok(cache)) = (stamp, CONTROL.lock()) {
+        if let Some((_, _, cd)) = cache.iter().find(|(d, s, _)| *d == t.data_dir && *s == stamp) {
+            return Ok(cd.clone());
+        }
+    }
+    let read_at = std::time::SystemTime::now();
+    let cd = run_controldata(t).await?;
+    // Trusted later only if read well after the file last changed: a write within the
+    // same coarse clock tick as an earlier one could leave the modification time as it
+    // was, but any write after `read_at` has a later one.
+    if let (Some(stamp), Ok(mut cache)) = (stamp, CONTROL.lock()) {
+        cache.retain(|(d, _, _)| *d != t.data_dir);
+        if read_at.duration_since(stamp.mtime).is_ok_and(|d| d > Duration::from_millis(50)) {
+            cache.push((t.data_dir.clone(), stamp, cd.clone()));
+        }
+    }
+    Ok(cd)
+}
+
+/// What identifies one version of `global/pg_control`: PostgreSQL rewrites it in place
+/// (checkpoints, restartpoints, state changes), a rewind or clone replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ControlStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: std::time::SystemTime,
+    ctime: (i64, i64),
+}
+
+fn control_stamp(data_dir: &std::path::Path) -> Option<ControlStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(data_dir.join("global").join("pg_control")).ok()?;
+    Some(ControlStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: m.modified().ok()?,
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// The last `pg_controldata` output per data directory, with the file version it read:
+/// the file changes at checkpoints, so most loops need no new process.
+static CONTROL: std::sync::Mutex<Vec<(PathBuf, ControlStamp, ControlData)>> = std::sync::Mutex::new(Vec::new());
+
+async fn run_controldata(t: &PgTarget) -> Result<ControlData, String> {
     let out = tokio::time::timeout(
         t.timeout,
         tokio::process::Command::new(t.bin_dir.join("pg_controldata")).arg(&t.data_dir).env("LC_ALL", "C").output(),
@@ -258,9 +306,53 @@ pub async fn pending_restart(t: &PgTarget) -> Option<bool> {
     tokio::time::timeout(t.timeout, q).await.ok().flatten()
 }
 
+/// The observation connection per server (host, port, user, postmaster PID), kept between
+/// loops for up to [`OBSERVER_MAX_AGE`]: a new connection each loop cost a backend fork and
+/// an authentication every `loop_wait`. It is taken out while in use, so a query that
+/// times out drops it (never reused mid-query); one that fails is dropped and the queries
+/// are tried once more on a new connection, so a connection that went stale costs no
+/// failed observation.
+static OBSERVER: std::sync::Mutex<Vec<(ObserverKey, std::time::Instant, tokio_postgres::Client)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// How long one observation connection serves. A postmaster that hangs while its
+/// backends still answer (it forks no new backend, so no client can connect) shows only
+/// to a new connection: this bounds how late the hang detection starts counting.
+pub const OBSERVER_MAX_AGE: Duration = Duration::from_secs(5);
+
+type ObserverKey = (String, u16, String, Option<i32>);
+
 async fn query(t: &PgTarget, pg: &mut PgObservation) -> Result<(), Trouble> {
-    let client = connect(t, t.timeout).await.map_err(Trouble::CannotConnect)?;
-    run_queries(&client, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()))
+    let key = (t.host.clone(), t.port, t.user.clone(), postmaster_pid(&t.data_dir));
+    let cached = OBSERVER.lock().ok().and_then(|mut v| {
+        // Connections to an earlier postmaster of this server go, and old ones.
+        v.retain(|(k, born, _)| {
+            ((&k.0, k.1, &k.2) != (&key.0, key.1, &key.2) || k.3 == key.3) && born.elapsed() < OBSERVER_MAX_AGE
+        });
+        let i = v.iter().position(|(k, _, _)| *k == key)?;
+        let (_, born, c) = v.swap_remove(i);
+        Some((born, c))
+    });
+    let reused = match cached.filter(|(_, c)| !c.is_closed()) {
+        Some((born, c)) => match run_queries(&c, pg).await {
+            Ok(()) => Some((born, c)),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let (born, client) = match reused {
+        Some(x) => x,
+        None => {
+            let born = std::time::Instant::now();
+            let c = connect(t, t.timeout).await.map_err(Trouble::CannotConnect)?;
+            run_queries(&c, pg).await.map_err(|e| Trouble::QueryFailed(e.to_string()))?;
+            (born, c)
+        }
+    };
+    if let Ok(mut v) = OBSERVER.lock() {
+        v.push((key, born, client));
+    }
+    Ok(())
 }
 
 async fn run_queries(c: &tokio_postgres::Client, pg: &mut PgObservation) -> Result<(), tokio_postgres::Error> {

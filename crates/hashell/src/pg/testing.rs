@@ -137,6 +137,17 @@ impl PgInstance {
                 unsafe { libc::kill(pid, sig) };
             }
         }
+        // Backends' titles do not name the data directory: the postmaster's children.
+        if let (Some(pm), Ok(dir)) = (super::files::postmaster_pid(&self.data), std::fs::read_dir("/proc")) {
+            for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<i32>().ok());
+                if ppid == Some(pm) {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        }
     }
 
     /// Runs SQL through psql as the superuser; returns stdout.
