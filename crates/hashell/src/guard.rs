@@ -25,7 +25,7 @@ use hacore::{GuardState, Millis, Term};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// How long the guard lingers without a daemon and without a deadline ahead.
@@ -59,20 +59,41 @@ fn answer(shared: &Mutex<Shared>, line: &str) -> String {
     }
 }
 
-fn serve(stream: UnixStream, shared: Arc<Mutex<Shared>>) {
+/// The guard's state and the signal that it changed (the main loop sleeps on it).
+type Guarded = Arc<(Mutex<Shared>, Condvar)>;
+
+fn serve(stream: UnixStream, shared: Guarded) {
     let mut out = match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
     };
-    shared.lock().unwrap_or_else(|e| e.into_inner()).connections += 1;
+    shared.0.lock().unwrap_or_else(|e| e.into_inner()).connections += 1;
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
-        let reply = answer(&shared, &line);
+        let reply = answer(&shared.0, &line);
+        shared.1.notify_all();
         if writeln!(out, "{reply}").is_err() {
             break;
         }
     }
-    shared.lock().unwrap_or_else(|e| e.into_inner()).connections -= 1;
+    shared.0.lock().unwrap_or_else(|e| e.into_inner()).connections -= 1;
+    shared.1.notify_all();
+}
+
+/// Longest sleep of the guard's loop: it wakes at the deadline, when a request changed
+/// it, and at least this often (the deadline is on CLOCK_BOOTTIME, the sleep's timer is
+/// not: after a suspend it may be this late). It polled every 10 ms before, which cost
+/// more CPU than the daemon itself.
+const GUARD_TICK: Millis = 100;
+
+/// How long the guard's loop sleeps at `now`: until the deadline, at most [`GUARD_TICK`];
+/// once the deadline has passed, 10 ms (a late start of PostgreSQL is killed at once).
+fn guard_sleep(now: Millis, armed: Option<(Millis, Term)>) -> Millis {
+    match armed {
+        Some((d, _)) if now >= d => 10,
+        Some((d, _)) => (d - now).clamp(1, GUARD_TICK),
+        None => GUARD_TICK,
+    }
 }
 
 /// Runs the guard until it is no longer needed. Blocking, std only: nothing shared with
@@ -96,8 +117,18 @@ pub fn run(socket: &Path, data_dir: &Path, watchdog: Option<&Path>) -> Result<()
     }
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared: Guarded = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+    {
+        // Connections are taken as they come, each served by its own thread.
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let sh = shared.clone();
+                std::thread::spawn(move || serve(stream, sh));
+            }
+        });
+    }
     let clock = BootClock;
     eprintln!(
         "hashell guard {}: serving {} for {} at {}",
@@ -110,14 +141,9 @@ pub fn run(socket: &Path, data_dir: &Path, watchdog: Option<&Path>) -> Result<()
     let mut fired_at: Option<Millis> = None;
     let mut wd = watchdog.map(WatchdogHolder::new);
     loop {
-        while let Ok((stream, _)) = listener.accept() {
-            let _ = stream.set_nonblocking(false);
-            let sh = shared.clone();
-            std::thread::spawn(move || serve(stream, sh));
-        }
         let now = clock.now();
         let (armed, connections) = {
-            let s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let s = shared.0.lock().unwrap_or_else(|e| e.into_inner());
             (s.armed, s.connections)
         };
         if let Some((deadline, term)) = armed {
@@ -145,7 +171,11 @@ pub fn run(socket: &Path, data_dir: &Path, watchdog: Option<&Path>) -> Result<()
             }
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let s = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        if (s.armed, s.connections) == (armed, connections) {
+            let wait = Duration::from_millis(guard_sleep(clock.now(), armed));
+            drop(shared.1.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner()));
+        }
     }
 }
 
@@ -350,6 +380,10 @@ mod tests {
     #[test]
     fn requests_and_answers() {
         let s = Mutex::new(Shared::default());
+        assert_eq!(guard_sleep(1_000, None), GUARD_TICK);
+        assert_eq!(guard_sleep(1_000, Some((1_040, Term(1)))), 40, "wakes at the deadline");
+        assert_eq!(guard_sleep(1_000, Some((9_000, Term(1)))), GUARD_TICK);
+        assert_eq!(guard_sleep(1_000, Some((1_000, Term(1)))), 10, "past it: watches for a late start");
         assert_eq!(answer(&s, "state"), "idle");
         assert_eq!(answer(&s, "arm 1234 7"), "armed 1234 7");
         assert_eq!(answer(&s, "state"), "armed 1234 7");
