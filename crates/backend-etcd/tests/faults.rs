@@ -83,7 +83,7 @@ async fn the_deadline_counts_from_the_send_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn watch_wakes_on_leader_side_keys_only() {
+async fn watch_wakes_on_what_nodes_act_on_and_not_on_the_leaders_status() {
     let server = Arc::new(EtcdServer::start());
     let h = EtcdHarness::fresh(&server);
     let a = h.connect("a", &server.endpoint()).await;
@@ -91,13 +91,22 @@ async fn watch_wakes_on_leader_side_keys_only() {
     assert!(a.has_watch());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // A member record changing does not wake anyone.
+    // The leader's status (rewritten as its position moves) does not wake anyone.
     let woke = tokio::time::timeout(Duration::from_millis(700), a.changed());
+    let op = DcsOp::Put(Write::put(Value::Status(hacore::dcs::StatusRecord::default()), Expect::Any));
+    let put = b.execute(&op);
+    let (woke, put) = tokio::join!(woke, put);
+    put.expect("put status");
+    assert!(woke.is_err(), "the leader's status woke the watch");
+
+    // A member record (written only when it changes materially: a member returns) does:
+    // the leader creates the returning member's slot at once.
+    let woke = tokio::time::timeout(Duration::from_secs(3), a.changed());
     let op = DcsOp::PublishMember(MemberRecord { name: "b".into(), ..Default::default() });
     let publish = b.execute(&op);
     let (woke, published) = tokio::join!(woke, publish);
     published.expect("publish");
-    assert!(woke.is_err(), "a member record woke the watch");
+    assert!(woke.is_ok(), "a member record did not wake the watch");
 
     // A switchover request does, promptly.
     let t0 = Instant::now();

@@ -256,11 +256,14 @@ impl Key {
         }
     }
 
-    /// Whether a change of this key should wake every node at once. Member records, the
-    /// leader's status and events change often and matter only at the next loop; a watch
-    /// that woke everyone on them would double the steps of an idle cluster.
+    /// Whether a change of this key should wake every node at once. The leader's status
+    /// and events change often and matter only at the next loop; a watch that woke
+    /// everyone on them would double the steps of an idle cluster. Member records are
+    /// written only when they change materially (a member returns, changes role,
+    /// timeline or tags), and the leader acts on that at once: a returning replica's WAL
+    /// receiver is refused until the leader has created its slot.
     pub fn wakes(&self) -> bool {
-        !matches!(self, Key::Member(_) | Key::Status | Key::Events)
+        !matches!(self, Key::Status | Key::Events)
     }
 
     /// Parses a path below the cluster prefix.

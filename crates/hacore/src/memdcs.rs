@@ -161,7 +161,7 @@ impl MemStore {
     }
 
     /// Changes only with the keys a node must react to at once (leader, switchover,
-    /// config, sync, history, initialize, failsafe); member records, the leader's status
+    /// config, sync, history, initialize, failsafe, member records); the leader's status
     /// and events are picked up at the next loop. See [`Key::wakes`].
     pub fn wake_revision(&self) -> u64 {
         self.wake_revision
