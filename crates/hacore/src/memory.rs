@@ -257,6 +257,13 @@ pub struct Memory {
     /// (so a read that lags the write does not record it twice).
     #[serde(default)]
     pub join_noted: bool,
+    /// A start as primary or a promotion waited a step for a fresh grant because a
+    /// renewal went out in the same batch. The next step sends it first, on the grant it
+    /// holds, and the renewal after it: a loop slower than `loop_wait` (a store round trip
+    /// for the read and one for the renewal) finds a renewal due at every step and would
+    /// otherwise wait for ever.
+    #[serde(default)]
+    pub writable_waits_for_grant: bool,
 }
 
 impl Memory {

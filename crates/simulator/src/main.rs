@@ -47,7 +47,7 @@ const USAGE: &str = "usage:
   simulator run --seed N [--duration 1h] [--nodes 3..7] [--writes N] [--trace FILE] [--svg FILE] [--schedule FILE] [--check-determinism]
   simulator sweep --seeds A..B [--duration 1h] [--jobs N] [--nodes N] [--writes N] [--min-coverage]
   run and sweep also take [--ttl 5s --loop-wait 500ms --retry-timeout 1s] [--failsafe on|off] [--dcs etcd|dynamo]
-  to fix what the seed would draw
+  [--fence-time 1500ms --wake-latency 500ms] to fix what the seed would draw (or the defaults would)
   simulator shrink --seed N [--duration 1h] [--nodes N] [--out FILE]
   simulator scenario FILE... [--trace FILE] [--svg FILE]";
 
@@ -101,7 +101,12 @@ impl Args {
             Some("dynamo") => Some(DcsMode::Dynamo),
             Some(v) => return Err(format!("--dcs {v:?}: use etcd or dynamo")),
         };
-        let o = Overrides { nodes: self.nodes()?, timing, failsafe, mode };
+        let safety = match (dur("fence-time")?, dur("wake-latency")?) {
+            (None, None) => None,
+            (Some(f), Some(w)) => Some((f, w)),
+            _ => return Err("--fence-time and --wake-latency go together".into()),
+        };
+        let o = Overrides { nodes: self.nodes()?, timing, failsafe, mode, safety };
         o.validate()?;
         Ok(o)
     }
@@ -162,8 +167,19 @@ fn params_for(args: &Args, seed: u64) -> Result<Params, String> {
 }
 
 /// Flags that change what a seed runs; a replay passes them on.
-const RUN_FLAGS: [&str; 9] =
-    ["duration", "nodes", "schedule", "writes", "ttl", "loop-wait", "retry-timeout", "failsafe", "dcs"];
+const RUN_FLAGS: [&str; 11] = [
+    "duration",
+    "nodes",
+    "schedule",
+    "writes",
+    "ttl",
+    "loop-wait",
+    "retry-timeout",
+    "failsafe",
+    "dcs",
+    "fence-time",
+    "wake-latency",
+];
 
 /// `simulator CMD --seed SEED` with the flags of this invocation that change the run.
 fn command_for(cmd: &str, args: &Args, seed: u64, skip_schedule: bool) -> String {

@@ -65,15 +65,38 @@ pub struct Overrides {
     pub failsafe: Option<bool>,
     /// Store mode.
     pub mode: Option<DcsMode>,
+    /// `(fence_time, wake_latency)` of the safety assumptions, for settings tuned to a
+    /// fast machine; the simulated fencing (the guard's kill, `stop -m immediate` in
+    /// [`Durations::stop_immediate`]) stays within them.
+    pub safety: Option<(Millis, Millis)>,
 }
 
 impl Overrides {
-    /// Checks the timing against the default safety assumptions; the error says what to
-    /// change (the daemon refuses the same settings at load).
+    /// The safety assumptions of the run: the defaults with `safety` applied.
+    pub fn safety(&self) -> Safety {
+        let mut s = Safety::default();
+        if let Some((fence_time, wake_latency)) = self.safety {
+            s.fence_time = fence_time;
+            s.wake_latency = wake_latency;
+        }
+        s
+    }
+
+    /// Checks the timing against the safety assumptions; the error says what to change
+    /// (the daemon refuses the same settings at load).
     pub fn validate(&self) -> Result<(), String> {
+        let safety = self.safety();
+        if let Some((fence_time, _)) = self.safety {
+            let stop = Durations::default().stop_immediate;
+            if fence_time < stop {
+                return Err(format!(
+                    "fence time {fence_time} ms is shorter than the simulated immediate stop ({stop} ms)"
+                ));
+            }
+        }
         let Some((ttl, loop_wait, retry_timeout)) = self.timing else { return Ok(()) };
         let s = ClusterSettings { ttl, loop_wait, retry_timeout, ..ClusterSettings::default() };
-        s.validate(&Safety::default()).map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        s.validate(&safety).map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
     }
 }
 
@@ -172,7 +195,7 @@ impl Params {
             primary_hang_timeout: ttl * 3 / 2,
             switchover_timeout: ttl,
         };
-        let safety = Safety::default();
+        let safety = o.safety();
         let bound = safety.max_clock_drift_ppm as i64;
         let drift_ppm = (0..nodes).map(|_| r.range(0, 2 * bound as u64) as i64 - bound).collect();
         let lat_max = r.pick(&[2, 10, 50, 200]);
@@ -194,6 +217,19 @@ impl Params {
             // observer). Jumps stay in etcd-like runs; scenarios/dynamo-observer-clock-jump.sim
             // shows the limit.
             schedule.faults.retain(|f| !matches!(f.kind, crate::nemesis::FaultKind::ClockJump(..)));
+        }
+        if settings.failsafe_mode {
+            // A failsafe acknowledgement is a promise counted on the member's clock: a
+            // member whose clock jumps ahead by more than the margin's fixed part (fence
+            // time + wake latency) ends its hold early and may take the lease while the
+            // primary still writes on it. CLOCK_BOOTTIME does not jump ahead of real time;
+            // scenarios/failsafe-acker-clock-jump.sim shows the limit. Jumps stay within it.
+            let bound = safety.fence_time + safety.wake_latency;
+            for f in &mut schedule.faults {
+                if let crate::nemesis::FaultKind::ClockJump(_, ms) = &mut f.kind {
+                    *ms = (*ms).min(bound);
+                }
+            }
         }
         // One run in five has no fencing guard: the daemon's own fencing is all there is.
         // Without the guard nothing stops a frozen daemon's PostgreSQL, or one whose stop

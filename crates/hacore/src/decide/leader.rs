@@ -15,6 +15,16 @@ use crate::types::Versioned;
 
 impl Cx<'_> {
     pub(super) fn lead(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        self.lead_now(view, rec);
+        if std::mem::take(&mut self.renew_last) {
+            if let Some(lease) = self.mem.lease.filter(|l| l.term == rec.value.term && self.mem.lease_op.is_none()) {
+                self.renew(self.guard(rec), lease);
+                self.renewing = true;
+            }
+        }
+    }
+
+    fn lead_now(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         self.leader = Some(self.cfg.name.clone());
         self.mem.election_since = None;
         let term = rec.value.term;
@@ -70,7 +80,7 @@ impl Cx<'_> {
                 PgOpKind::StartReplica => Reason::StartingForPromotion,
                 kind => Self::waiting_reason(kind),
             };
-            if pg.maybe_writable() && p.kind == PgOpKind::Promote {
+            if p.kind != PgOpKind::StopImmediate && self.may_write() {
                 self.arm_guard();
             }
             self.busy();
@@ -101,7 +111,15 @@ impl Cx<'_> {
     }
 
     fn renew_if_due(&mut self, rec: &Versioned<LeaderRecord>, lease: HeldLease) {
+        let waited = std::mem::take(&mut self.mem.writable_waits_for_grant);
         if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait) {
+            return;
+        }
+        // The action that waited goes out first on the grant held, if that grant outlasts
+        // the one write that may precede it. Not when the renewal lowers the ttl: that
+        // renewal lowers the deadline the action may carry, so it must come first.
+        if waited && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout && self.s.ttl >= lease.ttl {
+            self.renew_last = true;
             return;
         }
         self.renew(self.guard(rec), lease);
@@ -277,7 +295,7 @@ impl Cx<'_> {
     fn lead_paused(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         if let Some(p) = self.mem.pending {
-            if pg.maybe_writable() || p.kind == PgOpKind::Promote {
+            if p.kind != PgOpKind::StopImmediate && self.may_write() {
                 self.arm_guard();
             }
             self.busy();

@@ -109,6 +109,9 @@ pub(crate) struct Cx<'a> {
     pub notes: Vec<(Reason, String)>,
     /// A renewal goes out in this batch.
     pub renewing: bool,
+    /// A due renewal goes out after the leader's other actions (see
+    /// [`Memory::writable_waits_for_grant`]).
+    pub renew_last: bool,
 }
 
 impl<'a> Cx<'a> {
@@ -134,6 +137,7 @@ impl<'a> Cx<'a> {
             config_version: mem.applied.as_ref().map(|(v, _)| *v),
             notes: Vec::new(),
             renewing: false,
+            renew_last: false,
         }
     }
 
@@ -172,7 +176,7 @@ impl<'a> Cx<'a> {
             }
         }
         // Whatever the situation, the guard follows the deadline PostgreSQL may write until.
-        if self.obs.pg.maybe_writable() && !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
+        if self.may_write() && !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
             self.arm_guard();
         }
     }
@@ -550,22 +554,30 @@ impl<'a> Cx<'a> {
     /// The deadline an action that makes PostgreSQL writable may carry. When a renewal goes
     /// out in the same batch the action can only carry the previous grant's deadline (the
     /// new one is not known yet); if the renewal's round trip and the write before the
-    /// action could outlast it, the action waits one step for the fresh grant.
-    pub fn deadline_for_writable_action(&self) -> Option<Millis> {
+    /// action could outlast it, the action waits one step for the fresh grant (and goes
+    /// out before that step's renewal, [`Memory::writable_waits_for_grant`]).
+    pub fn deadline_for_writable_action(&mut self) -> Option<Millis> {
         let until = self.writable_until()?;
         // Before the action run the renewal and at most one in-order write, each bounded by
         // retry_timeout: the current deadline must outlast both.
         let needed = self.s.retry_timeout.saturating_mul(2);
-        (!self.renewing || until.saturating_sub(self.now) >= needed).then_some(until)
+        let ok = !self.renewing || until.saturating_sub(self.now) >= needed;
+        self.mem.writable_waits_for_grant = !ok;
+        ok.then_some(until)
+    }
+
+    /// Whether PostgreSQL may accept writes now or once the operation in flight ends (a
+    /// promotion or a primary start, which can take long: crash recovery). Such an instance
+    /// needs the lease and a guard that follows every renewal, as a running primary does:
+    /// a guard left at the deadline it had when the start began would kill the primary the
+    /// moment it comes up, however well the lease was kept.
+    pub fn may_write(&self) -> bool {
+        self.obs.pg.maybe_writable()
+            || self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary))
     }
 
     fn fence_if_needed(&mut self) {
-        let pg = &self.obs.pg;
-        // A promotion or primary start in flight will make PostgreSQL writable: it needs
-        // the lease as much as a running primary does.
-        let becoming_writable =
-            self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary));
-        if !(pg.maybe_writable() || becoming_writable) {
+        if !self.may_write() {
             return;
         }
         let reason = if self.cfg.require_guard && self.obs.guard == GuardState::Lost {
@@ -600,7 +612,7 @@ impl<'a> Cx<'a> {
                 held.deadline = bound;
             }
         }
-        if self.obs.pg.maybe_writable() {
+        if self.may_write() {
             self.arm_guard();
         }
         let id = self.dcs(DcsOp::RenewLeader { guard, ttl });
@@ -848,10 +860,10 @@ impl<'a> Cx<'a> {
         // Ordered by dependency: the executor stops at the first failure, and neither the
         // guard (armed from deadlines already known) nor the failsafe round depends on a
         // renewal that will most likely fail.
-        let pg = &self.obs.pg;
-        if pg.maybe_writable() {
+        if self.may_write() {
             self.arm_guard();
         }
+        let pg = &self.obs.pg;
         let ping_due = self.mem.failsafe_pinged_at.is_none_or(|t| self.now >= t.saturating_add(self.s.loop_wait));
         if self.s.failsafe_mode && pg.maybe_writable() && self.mem.failsafe_op.is_none() && ping_due {
             let me = self.me();
