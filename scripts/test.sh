@@ -11,9 +11,10 @@ ensure_rust_components
 # protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl;
 # the daemon's tests run real PostgreSQL 15; the DynamoDB backend's tests run moto's
 # DynamoDB-compatible server from a Python virtualenv; the load-balancer test runs HAProxy
-# and pgbouncer; the systemd unit is checked with systemd-analyze.
+# and pgbouncer; the systemd unit is checked with systemd-analyze; the chaos run cuts the
+# network between nodes in namespaces with ip and iptables.
 ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 python3 python3-venv \
-    haproxy pgbouncer systemd
+    haproxy pgbouncer systemd iproute2 iptables
 step "DynamoDB-compatible server for the tests"
 scripts/install-dynamo-server.sh
 
@@ -30,6 +31,14 @@ else
     cargo test --workspace --features hacore/testing --no-fail-fast
 fi
 cargo test --workspace --doc --features hacore/testing
+
+step "chaos: a short seeded run on real processes (bench/chaos.sh runs the long one)"
+# The binary the e2e tests built; namespaces need root, so without it the run says why.
+if [ "$(id -u)" -eq 0 ]; then
+    target/debug/chaos --seed 1 --faults 12 --max-minutes 6
+else
+    echo "skipped: network namespaces need root (run bench/chaos.sh as root)"
+fi
 
 step "the core stays runtime-free"
 if cargo tree -p hacore -e normal --prefix none | grep -Eq '^(tokio|async-std|smol|mio) '; then

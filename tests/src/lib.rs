@@ -4,6 +4,7 @@
 //! faults, and kills every process it started (daemons, guards, postmasters, etcd) when
 //! dropped, also on failure.
 
+pub mod netns;
 pub mod patroni;
 
 use backend_etcd::server::EtcdServer;
@@ -166,6 +167,7 @@ impl Cluster {
             rest: opts.rest.clone(),
             dcs,
             env: AWS_TEST_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            netns: Vec::new(),
         };
         let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));
         if dynamo.is_some() {
@@ -307,8 +309,19 @@ pub use hashell::operator::parse_rfc3339;
 /// and records the client-side time and row id of every acknowledged commit.
 pub struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<(SystemTime, i64)>>>,
+    threads: Vec<std::thread::JoinHandle<Vec<Attempt>>>,
     names: Vec<String>,
+}
+
+/// One write attempt of a [`Prober`].
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    /// When the client sent it.
+    pub start: Instant,
+    /// When the answer (or the client's 2 s timeout) came.
+    pub end: Instant,
+    /// For an acknowledged commit: the wall-clock time of the acknowledgement and the row id.
+    pub ack: Option<(SystemTime, i64)>,
 }
 
 /// The acknowledged commits of one node.
@@ -325,43 +338,59 @@ pub struct Acks {
 impl Prober {
     /// Starts one writer per node into table `probe` (created by the caller).
     pub fn start(c: &Cluster) -> Prober {
+        Prober::start_at(c.nodes.iter().map(|n| (n.name.clone(), n.host.clone(), n.pg_port)).collect())
+    }
+
+    /// Starts one writer per (name, host, port) into table `probe`.
+    pub fn start_at(targets: Vec<(String, String, u16)>) -> Prober {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let threads = c
-            .nodes
-            .iter()
-            .map(|n| {
-                let (port, name, stop) = (n.pg_port, n.name.clone(), stop.clone());
-                std::thread::spawn(move || probe(port, &name, &stop))
+        let names = targets.iter().map(|t| t.0.clone()).collect();
+        let threads = targets
+            .into_iter()
+            .map(|(name, host, port)| {
+                let stop = stop.clone();
+                std::thread::spawn(move || probe(&host, port, &name, &stop))
             })
             .collect();
-        Prober { stop, threads, names: c.nodes.iter().map(|n| n.name.clone()).collect() }
+        Prober { stop, threads, names }
     }
 
     /// Stops and returns each node's acknowledged commits.
     pub fn finish(self) -> Vec<Acks> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.names
+        self.finish_attempts()
             .into_iter()
-            .zip(self.threads)
-            .map(|(node, t)| {
-                let (times, ids) = t.join().unwrap_or_default().into_iter().unzip();
+            .map(|(node, attempts)| {
+                let (times, ids) = attempts.iter().filter_map(|a| a.ack).unzip();
                 Acks { node, times, ids }
             })
             .collect()
     }
+
+    /// Stops and returns every attempt of each node, in order.
+    pub fn finish_attempts(self) -> Vec<(String, Vec<Attempt>)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.names.into_iter().zip(self.threads).map(|(node, t)| (node, t.join().unwrap_or_default())).collect()
+    }
 }
 
-fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<(SystemTime, i64)> {
+/// Writes into `probe` on one server every 20 ms. The time limit is the client's: a
+/// server-side `statement_timeout` would cancel a commit's wait for a synchronous standby,
+/// and PostgreSQL then reports the commit as done (with a warning) although no standby
+/// has it, which is not an acknowledgement the cluster owes anything.
+fn probe(host: &str, port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<Attempt> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let mut acks = Vec::new();
+    let mut attempts = Vec::new();
     rt.block_on(async {
         let mut client: Option<tokio_postgres::Client> = None;
         while !stop.load(Ordering::SeqCst) {
             if client.as_ref().is_none_or(|c| c.is_closed()) {
-                let conn = format!(
-                    "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1 options='-c statement_timeout=1000'"
-                );
-                client = match tokio::time::timeout(Duration::from_secs(1), tokio_postgres::connect(&conn, tokio_postgres::NoTls)).await {
+                let conn = format!("host={host} port={port} user=postgres dbname=postgres connect_timeout=1");
+                client = match tokio::time::timeout(
+                    Duration::from_secs(1),
+                    tokio_postgres::connect(&conn, tokio_postgres::NoTls),
+                )
+                .await
+                {
                     Ok(Ok((c, conn))) => {
                         tokio::spawn(conn);
                         Some(c)
@@ -371,15 +400,23 @@ fn probe(port: u16, name: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<(Sy
             }
             if let Some(c) = &client {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
+                let start = Instant::now();
                 let insert = c.query_one("INSERT INTO probe (node) VALUES ($1) RETURNING id", &params);
-                if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_secs(2), insert).await {
-                    acks.push((SystemTime::now(), row.get::<_, i64>(0)));
-                }
+                let ack = match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    Ok(Ok(row)) => Some((SystemTime::now(), row.get::<_, i64>(0))),
+                    Ok(Err(_)) => None,
+                    Err(_) => {
+                        // Dropping the connection ends the session; the outcome is unknown.
+                        client = None;
+                        None
+                    }
+                };
+                attempts.push(Attempt { start, end: Instant::now(), ack });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    acks
+    attempts
 }
 
 /// The daemon binary built with this package: next to the test binary's `deps` directory

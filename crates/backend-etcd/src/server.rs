@@ -40,6 +40,10 @@ pub struct EtcdServer {
     client_port: u16,
     peer_port: u16,
     tls: Option<TlsFiles>,
+    /// Extra command-line flags (e.g. `--heartbeat-interval 50`).
+    args: Vec<String>,
+    /// The address it serves clients on.
+    host: String,
 }
 
 static SERVERS: AtomicU64 = AtomicU64::new(0);
@@ -57,21 +61,41 @@ impl EtcdServer {
     }
 
     fn start_with(tls: impl FnOnce(&std::path::Path) -> Option<TlsFiles>) -> EtcdServer {
-        Self::try_start_with(tls).unwrap_or_else(|e| panic!("{e}"))
+        Self::try_start_with(tls, "127.0.0.1", &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts etcd and waits until it answers, or says why it could not.
     pub fn try_start() -> Result<EtcdServer, String> {
-        Self::try_start_with(|_| None)
+        Self::try_start_with(|_| None, "127.0.0.1", &[])
     }
 
-    fn try_start_with(tls: impl FnOnce(&std::path::Path) -> Option<TlsFiles>) -> Result<EtcdServer, String> {
+    /// [`EtcdServer::try_start`] serving clients on `host` (an address of this machine) with
+    /// extra etcd flags, kept across restarts (e.g. a faster raft:
+    /// `["--heartbeat-interval", "50", "--election-timeout", "500"]`).
+    pub fn try_start_on(host: &str, args: &[&str]) -> Result<EtcdServer, String> {
+        Self::try_start_with(|_| None, host, args)
+    }
+
+    fn try_start_with(
+        tls: impl FnOnce(&std::path::Path) -> Option<TlsFiles>,
+        host: &str,
+        args: &[&str],
+    ) -> Result<EtcdServer, String> {
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("hashell-etcd-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let tls = tls(&dir);
-        let s = EtcdServer { child: Mutex::new(None), dir, client_port: free_port(), peer_port: free_port(), tls };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let s = EtcdServer {
+            child: Mutex::new(None),
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            tls,
+            args,
+            host: host.to_string(),
+        };
         s.spawn()?;
         s.wait_ready()?;
         Ok(s)
@@ -116,6 +140,7 @@ impl EtcdServer {
                     "--client-cert-auth".into(),
                 ]
             }))
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -129,7 +154,7 @@ impl EtcdServer {
     fn wait_ready(&self) -> Result<(), String> {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(20) {
-            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
+            if std::net::TcpStream::connect((self.host.as_str(), self.client_port)).is_ok() {
                 // The port answers; etcd serves once it elected itself (a few hundred ms).
                 let ok = self
                     .ctl()
@@ -150,10 +175,10 @@ impl EtcdServer {
         ))
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<host>:<port>` (127.0.0.1 unless started with [`EtcdServer::try_start_on`]).
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.client_port)
+        format!("{scheme}://{}:{}", self.host, self.client_port)
     }
 
     /// The client port.

@@ -46,16 +46,16 @@ pub fn healthy(c: &LocalCluster) -> Option<usize> {
 /// One acknowledged write: when, which server took it, the row id.
 pub type Ack = (Instant, u16, i64);
 
-/// Writes a row into `demo` every 20 ms through one libpq multi-host connection to `ports`
-/// (`target_session_attrs=read-write`, reconnecting after any error) until `stop`;
-/// records every acknowledged write.
-pub fn writer(ports: Vec<u16>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>) {
+/// Writes a row into `demo` every 20 ms through one libpq multi-host connection to `addrs`
+/// (host, port; `target_session_attrs=read-write`, reconnecting after any error) until
+/// `stop`; records every acknowledged write.
+pub fn writer(addrs: Vec<(String, u16)>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ack>>>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(_) => return,
     };
-    let hosts: Vec<String> = ports.iter().map(|_| "127.0.0.1".to_string()).collect();
-    let ports_s: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let hosts: Vec<&str> = addrs.iter().map(|a| a.0.as_str()).collect();
+    let ports_s: Vec<String> = addrs.iter().map(|a| a.1.to_string()).collect();
     let conn = format!(
         "host={} port={} user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=1",
         hosts.join(","),
@@ -103,16 +103,8 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
     let etcd = EtcdServer::try_start()?;
     let root = std::env::temp_dir().join(format!("hashell-demo-{}", std::process::id()));
     let local_opts = LocalOptions {
-        exe: exe.clone(),
-        bin_dir: opts.bin_dir.clone(),
-        endpoints: vec![etcd.endpoint(); 3],
         settings: crate::local::FAST_SETTINGS.into(),
-        log_level: "info".into(),
-        log_format: "pretty".into(),
-        postgresql: String::new(),
-        rest: String::new(),
-        dcs: None,
-        env: Vec::new(),
+        ..LocalOptions::new(exe.clone(), opts.bin_dir.clone(), &etcd.endpoint())
     };
     let mut c = LocalCluster::create(root.clone(), &local_opts)?;
     c.keep(opts.keep);
@@ -134,10 +126,10 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
     psql(c.nodes[primary].pg_port, "CREATE TABLE demo (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
-    let ports: Vec<u16> = c.nodes.iter().map(|n| n.pg_port).collect();
+    let addrs = c.pg_addrs();
     let w = {
         let (stop, acks) = (stop.clone(), acks.clone());
-        std::thread::spawn(move || writer(ports, stop, acks))
+        std::thread::spawn(move || writer(addrs, stop, acks))
     };
     std::thread::sleep(Duration::from_secs(3));
     let count = |port: u16| acks.lock().map(|a| a.iter().filter(|x| x.1 == port).count()).unwrap_or(0);

@@ -54,7 +54,21 @@ pub fn http_with(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    http_at("127.0.0.1", method, port, path, body, headers, timeout)
+}
+
+/// [`http_with`] to `host` (an IPv4 address).
+pub fn http_at(
+    host: &str,
+    method: &str,
+    port: u16,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    let ip: std::net::Ipv4Addr = host.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
@@ -81,6 +95,30 @@ pub fn processes_with(needles: &[&str]) -> Vec<i32> {
         .collect()
 }
 
+/// Makes `cmd` run in network namespace `ns` (a name under /var/run/netns), as `user` if
+/// given: joining a namespace needs root, so the switch to the user happens after it.
+fn enter_netns(cmd: &mut Command, ns: &str, user: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{ns}");
+    let file = std::fs::File::open(&path).map_err(|e| format!("cannot open network namespace {path}: {e}"))?;
+    // SAFETY: only async-signal-safe calls (setns, setgroups, setgid, setuid) between fork
+    // and exec; `file` lives in the closure, so its descriptor is open in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some((uid, gid)) = user {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 fn kill(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(pid, sig) };
@@ -99,6 +137,10 @@ pub struct LocalNode {
     pub pg_port: u16,
     /// REST API port.
     pub api_port: u16,
+    /// The address PostgreSQL and the REST API listen on (127.0.0.1 unless in a namespace).
+    pub host: String,
+    /// The network namespace its processes run in, if any.
+    pub netns: Option<String>,
     daemon: Option<Child>,
 }
 
@@ -140,6 +182,28 @@ pub struct LocalOptions {
     pub dcs: Option<Vec<String>>,
     /// Environment of the daemons (e.g. AWS credentials).
     pub env: Vec<(String, String)>,
+    /// Per node: the network namespace (a name under /var/run/netns) its daemon, guard and
+    /// PostgreSQL run in, and its address there. Empty: every node on 127.0.0.1.
+    pub netns: Vec<(String, String)>,
+}
+
+impl LocalOptions {
+    /// Three nodes of `exe` on `endpoint`, at the default settings, logging at info.
+    pub fn new(exe: PathBuf, bin_dir: PathBuf, endpoint: &str) -> LocalOptions {
+        LocalOptions {
+            exe,
+            bin_dir,
+            endpoints: vec![endpoint.to_string(); 3],
+            settings: String::new(),
+            log_level: "info".into(),
+            log_format: "pretty".into(),
+            postgresql: String::new(),
+            rest: String::new(),
+            dcs: None,
+            env: Vec::new(),
+            netns: Vec::new(),
+        }
+    }
 }
 
 /// N daemons under one directory.
@@ -162,8 +226,19 @@ impl LocalCluster {
         let mut c = LocalCluster { root, nodes: Vec::new(), keep: false, env: opts.env.clone() };
         for (i, endpoint) in opts.endpoints.iter().enumerate() {
             let name = format!("n{}", i + 1);
-            let node =
-                LocalNode { root: c.root.join(&name), name, pg_port: free_port(), api_port: free_port(), daemon: None };
+            let (netns, host) = match opts.netns.get(i) {
+                Some((ns, host)) => (Some(ns.clone()), host.clone()),
+                None => (None, "127.0.0.1".to_string()),
+            };
+            let node = LocalNode {
+                root: c.root.join(&name),
+                name,
+                pg_port: free_port(),
+                api_port: free_port(),
+                host,
+                netns,
+                daemon: None,
+            };
             std::fs::create_dir_all(&node.root).map_err(|e| format!("cannot create {}: {e}", node.root.display()))?;
             chown(&node.root);
             let dcs = match &opts.dcs {
@@ -196,8 +271,14 @@ impl LocalCluster {
         let mut cmd = Command::new(exe);
         cmd.arg("run").arg(n.config()).stdin(Stdio::null()).stdout(log).stderr(err);
         cmd.env_remove("RUST_LOG").env("LC_ALL", "C").envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some((uid, gid)) = run_as()? {
-            cmd.uid(uid).gid(gid).env("HOME", &n.root);
+        let user = run_as()?;
+        if let Some(ns) = &n.netns {
+            enter_netns(&mut cmd, ns, user)?;
+        } else if let Some((uid, gid)) = user {
+            cmd.uid(uid).gid(gid);
+        }
+        if user.is_some() {
+            cmd.env("HOME", &n.root);
         }
         n.daemon = Some(cmd.spawn().map_err(|e| format!("cannot start {}: {e}", exe.display()))?);
         Ok(())
@@ -209,6 +290,11 @@ impl LocalCluster {
             let _ = d.kill();
             let _ = d.wait();
         }
+    }
+
+    /// Whether node `i`'s daemon (started by this cluster) still runs.
+    pub fn daemon_alive(&mut self, i: usize) -> bool {
+        self.nodes[i].daemon.as_mut().is_some_and(|d| matches!(d.try_wait(), Ok(None)))
     }
 
     /// PID of node `i`'s daemon, if this cluster started one that runs.
@@ -255,13 +341,20 @@ impl LocalCluster {
 
     /// `GET /status` of node `i`.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let (_, body) = http("GET", self.nodes[i].api_port, "/status", "")?;
+        let n = &self.nodes[i];
+        let (_, body) = http_at(&n.host, "GET", n.api_port, "/status", "", &[], Duration::from_secs(3))?;
         serde_json::from_str(&body).ok()
     }
 
     /// The status code of `GET path` on node `i`.
     pub fn probe(&self, i: usize, path: &str) -> Option<u16> {
-        http("GET", self.nodes[i].api_port, path, "").map(|(c, _)| c)
+        let n = &self.nodes[i];
+        http_at(&n.host, "GET", n.api_port, path, "", &[], Duration::from_secs(3)).map(|(c, _)| c)
+    }
+
+    /// Every node's PostgreSQL address (host, port).
+    pub fn pg_addrs(&self) -> Vec<(String, u16)> {
+        self.nodes.iter().map(|n| (n.host.clone(), n.pg_port)).collect()
     }
 
     /// Nodes answering 200 on `/primary`.
@@ -301,9 +394,10 @@ bin_dir = "{bin}"
 data_dir = "{data}"
 socket_dir = "{root}"
 port = {pg}
-connect_address = "127.0.0.1:{pg}"
+listen = "{host}"
+connect_address = "{host}:{pg}"
 {postgresql}
-pg_hba = ["local all all trust", "host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"]
+pg_hba = ["local all all trust", "host all all {net} trust", "host replication all {net} trust"]
 [postgresql.superuser]
 username = "postgres"
 [postgresql.replication]
@@ -314,8 +408,8 @@ shared_buffers = "16MB"
 max_wal_senders = 10
 wal_keep_size = "64MB"
 [rest]
-listen = "127.0.0.1:{api}"
-connect_address = "127.0.0.1:{api}"
+listen = "{host}:{api}"
+connect_address = "{host}:{api}"
 {rest}
 [settings]
 {settings}
@@ -329,6 +423,9 @@ format = "{format}"
         root = n.root.display(),
         pg = n.pg_port,
         api = n.api_port,
+        host = n.host,
+        // In namespaces the clients and peers are on the nodes' bridge network.
+        net = if n.netns.is_some() { "samenet" } else { "127.0.0.1/32" },
         settings = o.settings,
         level = o.log_level,
         format = o.log_format,

@@ -62,16 +62,8 @@ fn main() {
         let etcd = EtcdServer::try_start().unwrap_or_else(|e| panic!("{e}"));
         let root = std::env::temp_dir().join(format!("hashell-bench-{}-{run}", std::process::id()));
         let opts = LocalOptions {
-            exe: exe.clone(),
-            bin_dir: bin_dir.clone(),
-            endpoints: vec![etcd.endpoint(); 3],
             settings: if fast { FAST_SETTINGS.into() } else { String::new() },
-            log_level: "info".into(),
-            log_format: "pretty".into(),
-            postgresql: String::new(),
-            rest: String::new(),
-            dcs: None,
-            env: Vec::new(),
+            ..LocalOptions::new(exe.clone(), bin_dir.clone(), &etcd.endpoint())
         };
         let mut c = LocalCluster::create(root, &opts).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..3 {
@@ -88,10 +80,10 @@ fn main() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stop = Arc::new(AtomicBool::new(false));
         let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
-        let ports: Vec<u16> = (0..3).map(port).collect();
+        let addrs = c.pg_addrs();
         let w = {
             let (stop, acks) = (stop.clone(), acks.clone());
-            std::thread::spawn(move || writer(ports, stop, acks))
+            std::thread::spawn(move || writer(addrs, stop, acks))
         };
         std::thread::sleep(Duration::from_secs(3));
 
