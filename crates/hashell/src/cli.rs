@@ -466,13 +466,12 @@ pub fn main() -> ExitCode {
             ))
         }),
         Command::Guard { socket, data_dir, watchdog } => {
-            match crate::guard::run(&socket, &data_dir, watchdog.as_deref()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("hashell guard: {e}");
-                    ExitCode::from(1)
-                }
+            let mut args =
+                vec!["--socket".into(), socket.into_os_string(), "--data-dir".into(), data_dir.into_os_string()];
+            if let Some(w) = watchdog {
+                args.extend(["--watchdog".into(), w.into_os_string()]);
             }
+            crate::guard::main_with_args(args.into_iter())
         }
     }
 }

@@ -1145,16 +1145,45 @@ impl<D: Dcs + 'static> Daemon<D> {
     }
 }
 
-/// Wakes the loop when the postmaster appears or goes away (a crash is seen within 100 ms,
-/// not at the next tick): `postmaster.pid` and `/proc`, nothing else.
+/// A pidfd of `pid` (Linux 5.3+): readable once the process has exited.
+fn pidfd(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a PID and flags; a non-negative result is a new descriptor
+    // this function owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a valid descriptor nobody else owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: `owned` is open, refers to this pidfd for the AsyncFd's lifetime (it owns it)
+    // and always returns the same descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }.ok()
+}
+
+/// Wakes the loop when the postmaster appears or goes away (a crash is seen at once, not at
+/// the next tick): `postmaster.pid` and `/proc`, nothing else. A running postmaster is
+/// waited for through a pidfd (woken by its exit, and once a second in case the file
+/// changed under it); while there is none, and while reaping after a change, every 100 ms.
 async fn watch_postmaster(data_dir: std::path::PathBuf, shared: Arc<Shared>) {
     use crate::pg::files::{is_postgres, postmaster_pid};
     let mut last = postmaster_pid(&data_dir).filter(|&p| is_postgres(p));
+    let mut exit = last.and_then(pidfd);
     // For a few seconds after the postmaster changed, reap what it left (its zombie, its
     // backends'): PostgreSQL cannot start again while its old PID is a zombie.
     let mut reap_until = Some(tokio::time::Instant::now() + Duration::from_secs(3));
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let exited = match exit.as_ref().filter(|_| reap_until.is_none()) {
+            Some(fd) => tokio::time::timeout(Duration::from_secs(1), fd.readable()).await.is_ok(),
+            None => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                false
+            }
+        };
+        if exited {
+            // Readable for good: from here on, look every 100 ms until the postmaster changes.
+            exit = None;
+        }
         let now = postmaster_pid(&data_dir).filter(|&p| is_postgres(p));
         if reap_until.is_some_and(|t| tokio::time::Instant::now() < t) {
             let n = crate::pg::files::reap_postgres_zombies();
@@ -1168,6 +1197,7 @@ async fn watch_postmaster(data_dir: std::path::PathBuf, shared: Arc<Shared>) {
             reap_until = Some(tokio::time::Instant::now() + Duration::from_secs(3));
             debug!(before = ?last, now = ?now, "postmaster changed");
             last = now;
+            exit = last.and_then(pidfd);
             shared.wake.notify_one();
         }
     }

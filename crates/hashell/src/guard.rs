@@ -35,6 +35,8 @@ const LINGER: Millis = 3_000;
 struct Shared {
     armed: Option<(Millis, Term)>,
     connections: usize,
+    /// A watch on the data directory wakes the loop when an entry appears or goes.
+    watching: bool,
 }
 
 fn answer(shared: &Mutex<Shared>, line: &str) -> String {
@@ -86,14 +88,73 @@ fn serve(stream: UnixStream, shared: Guarded) {
 /// more CPU than the daemon itself.
 const GUARD_TICK: Millis = 100;
 
-/// How long the guard's loop sleeps at `now`: until the deadline, at most [`GUARD_TICK`];
-/// once the deadline has passed, 10 ms (a late start of PostgreSQL is killed at once).
-fn guard_sleep(now: Millis, armed: Option<(Millis, Term)>) -> Millis {
+/// How long the guard's loop sleeps at `now`: until the deadline, at most [`GUARD_TICK`].
+/// Once the deadline has passed a late start of PostgreSQL must be killed at once: the
+/// watch on the data directory wakes the loop when `postmaster.pid` appears (and the
+/// tick stays a backstop); without a watch (no data directory yet) it looks every 10 ms.
+fn guard_sleep(now: Millis, armed: Option<(Millis, Term)>, watching: bool) -> Millis {
     match armed {
-        Some((d, _)) if now >= d => 10,
-        Some((d, _)) => (d - now).clamp(1, GUARD_TICK),
-        None => GUARD_TICK,
+        Some((d, _)) if now >= d && !watching => 10,
+        Some((d, _)) if now < d => (d - now).clamp(1, GUARD_TICK),
+        _ => GUARD_TICK,
     }
+}
+
+/// Watches `data_dir` for entries created, moved or removed (PostgreSQL creates
+/// `postmaster.pid` as it starts; a promotion removes `standby.signal`) and wakes the loop
+/// on each, from a thread of its own; `watching` in [`Shared`] says while it holds. The
+/// directory removed (a re-clone) ends the watch; the loop starts another once the
+/// directory is back.
+fn watch_data_dir(data_dir: &Path, shared: &Guarded) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(data_dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: inotify_init1 takes flags only.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    let mask = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_DELETE_SELF;
+    // SAFETY: fd is an inotify descriptor we own; path is a valid C string.
+    if unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) } < 0 {
+        // SAFETY: closing the descriptor we opened above.
+        unsafe { libc::close(fd) };
+        return false;
+    }
+    shared.0.lock().unwrap_or_else(|e| e.into_inner()).watching = true;
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: reads into a buffer we own, at most its length.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            // IN_IGNORED: the watch is gone with its directory.
+            let gone = n <= 0 || ignored(&buf[..n as usize]);
+            if gone {
+                shared.0.lock().unwrap_or_else(|e| e.into_inner()).watching = false;
+                shared.1.notify_all();
+                // SAFETY: closing the descriptor this thread owns.
+                unsafe { libc::close(fd) };
+                return;
+            }
+            shared.1.notify_all();
+        }
+    });
+    true
+}
+
+/// Whether a buffer of inotify events holds IN_IGNORED (the watch was removed).
+fn ignored(mut buf: &[u8]) -> bool {
+    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+    while buf.len() >= HEADER {
+        // SAFETY: the kernel writes whole events; read_unaligned copes with the buffer's
+        // alignment.
+        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+        if ev.mask & libc::IN_IGNORED != 0 {
+            return true;
+        }
+        buf = &buf[(HEADER + ev.len as usize).min(buf.len())..];
+    }
+    false
 }
 
 /// Runs the guard until it is no longer needed. Blocking, std only: nothing shared with
@@ -142,10 +203,13 @@ pub fn run(socket: &Path, data_dir: &Path, watchdog: Option<&Path>) -> Result<()
     let mut wd = watchdog.map(WatchdogHolder::new);
     loop {
         let now = clock.now();
-        let (armed, connections) = {
+        let (armed, connections, watching) = {
             let s = shared.0.lock().unwrap_or_else(|e| e.into_inner());
-            (s.armed, s.connections)
+            (s.armed, s.connections, s.watching)
         };
+        if !watching && data_dir.is_dir() {
+            watch_data_dir(data_dir, &shared);
+        }
         if let Some((deadline, term)) = armed {
             if now >= deadline && maybe_writable(data_dir) {
                 if let Some(pid) = kill_instance(data_dir) {
@@ -173,7 +237,7 @@ pub fn run(socket: &Path, data_dir: &Path, watchdog: Option<&Path>) -> Result<()
         }
         let s = shared.0.lock().unwrap_or_else(|e| e.into_inner());
         if (s.armed, s.connections) == (armed, connections) {
-            let wait = Duration::from_millis(guard_sleep(clock.now(), armed));
+            let wait = Duration::from_millis(guard_sleep(clock.now(), armed, s.watching));
             drop(shared.1.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner()));
         }
     }
@@ -239,6 +303,49 @@ impl WatchdogHolder {
     }
 }
 
+/// `hashell-guard` in the directory of `exe`, if there is one.
+pub fn guard_binary(exe: &Path) -> Option<PathBuf> {
+    exe.parent().map(|d| d.join("hashell-guard")).filter(|p| p.is_file())
+}
+
+/// The command line of `hashell guard` and `hashell-guard`: `--socket PATH --data-dir PATH
+/// [--watchdog DEVICE]`. Parsed by hand so that the small binary links no parser.
+pub fn main_with_args(args: impl Iterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
+    let (mut socket, mut data_dir, mut watchdog) = (None, None, None);
+    let mut args = args;
+    while let Some(a) = args.next() {
+        let slot = match a.to_str() {
+            Some("--socket") => &mut socket,
+            Some("--data-dir") => &mut data_dir,
+            Some("--watchdog") => &mut watchdog,
+            _ => {
+                eprintln!("hashell-guard: unexpected argument {a:?}; usage: --socket PATH --data-dir PATH [--watchdog DEVICE]");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        match args.next() {
+            Some(v) => *slot = Some(PathBuf::from(v)),
+            None => {
+                eprintln!("hashell-guard: {a:?} needs a value");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(socket), Some(data_dir)) = (socket, data_dir) else {
+        eprintln!(
+            "hashell-guard: --socket and --data-dir are required (the daemon starts the guard; not for direct use)"
+        );
+        return std::process::ExitCode::from(2);
+    };
+    match run(&socket, &data_dir, watchdog.as_deref()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hashell guard: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// The daemon's side: connects to the guard, starting one when none listens.
 pub struct GuardClient {
     socket: PathBuf,
@@ -300,8 +407,15 @@ impl GuardClient {
             .append(true)
             .open(crate::config::sibling(&self.socket, "log"))
             .map_err(|e| format!("cannot open the guard's log next to {}: {e}", self.socket.display()))?;
-        let mut cmd = std::process::Command::new(&self.exe);
-        cmd.arg("guard").arg("--socket").arg(&self.socket).arg("--data-dir").arg(&self.data_dir);
+        // The small `hashell-guard` next to the daemon's binary if installed (a fraction of
+        // the memory: it maps little of a binary that holds only the guard), else `hashell
+        // guard`, the same code.
+        let small = guard_binary(&self.exe);
+        let mut cmd = std::process::Command::new(small.as_ref().unwrap_or(&self.exe));
+        if small.is_none() {
+            cmd.arg("guard");
+        }
+        cmd.arg("--socket").arg(&self.socket).arg("--data-dir").arg(&self.data_dir);
         if let Some(w) = &self.watchdog {
             cmd.arg("--watchdog").arg(w);
         }
@@ -378,12 +492,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_data_directory_watch_wakes_the_loop_and_ends_with_the_directory() {
+        let dir = std::env::temp_dir().join(format!("hashell-guard-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let shared: Guarded = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        assert!(watch_data_dir(&dir, &shared));
+        let pid_file = dir.join("postmaster.pid");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(pid_file, "1\n").unwrap();
+        });
+        let s = shared.0.lock().unwrap();
+        assert!(s.watching);
+        let (s, r) = shared.1.wait_timeout(s, Duration::from_secs(5)).unwrap();
+        assert!(!r.timed_out(), "a new postmaster.pid wakes the guard");
+        drop(s);
+        writer.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let t = std::time::Instant::now();
+        while shared.0.lock().unwrap().watching && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!shared.0.lock().unwrap().watching, "the watch ends with its directory");
+    }
+
+    #[test]
     fn requests_and_answers() {
         let s = Mutex::new(Shared::default());
-        assert_eq!(guard_sleep(1_000, None), GUARD_TICK);
-        assert_eq!(guard_sleep(1_000, Some((1_040, Term(1)))), 40, "wakes at the deadline");
-        assert_eq!(guard_sleep(1_000, Some((9_000, Term(1)))), GUARD_TICK);
-        assert_eq!(guard_sleep(1_000, Some((1_000, Term(1)))), 10, "past it: watches for a late start");
+        assert_eq!(guard_sleep(1_000, None, false), GUARD_TICK);
+        assert_eq!(guard_sleep(1_000, Some((1_040, Term(1))), true), 40, "wakes at the deadline");
+        assert_eq!(guard_sleep(1_000, Some((9_000, Term(1))), true), GUARD_TICK);
+        assert_eq!(guard_sleep(1_000, Some((1_000, Term(1))), false), 10, "past it: looks for a late start");
+        assert_eq!(guard_sleep(1_000, Some((1_000, Term(1))), true), GUARD_TICK, "the watch wakes it");
         assert_eq!(answer(&s, "state"), "idle");
         assert_eq!(answer(&s, "arm 1234 7"), "armed 1234 7");
         assert_eq!(answer(&s, "state"), "armed 1234 7");
