@@ -10,6 +10,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 iptables iproute2
 step "build"
-cargo build -q --release -p e2e --bins
+cargo build -q --profile dist -p hashell -p e2e --bins
 step "chaos"
-exec target/release/chaos "$@"
+exec target/dist/chaos "$@"

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 python3 python3-venv
 patroni=$(scripts/install-patroni.sh)
 step "build"
-cargo build -q --release -p e2e --bins
+# The deploy build (Cargo.toml's dist profile), with the small hashell-guard next to the
+# daemon under test, as an operator installs them.
+cargo build -q --profile dist -p hashell -p e2e --bins
 step "benchmark"
-exec target/release/compare --patroni "$patroni" "$@"
+exec target/dist/compare --patroni "$patroni" "$@"
