@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let last = text.lines().last().unwrap_or("");
     let sets: Vec<(String, String)> =
         last.split_once('=').map(|(k, v)| vec![(k.trim().to_string(), v.trim().to_string())]).unwrap_or_default();
-    let env = hashell::config::env_overrides(sets.iter().map(|(k, v)| (format!("HASHELL_{}", k.to_uppercase()), v.clone())));
+    let env =
+        hashell::config::env_overrides(sets.iter().map(|(k, v)| (format!("HASHELL_{}", k.to_uppercase()), v.clone())));
     let _ = hashell::config::load("fuzz.toml", &text, &env, &sets);
 });
