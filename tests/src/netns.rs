@@ -10,7 +10,6 @@
 //! everything it made; [`Net::create`] first removes what a dead earlier run left.
 
 use std::process::Command;
-use std::sync::Mutex;
 
 /// Who a node talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +25,6 @@ pub struct Net {
     pid: u32,
     subnet: String,
     nodes: usize,
-    /// Rules in place: (node, iptables arguments), to report and to undo.
-    rules: Mutex<Vec<(usize, Vec<String>)>>,
 }
 
 fn run(args: &[&str]) -> Result<(), String> {
@@ -62,7 +59,7 @@ impl Net {
         Self::clean_stale();
         let pid = std::process::id();
         let subnet = format!("10.{}.{}", 100 + (pid >> 8) % 100, pid % 256);
-        let net = Net { pid, subnet, nodes, rules: Mutex::new(Vec::new()) };
+        let net = Net { pid, subnet, nodes };
         let br = net.bridge();
         run(&["ip", "link", "add", &br, "type", "bridge"])?;
         run(&["ip", "addr", "add", &format!("{}/24", net.client_ip()), "dev", &br])?;
@@ -129,9 +126,7 @@ impl Net {
         let ns = self.ns(node);
         let mut cmd = vec!["ip", "netns", "exec", &ns, "iptables", "-A"];
         cmd.extend(args.iter().map(String::as_str));
-        run(&cmd)?;
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push((node, args));
-        Ok(())
+        run(&cmd)
     }
 
     /// Drops every packet node `i` sends to `to` (a one-way cut: `to` still reaches `i`,
@@ -164,17 +159,10 @@ impl Net {
 
     /// Removes every rule.
     pub fn heal(&self) -> Result<(), String> {
-        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         for i in 0..self.nodes {
             run(&["ip", "netns", "exec", &self.ns(i), "iptables", "-F"])?;
         }
-        rules.clear();
         Ok(())
-    }
-
-    /// How many rules are in place.
-    pub fn cuts(&self) -> usize {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 

@@ -173,7 +173,7 @@ struct Chaos {
     net: Net,
     exe: PathBuf,
     t0: Instant,
-    /// Nodes whose daemon was SIGSTOPped and etcd frozen (to continue at the heal).
+    /// etcd was killed by a fault and not started again yet.
     etcd_killed: bool,
     log: Vec<Logged>,
 }
