@@ -824,6 +824,10 @@ pub fn router(shared: Arc<Shared>, access: Access) -> Router {
         .route("/restart", post(restart).delete(cancel_restart))
         .route("/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see docs/rest-api.md for the list") })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            let msg = format!("{} does not take {method}; see docs/rest-api.md for its methods", uri.path());
+            error(StatusCode::METHOD_NOT_ALLOWED, msg)
+        })
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), guard_unsafe))
         .with_state(api)
 }

@@ -157,6 +157,12 @@ async fn plain_http_auth_allowlist_and_malformed_requests() {
         assert_eq!(code, 400, "{m} {p} {body:?}: {v}");
         assert!(error_text(&v).contains(says), "{m} {p} {body:?}: {v}");
     }
+    // A method an endpoint does not take: 405 saying so (after the access checks).
+    for (m, p) in [("PUT", "/primary"), ("DELETE", "/health"), ("POST", "/cluster")] {
+        let (code, v) = call(&admin, m, &url(p), "").await.unwrap();
+        assert_eq!(code, 405, "{m} {p}: {v}");
+        assert!(error_text(&v).contains(&format!("{p} does not take {m}")), "{m} {p}: {v}");
+    }
     for q in ["/replica?lag=lots", "/replica?replication_state=dancing", "/readiness?lag=%ZZ"] {
         assert_eq!(call(&anon, "GET", &url(q), "").await.unwrap().0, 400, "{q}");
     }
