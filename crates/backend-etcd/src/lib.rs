@@ -67,7 +67,7 @@ pub struct EtcdConfig {
     /// Bound on every operation (the daemon derives it from `retry_timeout`).
     pub timeout: Duration,
     /// User and password, when etcd has authentication enabled.
-    pub auth: Option<(String, String)>,
+    pub auth: Option<(String, hacore::Secret)>,
     /// TLS, for `https` endpoints.
     pub tls: Option<EtcdTls>,
 }
@@ -197,7 +197,7 @@ impl EtcdDcs {
             .with_timeout(cfg.timeout)
             .with_keep_alive(Duration::from_secs(10), cfg.timeout);
         if let Some((user, password)) = &cfg.auth {
-            opts = opts.with_user(user.clone(), password.clone());
+            opts = opts.with_user(user.clone(), password.expose());
         }
         if let Some(tls) = &cfg.tls {
             // rustls picks a process-wide crypto provider only when exactly one is compiled

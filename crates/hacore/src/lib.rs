@@ -68,4 +68,5 @@ pub use memory::Memory;
 pub use observation::{DataDir, Done, Failure, GuardState, Observation, Outcome, PeerReport, PgObservation};
 pub use reason::Reason;
 pub use status::{ElectionReport, NodeStatus, PeerStatus};
+pub use types::Secret;
 pub use types::{Lsn, Millis, NodeName, OpId, Tags, Term, Timeline, Version, Versioned, WalPosition};

@@ -146,3 +146,88 @@ mod tests {
         assert_eq!(Lsn(4).lag_behind(Lsn(10)), 6);
     }
 }
+
+/// A password or other credential. Its `Debug` and `Serialize` forms are `"<redacted>"`,
+/// so a structure holding one can be logged or printed without showing it;
+/// [`Secret::expose`] gives the text to the one call that must send it.
+/// It deserializes from a string, or from an integer as its decimal text (an unquoted
+/// numeric password in a file); any other type is refused without quoting the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `text`.
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The credential itself, for the connection that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret::new(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a password as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom("a password must be a string (quote it)"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom("a password must be a string (quote it)"))
+            }
+        }
+        d.deserialize_any(Text)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::Secret;
+
+    #[test]
+    fn a_secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(s.expose(), "hunter2");
+        assert_eq!(format!("{s:?}"), "\"<redacted>\"");
+        assert_eq!(serde_json::to_string(&s).expect("json"), "\"<redacted>\"");
+        let back: Secret = serde_json::from_str("\"hunter2\"").expect("parse");
+        assert_eq!(back, s);
+        let digits: Secret = serde_json::from_str("20261202").expect("an unquoted number");
+        assert_eq!(digits.expose(), "20261202");
+        let e = serde_json::from_str::<Secret>("31.4159").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("must be a string") && !e.contains("31.4"), "{e}");
+    }
+}

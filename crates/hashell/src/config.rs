@@ -172,7 +172,7 @@ pub struct EtcdSection {
     /// User, when etcd has authentication on.
     pub user: Option<String>,
     /// Password of `user` (or `password_file`).
-    pub password: Option<String>,
+    pub password: Option<hacore::Secret>,
     /// File holding the password (first line).
     pub password_file: Option<PathBuf>,
     /// CA certificate (PEM) of etcd's server certificates.
@@ -212,7 +212,7 @@ pub struct Credentials {
     /// User name.
     pub username: String,
     /// Password (or `password_file`).
-    pub password: Option<String>,
+    pub password: Option<hacore::Secret>,
     /// File holding the password.
     pub password_file: Option<PathBuf>,
 }
@@ -590,7 +590,7 @@ pub fn load(
     let invalid = |errors| Invalid { source: source.to_string(), errors };
     let mut tree: toml::Value = toml::from_str::<toml::Table>(text)
         .map(toml::Value::Table)
-        .map_err(|e| invalid(vec![err("(file)", format!("not valid TOML: {}", e.to_string().trim()))]))?;
+        .map_err(|e| invalid(vec![err("(file)", toml_syntax_error(text, &e))]))?;
     let mut errors = Vec::new();
     for (k, v) in env.iter().chain(sets) {
         if let Err(e) = set_path(&mut tree, k, v) {
@@ -608,13 +608,31 @@ pub fn load(
     Ok(cfg)
 }
 
+/// "not valid TOML at line L, column C: <message>", quoting the line, except that a line
+/// naming a password shows only its key: the message goes to logs and terminals.
+fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    let Some(span) = e.span() else { return format!("not valid TOML: {msg}") };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("").trim_end();
+    let shown = match line.split_once('=') {
+        Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{}= <redacted>", key),
+        _ if line.to_ascii_lowercase().contains("password") => "<redacted>".to_string(),
+        _ => line.to_string(),
+    };
+    format!("not valid TOML at line {line_no}, column {column}: {msg}\n    {shown}")
+}
+
 impl Credentials {
     /// The password, from the file or the text (None: none configured).
-    pub fn secret(&self) -> Result<Option<String>, String> {
+    pub fn secret(&self) -> Result<Option<hacore::Secret>, String> {
         match (&self.password, &self.password_file) {
             (Some(p), _) => Ok(Some(p.clone())),
             (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|t| Some(t.lines().next().unwrap_or("").to_string()))
+                .map(|t| Some(hacore::Secret::new(t.lines().next().unwrap_or(""))))
                 .map_err(|e| format!("cannot read password_file {}: {e}", f.display())),
             (None, None) => Ok(None),
         }
@@ -861,7 +879,7 @@ impl FileConfig {
     /// requests and what this node sends to its peers.
     pub fn rest_auth_header(&self) -> Result<Option<String>, String> {
         match &self.rest.auth {
-            Some(a) => Ok(Some(crate::api::basic_auth(&a.username, &a.secret()?.unwrap_or_default()))),
+            Some(a) => Ok(Some(crate::api::basic_auth(&a.username, a.secret()?.unwrap_or_default().expose()))),
             None => Ok(None),
         }
     }
@@ -942,6 +960,39 @@ mod tests {
         assert_eq!(c.later, vec!["rest.listen"]);
         assert_eq!(c.stored, vec!["settings.ttl"]);
         assert_eq!(reload_changes(&a, &a), Changes::default());
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output_or_errors() {
+        const SECRET: &str = "hunter2-do-not-print";
+        let q = format!("\"{SECRET}\"");
+        let sets: Vec<(String, String)> = [
+            "dcs.etcd.user",
+            "dcs.etcd.password",
+            "postgresql.superuser.password",
+            "postgresql.replication.password",
+            "rest.auth.username",
+            "rest.auth.password",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), if k.ends_with("password") { q.clone() } else { "\"admin\"".into() }))
+        .collect();
+        let c = load("x", EXAMPLE, &[], &sets).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.postgresql.superuser.secret().ok().flatten().map(|s| s.expose().to_string()).as_deref(),
+            Some(SECRET)
+        );
+        let shown = format!("{c:?}");
+        assert!(shown.contains("<redacted>") && !shown.contains(SECRET), "{shown}");
+        // A schema error elsewhere in a file holding a password does not quote it.
+        let mut bad = sets.clone();
+        bad.push(("settings.ttl".into(), "5".into()));
+        let e = load("x", EXAMPLE, &[], &bad).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(!e.is_empty() && !e.contains(SECRET), "{e}");
+        // Nor does a TOML syntax error on the password's own line.
+        let text = format!("{EXAMPLE}\n[rest.auth]\nusername = \"admin\"\npassword = \"{SECRET}\n");
+        let e = load("x", &text, &[], &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(!e.is_empty() && !e.contains(SECRET), "{e}");
     }
 
     #[test]

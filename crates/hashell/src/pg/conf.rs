@@ -27,7 +27,7 @@ pub struct Upstream {
     /// Replication user.
     pub user: String,
     /// Its password, if any.
-    pub password: Option<String>,
+    pub password: Option<hacore::Secret>,
     /// Slot on the upstream (this member's name).
     pub slot: Option<String>,
 }
@@ -93,7 +93,7 @@ pub fn conninfo(member: &str, u: &Upstream) -> String {
         "connect_timeout=5".to_string(),
     ];
     if let Some(p) = &u.password {
-        parts.push(format!("password={}", conn_value(p)));
+        parts.push(format!("password={}", conn_value(p.expose())));
     }
     parts.join(" ")
 }

@@ -31,7 +31,7 @@ pub struct PgCtl {
     cfg: FileConfig,
     /// How to connect and inspect.
     pub target: PgTarget,
-    replication_password: Option<String>,
+    replication_password: Option<hacore::Secret>,
     desired: Mutex<Desired>,
     /// The user's settings that a reload of the file changes without a daemon restart.
     tunables: Mutex<Tunables>,
@@ -225,7 +225,7 @@ impl PgCtl {
                 .arg(&self.cfg.postgresql.superuser.username);
             let pwfile = crate::config::sibling(self.data(), "pwfile");
             if let Some(p) = &self.target.password {
-                write_private(&pwfile, p)?;
+                write_private(&pwfile, p.expose())?;
                 cmd.arg("--pwfile").arg(&pwfile);
             }
             let r = self.run(cmd, limit, "initdb").await;
@@ -251,7 +251,7 @@ impl PgCtl {
                 .env("PGUSER", &from.user)
                 .env("PGAPPNAME", self.member());
             if let Some(p) = &from.password {
-                cmd.env("PGPASSWORD", p);
+                cmd.env("PGPASSWORD", p.expose());
             }
             self.run(cmd, limit, "clone_command").await?;
             controldata(&self.target).await.map(|c| c.min_recovery_end.max(c.checkpoint))?
@@ -261,7 +261,7 @@ impl PgCtl {
             let mut cmd = tokio::process::Command::new(self.bin("pg_basebackup"));
             cmd.arg("-D").arg(self.data()).args(["-d", &info, "-X", "stream", "-c", "fast", "-v", "--no-password"]);
             if let Some(p) = &from.password {
-                cmd.env("PGPASSWORD", p);
+                cmd.env("PGPASSWORD", p.expose());
             }
             let log = self.run(cmd, limit, "pg_basebackup").await;
             let log = match log {
@@ -294,7 +294,7 @@ impl PgCtl {
         let mut cmd = tokio::process::Command::new(self.bin("pg_rewind"));
         cmd.arg("-D").arg(self.data()).arg(format!("--source-server={info}"));
         if let Some(p) = &self.target.password {
-            cmd.env("PGPASSWORD", p);
+            cmd.env("PGPASSWORD", p.expose());
         }
         self.run(cmd, limit, "pg_rewind").await?;
         // pg_rewind copied the source's configuration files over ours: write them again,
@@ -333,7 +333,7 @@ impl PgCtl {
             return Ok(());
         }
         let password = match &self.replication_password {
-            Some(p) => format!(" PASSWORD {}", conf::quote(p)),
+            Some(p) => format!(" PASSWORD {}", conf::quote(p.expose())),
             None => String::new(),
         };
         let ident = format!("\"{}\"", user.replace('"', "\"\""));

@@ -23,7 +23,7 @@ pub struct PgTarget {
     /// Superuser.
     pub user: String,
     /// Its password, if any.
-    pub password: Option<String>,
+    pub password: Option<hacore::Secret>,
     /// Bound on connecting and on the whole set of queries.
     pub timeout: Duration,
 }
@@ -252,7 +252,7 @@ pub async fn connect(t: &PgTarget, statement_timeout: Duration) -> Result<tokio_
         .connect_timeout(t.timeout)
         .options(format!("-c statement_timeout={}", statement_timeout.as_millis().max(1)));
     if let Some(p) = &t.password {
-        cfg.password(p);
+        cfg.password(p.expose());
     }
     let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
