@@ -89,6 +89,8 @@ pub struct Options {
     pub rest: String,
     /// DynamoDB (a local moto server, reached through the cut proxies) instead of etcd.
     pub dynamo: bool,
+    /// Extra environment for the daemons (e.g. `HASHELL_*` overrides).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -100,6 +102,7 @@ impl Default for Options {
             log_format: "pretty",
             rest: String::new(),
             dynamo: false,
+            env: Vec::new(),
         }
     }
 }
@@ -166,7 +169,7 @@ impl Cluster {
             postgresql: opts.postgresql.clone(),
             rest: opts.rest.clone(),
             dcs,
-            env: AWS_TEST_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: AWS_TEST_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(opts.env.clone()).collect(),
             netns: Vec::new(),
         };
         let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));

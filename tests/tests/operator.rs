@@ -6,6 +6,7 @@ use e2e::{Cluster, Options};
 use std::time::Duration;
 
 const AUTH: &str = "Basic YWRtaW46czNjcjN0"; // admin:s3cr3t
+const REPLICATION_PASSWORD: &str = "rep-pw-7f3a9c";
 
 fn call(c: &Cluster, i: usize, method: &str, path: &str, body: &str, auth: bool) -> (u16, serde_json::Value) {
     c.api(i, method, path, body, auth.then_some(AUTH))
@@ -18,7 +19,18 @@ fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String, String) {
 #[test]
 fn rest_api_and_cli_on_a_real_cluster() {
     let rest = "[rest.auth]\nusername = \"admin\"\npassword = \"s3cr3t\"\n".to_string();
-    let c = Cluster::start(Options { rest, ..Options::default() });
+    // Replicas stream, clone and re-clone with a password (scram-sha-256 on the
+    // replication line), given as the environment override operators use.
+    let env = [
+        ("HASHELL_POSTGRESQL__REPLICATION__PASSWORD", REPLICATION_PASSWORD.to_string()),
+        (
+            "HASHELL_POSTGRESQL__PG_HBA",
+            r#"["local all all trust", "host replication replicator 127.0.0.1/32 scram-sha-256", "host all all 127.0.0.1/32 trust"]"#
+                .to_string(),
+        ),
+    ];
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let c = Cluster::start(Options { rest, env, ..Options::default() });
     let p = c.wait_healthy(Duration::from_secs(120));
     let r = (p + 1) % 3;
 
@@ -117,4 +129,21 @@ fn rest_api_and_cli_on_a_real_cluster() {
     assert_eq!(code, 0, "{out}{err}");
     c.wait_for("the reinitialized replica", Duration::from_secs(60), |_| (!marker.exists()).then_some(()));
     assert_eq!(c.wait_healthy(Duration::from_secs(60)), r);
+
+    // The replication user has the password (it was the only way in for the clones), and
+    // no daemon or PostgreSQL log shows it or the API password.
+    let scram = c.psql(r, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'replicator'");
+    assert_eq!(scram.as_deref().map(str::trim), Ok("t"), "{scram:?}");
+    for n in &c.nodes {
+        let pg_log = std::path::PathBuf::from(format!("{}.log", n.data().display()));
+        for log in [n.log(), pg_log] {
+            let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            assert!(!text.is_empty(), "{} is empty", log.display());
+            for secret in [REPLICATION_PASSWORD, "s3cr3t"] {
+                let lines: Vec<String> =
+                    text.lines().filter(|l| l.contains(secret)).map(|l| l.replace(secret, "<PASSWORD>")).collect();
+                assert!(lines.is_empty(), "{} shows a password:\n{}", log.display(), lines.join("\n"));
+            }
+        }
+    }
 }

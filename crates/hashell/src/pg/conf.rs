@@ -83,8 +83,21 @@ fn value(v: &toml::Value) -> String {
     }
 }
 
-/// `primary_conninfo` for an upstream.
-pub fn conninfo(member: &str, u: &Upstream) -> String {
+/// The password file a standby's `primary_conninfo` names (`passfile=`), next to the
+/// data directory: PostgreSQL logs every changed setting's value on reload, so the
+/// password itself is never in `postgresql.conf`.
+pub fn passfile(data_dir: &Path) -> PathBuf {
+    crate::config::sibling(data_dir, "pgpass")
+}
+
+/// The `.pgpass` line giving `u`'s password for its host, port and user.
+fn pgpass_line(u: &Upstream, password: &hacore::Secret) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    format!("{}:{}:*:{}:{}\n", esc(&u.host), u.port, esc(&u.user), esc(password.expose()))
+}
+
+/// `primary_conninfo` for an upstream; its password, if any, is read from `passfile`.
+pub fn conninfo(member: &str, u: &Upstream, passfile: &Path) -> String {
     let mut parts = vec![
         format!("host={}", conn_value(&u.host)),
         format!("port={}", u.port),
@@ -92,8 +105,8 @@ pub fn conninfo(member: &str, u: &Upstream) -> String {
         format!("application_name={}", conn_value(member)),
         "connect_timeout=5".to_string(),
     ];
-    if let Some(p) = &u.password {
-        parts.push(format!("password={}", conn_value(p.expose())));
+    if u.password.is_some() {
+        parts.push(format!("passfile={}", conn_value(&passfile.to_string_lossy())));
     }
     parts.join(" ")
 }
@@ -128,7 +141,7 @@ pub fn render_conf(data_dir: &Path, m: &Managed) -> String {
     out.push_str(&format!("hba_file = {}\n", quote(&data_dir.join("pg_hba.conf").to_string_lossy())));
     out.push_str(&format!("synchronous_standby_names = {}\n", quote(&format_sync_standbys(&m.sync))));
     let (info, slot) = match (&m.upstream, m.standby) {
-        (Some(u), true) => (conninfo(&m.member, u), u.slot.clone().unwrap_or_default()),
+        (Some(u), true) => (conninfo(&m.member, u, &passfile(data_dir)), u.slot.clone().unwrap_or_default()),
         _ => (String::new(), String::new()),
     };
     out.push_str(&format!("primary_conninfo = {}\n", quote(&info)));
@@ -184,6 +197,15 @@ pub fn write(data_dir: &Path, m: &Managed, owner: Option<(u32, u32)>) -> std::io
         let original = std::fs::read_to_string(&conf).unwrap_or_default();
         if !original.starts_with("# Written by hashell") {
             write_if_changed(&base, &original, owner)?;
+        }
+    }
+    // The password file first: the reload that applies a new primary_conninfo reads it.
+    match m.upstream.as_ref().filter(|_| m.standby).and_then(|u| u.password.as_ref().map(|p| (u, p))) {
+        Some((u, p)) => {
+            write_if_changed(&passfile(data_dir), &pgpass_line(u, p), owner)?;
+        }
+        None => {
+            let _ = std::fs::remove_file(passfile(data_dir));
         }
     }
     let mut w = Written::default();
@@ -251,10 +273,13 @@ mod tests {
         assert!(text.contains("primary_slot_name = 'n2'"));
         assert!(
             text.contains(
-                "primary_conninfo = 'host=10.0.0.1 port=5432 user=replicator application_name=n2 connect_timeout=5 password=''p\\\\''w d'''"
+                "primary_conninfo = 'host=10.0.0.1 port=5432 user=replicator application_name=n2 connect_timeout=5 passfile=/d.pgpass'"
             ),
             "{text}"
         );
+        assert!(!text.contains("p'w d"), "the password stays out of postgresql.conf:\n{text}");
+        let u = managed().upstream.unwrap_or_else(|| unreachable!());
+        assert_eq!(pgpass_line(&u, &"a:b\\c".into()), "10.0.0.1:5432:*:replicator:a\\:b\\\\c\n");
     }
 
     #[test]
@@ -275,12 +300,22 @@ mod tests {
         assert_eq!(write(&dir, &m, None).unwrap(), Written { config: true, role: true });
         assert_eq!(std::fs::read_to_string(dir.join("postgresql.base.conf")).unwrap(), "shared_buffers = 128MB\n");
         assert_eq!(std::fs::read_to_string(dir.join(UPSTREAM_FILE)).unwrap(), "n1\n");
+        let pass = passfile(&dir);
+        assert_eq!(std::fs::read_to_string(&pass).unwrap(), "10.0.0.1:5432:*:replicator:p'w d\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&pass).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "libpq ignores a readable one"
+        );
         assert_eq!(write(&dir, &m, None).unwrap(), Written::default(), "nothing changed, nothing written");
         let mut primary = m.clone();
         primary.standby = false;
         assert_eq!(write(&dir, &primary, None).unwrap(), Written { config: true, role: true });
         assert!(!dir.join("standby.signal").exists() && !dir.join(UPSTREAM_FILE).exists());
+        assert!(!pass.exists(), "a primary keeps no password file");
         assert_eq!(std::fs::read_to_string(dir.join("postgresql.base.conf")).unwrap(), "shared_buffers = 128MB\n");
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&pass);
     }
 }

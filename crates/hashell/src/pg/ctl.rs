@@ -337,8 +337,13 @@ impl PgCtl {
             None => String::new(),
         };
         let ident = format!("\"{}\"", user.replace('"', "\"\""));
+        // The statement carries the password: keep it out of PostgreSQL's own log
+        // whatever log_statement, log_min_duration_statement and log_min_error_statement say.
         let sql = format!(
             "SET synchronous_commit = local;
+             SET log_statement = 'none';
+             SET log_min_duration_statement = -1;
+             SET log_min_error_statement = panic;
              DO $$ BEGIN
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {lit}) THEN
                  CREATE ROLE {ident} WITH REPLICATION LOGIN{password};
