@@ -423,8 +423,14 @@ fn probe(host: &str, port: u16, name: &str, stop: &std::sync::atomic::AtomicBool
 }
 
 /// The daemon binary built with this package: next to the test binary's `deps` directory
-/// (cargo builds a package's binaries before running its integration tests).
+/// (cargo builds a package's binaries before running its integration tests), or the one
+/// `HASHELL_UNDER_TEST` names (the benchmark's etcd-only deploy build).
 pub fn daemon_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("HASHELL_UNDER_TEST") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "HASHELL_UNDER_TEST={} is not a file", p.display());
+        return p;
+    }
     let me = std::env::current_exe().expect("test binary path");
     // A test binary sits in target/<profile>/deps, a binary of this package next to it.
     let exe = me

@@ -443,6 +443,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Dcs { what: DcsCommand::CreateTable { config } } => with_store(&config, |_cfg, store| async move {
             match &*store {
+                #[cfg(feature = "dynamodb")]
                 crate::store::Store::Dynamo(d) => {
                     d.create_table().await?;
                     d.check_table().await?;
@@ -454,6 +455,7 @@ pub fn main() -> ExitCode {
             }
         }),
         Command::Dcs { what: DcsCommand::Check { config } } => with_store(&config, |_cfg, store| async move {
+            #[cfg(feature = "dynamodb")]
             if let crate::store::Store::Dynamo(d) = &*store {
                 d.check_table().await?;
             }

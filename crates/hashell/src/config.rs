@@ -733,6 +733,12 @@ impl FileConfig {
         match (&self.dcs.etcd, &self.dcs.dynamodb) {
             (None, None) => errs.push(err("dcs", "configure one store: [dcs.etcd] or [dcs.dynamodb]")),
             (Some(_), Some(_)) => errs.push(err("dcs", "configure one store, not both [dcs.etcd] and [dcs.dynamodb]")),
+            #[cfg(not(feature = "dynamodb"))]
+            (None, Some(_)) => errs.push(err(
+                "dcs.dynamodb",
+                "this hashell was built without the DynamoDB store (cargo feature `dynamodb`); \
+                 use [dcs.etcd] or a build with the feature",
+            )),
             (Some(e), None) => {
                 if e.endpoints.is_empty() {
                     errs.push(err("dcs.etcd.endpoints", "list at least one endpoint, e.g. [\"http://10.0.0.1:2379\"]"));
@@ -749,6 +755,7 @@ impl FileConfig {
                     errs.push(err("dcs.etcd", "user needs password or password_file (and the other way round)"));
                 }
             }
+            #[cfg(feature = "dynamodb")]
             (None, Some(d)) => {
                 if d.table.is_empty() {
                     errs.push(err(

@@ -5,6 +5,7 @@ use crate::config::{FileConfig, LogFormat};
 use crate::daemon::{Connector, Daemon};
 use crate::operator;
 use crate::store::Store;
+#[cfg(feature = "dynamodb")]
 use backend_dynamo::DynamoDcs;
 use backend_etcd::clock::BootClock;
 use backend_etcd::{EtcdConfig, EtcdDcs, EtcdTls};
@@ -59,6 +60,7 @@ pub fn etcd_config(cfg: &FileConfig) -> Result<EtcdConfig, String> {
 
 /// Connects the daemon to the store `cfg` names (retried by the loop until it succeeds).
 fn store_connector(cfg: &FileConfig) -> Result<Connector<Store>, String> {
+    #[cfg(feature = "dynamodb")]
     if let Some(d) = crate::store::dynamo_config(cfg) {
         return Ok(Box::new(move || {
             let d = d.clone();
