@@ -16,8 +16,8 @@ step "build"
 # daemon under test, as an operator installs them.
 cargo build -q --profile dist -p hashell -p e2e --bins
 # The daemon under test is the etcd-only build (the benchmark's store is etcd; without the
-# DynamoDB SDK an idle daemon keeps fewer code pages resident). HASHELL_UNDER_TEST set by
+# DynamoDB SDK an idle daemon keeps fewer code pages resident). E2E_DAEMON set by
 # the caller (e.g. target/dist/hashell-under-test, the build with both stores) wins.
 cargo build -q --profile dist -p hashell --no-default-features --bins
 step "benchmark"
-HASHELL_UNDER_TEST=${HASHELL_UNDER_TEST:-$PWD/target/dist/hashell} exec target/dist/compare --patroni "$patroni" "$@"
+E2E_DAEMON=${E2E_DAEMON:-$PWD/target/dist/hashell} exec target/dist/compare --patroni "$patroni" "$@"

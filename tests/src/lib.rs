@@ -424,11 +424,12 @@ fn probe(host: &str, port: u16, name: &str, stop: &std::sync::atomic::AtomicBool
 
 /// The daemon binary built with this package: next to the test binary's `deps` directory
 /// (cargo builds a package's binaries before running its integration tests), or the one
-/// `HASHELL_UNDER_TEST` names (the benchmark's etcd-only deploy build).
+/// `E2E_DAEMON` names (the benchmark's etcd-only deploy build; not a `HASHELL_` name,
+/// which the daemon would read as a configuration override).
 pub fn daemon_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HASHELL_UNDER_TEST") {
+    if let Some(p) = std::env::var_os("E2E_DAEMON") {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "HASHELL_UNDER_TEST={} is not a file", p.display());
+        assert!(p.is_file(), "E2E_DAEMON={} is not a file", p.display());
         return p;
     }
     let me = std::env::current_exe().expect("test binary path");
