@@ -302,17 +302,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("store_values", etcd));
     out.push(("dynamo_items", dynamo));
     out.push(("config_file", hashell::config::EXAMPLE.as_bytes().to_vec()));
-    for who in ["n1", "n2"] {
-        let s = Scenario::cluster3(who).at(50_000);
+    // The leader and a replica of a healthy cluster, and a fresh node.
+    for s in [Scenario::cluster3("n1").at(50_000), Scenario::cluster3("n2").at(50_000), Scenario::node("n1").at(1_000)]
+    {
         let input = StepInput { cfg: s.cfg, mem: s.mem, obs: s.obs, now: s.now };
         out.push(("step_json", serde_json::to_vec(&input).expect("json")));
     }
-    let fresh = Scenario::node("n1").at(1_000);
-    out.push((
-        "step_json",
-        serde_json::to_vec(&StepInput { cfg: fresh.cfg, mem: fresh.mem, obs: fresh.obs, now: fresh.now })
-            .expect("json"),
-    ));
     let auth = 8 | 16 | 32; // right credentials, certificate, allowed address
     let requests: &[(u8, &str, &str, &str)] = &[
         (0, "/status", "", ""),
