@@ -101,6 +101,9 @@ pub struct MemberRecord {
     pub reason: Option<Reason>,
     /// The term this member leads in, while it is the primary.
     pub leader_term: Option<Term>,
+    /// The DCS layout version ([`crate::SCHEMA`]) this member's daemon reads; absent (0)
+    /// from daemons that predate versioning, which read version 1.
+    pub schema: u32,
 }
 
 impl MemberRecord {
@@ -118,6 +121,12 @@ impl MemberRecord {
             && self.pending_restart == other.pending_restart
             && self.reason == other.reason
             && self.leader_term == other.leader_term
+            && self.schema == other.schema
+    }
+
+    /// The layout version this member reads (at least 1).
+    pub fn reads_schema(&self) -> u32 {
+        self.schema.max(1)
     }
 }
 
@@ -567,6 +576,19 @@ impl ClusterView {
         self.members.iter().find(|m| m.value.name == name)
     }
 
+    /// The layout version every member can read: the lowest one a member publishes (a
+    /// member record this build cannot decode counts as version 1), capped by this
+    /// build's [`crate::SCHEMA`]. Write nothing newer than this.
+    pub fn schema(&self) -> u32 {
+        let corrupt_member = self.corrupt.iter().any(|c| matches!(c.key, Key::Member(_)));
+        let lowest = self.members.iter().map(|m| m.value.reads_schema()).min().unwrap_or(crate::SCHEMA);
+        if corrupt_member {
+            1
+        } else {
+            lowest.min(crate::SCHEMA)
+        }
+    }
+
     /// The corrupt entry for `key`, if its value could not be decoded.
     pub fn corrupt_key(&self, key: &Key) -> Option<&CorruptKey> {
         self.corrupt.iter().find(|c| &c.key == key)
@@ -628,5 +650,37 @@ mod tests {
         assert!(a.same_material(&b));
         let c = MemberRecord { role: MemberRole::Primary, ..a.clone() };
         assert!(!a.same_material(&c));
+    }
+
+    /// A member record as hashell before layout versioning wrote it (schema 1).
+    const SCHEMA1_MEMBER: &str = r#"{"name":"pg2","api_url":"http://127.0.0.1:8009","pg_url":"host=127.0.0.1 port=5433","role":"replica","running":true,"timeline":3,"lsn":50331648,"tags":{"nofailover":false,"failover_priority":1,"noloadbalance":false,"nosync":false,"clonefrom":false},"applied_config":7,"pending_restart":false,"reason":"replica_streaming","leader_term":null}"#;
+
+    #[test]
+    fn a_schema_1_member_record_reads_and_lowers_the_cluster_schema() {
+        let old: MemberRecord = crate::codec::decode(SCHEMA1_MEMBER.as_bytes()).unwrap();
+        assert_eq!((old.name.as_str(), old.reads_schema(), old.timeline), ("pg2", 1, Timeline(3)));
+        let new = MemberRecord { name: "pg1".into(), schema: crate::SCHEMA, ..Default::default() };
+        let v = |members: Vec<MemberRecord>| ClusterView {
+            members: members.into_iter().map(|value| Versioned { version: Version(1), value }).collect(),
+            ..Default::default()
+        };
+        assert_eq!(v(vec![new.clone()]).schema(), crate::SCHEMA);
+        assert_eq!(v(vec![new.clone(), old]).schema(), 1);
+        assert_eq!(v(vec![]).schema(), crate::SCHEMA);
+        // A member record this build cannot read could be from any version: assume the oldest.
+        let mut corrupt = v(vec![new]);
+        corrupt.corrupt.push(CorruptKey { key: Key::Member("pg3".into()), version: Version(2), reason: "bad".into() });
+        assert_eq!(corrupt.schema(), 1);
+    }
+
+    #[test]
+    fn records_from_a_newer_build_read_with_their_unknown_parts_ignored() {
+        let future = r#"{"name":"pg4","role":"replica","reason":"a_reason_added_later","schema":9,"a_field_added_later":{"x":1}}"#;
+        let m: MemberRecord = crate::codec::decode(future.as_bytes()).unwrap();
+        assert_eq!((m.reason, m.reads_schema()), (Some(crate::Reason::Unknown), 9));
+        let ev =
+            r#"[{"wall_time_ms":1,"node":"pg4","term":2,"reason":"a_reason_added_later","detail":"d","extra":true}]"#;
+        let events = crate::codec::decode_events(ev.as_bytes()).unwrap();
+        assert_eq!(events[0].reason, crate::Reason::Unknown);
     }
 }

@@ -59,6 +59,19 @@ pub mod status;
 pub mod testing;
 pub mod types;
 
+/// The DCS layout version this build writes and reads.
+///
+/// - 1: the first layout (records carry no version; a member record without `schema` is
+///   a version-1 writer).
+/// - 2: member records say which version their writer reads (`schema`); readers accept
+///   reasons they do not know ([`Reason::Unknown`]) and fields they do not know.
+///
+/// A daemon writes only what every member can read: values introduced after the
+/// cluster's version ([`ClusterView::schema`], the lowest any member publishes) are
+/// written as their older equivalent (see [`Reason::at_schema`]). `docs/upgrading.md`
+/// describes a rolling upgrade.
+pub const SCHEMA: u32 = 2;
+
 pub use action::{Action, StopMode};
 pub use config::{ClusterSettings, Config, ConfigError, Safety, SyncMode, Timeouts};
 pub use dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, LeaseGrant, LeaseModel};

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 macro_rules! reasons {
-    ($( $(#[doc = $doc:literal])* $name:ident = $event:literal ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident = $event:literal $(@ $since:literal => $fallback:ident)? ),* $(,)?) => {
         /// Why a node did what it did.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -14,17 +14,22 @@ macro_rules! reasons {
             /// No decision yet.
             #[default]
             Starting,
+            /// A reason recorded by a newer hashell that this version does not know (read
+            /// only: never chosen by this version).
+            #[serde(other)]
+            Unknown,
         }
 
         impl Reason {
             /// Every reason, in declaration order.
-            pub const ALL: &'static [Reason] = &[$(Reason::$name,)* Reason::Starting];
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)* Reason::Starting, Reason::Unknown];
 
             /// One line for an operator asking "why did it do that?".
             pub fn explain(self) -> &'static str {
                 match self {
                     $( Reason::$name => concat!($($doc),*).trim_ascii(), )*
                     Reason::Starting => "No decision yet.",
+                    Reason::Unknown => "A reason recorded by a newer hashell that this version does not know.",
                 }
             }
 
@@ -32,7 +37,27 @@ macro_rules! reasons {
             pub fn is_event(self) -> bool {
                 match self {
                     $( Reason::$name => $event, )*
-                    Reason::Starting => false,
+                    Reason::Starting | Reason::Unknown => false,
+                }
+            }
+
+            /// The first DCS schema version whose readers know this reason.
+            pub fn since_schema(self) -> u32 {
+                match self {
+                    $( Reason::$name => 1 $(- 1 + $since)?, )*
+                    Reason::Starting | Reason::Unknown => 1,
+                }
+            }
+
+            /// This reason as written for readers of schema `schema`: itself when they
+            /// know it, else the older reason closest to it (see [`crate::SCHEMA`]).
+            pub fn at_schema(self, schema: u32) -> Reason {
+                if self.since_schema() <= schema {
+                    return self;
+                }
+                match self {
+                    $( $( Reason::$name => Reason::$fallback.at_schema(schema), )? )*
+                    _ => Reason::Starting,
                 }
             }
         }
@@ -180,6 +205,8 @@ reasons! {
     DataDirUnreadable = true,
     /// An operator changed the cluster's settings (REST `PATCH /config`, `hashell edit-config`, pause, resume).
     ConfigChanged = true,
+    /// A role-change callback (`[callbacks]`) failed or timed out; the role change itself went ahead. The event names the command.
+    CallbackFailed = true @ 2 => OperationFailed,
 }
 
 impl std::fmt::Display for Reason {
@@ -215,5 +242,28 @@ mod tests {
     #[test]
     fn display_is_snake_case() {
         assert_eq!(Reason::LeaderHealthy.to_string(), "leader_healthy");
+    }
+
+    #[test]
+    fn a_reason_from_a_newer_build_reads_as_unknown() {
+        let r: Reason = serde_json::from_str("\"some_reason_from_the_future\"").unwrap();
+        assert_eq!(r, Reason::Unknown);
+        let r: Reason = serde_json::from_str("\"leader_healthy\"").unwrap();
+        assert_eq!(r, Reason::LeaderHealthy);
+        // Not a string at all is still an error, not a silent Unknown.
+        assert!(serde_json::from_str::<Reason>("17").is_err());
+    }
+
+    #[test]
+    fn reasons_newer_than_the_readers_are_written_as_their_fallback() {
+        assert_eq!(Reason::CallbackFailed.since_schema(), 2);
+        assert_eq!(Reason::CallbackFailed.at_schema(1), Reason::OperationFailed);
+        assert_eq!(Reason::CallbackFailed.at_schema(2), Reason::CallbackFailed);
+        for r in Reason::ALL {
+            assert!(r.since_schema() <= crate::SCHEMA, "{r:?} is newer than this build's schema");
+            // Whatever a reason falls back to, version-1 readers know it.
+            assert_eq!(r.at_schema(1).since_schema(), 1, "{r:?}");
+            assert_eq!(r.at_schema(crate::SCHEMA), *r);
+        }
     }
 }

@@ -206,6 +206,30 @@ proptest! {
         }
     }
 
+    /// Rolling upgrades: what a node writes, every member of the view can read (no reason
+    /// newer than the lowest schema a member publishes), and its own record says which
+    /// layout it reads.
+    #[test]
+    fn writes_are_readable_by_every_member(i in step_input()) {
+        let d = run(&i);
+        let Ok(view) = &i.obs.dcs else { return Ok(()) };
+        for a in &d.actions {
+            let Action::Dcs { op, .. } = a else { continue };
+            match op {
+                DcsOp::PublishMember(m) => {
+                    prop_assert_eq!(m.schema, hacore::SCHEMA);
+                    if let Some(r) = m.reason {
+                        prop_assert!(r.since_schema() <= view.schema(), "{:?} for schema {}", r, view.schema());
+                    }
+                }
+                DcsOp::AppendEvent(e) => {
+                    prop_assert!(e.reason.since_schema() <= view.schema(), "{:?} for schema {}", e.reason, view.schema());
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Every decision has a reason, and the next wake-up is within a loop.
     #[test]
     fn reason_and_wake(i in step_input()) {

@@ -727,7 +727,9 @@ impl<'a> Cx<'a> {
 
     fn publish_member(&mut self, view: &ClusterView) {
         let pg = &self.obs.pg;
-        let reason = if self.reason == Reason::Starting { None } else { Some(self.reason) };
+        // Written so that every member can read it (an older daemon in a rolling upgrade).
+        let schema = view.schema();
+        let reason = if self.reason == Reason::Starting { None } else { Some(self.reason.at_schema(schema)) };
         let current = view.member(self.me());
         let role = self.role();
         let leader_term = (role == MemberRole::Primary).then(|| self.mem.lease.map(|l| l.term)).flatten();
@@ -742,6 +744,7 @@ impl<'a> Cx<'a> {
                 && m.api_url == self.cfg.api_url
                 && m.pg_url == self.cfg.pg_url
                 && m.leader_term == leader_term
+                && m.schema == crate::SCHEMA
         };
         if current.is_some_and(|m| material(&m.value)) {
             self.mem.join_noted = false;
@@ -766,6 +769,7 @@ impl<'a> Cx<'a> {
             pending_restart: pg.pending_restart,
             reason,
             leader_term,
+            schema: crate::SCHEMA,
         };
         self.dcs_tail(DcsOp::PublishMember(record));
     }
@@ -779,13 +783,14 @@ impl<'a> Cx<'a> {
             self.notes.push((self.reason, self.detail.clone()));
         }
         self.mem.last_reason = Some(self.reason);
-        if self.view.is_some() {
+        if let Some(view) = self.view {
+            let schema = view.schema();
             for (reason, detail) in std::mem::take(&mut self.notes) {
                 let event = Event {
                     wall_time_ms: self.obs.wall_time_ms,
                     node: self.cfg.name.clone(),
                     term: self.mem.max_term,
-                    reason,
+                    reason: reason.at_schema(schema),
                     detail,
                 };
                 let id = self.mem.op();

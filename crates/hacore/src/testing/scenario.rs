@@ -170,6 +170,7 @@ impl Scenario {
                 lsn: Lsn(lsn),
                 tags: Tags::default(),
                 leader_term,
+                schema: crate::SCHEMA,
                 ..Default::default()
             },
         });

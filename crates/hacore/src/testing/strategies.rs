@@ -183,8 +183,10 @@ fn member() -> impl Strategy<Value = Versioned<MemberRecord>> {
         lsn(),
         0u64..50,
         prop::option::of((30u64..36).prop_map(Version)),
+        // Members of a rolling upgrade: from before versioning (0), 1, or this build's.
+        0..=crate::SCHEMA,
     )
-        .prop_map(|(name, role, tags, lsn, v, applied)| Versioned {
+        .prop_map(|(name, role, tags, lsn, v, applied, schema)| Versioned {
             version: Version(100 + v),
             value: MemberRecord {
                 api_url: format!("http://{name}:8008"),
@@ -195,6 +197,7 @@ fn member() -> impl Strategy<Value = Versioned<MemberRecord>> {
                 lsn,
                 tags,
                 applied_config: applied,
+                schema,
                 ..Default::default()
             },
         })
