@@ -171,6 +171,7 @@ impl Cluster {
             dcs,
             env: AWS_TEST_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(opts.env.clone()).collect(),
             netns: Vec::new(),
+            ambient_caps: Vec::new(),
         };
         let local = LocalCluster::create(root, &local_opts).unwrap_or_else(|e| panic!("{e}"));
         if dynamo.is_some() {

@@ -517,6 +517,9 @@ pub struct FileConfig {
     /// `[log]`
     #[serde(default)]
     pub log: LogSection,
+    /// `[callbacks]`: commands run on start, stop, role change and fence.
+    #[serde(default)]
+    pub callbacks: crate::callbacks::CallbacksSection,
     /// Replication slots the leader keeps whatever the topology.
     #[serde(default)]
     pub permanent_slots: Vec<String>,
@@ -859,6 +862,9 @@ impl FileConfig {
                     format!("{a:?} is not an address or network; write e.g. \"10.0.0.0/8\" or \"192.168.1.7\""),
                 ));
             }
+        }
+        if !(100..=3_600_000).contains(&self.callbacks.timeout.0) {
+            errs.push(err("callbacks.timeout", "must be between 100ms and 1h (a callback is killed at this limit)"));
         }
         let mut core = hacore::Config::new(self.node.name.clone());
         core.tags = self.node.tags.core();

@@ -392,6 +392,40 @@ impl Shared {
     }
 }
 
+/// Counts each callback's ending and records failures as `callback_failed` events.
+fn callback_report(sh: Arc<Shared>) -> crate::callbacks::Report {
+    use crate::callbacks::Ending;
+    Arc::new(move |event, role, command, ending| {
+        let result = match ending {
+            Ending::Ok => "ok",
+            Ending::Failed(_) => "failed",
+            Ending::TimedOut => "timed_out",
+        };
+        sh.count(|c| *c.callbacks.entry((event.name(), result)).or_default() += 1);
+        let detail = match ending {
+            Ending::Ok => return,
+            Ending::Failed(e) => format!("{} ({}) `{command}` failed: {e}", event.name(), role.name()),
+            Ending::TimedOut => format!("{} ({}) `{command}` timed out and was killed", event.name(), role.name()),
+        };
+        let (store, schema, term) = {
+            let i = sh.lock();
+            (i.store.clone(), i.view.as_ref().map_or(1, ClusterView::schema), i.status.term)
+        };
+        let Some(store) = store else { return };
+        let ev = hacore::dcs::Event {
+            wall_time_ms: wall_ms(),
+            node: sh.cfg.name.clone(),
+            term,
+            reason: Reason::CallbackFailed.at_schema(schema),
+            detail,
+        };
+        tokio::spawn(async move {
+            // Informational: a lost event only leaves the record shorter.
+            let _ = store.execute_dyn(&DcsOp::AppendEvent(ev)).await;
+        });
+    })
+}
+
 /// This machine's wall clock, ms since the epoch (data only: schedules, events).
 pub fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -456,6 +490,8 @@ pub struct Daemon<D: Dcs + 'static> {
     /// A standby's upstream named on disk, not yet resolved to an address.
     upstream_pending: bool,
     quick_steps: u32,
+    callbacks: crate::callbacks::Runner,
+    callback_state: crate::callbacks::Tracker,
 }
 
 /// Time kept before the writable deadline for the next observation, step and guard arm:
@@ -544,6 +580,12 @@ impl<D: Dcs + 'static> Daemon<D> {
             pg: pg.clone(),
             reload: Mutex::new(None),
         });
+        let callbacks = crate::callbacks::Runner::new(
+            file.callbacks.clone(),
+            file.cluster.name.clone(),
+            file.node.name.clone(),
+            callback_report(shared.clone()),
+        );
         Ok(Daemon {
             file,
             shared,
@@ -568,6 +610,8 @@ impl<D: Dcs + 'static> Daemon<D> {
             adopted: false,
             upstream_pending: false,
             quick_steps: 0,
+            callbacks,
+            callback_state: Default::default(),
         })
     }
 
@@ -792,6 +836,7 @@ impl<D: Dcs + 'static> Daemon<D> {
         for a in &decision.actions {
             debug!(action = ?a, "action");
         }
+        self.callbacks_for(&obs.pg, &decision, writable_until, now);
         let done = self.execute(decision.actions, decision.background_from, st.writable_until).await;
         let no_watch = self.dcs.as_ref().is_some_and(|d| !d.has_watch());
         if done.moved && no_watch {
@@ -816,6 +861,37 @@ impl<D: Dcs + 'static> Daemon<D> {
             } else {
                 decision.wake_within
             }
+        }
+    }
+
+    /// Queues the callbacks this tick calls for: a fence as it starts (the core stops
+    /// PostgreSQL immediately, or the writable deadline `writable_until` of the last step
+    /// passed: the guard kills PostgreSQL then, perhaps before this step sees it), the
+    /// rest as they are observed (a promotion is seen at the tick after it finished).
+    fn callbacks_for(
+        &mut self,
+        pg: &hacore::PgObservation,
+        d: &hacore::Decision,
+        writable_until: Option<Millis>,
+        now: Millis,
+    ) {
+        use crate::callbacks::{Context, Running};
+        let ctx = || Context {
+            term: d.status.term.0,
+            timeline: pg.timeline.0,
+            leader: d.status.leader.clone(),
+            reason: d.status.reason,
+        };
+        let mut events = Vec::new();
+        let stops_now =
+            pg.running && d.actions.iter().any(|a| matches!(a, Action::Stop { mode: StopMode::Immediate, .. }));
+        let deadline_passed = writable_until.is_some_and(|t| now >= t) && d.status.writable_until.is_none();
+        if stops_now || (deadline_passed && self.callback_state.is_primary()) {
+            events.extend(self.callback_state.fence());
+        }
+        events.extend(self.callback_state.observe(Running::of(pg, &d.status)));
+        for (event, role) in events {
+            self.callbacks.fire(event, role, ctx());
         }
     }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL and the DCS, calls `hacore::step` and executes its actions.
 
 pub mod api;
+pub mod callbacks;
 pub mod cli;
 pub mod commands;
 pub mod config;

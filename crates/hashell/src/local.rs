@@ -185,6 +185,10 @@ pub struct LocalOptions {
     /// Per node: the network namespace (a name under /var/run/netns) its daemon, guard and
     /// PostgreSQL run in, and its address there. Empty: every node on 127.0.0.1.
     pub netns: Vec<(String, String)>,
+    /// Capabilities the daemons keep as ambient ones (e.g. `net_admin`, so that a callback
+    /// can move an address as a systemd unit with `AmbientCapabilities=` would let it).
+    /// Only when we are root (the daemons then run as `postgres` through `setpriv`).
+    pub ambient_caps: Vec<String>,
 }
 
 impl LocalOptions {
@@ -202,6 +206,7 @@ impl LocalOptions {
             dcs: None,
             env: Vec::new(),
             netns: Vec::new(),
+            ambient_caps: Vec::new(),
         }
     }
 }
@@ -214,6 +219,7 @@ pub struct LocalCluster {
     pub nodes: Vec<LocalNode>,
     keep: bool,
     env: Vec<(String, String)>,
+    ambient_caps: Vec<String>,
 }
 
 impl LocalCluster {
@@ -223,7 +229,13 @@ impl LocalCluster {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         chown(&root);
-        let mut c = LocalCluster { root, nodes: Vec::new(), keep: false, env: opts.env.clone() };
+        let mut c = LocalCluster {
+            root,
+            nodes: Vec::new(),
+            keep: false,
+            env: opts.env.clone(),
+            ambient_caps: opts.ambient_caps.clone(),
+        };
         for (i, endpoint) in opts.endpoints.iter().enumerate() {
             let name = format!("n{}", i + 1);
             let (netns, host) = match opts.netns.get(i) {
@@ -268,17 +280,33 @@ impl LocalCluster {
             .map_err(|e| format!("cannot open {}: {e}", n.log().display()))?;
         chown(&n.log());
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(exe);
+        let mut user = run_as()?;
+        let mut cmd = match user {
+            // setpriv changes the user and keeps the capabilities (it execs: same PID).
+            Some((uid, gid)) if !self.ambient_caps.is_empty() => {
+                let caps: Vec<String> = self.ambient_caps.iter().map(|c| format!("+{c}")).collect();
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg(format!("--inh-caps={}", caps.join(",")))
+                    .arg(format!("--ambient-caps={}", caps.join(",")))
+                    .arg("--")
+                    .arg(exe);
+                user = None;
+                c
+            }
+            _ => Command::new(exe),
+        };
         cmd.arg("run").arg(n.config()).stdin(Stdio::null()).stdout(log).stderr(err);
         cmd.env_remove("RUST_LOG").env("LC_ALL", "C").envs(self.env.iter().map(|(k, v)| (k, v)));
-        let user = run_as()?;
+        if run_as()?.is_some() {
+            cmd.env("HOME", &n.root);
+        }
         if let Some(ns) = &n.netns {
             enter_netns(&mut cmd, ns, user)?;
         } else if let Some((uid, gid)) = user {
             cmd.uid(uid).gid(gid);
-        }
-        if user.is_some() {
-            cmd.env("HOME", &n.root);
         }
         n.daemon = Some(cmd.spawn().map_err(|e| format!("cannot start {}: {e}", exe.display()))?);
         Ok(())

@@ -26,6 +26,8 @@ pub struct Counters {
     pub actions: BTreeMap<(&'static str, &'static str), u64>,
     /// Wall time (s since the epoch) this node last saw the leader change.
     pub leader_changed_at: Option<f64>,
+    /// Callbacks by (event, result: ok, failed, timed_out).
+    pub callbacks: BTreeMap<(&'static str, &'static str), u64>,
     /// Wake-ups received from peers (`POST /wake`) that woke the loop.
     pub peer_wakeups: u64,
 }
@@ -195,6 +197,9 @@ pub fn render(sh: &Shared) -> String {
     let acts: Vec<(String, f64)> =
         c.actions.iter().map(|((k, r), n)| (format!("{{kind=\"{k}\",result=\"{r}\"}}"), *n as f64)).collect();
     counter(&mut out, "hashell_actions_total", "Actions executed by kind and result.", &acts);
+    let cbs: Vec<(String, f64)> =
+        c.callbacks.iter().map(|((e, r), n)| (format!("{{event=\"{e}\",result=\"{r}\"}}"), *n as f64)).collect();
+    counter(&mut out, "hashell_callbacks_total", "Callbacks run by event and result.", &cbs);
     if let Some(t) = c.leader_changed_at {
         gauge(
             &mut out,

@@ -44,6 +44,13 @@ fn signal(pid: i32, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// SIGKILLs every process of the process group `pgid` (a callback and its children).
+pub fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        signal(-pgid, libc::SIGKILL);
+    }
+}
+
 /// Kills the whole instance of `data_dir`: the postmaster is frozen first (so it cannot
 /// fork or restart children), every descendant is SIGKILLed, then the postmaster. A backend
 /// that outlived its postmaster could otherwise still commit. Returns the postmaster's PID
