@@ -24,6 +24,10 @@ cargo fmt --all --check
 step "lints"
 cargo clippy --workspace --all-targets --features hacore/testing -- -D warnings
 
+step "the older hashell the rolling-upgrade test starts from"
+# Built once (target/old/<commit>); tests/tests/upgrade.rs runs it next to this build.
+scripts/build-old-hashell.sh "$(sed -n 's/^pub const UPGRADE_FROM: &str = "\([0-9a-f]*\)";$/\1/p' tests/src/lib.rs)"
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --features hacore/testing --no-fail-fast

@@ -91,6 +91,9 @@ pub struct Options {
     pub dynamo: bool,
     /// Extra environment for the daemons (e.g. `HASHELL_*` overrides).
     pub env: Vec<(String, String)>,
+    /// The binary the daemons start with (default [`daemon_exe`]; another build for the
+    /// rolling-upgrade test).
+    pub daemon: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -103,6 +106,7 @@ impl Default for Options {
             rest: String::new(),
             dynamo: false,
             env: Vec::new(),
+            daemon: None,
         }
     }
 }
@@ -185,15 +189,21 @@ impl Cluster {
             assert!(out.status.success(), "create-table: {}", String::from_utf8_lossy(&out.stderr));
         }
         let mut c = Cluster { local, paths, etcd, dynamo };
+        let exe = opts.daemon.clone().unwrap_or_else(daemon_exe);
         for i in 0..opts.nodes {
-            c.start_daemon(i);
+            c.start_daemon_with(i, &exe);
         }
         c
     }
 
     /// Starts (or restarts) node `i`'s daemon.
     pub fn start_daemon(&mut self, i: usize) {
-        self.local.start_daemon(i, &daemon_exe()).unwrap_or_else(|e| panic!("{e}"));
+        self.start_daemon_with(i, &daemon_exe());
+    }
+
+    /// Starts (or restarts) node `i`'s daemon from `exe`.
+    pub fn start_daemon_with(&mut self, i: usize, exe: &Path) {
+        self.local.start_daemon(i, exe).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Node `i`'s path to etcd.
@@ -421,6 +431,25 @@ fn probe(host: &str, port: u16, name: &str, stop: &std::sync::atomic::AtomicBool
         }
     });
     attempts
+}
+
+/// The commit the rolling-upgrade test upgrades from: the last one before the DCS layout
+/// carried a schema version.
+pub const UPGRADE_FROM: &str = "b75bd6fde37e9fe2e7f58761f557ed6367757c89";
+
+/// The etcd-only `hashell` of `commit`, built once by `scripts/build-old-hashell.sh`
+/// (which `scripts/test.sh` runs before the tests).
+pub fn old_daemon(commit: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("scripts/build-old-hashell.sh"))
+        .arg(commit)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("scripts/build-old-hashell.sh runs");
+    assert!(out.status.success(), "cannot build hashell {commit}");
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(p.is_file(), "{} is not a file", p.display());
+    p
 }
 
 /// The daemon binary built with this package: next to the test binary's `deps` directory

@@ -144,6 +144,9 @@ pub struct MemberDoc {
     pub pending_restart: bool,
     /// The member's reason, as published.
     pub reason: Option<hacore::Reason>,
+    /// The DCS layout version its daemon reads (1: a daemon from before versioning).
+    #[serde(default)]
+    pub schema: u32,
 }
 
 /// `GET /cluster`.
@@ -163,6 +166,9 @@ pub struct ClusterDoc {
     pub members: Vec<MemberDoc>,
     /// Keys the store holds but that could not be decoded.
     pub corrupt: Vec<String>,
+    /// The layout version every member reads: what the cluster writes (see `docs/upgrading.md`).
+    #[serde(default)]
+    pub schema: u32,
     /// Which node answered, and whether it reached the store at its last tick.
     pub answered_by: String,
 }
@@ -220,6 +226,7 @@ pub fn cluster_doc(sh: &Shared) -> Option<ClusterDoc> {
                 tags: r.tags.clone(),
                 pending_restart: r.pending_restart,
                 reason: r.reason,
+                schema: r.reads_schema(),
             };
             (doc, pos.lsn, replayed)
         })
@@ -243,6 +250,7 @@ pub fn cluster_doc(sh: &Shared) -> Option<ClusterDoc> {
         switchover: view.switchover.as_ref().map(|s| s.value.clone()),
         members,
         corrupt: view.corrupt.iter().map(|c| c.key.path()).collect(),
+        schema: view.schema(),
         answered_by: my_name,
     })
 }

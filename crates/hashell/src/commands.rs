@@ -88,10 +88,12 @@ fn from_view(cluster: &str, view: &ClusterView) -> ClusterDoc {
                     tags: r.tags.clone(),
                     pending_restart: r.pending_restart,
                     reason: r.reason,
+                    schema: r.reads_schema(),
                 }
             })
             .collect(),
         corrupt: view.corrupt.iter().map(|c| c.key.path()).collect(),
+        schema: view.schema(),
         answered_by: "the store (no member's REST API answered)".into(),
     }
 }

@@ -147,3 +147,17 @@ fn references_resolve() {
     let doc = spec();
     walk(&doc, &doc);
 }
+
+/// The `Reason` enum lists every reason the daemons write or read, in declaration order.
+#[test]
+fn the_reason_enum_is_every_reason() {
+    let spec = spec();
+    let listed: Vec<&str> = spec["components"]["schemas"]["Reason"]["enum"]
+        .as_array()
+        .expect("a Reason enum")
+        .iter()
+        .map(|v| v.as_str().expect("names"))
+        .collect();
+    let all: Vec<String> = hacore::Reason::ALL.iter().map(|r| r.to_string()).collect();
+    assert_eq!(listed, all, "update components.schemas.Reason.enum in docs/openapi.json");
+}
