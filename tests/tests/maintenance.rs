@@ -277,3 +277,48 @@ fn health_codes_by_role_reload_restart_events_topology_and_remove() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("0 member(s), leader none"), "{text}");
 }
+
+/// A parameter that needs a restart, changed on every node, applied by one rolling
+/// restart: replicas first, then one switchover instead of a restart of the primary.
+#[test]
+fn a_rolling_restart_applies_a_pending_parameter_with_one_switchover() {
+    let c = Cluster::start(Options::default());
+    let p = c.wait_healthy(Duration::from_secs(120));
+    c.psql(p, "CREATE TABLE probe (id bigserial PRIMARY KEY, node text NOT NULL)").unwrap();
+    let prober = e2e::Prober::start(&c);
+    for i in 0..3 {
+        let file = c.nodes[i].config();
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("shared_buffers = \"16MB\"\n", "shared_buffers = \"24MB\"\n")).unwrap();
+        let (code, out, err) = cli(&c, i, &["reload", &c.nodes[i].name]);
+        assert!(code == 0 && out.contains("PostgreSQL needs a restart"), "{out}{err}");
+    }
+    c.wait_for("every member pending a restart", Duration::from_secs(15), |c| {
+        (0..3).all(|i| c.status(i).is_some_and(|s| s["pending_restart"] == true)).then_some(())
+    });
+    let pids: Vec<Option<i32>> = (0..3).map(|i| c.postmaster(i)).collect();
+    let term = call(&c, p, "GET", "/cluster", "").1["term"].as_u64().unwrap();
+
+    let (code, out, err) = cli(&c, p, &["restart", "--pending", "--switchover", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("{}: restarted by a switchover to", c.nodes[p].name)), "{out}");
+    let q = c.wait_healthy(Duration::from_secs(60));
+    assert_ne!(q, p, "the old primary still leads: {out}");
+    for (i, pid) in pids.iter().enumerate() {
+        assert_eq!(c.psql(i, "SHOW shared_buffers").as_deref(), Ok("24MB"), "{}", c.nodes[i].name);
+        assert_ne!(c.postmaster(i), *pid, "{}'s PostgreSQL did not restart", c.nodes[i].name);
+    }
+    c.wait_for("no member pending a restart", Duration::from_secs(15), |c| {
+        (0..3).all(|i| c.status(i).is_some_and(|s| s["pending_restart"] == false)).then_some(())
+    });
+    // One switchover is one new term; restarts in place keep it.
+    let after = call(&c, q, "GET", "/cluster", "").1["term"].as_u64().unwrap();
+    assert_eq!(after, term + 1, "more than one leadership change");
+
+    std::thread::sleep(Duration::from_secs(1));
+    let acks = prober.finish();
+    let ids: Vec<String> = acks.iter().flat_map(|a| a.ids.iter().map(i64::to_string)).collect();
+    assert!(!ids.is_empty(), "no acknowledged write");
+    let present = c.psql(q, &format!("SELECT count(*) FROM probe WHERE id IN ({})", ids.join(","))).unwrap();
+    assert_eq!(present, ids.len().to_string(), "acknowledged writes lost in the rolling restart");
+}

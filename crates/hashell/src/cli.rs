@@ -85,6 +85,10 @@ enum Command {
         /// Schedule it (RFC 3339) instead of restarting now.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// Restart the replicas, then switch over to one of them instead of restarting the
+        /// primary in place (the old primary restarts as a replica in the switchover).
+        #[arg(long, conflicts_with_all = ["at", "role"])]
+        switchover: bool,
         /// Do not ask for confirmation (required without a terminal).
         #[arg(long)]
         force: bool,
@@ -319,9 +323,10 @@ pub fn main() -> ExitCode {
             let doc = crate::commands::cluster(&cfg, &*store).await?;
             Ok(crate::commands::render_topology(&doc))
         }),
-        Command::Restart { config, members, role, pending, at, force } => {
+        Command::Restart { config, members, role, pending, at, switchover, force } => {
             with_store(&config, |cfg, store| async move {
-                crate::commands::restart(&cfg, &*store, &members, role.as_deref(), pending, at.as_deref(), force).await
+                let how = crate::commands::RestartHow { role: role.as_deref(), pending, at: at.as_deref(), switchover };
+                crate::commands::restart(&cfg, &*store, &members, &how, force).await
             })
         }
         Command::Reload { config, members } => {

@@ -367,15 +367,27 @@ pub fn render_events(events: &[hacore::dcs::Event]) -> String {
     table(&["TIME (UTC)", "NODE", "TERM", "EVENT", "DETAIL"], &rows)
 }
 
+/// Which members `hashell restart` restarts, and how.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RestartHow<'a> {
+    /// Only members in this role (`primary`, `replica`, `any`).
+    pub role: Option<&'a str>,
+    /// Only members with settings waiting for a restart.
+    pub pending: bool,
+    /// Schedule it (RFC 3339) on each member instead of restarting now.
+    pub at: Option<&'a str>,
+    /// Switch over from the leader after the replicas instead of restarting it in place.
+    pub switchover: bool,
+}
+
 /// `hashell restart`: restarts PostgreSQL on the chosen members (replicas first, the
-/// leader last), each through its REST API, waiting for each before the next.
+/// leader last, or a switchover instead of the leader), each through its REST API,
+/// waiting for each before the next.
 pub async fn restart(
     cfg: &FileConfig,
     store: &dyn DynDcs,
     names: &[String],
-    role: Option<&str>,
-    pending: bool,
-    at: Option<&str>,
+    how: &RestartHow<'_>,
     force: bool,
 ) -> Result<String, CmdError> {
     let view = operator::read(store).await?;
@@ -385,10 +397,13 @@ pub async fn restart(
             return Err(CmdError(format!("{n} is not a member; members: {}", all.join(", ")), 2));
         }
     }
-    if let Some(t) = at {
+    if let Some(t) = how.at {
         operator::parse_wall_ms(t).ok_or_else(|| {
             CmdError(format!("--at {t:?} is not an RFC 3339 time such as 2026-11-22T03:00:00+01:00"), 2)
         })?;
+    }
+    if how.switchover && (how.at.is_some() || how.role.is_some()) {
+        return Err(CmdError("--switchover restarts now and every role: drop --at and --role".into(), 2));
     }
     let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
     let mut members: Vec<&hacore::dcs::MemberRecord> =
@@ -398,17 +413,18 @@ pub async fn restart(
         return Err(CmdError("no member to restart".into(), 1));
     }
     let list: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
-    let when = at.map_or_else(|| "now".to_string(), |t| format!("at {t}"));
-    confirm(&format!("Restart PostgreSQL on {} ({when})", list.join(", ")), &cfg.cluster.name, force)?;
+    let when = how.at.map_or_else(|| "now".to_string(), |t| format!("at {t}"));
+    let then = if how.switchover { ", switching over from the leader instead of restarting it" } else { "" };
+    confirm(&format!("Restart PostgreSQL on {} ({when}{then})", list.join(", ")), &cfg.cluster.name, force)?;
     let client = PeerClient::for_config(cfg)?;
     let mut body = serde_json::Map::new();
-    if let Some(r) = role {
+    if let Some(r) = how.role {
         body.insert("role".into(), r.into());
     }
-    if pending {
+    if how.pending {
         body.insert("restart_pending".into(), true.into());
     }
-    if let Some(t) = at {
+    if let Some(t) = how.at {
         body.insert("schedule".into(), t.into());
     }
     let body = serde_json::Value::Object(body).to_string();
@@ -417,10 +433,21 @@ pub async fn restart(
     let mut lines = Vec::new();
     let mut failed = false;
     for m in members {
-        eprintln!("{}: restarting ...", m.name);
-        let url = format!("{}/restart", m.api_url.trim_end_matches('/'));
-        let r = client.call::<serde_json::Value>("POST", &url, Some(body.clone().into_bytes()), limit).await;
-        let line = answer_line(&m.name, r, |v| v["message"].as_str().unwrap_or("done").to_string());
+        let line = if how.switchover && Some(&m.name) == leader.as_ref() {
+            if how.pending && !m.pending_restart {
+                Ok(format!("{}: nothing pending, no switchover", m.name))
+            } else if failed {
+                Err(format!("{}: no switchover, a replica's restart failed", m.name))
+            } else {
+                eprintln!("{}: switching over ...", m.name);
+                restart_by_switchover(cfg, store, &m.name).await
+            }
+        } else {
+            eprintln!("{}: restarting ...", m.name);
+            let url = format!("{}/restart", m.api_url.trim_end_matches('/'));
+            let r = client.call::<serde_json::Value>("POST", &url, Some(body.clone().into_bytes()), limit).await;
+            answer_line(&m.name, r, |v| v["message"].as_str().unwrap_or("done").to_string())
+        };
         failed |= line.is_err();
         let line = line.unwrap_or_else(|e| e);
         eprintln!("{line}");
@@ -430,6 +457,22 @@ pub async fn restart(
         return Err(CmdError(format!("not every restart succeeded:\n{}", lines.join("\n")), 1));
     }
     Ok(lines.join("\n"))
+}
+
+/// The leader's part of a rolling restart: a switchover to the best replica. The old
+/// leader's PostgreSQL stops and starts again as a standby, with its new settings.
+async fn restart_by_switchover(cfg: &FileConfig, store: &dyn DynDcs, leader: &str) -> Result<String, String> {
+    let ask = operator::SwitchoverAsk {
+        kind: hacore::dcs::SwitchoverKind::Switchover,
+        from: Some(leader.to_string()),
+        to: None,
+        at_wall_ms: None,
+    };
+    let req = operator::request_switchover(store, &ask).await.map_err(|e| format!("{leader}: {}", e.message()))?;
+    let s = &cfg.settings;
+    let limit = Duration::from_millis(s.switchover_timeout.0 + s.ttl.0 + cfg.timeouts.stop + cfg.timeouts.start);
+    let new = operator::wait_switchover(store, &req, limit).await.map_err(|e| format!("{leader}: {}", e.message()))?;
+    Ok(format!("{leader}: restarted by a switchover to {new}"))
 }
 
 /// A member's answer to a CLI call as one line: `ok` words a success (200 or 202 with a
