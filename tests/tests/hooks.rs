@@ -56,3 +56,71 @@ restore_command = "echo %f >> ../restore.log; false"
     let decisions = log.lines().filter(|l| l.contains(r#""message":"decision""#)).count();
     assert!(decisions > 0, "no decision logged");
 }
+
+/// A new cluster bootstrapped from a base backup and a WAL archive to a named restore
+/// point of another PostgreSQL: what was written after the point is not there, the new
+/// cluster runs on the timeline the recovery's promotion created, and its replica clones
+/// from it and streams.
+#[test]
+fn a_cluster_bootstrapped_to_a_point_in_time() {
+    use hashell::pg::testing::{pg_command, PgInstance};
+    // The database the backup comes from, archiving its WAL.
+    let src = PgInstance::initdb();
+    let archive = src.root.join("archive");
+    let backup = src.root.join("base");
+    std::fs::create_dir_all(&archive).unwrap();
+    hashell::local::chown(&archive);
+    let conf = format!("archive_mode = on\narchive_command = 'cp %p {}/%f'\n", archive.display());
+    let mut f = std::fs::OpenOptions::new().append(true).open(src.data.join("postgresql.conf")).unwrap();
+    std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+    src.start();
+    src.psql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 100)");
+    let out = pg_command("pg_basebackup")
+        .arg("-D")
+        .arg(&backup)
+        .args(["-d", &format!("host=127.0.0.1 port={} user=postgres", src.port), "-X", "none", "-c", "fast"])
+        .output()
+        .expect("pg_basebackup");
+    assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+    src.psql("INSERT INTO t SELECT generate_series(101, 200)");
+    src.psql("SELECT pg_create_restore_point('before_the_mistake')");
+    // The mistake, then the archive gets everything.
+    src.psql("DELETE FROM t; CREATE TABLE after_the_point (x int)");
+    let last = src.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    let t0 = std::time::Instant::now();
+    while src.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the archive did not receive {last}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    src.stop("fast");
+
+    let postgresql = format!(
+        r#"bootstrap_command = "cp -a {backup}/. \"$PGDATA\""
+restore_command = "cp {archive}/%f %p"
+bootstrap_recovery = {{ recovery_target_name = "before_the_mistake" }}
+"#,
+        backup = backup.display(),
+        archive = archive.display(),
+    );
+    let c = Cluster::start(Options { nodes: 2, postgresql, ..Options::default() });
+    let p = c.wait_healthy(Duration::from_secs(120));
+    let r = 1 - p;
+    assert_eq!(c.psql(p, "SELECT count(*) FROM t").unwrap(), "200", "the rows up to the restore point");
+    assert_eq!(
+        c.psql(p, "SELECT count(*) FROM pg_tables WHERE tablename = 'after_the_point'").unwrap(),
+        "0",
+        "replayed past the restore point"
+    );
+    assert_eq!(c.psql(p, "SELECT timeline_id FROM pg_control_checkpoint()").unwrap(), "2");
+    assert_eq!(c.status(p).unwrap()["timeline"], 2, "published timeline");
+    assert_eq!(
+        c.psql(p, "SELECT system_identifier FROM pg_control_system()").unwrap(),
+        c.psql(r, "SELECT system_identifier FROM pg_control_system()").unwrap()
+    );
+    // The recovery settings are gone from the running configuration.
+    assert_eq!(c.psql(p, "SHOW recovery_target_name").unwrap(), "");
+    c.psql(p, "INSERT INTO t VALUES (201)").unwrap();
+    c.wait_for("the new row on the replica", Duration::from_secs(30), |c| {
+        (c.psql(r, "SELECT count(*) FROM t").ok()? == "201").then_some(())
+    });
+}

@@ -255,6 +255,11 @@ pub struct PostgresSection {
     pub clone_command: Option<String>,
     /// A command that creates the cluster's first data directory instead of initdb.
     pub bootstrap_command: Option<String>,
+    /// Recovery of what `bootstrap_command` restored to a point in time before the cluster
+    /// starts (`recovery_target_time`, `_name`, `_lsn`, `_xid`, `_inclusive`,
+    /// `_timeline`): WAL from `restore_command` is replayed up to it, then promoted.
+    #[serde(default)]
+    pub bootstrap_recovery: std::collections::BTreeMap<String, toml::Value>,
     /// `unix_socket_directories`; the daemon connects to its PostgreSQL through it.
     #[serde(default = "default_socket_dir")]
     pub socket_dir: PathBuf,
@@ -524,6 +529,17 @@ pub struct FileConfig {
     #[serde(default)]
     pub permanent_slots: Vec<String>,
 }
+
+/// The settings `[postgresql] bootstrap_recovery` may hold.
+pub const BOOTSTRAP_RECOVERY_KEYS: [&str; 7] = [
+    "recovery_target",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+];
 
 /// Why a configuration cannot be used: every problem, each naming its key.
 #[derive(Debug)]
@@ -863,6 +879,34 @@ impl FileConfig {
                 ));
             }
         }
+        let pg = &self.postgresql;
+        for k in pg.bootstrap_recovery.keys() {
+            if k == "recovery_target_action" {
+                errs.push(err(
+                    "postgresql.bootstrap_recovery.recovery_target_action",
+                    "hashell always promotes at the target (to pause there, restore by hand)",
+                ));
+            } else if !BOOTSTRAP_RECOVERY_KEYS.contains(&k.as_str()) {
+                errs.push(err(
+                    &format!("postgresql.bootstrap_recovery.{k}"),
+                    format!("not a recovery target setting; use one of {}", BOOTSTRAP_RECOVERY_KEYS.join(", ")),
+                ));
+            }
+        }
+        if !pg.bootstrap_recovery.is_empty() {
+            if pg.bootstrap_command.is_none() {
+                errs.push(err(
+                    "postgresql.bootstrap_recovery",
+                    "needs bootstrap_command (the command that restores the base backup)",
+                ));
+            }
+            if pg.restore_command.is_none() {
+                errs.push(err(
+                    "postgresql.bootstrap_recovery",
+                    "needs restore_command (where the WAL up to the target comes from)",
+                ));
+            }
+        }
         if !(100..=3_600_000).contains(&self.callbacks.timeout.0) {
             errs.push(err("callbacks.timeout", "must be between 100ms and 1h (a callback is killed at this limit)"));
         }
@@ -956,6 +1000,30 @@ mod tests {
         core.validate().unwrap();
         assert_eq!(core.defaults.loop_wait, 5_000);
         assert!(core.require_guard);
+    }
+
+    #[test]
+    fn bootstrap_recovery_takes_targets_only_and_needs_its_commands() {
+        let with = |sets: &[(&str, &str)]| {
+            let sets: Vec<(String, String)> = sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            load("example.toml", EXAMPLE, &[], &sets)
+        };
+        let t = ("postgresql.bootstrap_recovery.recovery_target_name", "\"before\"");
+        let e = with(&[t]).unwrap_err().to_string();
+        assert!(e.contains("needs bootstrap_command") && e.contains("needs restore_command"), "{e}");
+        let ok = [
+            t,
+            ("postgresql.bootstrap_command", "\"cp -a /b/. $PGDATA\""),
+            ("postgresql.restore_command", "\"cp /a/%f %p\""),
+        ];
+        let c = with(&ok).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.postgresql.bootstrap_recovery.len(), 1);
+        let mut bad = ok.to_vec();
+        bad.push(("postgresql.bootstrap_recovery.recovery_target_action", "\"pause\""));
+        bad.push(("postgresql.bootstrap_recovery.shared_buffers", "\"1GB\""));
+        let e = with(&bad).unwrap_err().to_string();
+        assert!(e.contains("recovery_target_action: hashell always promotes"), "{e}");
+        assert!(e.contains("bootstrap_recovery.shared_buffers: not a recovery target setting"), "{e}");
     }
 
     #[test]

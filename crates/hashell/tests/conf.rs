@@ -37,6 +37,7 @@ async fn rendered_files_run_and_keep_safety_settings_last() {
             "host all all 127.0.0.1/32 trust".into(),
             "host replication all 127.0.0.1/32 trust".into(),
         ],
+        recovery: BTreeMap::new(),
     };
     let w = write(&pg.data, &m, run_as()).expect("write");
     assert!(w.config);

@@ -57,6 +57,8 @@ pub struct Managed {
     pub standby: bool,
     /// pg_hba.conf lines.
     pub hba: Vec<String>,
+    /// Recovery to a point in time of a restored backup (`recovery.signal`; empty: none).
+    pub recovery: BTreeMap<String, toml::Value>,
 }
 
 /// A PostgreSQL configuration string literal.
@@ -127,6 +129,13 @@ pub fn render_conf(data_dir: &Path, m: &Managed) -> String {
     }
     if let Some(r) = &m.restore_command {
         out.push_str(&format!("restore_command = {}\n", quote(r)));
+    }
+    if !m.recovery.is_empty() {
+        out.push_str("\n# [postgresql.bootstrap_recovery], while the restored backup recovers\n");
+        for (k, v) in &m.recovery {
+            out.push_str(&format!("{k} = {}\n", value(v)));
+        }
+        out.push_str("recovery_target_action = 'promote'\n");
     }
     if let Some(d) = &m.include_dir {
         out.push_str(&format!("\n# your own settings\ninclude_dir {}\n", quote(&d.to_string_lossy())));
@@ -211,6 +220,11 @@ pub fn write(data_dir: &Path, m: &Managed, owner: Option<(u32, u32)>) -> std::io
     let mut w = Written::default();
     w.config |= write_if_changed(&conf, &render_conf(data_dir, m), owner)?;
     w.config |= write_if_changed(&data_dir.join("pg_hba.conf"), &render_hba(&m.hba), owner)?;
+    // PostgreSQL removes recovery.signal itself when it promotes at the target.
+    let recovery = data_dir.join("recovery.signal");
+    if !m.recovery.is_empty() && !recovery.exists() {
+        write_if_changed(&recovery, "", owner)?;
+    }
     let signal = data_dir.join("standby.signal");
     let marker = data_dir.join(UPSTREAM_FILE);
     if m.standby {
@@ -258,6 +272,7 @@ mod tests {
             }),
             standby: true,
             hba: vec!["host replication replicator 10.0.0.0/24 scram-sha-256".into()],
+            recovery: BTreeMap::new(),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Desired {
     pub standby: bool,
     /// Where from (with `standby`).
     pub upstream: Option<Upstream>,
+    /// A restored backup's recovery to a point in time (bootstrap only).
+    pub recovery: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// The local PostgreSQL as the daemon drives it.
@@ -134,7 +136,7 @@ impl PgCtl {
 
     /// Adopts what the data directory says at start (standby or not, whom it follows).
     pub fn adopt(&self, standby: bool, upstream: Option<Upstream>, sync: SyncStandbys) {
-        *self.lock() = Desired { sync, standby, upstream };
+        *self.lock() = Desired { sync, standby, upstream, recovery: Default::default() };
     }
 
     fn managed(&self) -> Managed {
@@ -153,6 +155,7 @@ impl PgCtl {
             upstream: d.upstream,
             standby: d.standby,
             hba: t.hba,
+            recovery: d.recovery,
         }
     }
 
@@ -216,7 +219,15 @@ impl PgCtl {
         if let Some(c) = &self.cfg.postgresql.bootstrap_command {
             let mut cmd = tokio::process::Command::new("/bin/sh");
             cmd.arg("-c").arg(c).env("PGDATA", self.data());
+            let started = std::time::Instant::now();
             self.run(cmd, limit, "bootstrap_command").await?;
+            // A point in time, from the configuration or set up by the command itself (a
+            // pgBackRest restore with --type=time writes recovery.signal).
+            let recovery = self.cfg.postgresql.bootstrap_recovery.clone();
+            if !recovery.is_empty() || self.data().join("recovery.signal").exists() {
+                self.set_desired(|d| *d = Desired { recovery, ..Desired::default() });
+                self.recover_to_target(limit.saturating_sub(started.elapsed())).await?;
+            }
         } else {
             let mut cmd = tokio::process::Command::new(self.bin("initdb"));
             cmd.arg("-D")
@@ -235,6 +246,40 @@ impl PgCtl {
         self.set_desired(|d| *d = Desired::default());
         self.apply_files().await?;
         Ok(())
+    }
+
+    /// Replays a restored backup's WAL up to its recovery target, where PostgreSQL
+    /// promotes, then stops it (the core starts it as the primary afterwards).
+    async fn recover_to_target(&self, limit: Duration) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let log_tail = || {
+            let text = std::fs::read(self.cfg.postgresql.log_path()).unwrap_or_default();
+            tail(&text[text.len().saturating_sub(2_000)..])
+        };
+        self.start(limit).await.map_err(|e| format!("starting the restored backup to recover it: {e}"))?;
+        loop {
+            let in_recovery = match connect(&self.target, self.target.timeout).await {
+                Ok(c) => c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok().map(|r| r.get::<_, bool>(0)),
+                Err(_) => None,
+            };
+            if in_recovery == Some(false) {
+                break;
+            }
+            if !self.running() {
+                return Err(format!(
+                    "PostgreSQL stopped while recovering the restored backup (is the target in the archive \
+                     restore_command reads?): {}",
+                    log_tail()
+                ));
+            }
+            if started.elapsed() > limit {
+                let _ = self.stop_fast(Duration::from_secs(60)).await;
+                return Err(format!("the restored backup did not reach its recovery target within {limit:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tracing::info!("the restored backup reached its recovery target and promoted");
+        self.stop_fast(limit.saturating_sub(started.elapsed()).max(Duration::from_secs(60))).await
     }
 
     /// A fresh copy of `from` (pg_basebackup streaming the WAL through a temporary slot, or
