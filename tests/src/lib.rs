@@ -83,6 +83,8 @@ pub struct Options {
     pub settings: String,
     /// Extra lines for `[postgresql]`.
     pub postgresql: String,
+    /// Extra lines for `[postgresql.parameters]`.
+    pub parameters: String,
     /// `[log] format`.
     pub log_format: &'static str,
     /// Extra lines after `[rest]`.
@@ -102,6 +104,7 @@ impl Default for Options {
             nodes: 3,
             settings: String::new(),
             postgresql: String::new(),
+            parameters: String::new(),
             log_format: "pretty",
             rest: String::new(),
             dynamo: false,
@@ -171,6 +174,7 @@ impl Cluster {
             log_level: "info,hashell=debug".into(),
             log_format: opts.log_format.into(),
             postgresql: opts.postgresql.clone(),
+            parameters: opts.parameters.clone(),
             rest: opts.rest.clone(),
             dcs,
             env: AWS_TEST_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(opts.env.clone()).collect(),

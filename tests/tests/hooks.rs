@@ -124,3 +124,81 @@ bootstrap_recovery = {{ recovery_target_name = "before_the_mistake" }}
         (c.psql(r, "SELECT count(*) FROM t").ok()? == "201").then_some(())
     });
 }
+
+/// With `archive_mode = always` and an archive command that accepts a segment already
+/// archived identically (pgBackRest's behaviour), the WAL archive has no gap across a
+/// failover: a base backup taken before the primary crashed, replayed from the archive
+/// through the timeline switch, reaches a restore point written on the new primary.
+#[test]
+fn the_wal_archive_stays_continuous_across_a_failover() {
+    use hashell::pg::testing::pg_command;
+    let root = std::env::temp_dir().join(format!("hashell-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (archive, backup, script) = (root.join("archive"), root.join("base"), root.join("archive.sh"));
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# archive.sh <path> <file name>: keeps the first copy, refuses a different one\n\
+             dst={a}/$2\n\
+             if [ -f \"$dst\" ]; then cmp -s \"$1\" \"$dst\" && exit 0; echo \"$2 differs from the archived copy\" >&2; exit 1; fi\n\
+             cp \"$1\" \"$dst.tmp.$$\" && mv \"$dst.tmp.$$\" \"$dst\"\n",
+            a = archive.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hashell::local::chown(&root);
+    hashell::local::chown(&archive);
+    let parameters = format!("archive_mode = \"always\"\narchive_command = \"{} %p %f\"\n", script.display());
+    let mut c = Cluster::start(Options { parameters, ..Options::default() });
+    let p = c.wait_healthy(Duration::from_secs(120));
+    c.psql(p, "CREATE TABLE t (x int)").unwrap();
+    let out = pg_command("pg_basebackup")
+        .arg("-D")
+        .arg(&backup)
+        .args(["-d", &format!("host=127.0.0.1 port={} user=postgres", c.nodes[p].pg_port), "-X", "none", "-c", "fast"])
+        .output()
+        .expect("pg_basebackup");
+    assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..4 {
+        c.psql(p, &format!("INSERT INTO t SELECT generate_series({}, {})", i * 25 + 1, i * 25 + 25)).unwrap();
+        c.psql(p, "SELECT pg_switch_wal()").unwrap();
+    }
+    // Let the replicas receive the last rows, then crash the primary's node.
+    c.wait_for("the rows on both replicas", Duration::from_secs(30), |c| {
+        (0..3)
+            .filter(|&i| i != p)
+            .all(|i| c.psql(i, "SELECT count(*) FROM t").ok().as_deref() == Some("100"))
+            .then_some(())
+    });
+    c.kill_node(p);
+    let q = c.wait_for("a new primary", Duration::from_secs(60), |c| c.primaries().into_iter().find(|&i| i != p));
+    c.psql(q, "INSERT INTO t SELECT generate_series(101, 200)").unwrap();
+    c.psql(q, "SELECT pg_create_restore_point('after_the_failover')").unwrap();
+    let last = c.psql(q, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    c.wait_for("the new timeline's last segment archived", Duration::from_secs(30), |_| {
+        archive.join(&last).exists().then_some(())
+    });
+    // The new timeline's history file went to the archive too (the first 8 digits of a
+    // segment's name are its timeline).
+    let history = format!("{}.history", &last[..8]);
+    assert_ne!(&last[..8], "00000001", "still on the first timeline");
+    assert!(archive.join(&history).exists(), "{history} not archived");
+    drop(c);
+
+    // A new cluster from the backup and the archive alone, to the point after the failover.
+    let postgresql = format!(
+        r#"bootstrap_command = "cp -a {backup}/. \"$PGDATA\""
+restore_command = "cp {archive}/%f %p"
+bootstrap_recovery = {{ recovery_target_name = "after_the_failover" }}
+"#,
+        backup = backup.display(),
+        archive = archive.display(),
+    );
+    let b = Cluster::start(Options { nodes: 1, postgresql, ..Options::default() });
+    let bp = b.wait_healthy(Duration::from_secs(120));
+    assert_eq!(b.psql(bp, "SELECT count(*) FROM t").unwrap(), "200", "rows from both timelines");
+    let _ = std::fs::remove_dir_all(&root);
+}

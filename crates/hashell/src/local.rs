@@ -176,6 +176,8 @@ pub struct LocalOptions {
     pub log_format: String,
     /// Extra `[postgresql]` lines (hooks, `restore_command`).
     pub postgresql: String,
+    /// Extra `[postgresql.parameters]` lines (e.g. `archive_mode`).
+    pub parameters: String,
     /// Extra lines after `[rest]` (e.g. a `[rest.auth]` table).
     pub rest: String,
     /// Each node's `[dcs.*]` section instead of `[dcs.etcd]` on `endpoints` (e.g. DynamoDB).
@@ -202,6 +204,7 @@ impl LocalOptions {
             log_level: "info".into(),
             log_format: "pretty".into(),
             postgresql: String::new(),
+            parameters: String::new(),
             rest: String::new(),
             dcs: None,
             env: Vec::new(),
@@ -435,6 +438,7 @@ fsync = false
 shared_buffers = "16MB"
 max_wal_senders = 10
 wal_keep_size = "64MB"
+{parameters}
 [rest]
 listen = "{host}:{api}"
 connect_address = "{host}:{api}"
@@ -458,6 +462,7 @@ format = "{format}"
         level = o.log_level,
         format = o.log_format,
         postgresql = o.postgresql,
+        parameters = o.parameters,
         rest = o.rest,
     )
 }
