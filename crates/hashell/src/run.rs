@@ -95,6 +95,8 @@ pub fn refuse_root() -> Result<(), String> {
 /// what `POST /reload` and SIGHUP re-read.
 pub async fn run(cfg: FileConfig, source: Option<(std::path::PathBuf, Vec<(String, String)>)>) -> Result<(), String> {
     refuse_root()?;
+    let major = crate::pg::ctl::supported_major(&cfg.postgresql.bin_dir)?;
+    tracing::info!(postgres_major = major, bin_dir = %cfg.postgresql.bin_dir.display(), "PostgreSQL binaries");
     let tls = crate::tls::server_config(&cfg.rest)?;
     let daemon = Daemon::new(cfg.clone(), store_connector(&cfg)?)?;
     let shared = daemon.shared();

@@ -74,6 +74,44 @@ fn tail(bytes: &[u8]) -> String {
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
+/// Oldest PostgreSQL major version the daemon drives: repointing a standby reloads
+/// `primary_conninfo` without a restart, which PostgreSQL does from 13 on.
+pub const OLDEST_MAJOR: u32 = 13;
+/// Newest major version the daemon is known to work with (newer ones start, with a warning).
+pub const NEWEST_KNOWN_MAJOR: u32 = 17;
+
+/// The major version in `postgres --version` output (`postgres (PostgreSQL) 15.10 (Debian
+/// 15.10-0+deb12u1)`, `postgres (PostgreSQL) 18beta1`).
+pub fn parse_major(version: &str) -> Option<u32> {
+    let rest = version.split("(PostgreSQL)").nth(1)?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The major version of the binaries in `bin_dir`, refused when older than
+/// [`OLDEST_MAJOR`]; a newer one than [`NEWEST_KNOWN_MAJOR`] is logged as untested.
+pub fn supported_major(bin_dir: &Path) -> Result<u32, String> {
+    let exe = bin_dir.join("postgres");
+    let out = std::process::Command::new(&exe)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}): check postgresql.bin_dir", exe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let major = parse_major(&text)
+        .ok_or_else(|| format!("{} --version printed {:?}, not a PostgreSQL version", exe.display(), text.trim()))?;
+    if major < OLDEST_MAJOR {
+        return Err(format!(
+            "PostgreSQL {major} in {}: hashell needs {OLDEST_MAJOR} or newer (a standby must take a new \
+             primary_conninfo on reload); point postgresql.bin_dir at a newer version",
+            bin_dir.display()
+        ));
+    }
+    if major > NEWEST_KNOWN_MAJOR {
+        tracing::warn!(major, "this PostgreSQL is newer than any hashell was tested with");
+    }
+    Ok(major)
+}
+
 impl PgCtl {
     /// From the daemon's configuration; fails when a password file cannot be read.
     pub fn new(cfg: &FileConfig) -> Result<PgCtl, String> {
@@ -514,5 +552,33 @@ mod tests {
         assert_eq!(conninfo_get(u, "host").as_deref(), Some("10.0.0.1"));
         assert_eq!(conninfo_get(u, "port").as_deref(), Some("5433"));
         assert_eq!(conninfo_get(u, "dbname"), None);
+    }
+
+    #[test]
+    fn major_versions_from_postgres_version_output() {
+        assert_eq!(parse_major("postgres (PostgreSQL) 15.10 (Debian 15.10-0+deb12u1)\n"), Some(15));
+        assert_eq!(parse_major("postgres (PostgreSQL) 13.16"), Some(13));
+        assert_eq!(parse_major("postgres (PostgreSQL) 18beta1"), Some(18));
+        assert_eq!(parse_major("postgres (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_major("something else 15.1"), None);
+    }
+
+    #[test]
+    fn old_postgres_binaries_are_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("hashell-pg12-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("postgres");
+        std::fs::write(&exe, "#!/bin/sh\necho 'postgres (PostgreSQL) 12.22'\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = supported_major(&dir).unwrap_err();
+        assert!(e.contains("PostgreSQL 12") && e.contains("needs 13 or newer"), "{e}");
+        std::fs::write(&exe, "#!/bin/sh\necho 'postgres (PostgreSQL) 16.4'\n").unwrap();
+        assert_eq!(supported_major(&dir), Ok(16));
+        let e = supported_major(&dir.join("nowhere")).unwrap_err();
+        assert!(e.contains("check postgresql.bin_dir"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // The binaries the tests run.
+        assert!(supported_major(&crate::pg::testing::pg_bin()).is_ok());
     }
 }
