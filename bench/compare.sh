@@ -18,6 +18,6 @@ cargo build -q --profile dist -p hashell -p e2e --bins
 # The daemon under test is the etcd-only build (the benchmark's store is etcd; without the
 # DynamoDB SDK an idle daemon keeps fewer code pages resident). E2E_DAEMON set by
 # the caller (e.g. target/dist/hashell-under-test, the build with both stores) wins.
-cargo build -q --profile dist -p hashell --no-default-features --bins
+scripts/build-dist.sh --etcd-only
 step "benchmark"
 E2E_DAEMON=${E2E_DAEMON:-$PWD/target/dist/hashell} exec target/dist/compare --patroni "$patroni" "$@"
