@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust_components
+# One clean build, never rebuilt in place: incremental state would only cost disk.
+export CARGO_INCREMENTAL=0
 # protoc builds etcd-client; the etcd backend's tests start a real etcd 3.4 and use etcdctl;
 # the daemon's tests run real PostgreSQL 15; the DynamoDB backend's tests run moto's
 # DynamoDB-compatible server from a Python virtualenv; the load-balancer test runs HAProxy

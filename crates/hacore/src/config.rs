@@ -57,6 +57,35 @@ pub struct ClusterSettings {
     /// How long a switchover waits for the candidate to receive the shutdown checkpoint
     /// before the old primary resumes.
     pub switchover_timeout: Millis,
+    /// Set: this is a standby cluster (a disaster-recovery site). Its leader replicates
+    /// from the upstream described here instead of being writable; nobody in it accepts
+    /// writes. Removing it promotes the cluster (`hashell promote-cluster`). Written only
+    /// when set, so a primary cluster's `config` key stays readable by older daemons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<StandbyCluster>,
+}
+
+/// The member name actions use for a standby cluster's upstream (see
+/// [`ClusterSettings::standby_cluster`]): [`crate::Action::Clone`],
+/// [`crate::Action::StartReplica`] and [`crate::Action::Follow`] name it instead of a
+/// member; the shell connects to [`StandbyCluster::pg_url`]. No member can have this name
+/// (names have no `@`).
+pub const UPSTREAM: &str = "@upstream";
+
+/// Where a standby cluster's leader gets its WAL: a primary of another cluster (any
+/// PostgreSQL server it can stream from), a WAL archive, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StandbyCluster {
+    /// Key/value libpq connection string of the server to clone from and stream from
+    /// (`host=10.0.0.5 port=5432`; the replication user and password are the node's own).
+    /// Empty: no streaming, WAL from `restore_command` only.
+    pub pg_url: String,
+    /// Replication slot to use on that server (created there by its operator).
+    pub primary_slot_name: Option<String>,
+    /// `restore_command` for the standby leader: WAL from an archive, used when streaming
+    /// is not possible (or as the only source).
+    pub restore_command: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -76,6 +105,7 @@ impl Default for ClusterSettings {
             primary_start_timeout: 60_000,
             primary_hang_timeout: 30_000,
             switchover_timeout: 30_000,
+            standby_cluster: None,
         }
     }
 }
@@ -327,6 +357,9 @@ impl ClusterSettings {
         if self.synchronous_node_count == 0 || self.synchronous_node_count > 16 {
             errs.push(ConfigError::new("synchronous_node_count", "must be between 1 and 16"));
         }
+        if let Some(sc) = &self.standby_cluster {
+            errs.extend(sc.validate());
+        }
         for (field, v) in [
             ("primary_start_timeout", self.primary_start_timeout),
             ("primary_hang_timeout", self.primary_hang_timeout),
@@ -341,6 +374,34 @@ impl ClusterSettings {
         } else {
             Err(errs)
         }
+    }
+}
+
+impl StandbyCluster {
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let has = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+        if self.pg_url.trim().is_empty() && !has(&self.restore_command) {
+            errs.push(ConfigError::new(
+                "standby_cluster",
+                "needs pg_url (the primary to replicate from) or restore_command (a WAL archive), or both",
+            ));
+        }
+        if !self.pg_url.trim().is_empty() && !self.pg_url.split_whitespace().any(|kv| kv.starts_with("host=")) {
+            errs.push(ConfigError::new(
+                "standby_cluster.pg_url",
+                "must be a libpq connection string naming a host, e.g. \"host=10.0.0.5 port=5432\"",
+            ));
+        }
+        if let Some(slot) = &self.primary_slot_name {
+            if slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                errs.push(ConfigError::new(
+                    "standby_cluster.primary_slot_name",
+                    "must be a replication slot name: lower-case letters, digits and '_'",
+                ));
+            }
+        }
+        errs
     }
 }
 

@@ -59,6 +59,9 @@ pub struct LeaderRecord {
 pub enum MemberRole {
     /// Writable primary holding the lease.
     Primary,
+    /// Leader of a standby cluster: holds the lease, replicates from the cluster's
+    /// upstream, accepts no writes (schema 3; older readers are told `replica`).
+    StandbyLeader,
     /// Streaming or recovering replica.
     Replica,
     /// Taking part in an election.
@@ -70,6 +73,22 @@ pub enum MemberRole {
     /// No data directory yet.
     #[default]
     Uninitialized,
+}
+
+impl MemberRole {
+    /// This role as written for readers of schema `schema` (see [`crate::SCHEMA`]).
+    pub fn at_schema(self, schema: u32) -> MemberRole {
+        match self {
+            MemberRole::StandbyLeader if schema < 3 => MemberRole::Replica,
+            role => role,
+        }
+    }
+
+    /// Whether the member holds the leader lease and runs as its cluster's leader (a
+    /// primary, or a standby cluster's leader).
+    pub fn leads(self) -> bool {
+        matches!(self, MemberRole::Primary | MemberRole::StandbyLeader)
+    }
 }
 
 /// The `members/<name>` key: a member's published status. Rewritten only when it changes

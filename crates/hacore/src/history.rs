@@ -18,6 +18,11 @@ pub enum ForkCause {
     Switchover,
     /// Operator-requested failover to a named node.
     ManualFailover,
+    /// A standby cluster's upstream switched timelines (its own failover), mirrored here
+    /// by the standby leader so members can judge their WAL against it (schema 3).
+    Upstream,
+    /// A standby cluster was promoted to a primary cluster (schema 3).
+    ClusterPromotion,
 }
 
 /// One fork recorded by a new leader *before* it promotes.

@@ -65,15 +65,19 @@ pub mod types;
 ///   a version-1 writer).
 /// - 2: member records say which version their writer reads (`schema`); readers accept
 ///   reasons they do not know ([`Reason::Unknown`]) and fields they do not know.
+/// - 3: standby clusters: the `config` key may carry `standby_cluster`, members may
+///   publish the role `standby_leader`, forks may have the causes `upstream` and
+///   `cluster_promotion`. Every member of a standby cluster must read version 3: an
+///   older daemon rejects such a `config` key and would lead as in a primary cluster.
 ///
 /// A daemon writes only what every member can read: values introduced after the
 /// cluster's version ([`ClusterView::schema`], the lowest any member publishes) are
 /// written as their older equivalent (see [`Reason::at_schema`]). `docs/upgrading.md`
 /// describes a rolling upgrade.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 pub use action::{Action, StopMode};
-pub use config::{ClusterSettings, Config, ConfigError, Safety, SyncMode, Timeouts};
+pub use config::{ClusterSettings, Config, ConfigError, Safety, StandbyCluster, SyncMode, Timeouts, UPSTREAM};
 pub use dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, LeaseGrant, LeaseModel};
 pub use decide::{answer_failsafe, slot_name, step, Decision, FailsafeRequest};
 pub use history::{Fork, ForkCause, History, Lineage, TimelineSwitch};

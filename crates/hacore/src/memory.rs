@@ -198,6 +198,10 @@ pub struct Memory {
     pub members_seen: Vec<Seen>,
     /// Long PostgreSQL operation in flight.
     pub pending: Option<Pending>,
+    /// The standby cluster's upstream the WAL receiver was last pointed at (a change of
+    /// `standby_cluster` repoints it).
+    #[serde(default)]
+    pub upstream_applied: Option<crate::config::StandbyCluster>,
     /// Last failed long operation.
     pub last_failure: Option<LastFailure>,
     /// Rewind was tried and failed for this divergence: re-clone next.

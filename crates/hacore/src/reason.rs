@@ -207,6 +207,18 @@ reasons! {
     ConfigChanged = true,
     /// A role-change callback (`[callbacks]`) failed or timed out; the role change itself went ahead. The event names the command.
     CallbackFailed = true @ 2 => OperationFailed,
+    /// Leads a standby cluster: holds the lease and streams from the cluster's upstream (`standby_cluster`); nobody in this cluster accepts writes.
+    StandbyLeaderStreaming = false @ 3 => ReplicaStreaming,
+    /// Leads a standby cluster; its WAL receiver is not streaming from the upstream yet (PostgreSQL retries by itself; with only a `restore_command` it replays from the archive).
+    StandbyLeaderReplaying = false @ 3 => ReplicaConnecting,
+    /// Leads a standby cluster and points its WAL receiver at the cluster's upstream (new leader, or `standby_cluster` changed).
+    StandbyLeaderRepointing = true @ 3 => Repointing,
+    /// Won the bootstrap race of a standby cluster: copying the upstream's data (pg_basebackup from `standby_cluster.pg_url`).
+    StandbyBootstrapCloning = true @ 3 => Cloning,
+    /// The standby cluster's upstream switched timelines (a failover there); the standby leader recorded the switch in this cluster's history.
+    UpstreamTimelineRecorded = true @ 3 => HistoryCorrected,
+    /// PostgreSQL accepted writes on a standby cluster's leader (its data was a primary's, or someone promoted it by hand): fenced, since a standby cluster accepts no writes.
+    StandbyClusterWritable = true @ 3 => FencingNotLeader,
 }
 
 impl std::fmt::Display for Reason {

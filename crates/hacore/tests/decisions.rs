@@ -1265,3 +1265,131 @@ impl More for Scenario {
 fn lease_model_default_is_store_expiry() {
     assert_eq!(LeaseModel::default(), LeaseModel::StoreExpiry);
 }
+
+// ----- standby cluster ------------------------------------------------------------------
+
+fn standby(s: &mut hacore::ClusterSettings) {
+    s.standby_cluster = Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() });
+}
+
+table!(
+    standby_bootstrap_clones_the_upstream,
+    "standby cluster, won the bootstrap race: copy the upstream (no initdb)",
+    Scenario::node("n1").settings(standby).leader("n1", 1, 5).holding(1, 5, 99_500)
+);
+
+table!(
+    standby_bootstrap_registers_then_starts_a_standby,
+    "standby cluster, clone done: register the system id, start as a standby of the upstream",
+    Scenario::node("n1")
+        .settings(standby)
+        .leader("n1", 1, 5)
+        .holding(1, 5, 99_500)
+        .pg_stopped(4, 0x100_0000, true)
+        .pg(|p| p.data = hacore::DataDir::Present { system_id: 42 })
+);
+
+table!(
+    standby_bootstrap_accepts_a_standbys_data,
+    "standby cluster, no cluster yet, this node holds a standby's data: race for the lease",
+    Scenario::node("n1")
+        .settings(standby)
+        .pg_stopped(1, 0x100_0000, true)
+        .pg(|p| p.data = hacore::DataDir::Present { system_id: 42 })
+);
+
+table!(
+    standby_leader_points_at_the_upstream,
+    "standby cluster leader following nobody (just elected): point the receiver at the upstream, never promote",
+    Scenario::cluster3("n2")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+);
+
+table!(
+    standby_leader_streams,
+    "standby cluster leader streaming from the upstream: keep the lease, publish status, no writes",
+    Scenario::cluster3("n2")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, Some(hacore::UPSTREAM), true)
+        .memory(|m| m.upstream_applied =
+            Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() }))
+);
+
+table!(
+    standby_leader_repoints_when_the_upstream_changes,
+    "standby cluster leader: standby_cluster.pg_url changed since it was pointed: repoint",
+    Scenario::cluster3("n2")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, Some(hacore::UPSTREAM), true)
+        .memory(|m| m.upstream_applied =
+            Some(hacore::StandbyCluster { pg_url: "host=dc0 port=5432".into(), ..Default::default() }))
+);
+
+table!(
+    standby_leader_starts_a_standby_when_down,
+    "standby cluster leader, PostgreSQL down: start it as a standby of the upstream",
+    Scenario::cluster3("n2").settings(standby).leader("n2", 4, 61).holding(4, 61, 99_900).pg_stopped(1, AT, true)
+);
+
+table!(
+    standby_leader_fences_a_writable_postgres,
+    "standby cluster leader whose PostgreSQL is writable: fence it (a standby cluster accepts no writes)",
+    Scenario::cluster3("n1").settings(standby)
+);
+
+table!(
+    standby_leader_records_the_upstreams_timeline_switch,
+    "standby cluster leader: the upstream failed over (timeline 2 from 0/4000000@1): record it in the history",
+    Scenario::cluster3("n2")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(2, AT, Some(hacore::UPSTREAM), true)
+        .pg_history(&[(1, 0x400_0000)])
+        .memory(|m| m.upstream_applied =
+            Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() }))
+);
+
+table!(
+    standby_switchover_hands_the_lease_over,
+    "standby cluster leader asked to switch over to n3: transfer the lease at once (nothing to lose)",
+    Scenario::cluster3("n2")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, Some(hacore::UPSTREAM), true)
+        .memory(|m| m.upstream_applied =
+            Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() }))
+        .standby("n3", AT)
+        .switchover(hacore::dcs::SwitchoverKind::Switchover, Some("n2"), Some("n3"))
+);
+
+table!(
+    standby_member_follows_the_standby_leader,
+    "standby cluster member: follow the standby leader (cascading), as in any cluster",
+    Scenario::cluster3("n3")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .member("n2", MemberRole::StandbyLeader, AT)
+        .member("n1", MemberRole::Replica, AT)
+        .status("n2", 4, AT)
+        .pg_replica(1, AT, Some("n2"), true)
+        .memory(|m| m.max_term = Term(4))
+);
+
+table!(
+    standby_cluster_promoted_records_the_fork_then_promotes,
+    "standby_cluster removed (promote-cluster): the standby leader records a cluster_promotion fork and promotes",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::ClusterPromotion))
+);

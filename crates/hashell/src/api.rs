@@ -532,6 +532,19 @@ pub fn router(shared: Arc<Shared>, access: Access) -> Router {
         let ok = d.running && d.role == MemberRole::Primary && d.writable_for_ms.is_some();
         (status_code(ok), Json(d)).into_response()
     }
+    async fn leader(State(a): State<Api>) -> Response {
+        // Patroni's meaning: the node holds the leader lock, writable primary or a
+        // standby cluster's leader.
+        let d = status_doc(&a.sh).await;
+        let ok = d.running
+            && ((d.role == MemberRole::Primary && d.writable_for_ms.is_some()) || d.role == MemberRole::StandbyLeader);
+        (status_code(ok), Json(d)).into_response()
+    }
+    async fn standby_leader(State(a): State<Api>) -> Response {
+        let d = status_doc(&a.sh).await;
+        let ok = d.running && d.role == MemberRole::StandbyLeader;
+        (status_code(ok), Json(d)).into_response()
+    }
     async fn replica(State(a): State<Api>, uri: Uri) -> Response {
         let d = status_doc(&a.sh).await;
         let q = query_pairs(uri.query());
@@ -559,7 +572,7 @@ pub fn router(shared: Arc<Shared>, access: Access) -> Router {
     }
     async fn read_only(State(a): State<Api>) -> Response {
         let d = status_doc(&a.sh).await;
-        let ok = d.running && matches!(d.role, MemberRole::Replica | MemberRole::Primary);
+        let ok = d.running && matches!(d.role, MemberRole::Replica | MemberRole::Primary | MemberRole::StandbyLeader);
         (status_code(ok), Json(d)).into_response()
     }
     async fn health(State(a): State<Api>) -> Response {
@@ -572,7 +585,9 @@ pub fn router(shared: Arc<Shared>, access: Access) -> Router {
     }
     async fn readiness(State(a): State<Api>, uri: Uri) -> Response {
         let d = status_doc(&a.sh).await;
-        if d.running && d.role == MemberRole::Primary && d.writable_for_ms.is_some() {
+        let leads =
+            (d.role == MemberRole::Primary && d.writable_for_ms.is_some()) || d.role == MemberRole::StandbyLeader;
+        if d.running && leads {
             return (StatusCode::OK, Json(d)).into_response();
         }
         let q: Vec<(String, String)> = query_pairs(uri.query()).into_iter().filter(|(k, _)| k == "lag").collect();
@@ -807,7 +822,9 @@ pub fn router(shared: Arc<Shared>, access: Access) -> Router {
         .route("/status", get(status))
         .route("/patroni", health_get!(status))
         .route("/primary", health_get!(primary))
-        .route("/leader", health_get!(primary))
+        .route("/leader", health_get!(leader))
+        .route("/standby-leader", health_get!(standby_leader))
+        .route("/standby_leader", health_get!(standby_leader))
         .route("/read-write", health_get!(primary))
         .route("/master", health_get!(primary))
         .route("/replica", health_get!(replica))

@@ -94,6 +94,9 @@ pub enum CallbackRole {
     Primary,
     /// A standby.
     Replica,
+    /// A standby cluster's leader (streams from the upstream; a DR site's virtual IP
+    /// follows it).
+    StandbyLeader,
 }
 
 impl CallbackRole {
@@ -102,6 +105,7 @@ impl CallbackRole {
         match self {
             CallbackRole::Primary => "primary",
             CallbackRole::Replica => "replica",
+            CallbackRole::StandbyLeader => "standby_leader",
         }
     }
 }
@@ -123,6 +127,7 @@ impl Running {
             return Some(Running::Stopped);
         }
         match pg.in_recovery {
+            Some(true) if status.role == MemberRole::StandbyLeader => Some(Running::As(CallbackRole::StandbyLeader)),
             Some(true) => Some(Running::As(CallbackRole::Replica)),
             Some(false) if status.role == MemberRole::Primary => Some(Running::As(CallbackRole::Primary)),
             _ => None,

@@ -155,6 +155,19 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Promote a standby cluster (a disaster-recovery site) to a primary cluster: its
+    /// leader stops replicating from the upstream and becomes writable on a new timeline.
+    /// Make sure the old primary site no longer accepts writes first.
+    PromoteCluster {
+        /// Configuration file.
+        config: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Wait (at most this many seconds) until the leader is a writable primary.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        wait: f64,
+    },
     /// Rebuild NODE's data directory from a healthy member (stop, wipe, clone, stream).
     Reinit {
         /// Configuration file.
@@ -419,6 +432,9 @@ pub fn main() -> ExitCode {
                 |cfg, store| async move { crate::commands::set_paused(&cfg, &*store, false, wait).await },
             )
         }
+        Command::PromoteCluster { config, force, wait } => with_store(&config, |cfg, store| async move {
+            crate::commands::promote_cluster(&cfg, &*store, force, wait).await
+        }),
         Command::Reinit { config, node, force } => {
             with_store(&config, |cfg, store| async move { crate::commands::reinit(&cfg, &*store, &node, force).await })
         }

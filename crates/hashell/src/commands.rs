@@ -270,6 +270,53 @@ pub async fn set_paused(cfg: &FileConfig, store: &dyn DynDcs, paused: bool, wait
     }
 }
 
+/// `hashell promote-cluster`: removes `standby_cluster` from the cluster's settings,
+/// then waits until the leader runs as a writable primary.
+pub async fn promote_cluster(cfg: &FileConfig, store: &dyn DynDcs, force: bool, wait: f64) -> Result<String, CmdError> {
+    let view = operator::read(store).await?;
+    let name = &cfg.cluster.name;
+    let standby = view.config.as_ref().is_some_and(|c| c.value.standby_cluster.is_some());
+    if !standby {
+        return Err(CmdError(format!("cluster {name} is not a standby cluster; nothing to promote"), 1));
+    }
+    let Some(leader) = view.leader.as_ref().map(|l| l.value.holder.clone()) else {
+        return Err(CmdError(format!("cluster {name} has no leader to promote; wait for its election"), 1));
+    };
+    confirm(
+        &format!(
+            "This makes standby cluster {name} writable: {leader} stops replicating from the upstream and is promoted \
+             on a new timeline. The upstream's primary must no longer accept writes, or two sites will"
+        ),
+        name,
+        force,
+    )?;
+    let core = cfg.core();
+    let patch = serde_json::json!({ "standby_cluster": null });
+    operator::patch_config(store, &patch, &core.defaults, &core.safety, "cli").await?;
+    if !(wait.is_finite() && wait > 0.0) {
+        return Ok(format!("cluster {name}: promotion requested; {leader} promotes at its next loop"));
+    }
+    let limit = Duration::from_secs_f64(wait.min(86_400.0));
+    let start = std::time::Instant::now();
+    loop {
+        let v = operator::read(store).await?;
+        let primary = v.leader.as_ref().and_then(|l| {
+            let m = v.member(&l.value.holder)?;
+            (m.value.role == hacore::dcs::MemberRole::Primary).then(|| (m.value.name.clone(), m.value.timeline))
+        });
+        if let Some((who, timeline)) = primary {
+            return Ok(format!("cluster {name} promoted: {who} is the primary on timeline {timeline}"));
+        }
+        if start.elapsed() > limit {
+            return Err(CmdError(
+                format!("promotion requested, but no writable primary within {limit:?}; see hashell list and events"),
+                1,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `hashell reinit`: asks NODE's daemon to rebuild its data directory (after a
 /// confirmation on a terminal, or `--force`).
 pub async fn reinit(cfg: &FileConfig, store: &dyn DynDcs, node: &str, force: bool) -> Result<String, CmdError> {

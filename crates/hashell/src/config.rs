@@ -400,6 +400,9 @@ pub struct SettingsSection {
     pub primary_hang_timeout: Dur,
     /// Switchover wait for the candidate to receive the shutdown checkpoint.
     pub switchover_timeout: Dur,
+    /// `[settings.standby_cluster]`: found a standby cluster (a disaster-recovery site)
+    /// replicating from this upstream (docs/standby-cluster.md).
+    pub standby_cluster: Option<hacore::StandbyCluster>,
 }
 
 impl Default for SettingsSection {
@@ -416,6 +419,7 @@ impl Default for SettingsSection {
             primary_start_timeout: Dur(d.primary_start_timeout),
             primary_hang_timeout: Dur(d.primary_hang_timeout),
             switchover_timeout: Dur(d.switchover_timeout),
+            standby_cluster: None,
         }
     }
 }
@@ -956,6 +960,7 @@ impl FileConfig {
             primary_start_timeout: s.primary_start_timeout.0,
             primary_hang_timeout: s.primary_hang_timeout.0,
             switchover_timeout: s.switchover_timeout.0,
+            standby_cluster: s.standby_cluster.clone(),
         }
     }
 

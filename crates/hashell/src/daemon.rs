@@ -961,7 +961,12 @@ impl<D: Dcs + 'static> Daemon<D> {
         }
         if self.upstream_pending {
             if let (Some(name), Some(v)) = (&pg.upstream, view) {
-                if let Some(u) = v.member(name).and_then(|m| self.pg.upstream(name, &m.value.pg_url).ok()) {
+                let found = if name == hacore::UPSTREAM {
+                    self.shared.settings().standby_cluster.and_then(|sc| self.pg.remote_upstream(&sc).ok())
+                } else {
+                    v.member(name).and_then(|m| self.pg.upstream(name, &m.value.pg_url).ok())
+                };
+                if let Some(u) = found {
                     self.pg.set_desired(|d| {
                         if d.standby && d.upstream.is_none() {
                             d.upstream = Some(u);
@@ -990,6 +995,11 @@ impl<D: Dcs + 'static> Daemon<D> {
     }
 
     fn upstream_of(&self, name: &str) -> Result<crate::pg::conf::Upstream, String> {
+        if name == hacore::UPSTREAM {
+            let settings = self.shared.settings();
+            let sc = settings.standby_cluster.as_ref().ok_or("standby_cluster is not set (any more)")?;
+            return self.pg.remote_upstream(sc);
+        }
         let view = self.view.as_ref().ok_or("no DCS view to find the upstream in")?;
         let m = view.member(name).ok_or_else(|| format!("{name} has no member record"))?;
         self.pg.upstream(name, &m.value.pg_url)

@@ -102,6 +102,7 @@ pub fn render(sh: &Shared) -> String {
     );
     let roles = [
         (MemberRole::Primary, "primary"),
+        (MemberRole::StandbyLeader, "standby_leader"),
         (MemberRole::Replica, "replica"),
         (MemberRole::Candidate, "candidate"),
         (MemberRole::Stopped, "stopped"),

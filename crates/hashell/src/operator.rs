@@ -234,6 +234,7 @@ pub async fn patch_config(
     if next == current {
         return Ok(next);
     }
+    standby_change_allowed(&view, &current, &next)?;
     store
         .execute_dyn(&DcsOp::Put(Write::put(Value::Config(next.clone()), expect)))
         .await
@@ -248,6 +249,35 @@ pub async fn patch_config(
     // The settings are written; a lost event only leaves the record shorter.
     let _ = store.execute_dyn(&DcsOp::AppendEvent(event)).await;
     Ok(next)
+}
+
+/// Which changes of `standby_cluster` a running cluster may take: its upstream may move
+/// and it may be removed (promotion), but an initialized primary cluster is not turned
+/// into a standby cluster (its primary's writes since the upstream's would be lost, and
+/// its members' WAL would fork from the upstream's), and every member must know the
+/// setting: a daemon reading an older layout rejects the key and would lead as a primary.
+pub fn standby_change_allowed(
+    view: &ClusterView,
+    current: &ClusterSettings,
+    next: &ClusterSettings,
+) -> Result<(), OpError> {
+    let Some(_) = &next.standby_cluster else { return Ok(()) };
+    if current.standby_cluster.is_none() && view.initialize.is_some() {
+        return Err(OpError::Bad(
+            "this cluster is a primary cluster: it cannot become a standby cluster in place. Found a new cluster \
+             with [settings.standby_cluster] instead (docs/standby-cluster.md)"
+                .into(),
+        ));
+    }
+    if view.schema() < 3 {
+        let old: Vec<&str> =
+            view.members.iter().filter(|m| m.value.reads_schema() < 3).map(|m| m.value.name.as_str()).collect();
+        return Err(OpError::Bad(format!(
+            "standby_cluster needs every member to read DCS layout 3; upgrade {} first (docs/upgrading.md)",
+            old.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// `ttl 10000 -> 20000, paused false -> true`.
@@ -271,7 +301,8 @@ pub fn merged(current: &ClusterSettings, patch: &serde_json::Value) -> Result<Cl
     let mut doc = serde_json::to_value(current).map_err(|e| OpError::Bad(e.to_string()))?;
     let obj = doc.as_object_mut().ok_or_else(|| OpError::Bad("settings are not an object".into()))?;
     for (k, v) in fields {
-        if !obj.contains_key(k) {
+        // Optional settings are absent from the document while unset.
+        if !obj.contains_key(k) && k != "standby_cluster" {
             let known: Vec<&str> = obj.keys().map(String::as_str).collect();
             return Err(OpError::Bad(format!("unknown setting {k:?}; known: {}", known.join(", "))));
         }

@@ -194,6 +194,7 @@ impl Params {
             primary_start_timeout: ttl * 2,
             primary_hang_timeout: ttl * 3 / 2,
             switchover_timeout: ttl,
+            standby_cluster: None,
         };
         let safety = o.safety();
         let bound = safety.max_clock_drift_ppm as i64;

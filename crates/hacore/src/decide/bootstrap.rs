@@ -5,6 +5,7 @@
 
 use super::Cx;
 use crate::action::Action;
+use crate::config::UPSTREAM;
 use crate::dcs::{ClusterView, Expect, InitializeRecord, LeaderRecord, Value, Write};
 use crate::memory::PgOpKind;
 use crate::reason::Reason;
@@ -24,10 +25,11 @@ impl Cx<'_> {
         if self.obs.pg.data == crate::observation::DataDir::Unreadable {
             return self.set(Reason::DataDirUnreadable, "this node cannot found the cluster on it");
         }
-        if self.obs.pg.system_id().is_some() && self.obs.pg.in_recovery != Some(false) {
+        if self.obs.pg.system_id().is_some() && self.obs.pg.in_recovery != Some(false) && !self.standby_cluster() {
             // Existing data founds a cluster only if it was a primary's: a standby's may be
             // behind another member's, whose commits a new cluster on it would lose (and
-            // on the same timeline, with no fork recorded, nothing would show it).
+            // on the same timeline, with no fork recorded, nothing would show it). A
+            // standby cluster writes nothing: its data is the upstream's, whoever holds it.
             return self.set(
                 Reason::WaitingForBootstrap,
                 "this node's data is a standby's (or its state is unknown): start the member whose data was the \
@@ -50,11 +52,18 @@ impl Cx<'_> {
             return self.set(Reason::BootstrapInitdb, format!("waiting for {:?}", p.kind));
         }
         let pg = &self.obs.pg;
+        let standby = self.standby_cluster();
         let Some(system_id) = pg.system_id() else {
-            if self.mem.last_failure.is_some_and(|f| f.kind == PgOpKind::Initdb) {
-                // Let another node try; the shell removed what initdb left.
+            if let Some(f) = self.mem.last_failure.filter(|f| matches!(f.kind, PgOpKind::Initdb | PgOpKind::Clone)) {
+                // Let another node try; the shell removed what the operation left.
                 self.mem.last_failure = None;
-                return self.step_down(rec, Reason::OperationFailed, "initdb failed".into());
+                let what = if f.kind == PgOpKind::Initdb { "initdb" } else { "the clone of the upstream" };
+                return self.step_down(rec, Reason::OperationFailed, format!("{what} failed"));
+            }
+            if standby {
+                // A standby cluster starts as a copy of its upstream.
+                self.pg_op(PgOpKind::Clone, |id| Action::Clone { id, from: UPSTREAM.to_string() });
+                return self.set(Reason::StandbyBootstrapCloning, self.upstream_detail());
             }
             self.pg_op(PgOpKind::Initdb, |id| Action::Initdb { id });
             return self.set(Reason::BootstrapInitdb, String::new());
@@ -70,6 +79,15 @@ impl Cx<'_> {
         }
         self.leader_write(rec, writes, true);
         self.set(Reason::BootstrapRegistering, format!("system identifier {system_id}"));
+        if standby {
+            if !pg.running {
+                self.mem.upstream_applied = self.s.standby_cluster.clone();
+                let upstream = Some(UPSTREAM.to_string());
+                self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream });
+            }
+            // A writable PostgreSQL is fenced (S1: no writable deadline in a standby cluster).
+            return;
+        }
         if !pg.running {
             let Some(deadline) = self.deadline_for_writable_action() else {
                 return;

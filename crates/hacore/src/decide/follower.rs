@@ -55,7 +55,7 @@ impl Cx<'_> {
             self.busy();
             return self.set(Reason::FencingNotLeader, String::new());
         }
-        let leader_primary = view.member(&leader).is_some_and(|m| m.value.role == MemberRole::Primary);
+        let leader_primary = view.member(&leader).is_some_and(|m| m.value.role.leads());
         if !Self::leader_established(view, rec) {
             // A new reign's leader may be about to fork: its fork record can land just after
             // this read. Judge lineage only once the fork is recorded, or the leader shows
@@ -129,9 +129,8 @@ impl Cx<'_> {
             return true;
         }
         let tip = history.forks.last().map_or(Self::base_timeline(view), |f| f.timeline);
-        view.member(leader).is_some_and(|m| {
-            m.value.role == MemberRole::Primary && m.value.leader_term == Some(term) && m.value.timeline == tip
-        })
+        view.member(leader)
+            .is_some_and(|m| m.value.role.leads() && m.value.leader_term == Some(term) && m.value.timeline == tip)
     }
 
     /// The leader's timeline (from its answer, else its member record) if neither this

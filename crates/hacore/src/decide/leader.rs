@@ -60,8 +60,14 @@ impl Cx<'_> {
         }
 
         if view.initialize.is_some() && self.mem.switchover.is_none() {
-            let writable = self.obs.pg.in_recovery == Some(false);
-            if self.restart(writable, |cx| cx.start_in_place(view, rec)) {
+            let restarted = if self.standby_cluster() {
+                let standby = self.obs.pg.in_recovery == Some(true);
+                self.restart(standby, |cx| cx.standby_start(view, rec))
+            } else {
+                let writable = self.obs.pg.in_recovery == Some(false);
+                self.restart(writable, |cx| cx.start_in_place(view, rec))
+            };
+            if restarted {
                 return;
             }
         }
@@ -85,6 +91,9 @@ impl Cx<'_> {
             }
             self.busy();
             return self.set(reason, format!("waiting for {:?}", p.kind));
+        }
+        if self.standby_cluster() {
+            return self.standby_lead(view, rec);
         }
         if pg.running && !pg.responsive {
             // It may still be writing: the guard keeps following the lease.
@@ -301,7 +310,8 @@ impl Cx<'_> {
             self.busy();
             return self.set(Self::waiting_reason(p.kind), format!("paused; waiting for {:?}", p.kind));
         }
-        let manual = self.mem.acquired_via == Some(ForkCause::ManualFailover);
+        // A standby cluster's leader is never promoted by a failover, manual or not.
+        let manual = self.mem.acquired_via == Some(ForkCause::ManualFailover) && !self.standby_cluster();
         if manual && pg.running && pg.in_recovery == Some(true) {
             // The operator asked for this node; pause does not stop the failover it asked for.
             return self.promote(view, rec);
@@ -375,7 +385,7 @@ impl Cx<'_> {
         self.note(Reason::HistoryCorrected, detail);
     }
 
-    fn publish_status(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+    pub(super) fn publish_status(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         let mine =
             view.status.as_ref().is_some_and(|s| s.value.leader == self.cfg.name && s.value.term == rec.value.term);
@@ -429,7 +439,7 @@ impl Cx<'_> {
         self.leader_put_tail(rec, Value::Failsafe(FailsafeRecord { members }), expect);
     }
 
-    fn manage_slots(&mut self, view: &ClusterView) {
+    pub(super) fn manage_slots(&mut self, view: &ClusterView) {
         let pg = &self.obs.pg;
         let me = self.me();
         let wanted = |name: &str| {
@@ -459,7 +469,7 @@ impl Cx<'_> {
 
     /// Whether `name` (a member or slot absent from the DCS) left less than ten ttls ago;
     /// starts counting the first time it is asked about.
-    fn recently_departed(&mut self, name: &str) -> bool {
+    pub(super) fn recently_departed(&mut self, name: &str) -> bool {
         let now = self.now;
         let since = match self.mem.departed.iter().find(|(n, _)| n == name) {
             Some((_, since)) => *since,
@@ -472,7 +482,7 @@ impl Cx<'_> {
     }
 
     /// Forgets departures of members that came back, and very old ones.
-    fn prune_departed(&mut self, view: &ClusterView) {
+    pub(super) fn prune_departed(&mut self, view: &ClusterView) {
         let now = self.now;
         let horizon = self.s.ttl.saturating_mul(20);
         self.mem.departed.retain(|(n, since)| {
@@ -482,7 +492,7 @@ impl Cx<'_> {
     }
 
     /// Stores without leases (DynamoDB): delete member records nobody refreshed for a ttl.
-    fn remove_stale_members(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+    pub(super) fn remove_stale_members(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         if view.lease_model != LeaseModel::ObserverClock {
             return;
         }

@@ -13,6 +13,7 @@ mod failsafe;
 mod follower;
 mod leader;
 mod restart;
+mod standby;
 mod switchover;
 mod sync;
 
@@ -538,6 +539,10 @@ impl<'a> Cx<'a> {
     /// Until when PostgreSQL may be writable, if at all (lease, or failsafe while the
     /// DCS is unreadable).
     pub fn writable_until(&self) -> Option<Millis> {
+        if self.s.standby_cluster.is_some() {
+            // Nobody in a standby cluster accepts writes (S1 fences a writable PostgreSQL).
+            return None;
+        }
         let lease = self.valid_lease().map(|l| l.deadline);
         // A failsafe confirmation counts while the DCS is unreadable, and once it is back
         // while the store still shows this node's record (so it can renew before fencing).
@@ -582,6 +587,8 @@ impl<'a> Cx<'a> {
         }
         let reason = if self.cfg.require_guard && self.obs.guard == GuardState::Lost {
             Reason::GuardLost
+        } else if self.s.standby_cluster.is_some() {
+            Reason::StandbyClusterWritable
         } else if self.writable_until().is_some() {
             return;
         } else if self.mem.lease.is_some_and(|l| self.now >= l.deadline) {
@@ -716,6 +723,13 @@ impl<'a> Cx<'a> {
             MemberRole::Uninitialized
         } else if pg.maybe_writable() && self.leader.as_deref() == Some(self.me()) && self.writable_until().is_some() {
             MemberRole::Primary
+        } else if pg.running
+            && pg.in_recovery == Some(true)
+            && self.standby_cluster()
+            && self.leader.as_deref() == Some(self.me())
+            && self.valid_lease().is_some()
+        {
+            MemberRole::StandbyLeader
         } else if self.mem.election_since.is_some() {
             MemberRole::Candidate
         } else if pg.running && pg.in_recovery == Some(true) {
@@ -731,8 +745,8 @@ impl<'a> Cx<'a> {
         let schema = view.schema();
         let reason = if self.reason == Reason::Starting { None } else { Some(self.reason.at_schema(schema)) };
         let current = view.member(self.me());
-        let role = self.role();
-        let leader_term = (role == MemberRole::Primary).then(|| self.mem.lease.map(|l| l.term)).flatten();
+        let role = self.role().at_schema(schema);
+        let leader_term = role.leads().then(|| self.mem.lease.map(|l| l.term)).flatten();
         let material = |m: &MemberRecord| {
             m.role == role
                 && m.running == pg.running

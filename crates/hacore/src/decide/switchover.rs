@@ -150,6 +150,20 @@ impl Cx<'_> {
             Ok(c) => c,
             Err(why) => return self.reject(rec, req.version, why),
         };
+        if self.standby_cluster() {
+            // Nothing is written here, so nothing can be lost: hand the lease over at once;
+            // the candidate points its WAL receiver at the upstream, this node follows it.
+            if self.mem.lease_op.is_none() {
+                let to = LeaderRecord { holder: candidate.clone(), term: rec.value.term.next(), ttl: self.s.ttl };
+                let op = DcsOp::TransferLeader { guard: self.guard(rec), to, clear_switchover: Some(req.version) };
+                let id = self.dcs(op);
+                self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Transfer, term: rec.value.term });
+            }
+            self.busy();
+            self.reason = Reason::SwitchoverTransferring;
+            self.detail = format!("to {candidate} (standby cluster)");
+            return;
+        }
         self.mem.switchover = Some(SwitchoverProgress {
             candidate: candidate.clone(),
             request: req.version,

@@ -156,8 +156,7 @@ impl Scenario {
         v.members.retain(|m| m.value.name != name);
         let version = Version(100 + v.members.len() as u64);
         // A primary's record names the term it leads in (that of the leader record naming it).
-        let leader_term =
-            v.leader.as_ref().filter(|l| role == MemberRole::Primary && l.value.holder == name).map(|l| l.value.term);
+        let leader_term = v.leader.as_ref().filter(|l| role.leads() && l.value.holder == name).map(|l| l.value.term);
         v.members.push(Versioned {
             version,
             value: MemberRecord {

@@ -71,22 +71,29 @@ pub fn settings() -> impl Strategy<Value = ClusterSettings> {
         any::<bool>(),
         prop::bool::weighted(0.2),
         prop::sample::select(vec![0u64, 1 << 20, u64::MAX]),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|((ttl, loop_wait, retry_timeout), synchronous_mode, n, failsafe_mode, paused, max_lag)| {
-            ClusterSettings {
-                ttl,
-                loop_wait,
-                retry_timeout,
-                maximum_lag_on_failover: max_lag,
-                synchronous_mode,
-                synchronous_node_count: n,
-                failsafe_mode,
-                paused,
-                primary_start_timeout: ttl * 2,
-                primary_hang_timeout: ttl,
-                switchover_timeout: ttl,
-            }
-        })
+        .prop_map(
+            |((ttl, loop_wait, retry_timeout), synchronous_mode, n, failsafe_mode, paused, max_lag, standby)| {
+                ClusterSettings {
+                    ttl,
+                    loop_wait,
+                    retry_timeout,
+                    maximum_lag_on_failover: max_lag,
+                    synchronous_mode,
+                    synchronous_node_count: n,
+                    failsafe_mode,
+                    paused,
+                    primary_start_timeout: ttl * 2,
+                    primary_hang_timeout: ttl,
+                    switchover_timeout: ttl,
+                    standby_cluster: standby.then(|| crate::config::StandbyCluster {
+                        pg_url: "host=upstream port=5432".into(),
+                        ..Default::default()
+                    }),
+                }
+            },
+        )
 }
 
 /// A config for one of [`NAMES`].

@@ -28,8 +28,11 @@ pub struct Upstream {
     pub user: String,
     /// Its password, if any.
     pub password: Option<hacore::Secret>,
-    /// Slot on the upstream (this member's name).
+    /// Slot on the upstream (this member's name; a standby cluster's configured slot).
     pub slot: Option<String>,
+    /// A standby cluster's `restore_command` (replaces `[postgresql] restore_command`
+    /// while following the cluster's upstream).
+    pub restore_command: Option<String>,
 }
 
 /// Everything the daemon decides about the files.
@@ -127,7 +130,8 @@ pub fn render_conf(data_dir: &Path, m: &Managed) -> String {
     for (k, v) in &m.parameters {
         out.push_str(&format!("{k} = {}\n", value(v)));
     }
-    if let Some(r) = &m.restore_command {
+    let upstream_restore = m.upstream.as_ref().filter(|_| m.standby).and_then(|u| u.restore_command.as_ref());
+    if let Some(r) = upstream_restore.or(m.restore_command.as_ref()) {
         out.push_str(&format!("restore_command = {}\n", quote(r)));
     }
     if !m.recovery.is_empty() {
@@ -150,6 +154,8 @@ pub fn render_conf(data_dir: &Path, m: &Managed) -> String {
     out.push_str(&format!("hba_file = {}\n", quote(&data_dir.join("pg_hba.conf").to_string_lossy())));
     out.push_str(&format!("synchronous_standby_names = {}\n", quote(&format_sync_standbys(&m.sync))));
     let (info, slot) = match (&m.upstream, m.standby) {
+        // No host: a standby cluster replaying from its archive only.
+        (Some(u), true) if u.host.is_empty() => (String::new(), String::new()),
         (Some(u), true) => (conninfo(&m.member, u, &passfile(data_dir)), u.slot.clone().unwrap_or_default()),
         _ => (String::new(), String::new()),
     };
@@ -269,6 +275,7 @@ mod tests {
                 user: "replicator".into(),
                 password: Some("p'w d".into()),
                 slot: Some("n2".into()),
+                restore_command: None,
             }),
             standby: true,
             hba: vec!["host replication replicator 10.0.0.0/24 scram-sha-256".into()],
@@ -295,6 +302,35 @@ mod tests {
         assert!(!text.contains("p'w d"), "the password stays out of postgresql.conf:\n{text}");
         let u = managed().upstream.unwrap_or_else(|| unreachable!());
         assert_eq!(pgpass_line(&u, &"a:b\\c".into()), "10.0.0.1:5432:*:replicator:a\\:b\\\\c\n");
+    }
+
+    #[test]
+    fn a_standby_clusters_leader_takes_the_upstreams_slot_and_restore_command() {
+        let mut m = managed();
+        m.restore_command = Some("cp /local/%f %p".into());
+        m.upstream = Some(Upstream {
+            member: hacore::UPSTREAM.into(),
+            host: "dc1".into(),
+            port: 5432,
+            user: "replicator".into(),
+            password: None,
+            slot: Some("dr_site".into()),
+            restore_command: Some("cp /archive/%f %p".into()),
+        });
+        let text = render_conf(Path::new("/d"), &m);
+        assert!(text.contains("restore_command = 'cp /archive/%f %p'") && !text.contains("/local/"), "{text}");
+        assert!(text.contains("primary_slot_name = 'dr_site'"), "{text}");
+        assert!(text.contains("primary_conninfo = 'host=dc1 port=5432 user=replicator application_name=n2"), "{text}");
+        // Replaying from the archive only: no conninfo at all.
+        if let Some(u) = &mut m.upstream {
+            u.host.clear();
+        }
+        let text = render_conf(Path::new("/d"), &m);
+        assert!(text.contains("primary_conninfo = ''\n") && text.contains("primary_slot_name = ''\n"), "{text}");
+        assert!(text.contains("restore_command = 'cp /archive/%f %p'"), "{text}");
+        // A primary keeps its own restore_command (for a later demotion), not the upstream's.
+        m.standby = false;
+        assert!(render_conf(Path::new("/d"), &m).contains("restore_command = 'cp /local/%f %p'"));
     }
 
     #[test]

@@ -160,6 +160,33 @@ impl PgCtl {
             user: self.cfg.postgresql.replication.username.clone(),
             password: self.replication_password.clone(),
             slot: Some(hacore::slot_name(self.member())),
+            restore_command: None,
+        })
+    }
+
+    /// The upstream of a standby cluster ([`hacore::UPSTREAM`]): its `pg_url` (host, port,
+    /// optionally user), this node's replication password, the configured slot.
+    pub fn remote_upstream(&self, sc: &hacore::StandbyCluster) -> Result<Upstream, String> {
+        let url = sc.pg_url.trim();
+        let (host, port) = if url.is_empty() {
+            (String::new(), 0)
+        } else {
+            let host = conninfo_get(url, "host")
+                .ok_or_else(|| format!("standby_cluster.pg_url {url:?} names no host; write host=... port=..."))?;
+            let port = match conninfo_get(url, "port") {
+                None => 5432,
+                Some(p) => p.parse().map_err(|_| format!("standby_cluster.pg_url: port {p:?} is not a number"))?,
+            };
+            (host, port)
+        };
+        Ok(Upstream {
+            member: hacore::UPSTREAM.to_string(),
+            host,
+            port,
+            user: conninfo_get(url, "user").unwrap_or_else(|| self.cfg.postgresql.replication.username.clone()),
+            password: self.replication_password.clone(),
+            slot: sc.primary_slot_name.clone(),
+            restore_command: sc.restore_command.clone(),
         })
     }
 
@@ -323,6 +350,11 @@ impl PgCtl {
     /// A fresh copy of `from` (pg_basebackup streaming the WAL through a temporary slot, or
     /// the configured clone command); returns the LSN replay must pass to be consistent.
     pub async fn clone_from(&self, from: &Upstream, limit: Duration) -> Result<Lsn, String> {
+        if from.host.is_empty() && self.cfg.postgresql.clone_command.is_none() {
+            return Err("the standby cluster's upstream has no pg_url to copy from: set standby_cluster.pg_url, or \
+                        [postgresql] clone_command (e.g. a restore from the archive)"
+                .into());
+        }
         self.wipe()?;
         let end = if let Some(c) = &self.cfg.postgresql.clone_command {
             let mut cmd = tokio::process::Command::new("/bin/sh");

@@ -1,0 +1,125 @@
+//! A standby cluster (`standby_cluster` set): the leader holds the lease as in any
+//! cluster but replicates from the cluster's upstream ([`crate::UPSTREAM`]) instead of
+//! being writable; the other members follow the leader (cascading) and elect a new one
+//! among themselves when it fails. Nobody in a standby cluster accepts writes: the leader's
+//! writable deadline is always None, so S1's fence catches a PostgreSQL that is writable.
+//! Removing `standby_cluster` promotes the cluster: the leader then takes the ordinary
+//! promotion path (fork recorded with cause `cluster_promotion`, then promote).
+
+use super::Cx;
+use crate::action::Action;
+use crate::config::UPSTREAM;
+use crate::dcs::{ClusterView, Expect, Key, LeaderRecord, Value};
+use crate::history::{Fork, ForkCause};
+use crate::memory::PgOpKind;
+use crate::reason::Reason;
+use crate::types::Versioned;
+
+impl Cx<'_> {
+    /// Whether this is a standby cluster.
+    pub(super) fn standby_cluster(&self) -> bool {
+        self.s.standby_cluster.is_some()
+    }
+
+    /// The leader of a standby cluster, lease valid, no operation in flight.
+    pub(super) fn standby_lead(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        // Should the cluster be promoted later, the fork says so.
+        self.mem.acquired_via = Some(ForkCause::ClusterPromotion);
+        let pg = &self.obs.pg;
+        if pg.maybe_writable() {
+            // S1 fenced it already unless a fence is under way; say why.
+            self.fence(Reason::StandbyClusterWritable);
+            return self.set(Reason::StandbyClusterWritable, "a standby cluster accepts no writes");
+        }
+        if !pg.running {
+            return self.standby_start(view, rec);
+        }
+        self.mem.primary_down_since = None;
+        self.prune_departed(view);
+        self.mirror_upstream_timelines(view, rec);
+        self.publish_status(view, rec);
+        if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
+            self.leader_put_tail(rec, Value::Config(self.cfg.defaults.clone()), Expect::Absent);
+        }
+        self.manage_slots(view);
+        self.remove_stale_members(view, rec);
+        let upstream = self.s.standby_cluster.clone();
+        let repoint = pg.upstream.as_deref() != Some(UPSTREAM) || self.mem.upstream_applied != upstream;
+        if repoint && pg.responsive {
+            self.actions.push(Action::Follow { upstream: Some(UPSTREAM.to_string()) });
+            self.mem.upstream_applied = upstream;
+            self.busy();
+            self.set(Reason::StandbyLeaderRepointing, self.upstream_detail());
+        } else if pg.streaming {
+            self.set(Reason::StandbyLeaderStreaming, self.upstream_detail());
+        } else if !pg.responsive {
+            self.set(Reason::StandbyLeaderReplaying, "PostgreSQL does not answer");
+        } else {
+            self.set(Reason::StandbyLeaderReplaying, self.upstream_detail());
+        }
+        self.serve_switchover(view, rec);
+    }
+
+    pub(super) fn upstream_detail(&self) -> String {
+        match &self.s.standby_cluster {
+            Some(sc) if !sc.pg_url.is_empty() => format!("from {}", sc.pg_url),
+            Some(_) => "from the WAL archive (restore_command)".to_string(),
+            None => String::new(),
+        }
+    }
+
+    /// PostgreSQL is down on a standby cluster's leader: start it as a standby of the
+    /// upstream, bounded by `primary_start_timeout`, else give up the lease.
+    pub(super) fn standby_start(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let since = *self.mem.primary_down_since.get_or_insert(self.now);
+        if self.now.saturating_sub(since) >= self.s.primary_start_timeout {
+            let detail = format!("down for {} ms", self.now.saturating_sub(since));
+            return self.step_down(rec, Reason::PrimaryStartFailed, detail);
+        }
+        let pg = &self.obs.pg;
+        if pg.system_id().is_none()
+            || view.initialize.as_ref().is_some_and(|i| pg.system_id() != Some(i.value.system_id))
+        {
+            return self.step_down(rec, Reason::PrimaryStartFailed, "no usable data directory".into());
+        }
+        self.busy();
+        if self.backing_off(PgOpKind::StartReplica) {
+            return self.set(Reason::StartingReplica, "retrying after a failed start");
+        }
+        self.mem.upstream_applied = self.s.standby_cluster.clone();
+        self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: Some(UPSTREAM.to_string()) });
+        self.set(Reason::StartingReplica, format!("leading the standby cluster, {}", self.upstream_detail()));
+    }
+
+    /// The upstream's own failovers show up here as timeline switches in the leader's
+    /// history file. Record each one above the cluster's base timeline that the published
+    /// history lacks, so the members' lineage test (S4) sees the line they are on.
+    fn mirror_upstream_timelines(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        let pg = &self.obs.pg;
+        let base = Self::base_timeline(view);
+        let history = Self::history(view);
+        let mut next = history.clone();
+        for (i, switch) in pg.history.iter().enumerate() {
+            let child = pg.history.get(i + 1).map_or(pg.timeline, |s| s.timeline);
+            if child <= base || switch.timeline < base || next.forks.iter().any(|f| f.timeline == child) {
+                continue;
+            }
+            next.forks.push(Fork {
+                parent: switch.timeline,
+                lsn: switch.lsn,
+                timeline: child,
+                term: rec.value.term,
+                node: self.cfg.name.clone(),
+                cause: ForkCause::Upstream,
+                wall_time_ms: self.obs.wall_time_ms,
+            });
+            self.note(
+                Reason::UpstreamTimelineRecorded,
+                format!("timeline {child} from {}@{}", switch.lsn, switch.timeline),
+            );
+        }
+        if next != *history {
+            self.leader_put_tail(rec, Value::History(next), Expect::from_current(view.history.as_ref()));
+        }
+    }
+}
