@@ -180,6 +180,10 @@ pub struct InitializeRecord {
     pub system_id: u64,
     /// Timeline the cluster's history starts from.
     pub base_timeline: Timeline,
+    /// Founded as a standby cluster (schema 3; written only when true): until its first
+    /// promotion (a `cluster_promotion` fork) every member's WAL is its upstream's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
 }
 
 /// One entry of the `failsafe` key.

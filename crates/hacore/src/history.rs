@@ -81,9 +81,16 @@ impl History {
         Timeline(max.0.saturating_add(1))
     }
 
-    /// The fork recorded by `node` in `term`, if any.
+    /// The promotion fork recorded by `node` in `term`, if any. A standby cluster's leader
+    /// also records its upstream's timeline switches (cause [`ForkCause::Upstream`]) in its
+    /// term; those are not its own promotion and never count here.
     pub fn fork_by(&self, node: &str, term: Term) -> Option<&Fork> {
-        self.forks.iter().rev().find(|f| f.term == term && f.node == node)
+        self.forks.iter().rev().find(|f| f.term == term && f.node == node && f.cause != ForkCause::Upstream)
+    }
+
+    /// Index of [`History::fork_by`]'s fork.
+    pub fn fork_index_by(&self, node: &str, term: Term) -> Option<usize> {
+        self.forks.iter().rposition(|f| f.term == term && f.node == node && f.cause != ForkCause::Upstream)
     }
 
     /// The current line: every timeline on it with where the line leaves it (None: the

@@ -1268,8 +1268,37 @@ fn lease_model_default_is_store_expiry() {
 
 // ----- standby cluster ------------------------------------------------------------------
 
+fn upstream(host: &str) -> hacore::StandbyCluster {
+    hacore::StandbyCluster { pg_url: format!("host={host} port=5432"), ..Default::default() }
+}
+
 fn standby(s: &mut hacore::ClusterSettings) {
-    s.standby_cluster = Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() });
+    s.standby_cluster = Some(upstream("dc1"));
+}
+
+/// The standby leader's WAL receiver was last pointed at `dc1`, the current upstream.
+fn pointed_at_dc1(m: &mut hacore::Memory) {
+    m.upstream_applied = Some(upstream("dc1"));
+}
+
+/// n3 in a standby cluster led by n2 (term 4).
+fn standby_member_n3() -> Scenario {
+    Scenario::cluster3("n3")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .member("n2", MemberRole::StandbyLeader, AT)
+        .member("n1", MemberRole::Replica, AT)
+        .status("n2", 4, AT)
+        .memory(|m| m.max_term = Term(4))
+}
+
+/// Synchronous mode, no sync record, the leader gone; n3 reported, a little behind.
+fn sync_mode_leader_gone() -> Scenario {
+    Scenario::cluster3("n2")
+        .settings(|s| s.synchronous_mode = SyncMode::On)
+        .leader_dead()
+        .pg_replica(1, AT, None, false)
+        .peer_candidate("n3", AT - 0x100, true, true)
 }
 
 table!(
@@ -1316,8 +1345,7 @@ table!(
         .leader("n2", 4, 61)
         .holding(4, 61, 99_900)
         .pg_replica(1, AT, Some(hacore::UPSTREAM), true)
-        .memory(|m| m.upstream_applied =
-            Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() }))
+        .memory(pointed_at_dc1)
 );
 
 table!(
@@ -1328,8 +1356,7 @@ table!(
         .leader("n2", 4, 61)
         .holding(4, 61, 99_900)
         .pg_replica(1, AT, Some(hacore::UPSTREAM), true)
-        .memory(|m| m.upstream_applied =
-            Some(hacore::StandbyCluster { pg_url: "host=dc0 port=5432".into(), ..Default::default() }))
+        .memory(|m| m.upstream_applied = Some(upstream("dc0")))
 );
 
 table!(
@@ -1353,8 +1380,7 @@ table!(
         .holding(4, 61, 99_900)
         .pg_replica(2, AT, Some(hacore::UPSTREAM), true)
         .pg_history(&[(1, 0x400_0000)])
-        .memory(|m| m.upstream_applied =
-            Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() }))
+        .memory(pointed_at_dc1)
 );
 
 table!(
@@ -1365,8 +1391,7 @@ table!(
         .leader("n2", 4, 61)
         .holding(4, 61, 99_900)
         .pg_replica(1, AT, Some(hacore::UPSTREAM), true)
-        .memory(|m| m.upstream_applied =
-            Some(hacore::StandbyCluster { pg_url: "host=dc1 port=5432".into(), ..Default::default() }))
+        .memory(pointed_at_dc1)
         .standby("n3", AT)
         .switchover(hacore::dcs::SwitchoverKind::Switchover, Some("n2"), Some("n3"))
 );
@@ -1374,14 +1399,7 @@ table!(
 table!(
     standby_member_follows_the_standby_leader,
     "standby cluster member: follow the standby leader (cascading), as in any cluster",
-    Scenario::cluster3("n3")
-        .settings(standby)
-        .leader("n2", 4, 61)
-        .member("n2", MemberRole::StandbyLeader, AT)
-        .member("n1", MemberRole::Replica, AT)
-        .status("n2", 4, AT)
-        .pg_replica(1, AT, Some("n2"), true)
-        .memory(|m| m.max_term = Term(4))
+    standby_member_n3().pg_replica(1, AT, Some("n2"), true)
 );
 
 table!(
@@ -1392,4 +1410,52 @@ table!(
         .holding(4, 61, 99_900)
         .pg_replica(1, AT, None, false)
         .memory(|m| m.acquired_via = Some(hacore::ForkCause::ClusterPromotion))
+);
+
+// What the simulator's standby-cluster sweep found (each table once failed).
+
+table!(
+    standby_election_in_sync_mode_goes_by_lag,
+    "standby cluster in synchronous mode, its leader gone: no sync set is ever published there, so the lag bound decides",
+    sync_mode_leader_gone().settings(standby)
+);
+
+table!(
+    sync_mode_without_a_sync_record_goes_by_lag,
+    "synchronous mode but no sync record yet (no synchronous primary ever): the lag bound decides, the acquire expects the record absent",
+    sync_mode_leader_gone()
+);
+
+table!(
+    standby_member_ahead_of_the_recorded_history_keeps_streaming,
+    "standby cluster member already on the upstream's new timeline 2, not recorded yet by the leader: along, keeps streaming",
+    standby_member_n3().pg_replica(2, AT, Some("n2"), true).pg_history(&[(1, 0x400_0000)])
+);
+
+table!(
+    standby_promotion_records_unrecorded_upstream_switches_first,
+    "promote-cluster while the leader's newest upstream timeline (2) is not recorded: record it with the promotion fork (to 3)",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(2, AT, None, false)
+        .pg_history(&[(1, 0x400_0000)])
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::ClusterPromotion))
+);
+
+table!(
+    standby_cluster_promoted_without_its_leader_first_primary_forks_as_cluster_promotion,
+    "founded as a standby cluster, promoted while its leader was gone: the election winner's fork is the cluster's promotion",
+    {
+        let mut s = Scenario::cluster3("n2")
+            .leader("n2", 5, 61)
+            .holding(5, 61, 99_900)
+            .pg_replica(2, AT, None, false)
+            .pg_history(&[(1, 0x400_0000)])
+            .memory(|m| m.acquired_via = Some(hacore::ForkCause::Failover));
+        if let Some(i) = &mut s.view_mut().initialize {
+            i.value.standby = true;
+        }
+        s
+    }
 );

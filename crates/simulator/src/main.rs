@@ -46,7 +46,7 @@ use std::time::Instant;
 const USAGE: &str = "usage:
   simulator run --seed N [--duration 1h] [--nodes 3..7] [--writes N] [--trace FILE] [--svg FILE] [--schedule FILE] [--check-determinism]
   simulator sweep --seeds A..B [--duration 1h] [--jobs N] [--nodes N] [--writes N] [--min-coverage]
-  run and sweep also take [--ttl 5s --loop-wait 500ms --retry-timeout 1s] [--failsafe on|off] [--dcs etcd|dynamo]
+  run and sweep also take [--ttl 5s --loop-wait 500ms --retry-timeout 1s] [--failsafe on|off] [--dcs etcd|dynamo] [--standby on|off]
   [--fence-time 1500ms --wake-latency 500ms] to fix what the seed would draw (or the defaults would)
   simulator shrink --seed N [--duration 1h] [--nodes N] [--out FILE]
   simulator scenario FILE... [--trace FILE] [--svg FILE]";
@@ -106,7 +106,13 @@ impl Args {
             (Some(f), Some(w)) => Some((f, w)),
             _ => return Err("--fence-time and --wake-latency go together".into()),
         };
-        let o = Overrides { nodes: self.nodes()?, timing, failsafe, mode, safety };
+        let standby = match self.flags.get("standby").map(String::as_str) {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(v) => return Err(format!("--standby {v:?}: use on or off")),
+        };
+        let o = Overrides { nodes: self.nodes()?, timing, failsafe, mode, safety, standby };
         o.validate()?;
         Ok(o)
     }
@@ -167,7 +173,7 @@ fn params_for(args: &Args, seed: u64) -> Result<Params, String> {
 }
 
 /// Flags that change what a seed runs; a replay passes them on.
-const RUN_FLAGS: [&str; 11] = [
+const RUN_FLAGS: [&str; 12] = [
     "duration",
     "nodes",
     "schedule",
@@ -179,6 +185,7 @@ const RUN_FLAGS: [&str; 11] = [
     "dcs",
     "fence-time",
     "wake-latency",
+    "standby",
 ];
 
 /// `simulator CMD --seed SEED` with the flags of this invocation that change the run.

@@ -80,6 +80,12 @@ pub enum FaultKind {
     /// An operator restarts PostgreSQL on a node (`POST /restart`): the request stands
     /// for a ttl, as the REST call waits.
     Restart(Target),
+    /// A standby cluster's upstream (the other site's primary) is unreachable.
+    UpstreamDown,
+    /// The upstream fails over: its WAL continues on a new timeline.
+    UpstreamFailover,
+    /// An operator promotes the standby cluster (`hashell promote-cluster`).
+    PromoteCluster,
 }
 
 impl FaultKind {
@@ -105,6 +111,9 @@ impl FaultKind {
         "resume",
         "set-ttl",
         "restart",
+        "upstream-down",
+        "upstream-failover",
+        "promote-cluster",
     ];
 
     /// This kind's name.
@@ -130,6 +139,9 @@ impl FaultKind {
             FaultKind::Resume => "resume",
             FaultKind::SetTtl(_) => "set-ttl",
             FaultKind::Restart(_) => "restart",
+            FaultKind::UpstreamDown => "upstream-down",
+            FaultKind::UpstreamFailover => "upstream-failover",
+            FaultKind::PromoteCluster => "promote-cluster",
         }
     }
 
@@ -147,6 +159,8 @@ impl FaultKind {
                 | FaultKind::Resume
                 | FaultKind::SetTtl(_)
                 | FaultKind::Restart(_)
+                | FaultKind::UpstreamFailover
+                | FaultKind::PromoteCluster
         )
     }
 }
@@ -243,6 +257,35 @@ impl Schedule {
         Schedule { faults }
     }
 
+    /// The faults of a standby cluster's upstream, from their own random stream (so a
+    /// seed's other faults stay the same): outages, failovers at the other site, and in
+    /// half of the runs the promotion of the standby cluster at some moment.
+    pub fn upstream_faults(seed: u64, duration: Millis, ttl: Millis) -> Vec<Fault> {
+        let mut r = Rng::stream(seed, "upstream-faults");
+        let start = 20_000;
+        let mut faults = Vec::new();
+        if duration <= start {
+            return faults;
+        }
+        for down in [true, false] {
+            let mean = r.range(60_000, 600_000);
+            let mut t = start + r.range(0, mean);
+            while t < duration {
+                let (kind, dur) = if down {
+                    (FaultKind::UpstreamDown, r.range(1_000, ttl * 6))
+                } else {
+                    (FaultKind::UpstreamFailover, 0)
+                };
+                faults.push(Fault { at: t, dur, kind });
+                t += r.range(mean / 2, mean * 3 / 2).max(1_000);
+            }
+        }
+        if r.chance(0.5) {
+            faults.push(Fault { at: start + r.range(0, duration - start), dur: 0, kind: FaultKind::PromoteCluster });
+        }
+        faults
+    }
+
     /// When the last fault ends.
     pub fn end(&self) -> Millis {
         self.faults.iter().map(|f| f.at + f.dur).max().unwrap_or(0)
@@ -314,7 +357,13 @@ impl fmt::Display for Fault {
             | FaultKind::Restart(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
             FaultKind::CutPeer(a, b, d) => write!(f, " {a} {b} {d}")?,
-            FaultKind::DcsOutage | FaultKind::StoreLeaderChange | FaultKind::Pause | FaultKind::Resume => {}
+            FaultKind::DcsOutage
+            | FaultKind::StoreLeaderChange
+            | FaultKind::Pause
+            | FaultKind::Resume
+            | FaultKind::UpstreamDown
+            | FaultKind::UpstreamFailover
+            | FaultKind::PromoteCluster => {}
             FaultKind::SetTtl(t) => write!(f, " {}", ms(t))?,
             FaultKind::ClockJump(t, j) => write!(f, " {t} {j}ms")?,
             FaultKind::Drift(t, p) => write!(f, " {t} {p}ppm")?,
@@ -411,6 +460,9 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "resume" => FaultKind::Resume,
         "set-ttl" => FaultKind::SetTtl(parse_duration(arg(0)?)?),
         "restart" => FaultKind::Restart(parse_target(arg(0)?)?),
+        "upstream-down" => FaultKind::UpstreamDown,
+        "upstream-failover" => FaultKind::UpstreamFailover,
+        "promote-cluster" => FaultKind::PromoteCluster,
         other => return Err(format!("unknown fault {other:?} (one of {})", FaultKind::NAMES.join(", "))),
     };
     if kind.lasts() && dur == 0 {

@@ -69,6 +69,9 @@ pub struct Overrides {
     /// fast machine; the simulated fencing (the guard's kill, `stop -m immediate` in
     /// [`Durations::stop_immediate`]) stays within them.
     pub safety: Option<(Millis, Millis)>,
+    /// A standby cluster of a modelled upstream, with the upstream's faults drawn too
+    /// ([`Schedule::upstream_faults`]).
+    pub standby: Option<bool>,
 }
 
 impl Overrides {
@@ -179,7 +182,7 @@ impl Params {
         let drawn = r.pick(&[(10_000, 1_000, 1_000), (15_000, 2_000, 2_000), (30_000, 5_000, 5_000)]);
         let (ttl, loop_wait, retry) = o.timing.unwrap_or(drawn);
         let synchronous_mode = r.pick(&[SyncMode::Off, SyncMode::Off, SyncMode::On, SyncMode::Strict]);
-        let settings = ClusterSettings {
+        let mut settings = ClusterSettings {
             ttl,
             loop_wait,
             retry_timeout: retry,
@@ -212,6 +215,12 @@ impl Params {
         let replication_delay = (1, r.pick(&[5, 50, 300, 2_000]));
         let replay_delay = (0, r.pick(&[0, 20, 200]));
         let mut schedule = Schedule::generate(seed, nodes, duration, ttl);
+        if o.standby == Some(true) {
+            settings.standby_cluster =
+                Some(hacore::StandbyCluster { pg_url: "host=upstream port=5432".into(), ..Default::default() });
+            schedule.faults.extend(Schedule::upstream_faults(seed, duration, ttl));
+            schedule.faults.sort_by_key(|f| f.at);
+        }
         if mode == DcsMode::Dynamo {
             // Observer-clock leases assume no observer's clock runs ahead of real time beyond
             // the drift bound (a forward jump is indistinguishable from a pause of that
@@ -270,7 +279,7 @@ impl Params {
             .filter(|k| self.schedule.faults.iter().any(|f| f.kind.name() == *k))
             .collect();
         format!(
-            "seed {} nodes {} {:?} ttl {} loop {} sync {:?} failsafe {}{} latency <= {} ms, {} faults ({})",
+            "seed {} nodes {} {:?} ttl {} loop {} sync {:?} failsafe {}{}{} latency <= {} ms, {} faults ({})",
             self.seed,
             self.nodes,
             self.mode,
@@ -279,6 +288,7 @@ impl Params {
             self.settings.synchronous_mode,
             self.settings.failsafe_mode,
             if self.guard { "" } else { " no-guard" },
+            if self.settings.standby_cluster.is_some() { " standby-cluster" } else { "" },
             self.dcs_latency.1,
             self.schedule.faults.len(),
             kinds.join(" ")

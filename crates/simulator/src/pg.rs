@@ -219,6 +219,19 @@ impl SimPg {
         self.end()
     }
 
+    /// A copy of this data directory as a clone makes it: a standby with all of the WAL.
+    pub fn copy(&self) -> SimPg {
+        SimPg {
+            system_id: self.system_id,
+            wal: self.wal.clone(),
+            history: self.history.clone(),
+            timeline: self.timeline,
+            role: Some(Role::Standby),
+            replayed: self.wal.len(),
+            ..SimPg::default()
+        }
+    }
+
     /// Promotes: a fork to `timeline` at the end of the WAL.
     pub fn promote(&mut self, timeline: u32, at: u64) {
         let end = self.end();

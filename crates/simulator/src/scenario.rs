@@ -5,6 +5,7 @@
 //! # An isolated primary must stop accepting writes (CloudNativePG #7407).
 //! nodes 3
 //! mode etcd                      # or dynamo
+//! standby-cluster                # optional: replicate from a modelled upstream
 //! settings ttl=10s loop_wait=1s retry_timeout=1s sync=off failsafe=off
 //! latency 1ms..5ms               # store latency, one way
 //! writes 50                      # client writes per second
@@ -119,6 +120,11 @@ impl Scenario {
                 "at" => {
                     faults.push_str(line);
                     faults.push('\n');
+                }
+                "standby-cluster" => {
+                    // A standby cluster of a modelled upstream (see `World::upstream`).
+                    p.settings.standby_cluster =
+                        Some(hacore::StandbyCluster { pg_url: "host=upstream port=5432".into(), ..Default::default() })
                 }
                 "seed" => {
                     p.seed =

@@ -30,12 +30,24 @@ const MAX_IN_FLIGHT: u32 = 64;
 #[derive(Clone, Debug)]
 enum SimOp {
     Initdb,
-    Clone { from: usize },
-    Rewind { from: usize },
+    Clone {
+        from: usize,
+    },
+    /// A standby cluster's copy of its upstream.
+    CloneUpstream,
+    Rewind {
+        from: usize,
+    },
     StartPrimary,
-    StartReplica { upstream: Option<String> },
-    Stop { mode: StopMode },
-    Promote { timeline: u32 },
+    StartReplica {
+        upstream: Option<String>,
+    },
+    Stop {
+        mode: StopMode,
+    },
+    Promote {
+        timeline: u32,
+    },
     Checkpoint,
 }
 
@@ -218,6 +230,19 @@ struct Links {
     peer: Vec<Vec<u32>>,
 }
 
+/// A standby cluster's upstream: the primary of a cluster at another site, not managed
+/// here. It writes at the client's rate; faults take it down or fail it over (its WAL
+/// continues on a new timeline, as after a failover there).
+pub struct Upstream {
+    /// Its PostgreSQL (always a primary).
+    pub pg: SimPg,
+    /// Reachable from this cluster.
+    pub up: bool,
+}
+
+/// Write ids of the upstream's own clients (apart from this cluster's).
+const UPSTREAM_WRITES: u64 = 1 << 62;
+
 /// The whole simulated world.
 pub struct World {
     /// Parameters.
@@ -261,6 +286,13 @@ pub struct World {
     /// The node (and its data epoch) whose WAL a new term must not fork from: the last one
     /// that became writable or executed a promotion.
     last_primary: Option<(usize, u64)>,
+    /// The upstream of a standby cluster (`standby_cluster` in the settings).
+    pub upstream: Option<Upstream>,
+    /// The store's settings still make this a standby cluster: nobody may accept writes.
+    standby_active: bool,
+    /// The first primary after a standby cluster's promotion was checked.
+    promotion_checked: bool,
+    next_upstream_write: u64,
 }
 
 impl World {
@@ -351,6 +383,20 @@ impl World {
             faults,
             expire_at: None,
             last_primary: None,
+            upstream: p.settings.standby_cluster.as_ref().map(|_| {
+                let mut pg = SimPg {
+                    system_id: Some(999),
+                    timeline: 1,
+                    running: true,
+                    role: Some(Role::Primary),
+                    ..SimPg::default()
+                };
+                pg.append(None, 0);
+                Upstream { pg, up: true }
+            }),
+            standby_active: p.settings.standby_cluster.is_some(),
+            promotion_checked: false,
+            next_upstream_write: UPSTREAM_WRITES,
             now: 0,
             p,
         };
@@ -403,8 +449,13 @@ impl World {
         self.store_clock.local(self.now)
     }
 
-    /// One writable primary, and every running machine streaming from it.
+    /// One writable primary, and every running machine streaming from it. In a standby
+    /// cluster: nobody writable, the leader streaming from the upstream, every other
+    /// running machine streaming from the leader.
     pub fn converged(&self) -> bool {
+        if self.standby_active {
+            return self.standby_converged();
+        }
         let w = self.writable();
         if w.len() != 1 {
             return false;
@@ -413,6 +464,22 @@ impl World {
         self.nodes.iter().enumerate().all(|(i, n)| {
             i == w[0] || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(primary))
         })
+    }
+
+    fn standby_converged(&self) -> bool {
+        let Some(l) = self.leader() else { return false };
+        let leader = &self.nodes[l];
+        let upstream_up = self.upstream.as_ref().is_some_and(|u| u.up);
+        let leads = leader.up
+            && leader.pg.running
+            && leader.pg.role == Some(Role::Standby)
+            && leader.pg.upstream.as_deref() == Some(hacore::UPSTREAM)
+            && (leader.pg.streaming || !upstream_up);
+        leads
+            && self.writable().is_empty()
+            && self.nodes.iter().enumerate().all(|(i, n)| {
+                i == l || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(&leader.name))
+            })
     }
 
     // ----- driving ----------------------------------------------------------------------
@@ -512,6 +579,10 @@ impl World {
         if count > 1 {
             let names: Vec<String> = self.writable().iter().map(|&i| self.nodes[i].name.clone()).collect();
             self.violation(format!("S1: {} accept writes at the same time", names.join(" and ")));
+        }
+        if count > 0 && self.standby_active {
+            let names: Vec<String> = self.writable().iter().map(|&i| self.nodes[i].name.clone()).collect();
+            self.violation(format!("S1: {} accepts writes in a standby cluster", names.join(" and ")));
         }
         if let Some(i) = first {
             self.last_primary = Some((i, self.nodes[i].epoch));
@@ -933,6 +1004,8 @@ impl World {
             Reason::IneligibleLagging => self.check.count("ineligible_lagging"),
             Reason::IneligibleDiverged => self.check.count("ineligible_diverged"),
             Reason::DcsUnavailableLeaseValid => self.check.count("primary_rode_out_dcs_trouble"),
+            Reason::StandbyLeaderRepointing => self.check.count("standby_leader_repointed"),
+            Reason::StandbyLeaderStreaming => self.check.count("standby_leader_streaming"),
             _ => {}
         }
     }
@@ -985,6 +1058,13 @@ impl World {
                 if matches!(op, DcsOp::Put(_)) {
                     self.violation(format!("S5: {} wrote a cluster key without the leader guard", self.nodes[i].name));
                 }
+                let upstream_fork = |w: &Write| {
+                    matches!(&w.value, Some(Value::History(h))
+                        if h.forks.last().is_some_and(|f| f.cause == hacore::ForkCause::Upstream))
+                };
+                if matches!(&op, DcsOp::LeaderWrite { writes, .. } if writes.iter().any(upstream_fork)) {
+                    self.check.count("upstream_fork_recorded");
+                }
                 let req = self.send(i, Some(op));
                 self.nodes[i].background_reqs.insert(req, id);
             }
@@ -1005,6 +1085,7 @@ impl World {
         let d = self.p.durations.clone();
         let long = match &a {
             Action::Initdb { id } => Some((*id, d.initdb, SimOp::Initdb)),
+            Action::Clone { id, from } if from == hacore::UPSTREAM => Some((*id, d.clone, SimOp::CloneUpstream)),
             Action::Clone { id, from } => {
                 Some((*id, d.clone, SimOp::Clone { from: self.index(from).unwrap_or(usize::MAX) }))
             }
@@ -1036,6 +1117,7 @@ impl World {
                 self.check.count(match self.nodes[i].mem.acquired_via {
                     Some(hacore::ForkCause::Switchover) => "switchover",
                     Some(hacore::ForkCause::ManualFailover) => "manual_failover",
+                    Some(hacore::ForkCause::ClusterPromotion) => "cluster_promotion",
                     _ => "failover",
                 });
                 self.nodes[i].pg.sync_standbys = sync_standbys.clone();
@@ -1181,23 +1263,21 @@ impl World {
                 if !src.running || src.hung || self.nodes[i].pg.running {
                     return Err(Failure::Failed);
                 }
+                let copy = src.copy();
                 let had_data = self.nodes[i].pg.system_id.is_some();
-                let copy = SimPg {
-                    system_id: src.system_id,
-                    wal: src.wal.clone(),
-                    history: src.history.clone(),
-                    timeline: src.timeline,
-                    role: Some(Role::Standby),
-                    replayed: src.wal.len(),
-                    ..SimPg::default()
-                };
-                let end = copy.end();
-                let n = &mut self.nodes[i];
-                n.pg = copy;
-                n.epoch += 1;
-                n.restarted_from_copy = true;
                 self.check.count(if had_data { "reclone" } else { "clone" });
-                Ok(Done::ConsistentAt(end))
+                Ok(self.install_copy(i, copy))
+            }
+            SimOp::CloneUpstream => {
+                let Some(up) = self.upstream.as_ref().filter(|u| u.up) else {
+                    return Err(Failure::Failed);
+                };
+                if self.nodes[i].pg.running {
+                    return Err(Failure::Failed);
+                }
+                let copy = up.pg.copy();
+                self.check.count("clone_upstream");
+                Ok(self.install_copy(i, copy))
             }
             SimOp::Rewind { from } => {
                 if from >= self.nodes.len() || !self.reachable(i, from) {
@@ -1289,6 +1369,16 @@ impl World {
         }
     }
 
+    /// Node `i`'s data becomes `copy` (a clone's result).
+    fn install_copy(&mut self, i: usize, copy: SimPg) -> Done {
+        let end = copy.end();
+        let n = &mut self.nodes[i];
+        n.pg = copy;
+        n.epoch += 1;
+        n.restarted_from_copy = true;
+        Done::ConsistentAt(end)
+    }
+
     fn guard_fires(&mut self, i: usize, deadline: Millis, machine: u64) {
         let n = &self.nodes[i];
         if n.machine != machine || n.guard.map(|g| g.0) != Some(deadline) {
@@ -1335,6 +1425,19 @@ impl World {
     fn replicate(&mut self, all: bool) {
         for j in 0..self.nodes.len() {
             let n = &self.nodes[j];
+            if n.pg.upstream.as_deref() == Some(hacore::UPSTREAM) {
+                let Some(up) = self
+                    .upstream
+                    .as_ref()
+                    .filter(|u| u.up && n.up && n.pg.running && n.pg.role == Some(Role::Standby) && !n.pg.hung)
+                else {
+                    self.nodes[j].pg.streaming = false;
+                    continue;
+                };
+                let cutoff = if all { Millis::MAX } else { self.now.saturating_sub(n.repl_delay) };
+                stream(&mut self.nodes[j], &up.pg, cutoff, self.now, &mut self.check);
+                continue;
+            }
             let source = n.pg.upstream_idx.filter(|&u| {
                 u != j
                     && n.up
@@ -1352,30 +1455,8 @@ impl World {
                 continue;
             };
             let (me, up) = pair(&mut self.nodes, j, u);
-            // The standby's WAL must be a prefix of the upstream's.
-            if !me.pg.wal.is_prefix_of(&up.pg.wal) {
-                if me.pg.streaming {
-                    self.check.count("stream_refused_diverged");
-                }
-                me.pg.streaming = false;
-                continue;
-            }
             let cutoff = if all { Millis::MAX } else { self.now.saturating_sub(me.repl_delay) };
-            let start = me.pg.wal.len();
-            let end = up.pg.wal.partition_point(start, |r| r.at <= cutoff);
-            if end > start {
-                me.pg.wal.extend_from(&up.pg.wal, start, end);
-                let tl = me.pg.wal.last().map_or(me.pg.timeline, |r| r.timeline);
-                if tl != me.pg.timeline
-                    || me.pg.history.len() != up.pg.history.iter().filter(|h| h.timeline.0 < tl).count()
-                {
-                    me.pg.timeline = tl;
-                    me.pg.history.clear();
-                    me.pg.history.extend(up.pg.history.iter().filter(|h| h.timeline.0 < tl).copied());
-                }
-                me.receipts.push_back((self.now, me.pg.wal.len()));
-            }
-            me.pg.streaming = true;
+            stream(me, &up.pg, cutoff, self.now, &mut self.check);
         }
     }
 
@@ -1388,6 +1469,11 @@ impl World {
         while self.next_write_at <= self.now {
             let at = self.next_write_at;
             self.next_write_at += every;
+            if let Some(u) = self.upstream.as_mut() {
+                // The other site's clients (its availability is not ours to check).
+                u.pg.append(Some(self.next_upstream_write), at);
+                self.next_upstream_write += 1;
+            }
             for i in 0..self.nodes.len() {
                 // A client waits for its commits: at most MAX_IN_FLIGHT per node (a
                 // connection pool), so a primary blocking in strict mode gets no more.
@@ -1509,6 +1595,19 @@ impl World {
             ],
         );
         self.check.count("became_primary");
+        if let Some(u) = self.upstream.as_ref().filter(|_| !self.promotion_checked) {
+            // The first primary of a promoted standby cluster holds nothing but the
+            // upstream's WAL up to its promotion's timeline switch.
+            self.promotion_checked = true;
+            let pg = &self.nodes[i].pg;
+            let fork = pg.history.last().map_or(0, |h| (h.lsn.0 / RECORD) as usize);
+            let shared = SimPg::common_prefix(&pg.wal, &u.pg.wal);
+            if shared < fork {
+                self.violation(format!(
+                    "S4: {name}, promoted in a standby cluster, has WAL the upstream never wrote (from record {shared})"
+                ));
+            }
+        }
         // S2: every acknowledged write must be on every later primary. A stint's writes lie
         // on one WAL in LSN order, so those present form a prefix: binary search by chain.
         let wal = &self.nodes[i].pg.wal;
@@ -1813,6 +1912,39 @@ impl World {
                 self.operator_request(SwitchoverKind::Failover, Some(self.nodes[i].name.clone()));
                 self.check.count("operator_failover");
             }
+            FaultKind::UpstreamDown => {
+                desc = match self.upstream.as_mut() {
+                    Some(u) => {
+                        u.up = false;
+                        "the upstream is unreachable".into()
+                    }
+                    None => "upstream-down: not a standby cluster".into(),
+                };
+                targets.push(0);
+                self.check.count("fault_upstream_down");
+            }
+            FaultKind::UpstreamFailover => {
+                let now = self.now;
+                desc = match self.upstream.as_mut() {
+                    Some(u) => {
+                        let next = u.pg.timeline + 1;
+                        u.pg.promote(next, now);
+                        format!("the upstream fails over to timeline {next}")
+                    }
+                    None => "upstream-failover: not a standby cluster".into(),
+                };
+                self.check.count("fault_upstream_failover");
+            }
+            FaultKind::PromoteCluster => {
+                desc = match self.edit_config(|c| c.standby_cluster = None) {
+                    Ok(()) => {
+                        self.standby_active = false;
+                        "operator: promote the standby cluster".into()
+                    }
+                    Err(e) => format!("operator: promote-cluster refused: {e}"),
+                };
+                self.check.count("operator_promote_cluster");
+            }
         }
         self.trace.event(self.now, "fault", &[("what", &desc)]);
         self.fault_log.push((self.now, self.now + f.dur, desc));
@@ -1857,6 +1989,11 @@ impl World {
             FaultKind::SlowPg(..) => self.end_slowness(targets[0]),
             FaultKind::FailPg(_) => self.nodes[targets[0]].fail_pg = self.nodes[targets[0]].fail_pg.saturating_sub(1),
             FaultKind::StaleReads(_) => self.nodes[targets[0]].stale_view = None,
+            FaultKind::UpstreamDown => {
+                if let Some(u) = self.upstream.as_mut() {
+                    u.up = true;
+                }
+            }
             _ => {}
         }
         self.trace.event(self.now, "fault_end", &[("what", f.kind.name())]);
@@ -1968,6 +2105,9 @@ impl World {
             self.resume(i);
             self.restart(i);
         }
+        if let Some(u) = self.upstream.as_mut() {
+            u.up = true;
+        }
         if self.store_down > 0 {
             self.store_down = 0;
             if self.p.mode == DcsMode::Etcd {
@@ -2003,6 +2143,31 @@ impl World {
 }
 
 /// `(&mut nodes[a], &nodes[b])` for `a != b`.
+/// Streams to `me` what `up` wrote until `cutoff` (global ms), if `me`'s WAL is a prefix
+/// of `up`'s; a standby follows the upstream's timeline switches.
+fn stream(me: &mut Node, up: &SimPg, cutoff: Millis, now: Millis, check: &mut Checker) {
+    if !me.pg.wal.is_prefix_of(&up.wal) {
+        if me.pg.streaming {
+            check.count("stream_refused_diverged");
+        }
+        me.pg.streaming = false;
+        return;
+    }
+    let start = me.pg.wal.len();
+    let end = up.wal.partition_point(start, |r| r.at <= cutoff);
+    if end > start {
+        me.pg.wal.extend_from(&up.wal, start, end);
+        let tl = me.pg.wal.last().map_or(me.pg.timeline, |r| r.timeline);
+        if tl != me.pg.timeline || me.pg.history.len() != up.history.iter().filter(|h| h.timeline.0 < tl).count() {
+            me.pg.timeline = tl;
+            me.pg.history.clear();
+            me.pg.history.extend(up.history.iter().filter(|h| h.timeline.0 < tl).copied());
+        }
+        me.receipts.push_back((now, me.pg.wal.len()));
+    }
+    me.pg.streaming = true;
+}
+
 fn pair(nodes: &mut [Node], a: usize, b: usize) -> (&mut Node, &Node) {
     if a < b {
         let (l, r) = nodes.split_at_mut(b);

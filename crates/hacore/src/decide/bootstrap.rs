@@ -71,7 +71,7 @@ impl Cx<'_> {
         // Register the cluster's identity before PostgreSQL can accept a single write, so
         // no data written here can ever belong to an unregistered cluster.
         let mut writes = vec![Write::put(
-            Value::Initialize(InitializeRecord { system_id, base_timeline: pg.timeline }),
+            Value::Initialize(InitializeRecord { system_id, base_timeline: pg.timeline, standby }),
             Expect::Absent,
         )];
         if view.config.is_none() {

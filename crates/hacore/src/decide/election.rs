@@ -151,7 +151,14 @@ impl Cx<'_> {
         if let Some(t) = self.mem.catchup_to {
             return Err((Reason::IneligibleCatchingUp, format!("replayed {} of {t}", pg.replay_lsn)));
         }
-        if self.s.synchronous_mode.enabled() {
+        // The sync set decides only once a synchronous primary has published one: it does
+        // so before it can acknowledge a commit (S2), so without a record no commit waited
+        // for a standby and the lag bound applies (a cluster promoted from a standby cluster
+        // whose leader died, or synchronous mode just switched on). The acquire is
+        // conditioned on the record still being absent. A standby cluster writes nothing:
+        // there the lag bound applies too.
+        let sync_record = view.sync.is_some() || view.corrupt_key(&crate::dcs::Key::Sync).is_some();
+        if self.s.synchronous_mode.enabled() && !self.standby_cluster() && sync_record {
             let in_set =
                 view.sync.as_ref().is_some_and(|s| s.value.leader == me || s.value.members.iter().any(|m| m == me));
             if !in_set {

@@ -234,26 +234,48 @@ impl Cx<'_> {
         }
         // S3 at the last moment: a reachable eligible member strictly ahead means we must not
         // promote (a straggler reported late). Give the lease back.
+        // Promoting a standby cluster: its upstream's last timeline switches may not be
+        // recorded yet (they arrived just before); they go into the same write as the fork.
+        let base = Self::base_timeline(view);
+        let published = Self::history(view);
+        let first_promotion =
+            self.mem.acquired_via == Some(ForkCause::ClusterPromotion) || Self::never_promoted_standby(view);
+        let upstream_switches =
+            first_promotion.then(|| Self::with_upstream_switches(published, base, &pg.history, pg.timeline)).flatten();
+        let history = upstream_switches.as_ref().unwrap_or(published);
+        let lineage = match &upstream_switches {
+            Some(h) => h.lineage(base, pg.position(), &pg.history),
+            None => self.lineage,
+        };
         if let Some(ahead) = self.peer_strictly_ahead() {
             return self.step_down(rec, Reason::ElectionLost, format!("{ahead} has more WAL; not promoting"));
-        } else if self.lineage != crate::history::Lineage::Along {
+        } else if lineage != crate::history::Lineage::Along {
             return self.step_down(rec, Reason::IneligibleDiverged, "local WAL is not along the history".into());
         }
         let term = rec.value.term;
-        let history = Self::history(view);
         let mut writes = Vec::new();
         let timeline = match history.fork_by(self.me(), term) {
             Some(f) => f.timeline,
             None => {
-                let timeline = history.next_timeline(Self::base_timeline(view), pg.timeline);
+                let timeline = history.next_timeline(base, pg.timeline);
                 let mut next = history.clone();
+                // The upstream's switches added above are recorded by this leader, now.
+                for f in next.forks.iter_mut().filter(|f| f.node.is_empty()) {
+                    f.term = term;
+                    f.node = self.cfg.name.clone();
+                    f.wall_time_ms = self.obs.wall_time_ms;
+                }
                 next.forks.push(Fork {
                     parent: pg.timeline,
                     lsn: pg.flush_lsn,
                     timeline,
                     term,
                     node: self.cfg.name.clone(),
-                    cause: self.mem.acquired_via.unwrap_or(ForkCause::Failover),
+                    cause: if first_promotion {
+                        ForkCause::ClusterPromotion
+                    } else {
+                        self.mem.acquired_via.unwrap_or(ForkCause::Failover)
+                    },
                     wall_time_ms: self.obs.wall_time_ms,
                 });
                 writes.push(Write::put(Value::History(next), Expect::from_current(view.history.as_ref())));
@@ -365,7 +387,7 @@ impl Cx<'_> {
     fn correct_fork(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         let history = Self::history(view);
-        let Some(idx) = history.forks.iter().rposition(|f| f.term == rec.value.term && f.node == self.cfg.name) else {
+        let Some(idx) = history.fork_index_by(&self.cfg.name, rec.value.term) else {
             return;
         };
         let fork = &history.forks[idx];

@@ -486,7 +486,14 @@ impl<'a> Cx<'a> {
         if pg.system_id().is_none() {
             return Lineage::Diverged;
         }
-        Self::history(view).lineage(Self::base_timeline(view), pg.position(), &pg.history)
+        let base = Self::base_timeline(view);
+        let history = Self::history(view);
+        if self.upstream_wal_only(view) {
+            if let Some(extended) = Self::with_upstream_switches(history, base, &pg.history, pg.timeline) {
+                return extended.lineage(base, pg.position(), &pg.history);
+            }
+        }
+        history.lineage(base, pg.position(), &pg.history)
     }
 
     /// Could lead now, election or not (tags, data, lineage, catch-up).

@@ -10,15 +10,34 @@ use super::Cx;
 use crate::action::Action;
 use crate::config::UPSTREAM;
 use crate::dcs::{ClusterView, Expect, Key, LeaderRecord, Value};
-use crate::history::{Fork, ForkCause};
+use crate::history::{Fork, ForkCause, History, TimelineSwitch};
 use crate::memory::PgOpKind;
 use crate::reason::Reason;
-use crate::types::Versioned;
+use crate::types::{Timeline, Versioned};
 
 impl Cx<'_> {
     /// Whether this is a standby cluster.
     pub(super) fn standby_cluster(&self) -> bool {
         self.s.standby_cluster.is_some()
+    }
+
+    /// Whether every member's WAL can only be the upstream's: a standby cluster, one whose
+    /// leader still publishes itself as its standby leader (a promotion under way), or one
+    /// founded as a standby cluster that no member has promoted yet (no `cluster_promotion`
+    /// fork: a promotion records it before PostgreSQL is writable). Then the upstream's
+    /// timeline switches a member holds count as part of the history
+    /// ([`Cx::with_upstream_switches`]) even before they are recorded.
+    pub(super) fn upstream_wal_only(&self, view: &ClusterView) -> bool {
+        let leader_is_standby_leader = view.leader.as_ref().is_some_and(|l| {
+            view.member(&l.value.holder).is_some_and(|m| m.value.role == crate::dcs::MemberRole::StandbyLeader)
+        });
+        self.standby_cluster() || leader_is_standby_leader || Self::never_promoted_standby(view)
+    }
+
+    /// Founded as a standby cluster and not promoted yet.
+    pub(super) fn never_promoted_standby(view: &ClusterView) -> bool {
+        view.initialize.as_ref().is_some_and(|i| i.value.standby)
+            && !Self::history(view).forks.iter().any(|f| f.cause == ForkCause::ClusterPromotion)
     }
 
     /// The leader of a standby cluster, lease valid, no operation in flight.
@@ -89,6 +108,44 @@ impl Cx<'_> {
         self.mem.upstream_applied = self.s.standby_cluster.clone();
         self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: Some(UPSTREAM.to_string()) });
         self.set(Reason::StartingReplica, format!("leading the standby cluster, {}", self.upstream_detail()));
+    }
+
+    /// The published history extended by the upstream's timeline switches this node's
+    /// history file has and the history does not record yet (None: nothing to add). In a
+    /// standby cluster new timelines arrive from outside, unannounced: a member that
+    /// cascades from the leader (or a candidate, if the leader died) can hold one before
+    /// the leader has recorded it. Judged against the history alone it would look forked
+    /// and be rewound or re-cloned for nothing, or, every candidate alike, leave the
+    /// cluster without anyone eligible. Only switches continuing the published line from
+    /// its tip are added: what the leader records for the same WAL (timeline history files
+    /// come from the upstream). A member whose WAL really forks still judges `Diverged`.
+    pub(super) fn with_upstream_switches(
+        history: &History,
+        base: Timeline,
+        switches: &[TimelineSwitch],
+        current: Timeline,
+    ) -> Option<History> {
+        let mut tip = history.forks.last().map_or(base, |f| f.timeline);
+        let mut extended: Option<History> = None;
+        for (i, switch) in switches.iter().enumerate() {
+            let child = switches.get(i + 1).map_or(current, |s| s.timeline);
+            let known = history.forks.iter().any(|f| f.timeline == child);
+            if switch.timeline != tip || child <= tip || known {
+                continue;
+            }
+            let fork = Fork {
+                parent: switch.timeline,
+                lsn: switch.lsn,
+                timeline: child,
+                term: crate::types::Term(0),
+                node: String::new(),
+                cause: ForkCause::Upstream,
+                wall_time_ms: 0,
+            };
+            extended.get_or_insert_with(|| history.clone()).forks.push(fork);
+            tip = child;
+        }
+        extended
     }
 
     /// The upstream's own failovers show up here as timeline switches in the leader's

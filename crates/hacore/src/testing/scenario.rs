@@ -119,7 +119,7 @@ impl Scenario {
     pub fn initialized(mut self) -> Self {
         view(&mut self.obs).initialize = Some(Versioned {
             version: Version(2),
-            value: InitializeRecord { system_id: SYSID, base_timeline: Timeline(1) },
+            value: InitializeRecord { system_id: SYSID, base_timeline: Timeline(1), standby: false },
         });
         self.obs.pg.data = DataDir::Present { system_id: SYSID };
         self
@@ -738,21 +738,38 @@ fn render_expect(e: &Expect) -> String {
 fn render_write(w: &Write) -> String {
     let what = match &w.value {
         None => format!("delete {}", w.key.path()),
-        Some(Value::History(h)) => match h.forks.last() {
-            Some(f) => format!(
-                "put history (+fork {}->{}@{} term {} by {} {:?})",
-                f.parent,
-                f.timeline,
-                lsn(f.lsn),
-                f.term,
-                f.node,
-                f.cause
-            ),
-            None => "put history (empty)".into(),
-        },
+        Some(Value::History(h)) => {
+            // The last fork, with the upstream's switches recorded just before it.
+            let upstream = h.forks.iter().rev().skip(1).take_while(|f| f.cause == crate::ForkCause::Upstream).count();
+            let shown = &h.forks[h.forks.len().saturating_sub(upstream + 1)..];
+            if shown.is_empty() {
+                "put history (empty)".into()
+            } else {
+                let forks: Vec<String> = shown
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "+fork {}->{}@{} term {} by {} {:?}",
+                            f.parent,
+                            f.timeline,
+                            lsn(f.lsn),
+                            f.term,
+                            f.node,
+                            f.cause
+                        )
+                    })
+                    .collect();
+                format!("put history ({})", forks.join("; "))
+            }
+        }
         Some(Value::Sync(s)) => format!("put sync {} term {} [{}]", s.leader, s.term, s.members.join(" ")),
         Some(Value::Status(s)) => format!("put status {}", lsn(s.lsn)),
-        Some(Value::Initialize(i)) => format!("put initialize sysid={} base tl {}", i.system_id, i.base_timeline),
+        Some(Value::Initialize(i)) => format!(
+            "put initialize sysid={} base tl {}{}",
+            i.system_id,
+            i.base_timeline,
+            if i.standby { " standby" } else { "" }
+        ),
         Some(Value::Config(_)) => "put config".into(),
         Some(Value::Failsafe(f)) => {
             format!("put failsafe [{}]", f.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" "))

@@ -290,7 +290,7 @@ fn view(now: Millis) -> impl Strategy<Value = ClusterView> {
                     }),
                     initialize: init.map(|system_id| Versioned {
                         version: Version(2),
-                        value: InitializeRecord { system_id, base_timeline: Timeline(1) },
+                        value: InitializeRecord { system_id, base_timeline: Timeline(1), standby: false },
                     }),
                     failsafe: fs.map(|names| Versioned {
                         version: Version(35),
@@ -580,7 +580,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
     if let Ok(v) = &mut i.obs.dcs {
         v.initialize = Some(Versioned {
             version: Version(2),
-            value: InitializeRecord { system_id: SYSID, base_timeline: Timeline(1) },
+            value: InitializeRecord { system_id: SYSID, base_timeline: Timeline(1), standby: false },
         });
         v.history = None;
         v.corrupt.clear();
