@@ -38,6 +38,26 @@ else
 fi
 cargo test --workspace --doc --features hacore/testing
 
+step "other PostgreSQL majors (13 to 17), when installed"
+# CI runs the whole suite on 15; any other supported major installed here runs the
+# tests of the main paths again with its binaries (docs/daemon.md, PostgreSQL versions).
+others=0
+for bin in /usr/lib/postgresql/*/bin; do
+    major=$(basename "$(dirname "$bin")")
+    case "$major" in 13|14|16|17) ;; *) continue ;; esac
+    [ -x "$bin/postgres" ] || continue
+    others=$((others + 1))
+    echo "PostgreSQL $major ($bin)"
+    if cargo nextest --version >/dev/null 2>&1; then
+        PG_BIN="$bin" cargo nextest run -p e2e --no-fail-fast \
+            -E 'binary(cluster) | binary(fencing) | binary(standby_cluster) | binary(maintenance)'
+    else
+        PG_BIN="$bin" cargo test -p e2e --no-fail-fast --test cluster --test fencing --test standby_cluster \
+            --test maintenance
+    fi
+done
+[ "$others" -gt 0 ] || echo "none installed besides 15 (Debian bookworm ships only 15)"
+
 step "chaos: a short seeded run on real processes (bench/chaos.sh runs the long one)"
 # The binary the e2e tests built; namespaces need root, so without it the run says why.
 if [ "$(id -u)" -eq 0 ]; then

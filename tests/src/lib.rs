@@ -478,3 +478,49 @@ pub fn daemon_exe() -> PathBuf {
     assert!(exe.exists(), "{} is missing: run the tests with cargo (it builds the binary first)", exe.display());
     exe
 }
+
+/// A PostgreSQL outside any cluster that archives its WAL, with a base backup taken
+/// without WAL (`-X none`): what a restore from backup and archive starts from.
+pub struct ArchivingSource {
+    /// The server.
+    pub pg: hashell::pg::testing::PgInstance,
+    /// The WAL archive (`archive_command` copies there).
+    pub archive: PathBuf,
+    /// The base backup.
+    pub backup: PathBuf,
+}
+
+impl ArchivingSource {
+    /// Starts it, runs `setup` SQL, then takes the base backup.
+    pub fn start(setup: &str) -> ArchivingSource {
+        use hashell::pg::testing::{pg_command, PgInstance};
+        let pg = PgInstance::initdb();
+        let archive = pg.root.join("archive");
+        let backup = pg.root.join("base");
+        std::fs::create_dir_all(&archive).expect("archive directory");
+        hashell::local::chown(&archive);
+        let conf = format!("archive_mode = on\narchive_command = 'cp %p {}/%f'\n", archive.display());
+        let mut f = std::fs::OpenOptions::new().append(true).open(pg.data.join("postgresql.conf")).expect("conf");
+        std::io::Write::write_all(&mut f, conf.as_bytes()).expect("conf written");
+        pg.start();
+        pg.psql(setup);
+        let out = pg_command("pg_basebackup")
+            .arg("-D")
+            .arg(&backup)
+            .args(["-d", &format!("host=127.0.0.1 port={} user=postgres", pg.port), "-X", "none", "-c", "fast"])
+            .output()
+            .expect("pg_basebackup");
+        assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+        ArchivingSource { pg, archive, backup }
+    }
+
+    /// Switches to a new WAL segment and waits until the archive has the finished one.
+    pub fn archive_all(&self) {
+        let last = self.pg.psql("SELECT pg_walfile_name(pg_switch_wal())");
+        let t0 = Instant::now();
+        while self.pg.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
+            assert!(t0.elapsed() < Duration::from_secs(30), "the archive did not receive {last}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

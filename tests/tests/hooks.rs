@@ -63,35 +63,14 @@ restore_command = "echo %f >> ../restore.log; false"
 /// from it and streams.
 #[test]
 fn a_cluster_bootstrapped_to_a_point_in_time() {
-    use hashell::pg::testing::{pg_command, PgInstance};
     // The database the backup comes from, archiving its WAL.
-    let src = PgInstance::initdb();
-    let archive = src.root.join("archive");
-    let backup = src.root.join("base");
-    std::fs::create_dir_all(&archive).unwrap();
-    hashell::local::chown(&archive);
-    let conf = format!("archive_mode = on\narchive_command = 'cp %p {}/%f'\n", archive.display());
-    let mut f = std::fs::OpenOptions::new().append(true).open(src.data.join("postgresql.conf")).unwrap();
-    std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
-    src.start();
-    src.psql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 100)");
-    let out = pg_command("pg_basebackup")
-        .arg("-D")
-        .arg(&backup)
-        .args(["-d", &format!("host=127.0.0.1 port={} user=postgres", src.port), "-X", "none", "-c", "fast"])
-        .output()
-        .expect("pg_basebackup");
-    assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+    let source = e2e::ArchivingSource::start("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 100)");
+    let (src, archive, backup) = (&source.pg, &source.archive, &source.backup);
     src.psql("INSERT INTO t SELECT generate_series(101, 200)");
     src.psql("SELECT pg_create_restore_point('before_the_mistake')");
     // The mistake, then the archive gets everything.
     src.psql("DELETE FROM t; CREATE TABLE after_the_point (x int)");
-    let last = src.psql("SELECT pg_walfile_name(pg_switch_wal())");
-    let t0 = std::time::Instant::now();
-    while src.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the archive did not receive {last}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    source.archive_all();
     src.stop("fast");
 
     let postgresql = format!(

@@ -106,3 +106,35 @@ fn a_primary_cluster_refuses_to_become_a_standby_cluster() {
     assert!(err.contains("not a standby cluster"), "{err}");
     assert_eq!(a.primaries(), vec![p]);
 }
+
+/// A standby cluster fed by a WAL archive only (no `pg_url`): its first copy comes from a
+/// base backup through `clone_command`, its leader replays what the archive receives, and
+/// `promote-cluster` makes it writable.
+#[test]
+fn a_standby_cluster_replays_from_a_wal_archive_only() {
+    let source = e2e::ArchivingSource::start("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 100)");
+    source.pg.psql("INSERT INTO t SELECT generate_series(101, 200)");
+    source.archive_all();
+    let settings = format!("standby_cluster = {{ restore_command = \"cp {}/%f %p\" }}\n", source.archive.display());
+    let postgresql = format!("clone_command = \"cp -a {}/. \\\"$PGDATA\\\"\"\n", source.backup.display());
+    let b = Cluster::start(Options { nodes: 1, settings, postgresql, ..Options::default() });
+    let rows = |want: &'static str| {
+        b.wait_for(&format!("{want} rows replayed from the archive"), LIMIT, |b| {
+            (role(b, 0) == "standby_leader" && count(b, 0)? == want).then_some(())
+        })
+    };
+    rows("200");
+    assert_eq!(b.psql(0, "SHOW primary_conninfo").unwrap(), "", "no upstream to stream from");
+    assert_eq!(b.psql(0, "SHOW restore_command").unwrap(), format!("cp {}/%f %p", source.archive.display()));
+    source.pg.psql("INSERT INTO t SELECT generate_series(201, 300)");
+    source.archive_all();
+    rows("300");
+    assert!(b.primaries().is_empty(), "{}", b.table());
+
+    source.pg.stop("fast");
+    let (code, out, err) = b.cli(0, &["promote-cluster", "--force"]);
+    assert_eq!(code, 0, "promote-cluster: {out}{err}\n{}", b.table());
+    b.wait_for("a writable primary", LIMIT, |b| (b.primaries() == vec![0]).then_some(()));
+    b.psql(0, "INSERT INTO t VALUES (301)").unwrap();
+    assert_eq!(count(&b, 0).as_deref(), Some("301"));
+}
