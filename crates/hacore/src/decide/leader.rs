@@ -166,20 +166,32 @@ impl Cx<'_> {
         SyncStandbys::for_names(names, self.strict())
     }
 
-    /// PostgreSQL is down on the leader: restart it in place, bounded by
-    /// `primary_start_timeout`, else give up the lease.
-    fn start_in_place(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+    /// The leader's PostgreSQL is down: gives up the lease (and says so) when it has been
+    /// down for `primary_start_timeout` or there is no usable data directory to start.
+    pub(super) fn leader_start_given_up(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> bool {
         let since = *self.mem.primary_down_since.get_or_insert(self.now);
         if self.now.saturating_sub(since) >= self.s.primary_start_timeout {
             let detail = format!("down for {} ms", self.now.saturating_sub(since));
-            return self.step_down(rec, Reason::PrimaryStartFailed, detail);
+            self.step_down(rec, Reason::PrimaryStartFailed, detail);
+            return true;
         }
         let pg = &self.obs.pg;
         if pg.system_id().is_none()
             || view.initialize.as_ref().is_some_and(|i| pg.system_id() != Some(i.value.system_id))
         {
-            return self.step_down(rec, Reason::PrimaryStartFailed, "no usable data directory".into());
+            self.step_down(rec, Reason::PrimaryStartFailed, "no usable data directory".into());
+            return true;
         }
+        false
+    }
+
+    /// PostgreSQL is down on the leader: restart it in place, bounded by
+    /// `primary_start_timeout`, else give up the lease.
+    fn start_in_place(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
+        if self.leader_start_given_up(view, rec) {
+            return;
+        }
+        let pg = &self.obs.pg;
         self.busy();
         if self.backing_off(PgOpKind::StartPrimary) || self.backing_off(PgOpKind::StartReplica) {
             return self.set(Reason::PrimaryStarting, "retrying after a failed start");

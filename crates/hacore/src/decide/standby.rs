@@ -90,16 +90,8 @@ impl Cx<'_> {
     /// PostgreSQL is down on a standby cluster's leader: start it as a standby of the
     /// upstream, bounded by `primary_start_timeout`, else give up the lease.
     pub(super) fn standby_start(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
-        let since = *self.mem.primary_down_since.get_or_insert(self.now);
-        if self.now.saturating_sub(since) >= self.s.primary_start_timeout {
-            let detail = format!("down for {} ms", self.now.saturating_sub(since));
-            return self.step_down(rec, Reason::PrimaryStartFailed, detail);
-        }
-        let pg = &self.obs.pg;
-        if pg.system_id().is_none()
-            || view.initialize.as_ref().is_some_and(|i| pg.system_id() != Some(i.value.system_id))
-        {
-            return self.step_down(rec, Reason::PrimaryStartFailed, "no usable data directory".into());
+        if self.leader_start_given_up(view, rec) {
+            return;
         }
         self.busy();
         if self.backing_off(PgOpKind::StartReplica) {
