@@ -34,9 +34,7 @@ pub fn server_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dynamo-server.py")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
+use loopback::free_port;
 
 /// A running moto server.
 pub struct DynamoServer {

@@ -35,10 +35,7 @@ pub fn chown(path: &Path) {
     }
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
+pub use loopback::free_port;
 
 /// A minimal HTTP/1.0 request to a loopback port; returns (status, body).
 pub fn http(method: &str, port: u16, path: &str, body: &str) -> Option<(u16, String)> {
