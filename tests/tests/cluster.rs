@@ -13,6 +13,11 @@ fn three_nodes_bootstrap_into_one_primary_and_two_streaming_replicas_with_slots(
     let mut want: Vec<String> = (0..3).filter(|&i| i != p).map(|i| c.nodes[i].name.clone()).collect();
     want.sort();
     assert_eq!(slots, want.join(","), "each replica streams through its own slot\n{}", c.table());
+    // The server is the major of the binaries under test ($PG_BIN: scripts/test.sh runs
+    // this file again on other majors), not whatever else is installed.
+    let major = hashell::pg::ctl::supported_major(&e2e::pg_bin()).unwrap();
+    let server = c.psql(p, "SELECT current_setting('server_version_num')::int / 10000").unwrap();
+    assert_eq!(server, major.to_string(), "server version against {}", e2e::pg_bin().display());
     c.psql(p, "CREATE TABLE t (id int primary key, node text); INSERT INTO t VALUES (1, 'first')").unwrap();
     for i in (0..3).filter(|&i| i != p) {
         c.wait_for("the row on every replica", Duration::from_secs(20), |c| {
