@@ -41,14 +41,18 @@ fi
 cargo test --workspace --doc --features hacore/testing
 
 step "other PostgreSQL majors: 13 and 16 installed here, and any other from 13 to 17 found"
-# CI runs the whole suite on 15; every other supported major runs the tests of the main
-# paths again with its binaries (docs/daemon.md, PostgreSQL versions): 13 and 16 from
+# CI runs the whole suite on 15; every other supported major runs the tests of the
+# version-dependent paths again with its binaries (docs/daemon.md, PostgreSQL versions): 13 and 16 from
 # package registries (scripts/install-pg-majors.sh says from where), plus whatever is
 # installed under /usr/lib/postgresql.
 bins=()
 while read -r bin; do bins+=("$bin"); done <<< "$other_pg_bins"
 for bin in /usr/lib/postgresql/*/bin; do bins+=("$bin"); done
 declare -A seen=()
+# What differs between majors: bootstrap, streaming with slots, pg_rewind, pg_basebackup,
+# synchronous mode, promotion, primary_conninfo reloads, restore_command and archive
+# recovery, pending_restart. (The guard's kills and the REST codes do not depend on it.)
+version_tests='package(e2e) & (binary(cluster) | binary(standby_cluster) | test(a_rolling_restart_applies_a_pending_parameter))'
 for bin in "${bins[@]}"; do
     [ -x "$bin/postgres" ] || continue
     major=$("$bin/postgres" --version | sed -n 's/.*PostgreSQL) \([0-9]*\).*/\1/p')
@@ -56,11 +60,11 @@ for bin in "${bins[@]}"; do
     [ -z "${seen[$major]:-}" ] || continue
     seen[$major]=1
     echo "PostgreSQL $major ($bin)"
+    # The same package selection and features as the main run, so nothing is rebuilt.
     if cargo nextest --version >/dev/null 2>&1; then
-        PG_BIN="$bin" cargo nextest run -p e2e --no-fail-fast \
-            -E 'binary(cluster) | binary(fencing) | binary(standby_cluster) | binary(maintenance)'
+        PG_BIN="$bin" cargo nextest run --workspace --features hacore/testing --no-fail-fast -E "$version_tests"
     else
-        PG_BIN="$bin" cargo test -p e2e --no-fail-fast --test cluster --test fencing --test standby_cluster \
+        PG_BIN="$bin" cargo test -p e2e --features hacore/testing --no-fail-fast --test cluster --test standby_cluster \
             --test maintenance
     fi
 done
