@@ -255,7 +255,7 @@ async fn keepalives_give_the_member_record_a_fresh_version() {
         a.execute(&DcsOp::KeepAlive { ttl: 10_000 }).await.expect("keepalive");
         let v = a.read().await.expect("read");
         let m = v.member("a").expect("member");
-        assert_eq!(m.value, record, "a keepalive changes the version only");
+        assert_eq!(*m.value, record, "a keepalive changes the version only");
         versions.push(m.version);
     }
     let distinct: std::collections::HashSet<_> = versions.iter().collect();

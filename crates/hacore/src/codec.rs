@@ -88,7 +88,7 @@ fn decode_one(view: &mut ClusterView, key: &Key, bytes: &[u8], version: Version)
             if &m.name != name {
                 return Err(format!("member record under members/{name} names {:?}", m.name));
             }
-            view.members.push(Versioned { version, value: m });
+            view.members.push(Versioned { version, value: m.into() });
         }
         Key::Config => view.config = v(version, decode(bytes)?),
         Key::Switchover => view.switchover = v(version, decode(bytes)?),

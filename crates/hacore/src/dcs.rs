@@ -28,6 +28,7 @@ use crate::reason::Reason;
 use crate::types::{Lsn, Millis, NodeName, Tags, Term, Timeline, Version, Versioned};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::sync::Arc;
 
 /// How the store decides that a leader record is no longer held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -570,8 +571,10 @@ pub struct ClusterView {
     pub term: Term,
     /// `leader`
     pub leader: Option<Versioned<LeaderRecord>>,
-    /// `members/*`, sorted by name.
-    pub members: Vec<Versioned<MemberRecord>>,
+    /// `members/*`, sorted by name. Each record is shared, so that a store can hand the
+    /// same records to every read without copying them (change one with
+    /// [`Arc::make_mut`]).
+    pub members: Vec<Versioned<Arc<MemberRecord>>>,
     /// `config`
     pub config: Option<Versioned<ClusterSettings>>,
     /// `switchover`
@@ -595,7 +598,7 @@ pub struct ClusterView {
 
 impl ClusterView {
     /// The member record of `name`.
-    pub fn member(&self, name: &str) -> Option<&Versioned<MemberRecord>> {
+    pub fn member(&self, name: &str) -> Option<&Versioned<Arc<MemberRecord>>> {
         self.members.iter().find(|m| m.value.name == name)
     }
 
@@ -684,7 +687,7 @@ mod tests {
         assert_eq!((old.name.as_str(), old.reads_schema(), old.timeline), ("pg2", 1, Timeline(3)));
         let new = MemberRecord { name: "pg1".into(), schema: crate::SCHEMA, ..Default::default() };
         let v = |members: Vec<MemberRecord>| ClusterView {
-            members: members.into_iter().map(|value| Versioned { version: Version(1), value }).collect(),
+            members: members.into_iter().map(|value| Versioned { version: Version(1), value: value.into() }).collect(),
             ..Default::default()
         };
         assert_eq!(v(vec![new.clone()]).schema(), crate::SCHEMA);

@@ -7,6 +7,7 @@
 
 use crate::types::{Lsn, NodeName, Term, Timeline, WalPosition};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Why a fork was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,8 +49,10 @@ pub struct Fork {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     /// Forks, oldest first. Superseded branches stay listed; the current line is the
-    /// ancestry of the last fork's timeline.
-    pub forks: Vec<Fork>,
+    /// ancestry of the last fork's timeline. Shared, so that a copy of a view or of the
+    /// stored value does not copy every fork (change it with [`Arc::make_mut`]); stored
+    /// as a plain list.
+    pub forks: Arc<Vec<Fork>>,
 }
 
 /// One entry of PostgreSQL's timeline history file: `timeline` ended at `lsn` and the
@@ -75,6 +78,11 @@ pub enum Lineage {
 }
 
 impl History {
+    /// A history of these forks.
+    pub fn new(forks: Vec<Fork>) -> History {
+        History { forks: Arc::new(forks) }
+    }
+
     /// Timeline the next fork should create: above every timeline anyone has seen.
     pub fn next_timeline(&self, base: Timeline, current: Timeline) -> Timeline {
         let max = self.forks.iter().map(|f| f.timeline).max().unwrap_or(base).max(base).max(current);
@@ -192,7 +200,7 @@ mod tests {
             raw in proptest::collection::vec((0u32..8, 0u64..5, 0u32..8), 0..10),
             base in 0u32..3,
         ) {
-            let h = History { forks: raw.iter().map(|&(p, l, t)| fork(p, l, t, 1)).collect() };
+            let h = History::new(raw.iter().map(|&(p, l, t)| fork(p, l, t, 1)).collect());
             let line = h.line(Timeline(base));
             for t in 0..9 {
                 prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
@@ -227,7 +235,7 @@ mod tests {
 
     #[test]
     fn parent_before_fork_is_along_after_is_diverged() {
-        let h = History { forks: vec![fork(1, 100, 2, 2)] };
+        let h = History::new(vec![fork(1, 100, 2, 2)]);
         assert_eq!(h.lineage(Timeline(1), pos(1, 100), &[]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(1), pos(1, 101), &[]), Lineage::Diverged);
         assert_eq!(h.lineage(Timeline(1), pos(2, 900), &[sw(1, 100)]), Lineage::Along);
@@ -235,14 +243,14 @@ mod tests {
 
     #[test]
     fn same_timeline_number_different_fork_point_is_diverged() {
-        let h = History { forks: vec![fork(1, 100, 2, 2)] };
+        let h = History::new(vec![fork(1, 100, 2, 2)]);
         assert_eq!(h.lineage(Timeline(1), pos(2, 900), &[sw(1, 90)]), Lineage::Diverged);
     }
 
     #[test]
     fn superseded_branch_is_diverged() {
         // 1 -> 2 at 100 (dead branch), then 1 -> 3 at 80.
-        let h = History { forks: vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3)] };
+        let h = History::new(vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3)]);
         assert_eq!(h.lineage(Timeline(1), pos(2, 150), &[sw(1, 100)]), Lineage::Diverged);
         assert_eq!(h.lineage(Timeline(1), pos(1, 80), &[]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(1), pos(1, 90), &[]), Lineage::Diverged);
@@ -252,7 +260,7 @@ mod tests {
 
     #[test]
     fn deep_chain() {
-        let h = History { forks: vec![fork(1, 100, 2, 2), fork(2, 200, 3, 3), fork(3, 300, 4, 4)] };
+        let h = History::new(vec![fork(1, 100, 2, 2), fork(2, 200, 3, 3), fork(3, 300, 4, 4)]);
         assert_eq!(h.lineage(Timeline(1), pos(2, 199), &[sw(1, 100)]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(1), pos(4, 999), &[sw(1, 100), sw(2, 200), sw(3, 300)]), Lineage::Along);
         assert_eq!(h.lineage(Timeline(1), pos(4, 999), &[sw(1, 100), sw(2, 201), sw(3, 300)]), Lineage::Diverged);
@@ -267,7 +275,7 @@ mod tests {
 
     #[test]
     fn cyclic_garbage_terminates() {
-        let h = History { forks: vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)] };
+        let h = History::new(vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)]);
         assert_eq!(h.lineage(Timeline(1), pos(1, 1), &[]), Lineage::Diverged);
     }
 }

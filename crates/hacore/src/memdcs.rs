@@ -80,7 +80,7 @@ pub struct MemStore {
     term: Term,
     leader: Option<(Versioned<LeaderRecord>, NodeName)>,
     leader_corrupt: Option<(Version, String)>,
-    members: BTreeMap<NodeName, Versioned<MemberRecord>>,
+    members: BTreeMap<NodeName, Versioned<Arc<MemberRecord>>>,
     values: BTreeMap<Key, Versioned<Stored>>,
     events: VecDeque<Event>,
     leases: BTreeMap<NodeName, NodeLease>,
@@ -418,7 +418,7 @@ impl MemStore {
                 }
                 let version = self.next_version();
                 self.values.remove(&Key::Member(node.to_string()));
-                self.members.insert(node.to_string(), Versioned { version, value: record.clone() });
+                self.members.insert(node.to_string(), Versioned { version, value: Arc::new(record.clone()) });
                 Ok(DcsReply::Done)
             }
             DcsOp::Put(w) => {

@@ -1238,7 +1238,7 @@ impl More for Scenario {
     }
     fn all_applied(mut self, version: u64) -> Self {
         for m in &mut self.view_mut().members {
-            m.value.applied_config = Some(Version(version));
+            std::sync::Arc::make_mut(&mut m.value).applied_config = Some(Version(version));
         }
         self
     }

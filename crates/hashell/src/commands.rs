@@ -454,7 +454,7 @@ pub async fn restart(
     }
     let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
     let mut members: Vec<&hacore::dcs::MemberRecord> =
-        view.members.iter().map(|m| &m.value).filter(|m| names.is_empty() || names.contains(&m.name)).collect();
+        view.members.iter().map(|m| &*m.value).filter(|m| names.is_empty() || names.contains(&m.name)).collect();
     members.sort_by_key(|m| (Some(&m.name) == leader.as_ref(), m.name.clone()));
     if members.is_empty() {
         return Err(CmdError("no member to restart".into(), 1));

@@ -12,6 +12,7 @@ use crate::memory::{HeldLease, LeaseOp, LeaseOpKind, PgOpKind, Seen};
 use crate::observation::SyncStandbys;
 use crate::reason::Reason;
 use crate::types::Versioned;
+use std::sync::Arc;
 
 impl Cx<'_> {
     pub(super) fn lead(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
@@ -272,12 +273,13 @@ impl Cx<'_> {
                 let timeline = history.next_timeline(base, pg.timeline);
                 let mut next = history.clone();
                 // The upstream's switches added above are recorded by this leader, now.
-                for f in next.forks.iter_mut().filter(|f| f.node.is_empty()) {
+                let forks = Arc::make_mut(&mut next.forks);
+                for f in forks.iter_mut().filter(|f| f.node.is_empty()) {
                     f.term = term;
                     f.node = self.cfg.name.clone();
                     f.wall_time_ms = self.obs.wall_time_ms;
                 }
-                next.forks.push(Fork {
+                forks.push(Fork {
                     parent: pg.timeline,
                     lsn: pg.flush_lsn,
                     timeline,
@@ -410,7 +412,7 @@ impl Cx<'_> {
             return;
         }
         let mut next = history.clone();
-        let f = &mut next.forks[idx];
+        let f = &mut Arc::make_mut(&mut next.forks)[idx];
         f.parent = last.timeline;
         f.lsn = last.lsn;
         f.timeline = pg.timeline;

@@ -285,7 +285,7 @@ impl<'a> Cx<'a> {
 
     /// The published history (empty when the key is absent).
     pub fn history(view: &ClusterView) -> &History {
-        static EMPTY: History = History { forks: Vec::new() };
+        static EMPTY: std::sync::LazyLock<History> = std::sync::LazyLock::new(History::default);
         view.history.as_ref().map_or(&EMPTY, |h| &h.value)
     }
 

@@ -14,6 +14,7 @@ use crate::history::{Fork, ForkCause, History, TimelineSwitch};
 use crate::memory::PgOpKind;
 use crate::reason::Reason;
 use crate::types::{Timeline, Versioned};
+use std::sync::Arc;
 
 impl Cx<'_> {
     /// Whether this is a standby cluster.
@@ -134,7 +135,7 @@ impl Cx<'_> {
                 cause: ForkCause::Upstream,
                 wall_time_ms: 0,
             };
-            extended.get_or_insert_with(|| history.clone()).forks.push(fork);
+            Arc::make_mut(&mut extended.get_or_insert_with(|| history.clone()).forks).push(fork);
             tip = child;
         }
         extended
@@ -153,7 +154,7 @@ impl Cx<'_> {
             if child <= base || switch.timeline < base || next.forks.iter().any(|f| f.timeline == child) {
                 continue;
             }
-            next.forks.push(Fork {
+            Arc::make_mut(&mut next.forks).push(Fork {
                 parent: switch.timeline,
                 lsn: switch.lsn,
                 timeline: child,

@@ -16,6 +16,7 @@ use crate::observation::{
 use crate::status::{ElectionReport, PeerStatus};
 use crate::types::{Lsn, Millis, OpId, Tags, Term, Timeline, Version, Versioned, WalPosition};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The system identifier scenarios use.
 pub const SYSID: u64 = 7_000_000_000_000_000_001;
@@ -83,9 +84,10 @@ impl Scenario {
         s.mem.applied = Some((Version(34), steady));
         s.mem.keepalive_at = Some(s.now - 200);
         for m in &mut view(&mut s.obs).members {
-            m.value.applied_config = Some(Version(34));
-            m.value.reason =
-                Some(if m.value.name == "n1" { crate::Reason::LeaderHealthy } else { crate::Reason::ReplicaStreaming });
+            let m = Arc::make_mut(&mut m.value);
+            m.applied_config = Some(Version(34));
+            m.reason =
+                Some(if m.name == "n1" { crate::Reason::LeaderHealthy } else { crate::Reason::ReplicaStreaming });
         }
         if me == "n1" {
             s.obs.pg.slots = vec!["n2".into(), "n3".into()];
@@ -159,7 +161,7 @@ impl Scenario {
         let leader_term = v.leader.as_ref().filter(|l| role.leads() && l.value.holder == name).map(|l| l.value.term);
         v.members.push(Versioned {
             version,
-            value: MemberRecord {
+            value: Arc::new(MemberRecord {
                 name: name.into(),
                 api_url: format!("http://{name}:8008"),
                 pg_url: format!("host={name} port=5432"),
@@ -171,7 +173,7 @@ impl Scenario {
                 leader_term,
                 schema: crate::SCHEMA,
                 ..Default::default()
-            },
+            }),
         });
         v.members.sort_by(|a, b| a.value.name.cmp(&b.value.name));
         self
@@ -180,7 +182,7 @@ impl Scenario {
     /// Changes a member's tags.
     pub fn member_tags(mut self, name: &str, f: impl FnOnce(&mut Tags)) -> Self {
         if let Some(m) = view(&mut self.obs).members.iter_mut().find(|m| m.value.name == name) {
-            f(&mut m.value.tags);
+            f(&mut Arc::make_mut(&mut m.value).tags);
         }
         self
     }
@@ -190,7 +192,7 @@ impl Scenario {
         f(&mut self.cfg.tags);
         let name = self.cfg.name.clone();
         if let Some(m) = view(&mut self.obs).members.iter_mut().find(|m| m.value.name == name) {
-            f(&mut m.value.tags);
+            f(&mut Arc::make_mut(&mut m.value).tags);
         }
         self
     }
@@ -231,7 +233,7 @@ impl Scenario {
                 wall_time_ms: 0,
             })
             .collect();
-        view(&mut self.obs).history = Some(Versioned { version: Version(32), value: History { forks } });
+        view(&mut self.obs).history = Some(Versioned { version: Version(32), value: History::new(forks) });
         self
     }
 

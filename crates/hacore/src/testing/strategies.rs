@@ -21,6 +21,7 @@ use crate::observation::{
 use crate::status::{ElectionReport, PeerStatus};
 use crate::types::{Lsn, Millis, NodeName, OpId, Tags, Term, Timeline, Version, Versioned, WalPosition};
 use proptest::prelude::*;
+use std::sync::Arc;
 
 /// Names used by the strategies.
 pub const NAMES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
@@ -177,7 +178,7 @@ fn pg() -> impl Strategy<Value = PgObservation> {
         )
 }
 
-fn member() -> impl Strategy<Value = Versioned<MemberRecord>> {
+fn member() -> impl Strategy<Value = Versioned<Arc<MemberRecord>>> {
     (
         name(),
         prop_oneof![
@@ -195,7 +196,7 @@ fn member() -> impl Strategy<Value = Versioned<MemberRecord>> {
     )
         .prop_map(|(name, role, tags, lsn, v, applied, schema)| Versioned {
             version: Version(100 + v),
-            value: MemberRecord {
+            value: Arc::new(MemberRecord {
                 api_url: format!("http://{name}:8008"),
                 name,
                 role,
@@ -206,7 +207,7 @@ fn member() -> impl Strategy<Value = Versioned<MemberRecord>> {
                 applied_config: applied,
                 schema,
                 ..Default::default()
-            },
+            }),
         })
 }
 
@@ -283,7 +284,7 @@ fn view(now: Millis) -> impl Strategy<Value = ClusterView> {
                         version: Version(31),
                         value: SyncRecord { leader, term: Term(t), members },
                     }),
-                    history: history.map(|forks| Versioned { version: Version(32), value: History { forks } }),
+                    history: history.map(|forks| Versioned { version: Version(32), value: History::new(forks) }),
                     status: status.map(|(leader, lsn)| Versioned {
                         version: Version(30),
                         value: StatusRecord { leader, term: Term(term), timeline: Timeline(1), lsn },
@@ -553,10 +554,10 @@ pub fn step_input() -> impl Strategy<Value = StepInput> {
         })
 }
 
-fn running_member(name: &str, role: MemberRole, version: u64) -> Versioned<MemberRecord> {
+fn running_member(name: &str, role: MemberRole, version: u64) -> Versioned<Arc<MemberRecord>> {
     Versioned {
         version: Version(version),
-        value: MemberRecord { name: name.into(), role, running: true, ..Default::default() },
+        value: Arc::new(MemberRecord { name: name.into(), role, running: true, ..Default::default() }),
     }
 }
 
@@ -757,7 +758,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
                         cause: ForkCause::Failover,
                         wall_time_ms: 0,
                     };
-                    v.history = Some(Versioned { version: Version(32), value: History { forks: vec![fork] } });
+                    v.history = Some(Versioned { version: Version(32), value: History::new(vec![fork]) });
                 }
             }
         }
