@@ -10,8 +10,8 @@ settings=${1:-"ttl=30s loop_wait=5s retry_timeout=5s"}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sed "s/^settings .*/settings $settings sync=off failsafe=off/" bench/quiet-cluster.sim >"$tmp/q.sim"
-cargo build -q --release -p simulator
-target/release/simulator scenario "$tmp/q.sim" --trace "$tmp/t.jsonl" >/dev/null
+cargo build -q --profile sim -p simulator
+target/sim/simulator scenario "$tmp/q.sim" --trace "$tmp/t.jsonl" >/dev/null
 python3 - "$tmp/t.jsonl" <<'PY'
 import collections, json, re, sys
 counts = collections.Counter()

@@ -91,11 +91,11 @@ cargo run -q -p hacore --example embed >/dev/null
 step "simulator: sweep of a fixed seed range, then every scenario"
 # Fixed seeds keep CI reproducible: a failure names its seed and the command replaying it.
 # About a minute and a half on two cores; docs/simulator.md explains how to read a failure.
-cargo build -q --release -p simulator
-target/release/simulator sweep --seeds 0..1500 --duration 1h --jobs 2 --quiet --min-coverage
+cargo build -q --profile sim -p simulator
+target/sim/simulator sweep --seeds 0..1500 --duration 1h --jobs 2 --quiet --min-coverage
 # Standby clusters: the same faults plus the upstream's outages and failovers, and in
 # half of the runs the promotion of the cluster (about 20 s).
-target/release/simulator sweep --seeds 0..500 --duration 1h --jobs 2 --quiet --standby on
-target/release/simulator scenario crates/simulator/scenarios/*.sim
+target/sim/simulator sweep --seeds 0..500 --duration 1h --jobs 2 --quiet --standby on
+target/sim/simulator scenario crates/simulator/scenarios/*.sim
 
 echo "all checks passed"

@@ -259,7 +259,9 @@ pub struct World {
     links: Links,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
-    reqs: BTreeMap<u64, Req>,
+    /// Requests in flight. Boxed: a map moves its values within a node on every insert and
+    /// remove, and a request is large (it can carry a whole view).
+    reqs: BTreeMap<u64, Box<Req>>,
     next_req: u64,
     rng: Rng,
     next_write: u64,
@@ -711,7 +713,7 @@ impl World {
             give_up_local = give_up_local.min(until.max(sent_local + 1));
         }
         let req = Req { node, op, result: None, sent_local, give_up_local, machine: n.machine, first_half: None };
-        self.reqs.insert(id, req);
+        self.reqs.insert(id, Box::new(req));
         let give_up = self.nodes[node].clock.global(give_up_local).max(self.now + 1);
         if op_is_read && self.nodes[node].stale_view.is_some() {
             // A stale cache (a proxy, a non-quorum read) answers whatever the links say.

@@ -13,6 +13,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `SIM_SWEEP`, else the first line of `tests/sweep-range.local` (ignored by git; for tools
 /// that do not pass the environment through, such as a mutation-testing run), else 0..80.
 fn setting(var: &str, line: usize, default: &str) -> String {
