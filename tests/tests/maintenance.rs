@@ -9,6 +9,18 @@ use std::time::{Duration, SystemTime};
 
 const AUTH: &str = "Basic YWRtaW46czNjcjN0"; // admin:s3cr3t
 
+/// `restart --pending` reads the member records in the store, which a node publishes at
+/// its next loop after its own status shows the flag: waits until the records of `nodes`
+/// carry it (`/cluster` on node `via` lists them as that node last read them).
+fn wait_pending_in_records(c: &Cluster, via: usize, nodes: &[usize]) {
+    c.wait_for("the member records pending a restart", Duration::from_secs(15), |c| {
+        let members = call(c, via, "GET", "/cluster", "").1["members"].as_array().cloned()?;
+        let pending =
+            |i: usize| members.iter().any(|m| m["name"] == c.nodes[i].name.as_str() && m["pending_restart"] == true);
+        nodes.iter().all(|&i| pending(i)).then_some(())
+    });
+}
+
 fn call(c: &Cluster, i: usize, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     c.api(i, method, path, body, Some(AUTH))
 }
@@ -106,6 +118,7 @@ fn health_codes_by_role_reload_restart_events_topology_and_remove() {
     c.wait_for("pending_restart published", Duration::from_secs(10), |c| {
         (c.status(r)?["pending_restart"] == true).then_some(())
     });
+    wait_pending_in_records(&c, p, &[r]);
     // SIGHUP (the systemd unit's ExecReload) reloads too.
     let file = c.nodes[r2].config();
     let text = std::fs::read_to_string(&file).unwrap();
@@ -296,6 +309,7 @@ fn a_rolling_restart_applies_a_pending_parameter_with_one_switchover() {
     c.wait_for("every member pending a restart", Duration::from_secs(15), |c| {
         (0..3).all(|i| c.status(i).is_some_and(|s| s["pending_restart"] == true)).then_some(())
     });
+    wait_pending_in_records(&c, p, &[0, 1, 2]);
     let pids: Vec<Option<i32>> = (0..3).map(|i| c.postmaster(i)).collect();
     let term = call(&c, p, "GET", "/cluster", "").1["term"].as_u64().unwrap();
 
