@@ -1,8 +1,6 @@
 //! Simulated seconds per wall second: 3 nodes, 100 writes/s, the seed's default faults.
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+simulator::fast_allocator!();
 
 fn main() {
     let seeds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);

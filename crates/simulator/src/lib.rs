@@ -26,3 +26,33 @@ pub use nemesis::{Dir, Fault, FaultKind, Schedule, Target};
 pub use params::{DcsMode, Params};
 pub use run::{liveness_bound, run, RunReport};
 pub use world::{Acked, Node, Stint, World};
+
+#[cfg(feature = "mimalloc")]
+#[doc(hidden)]
+pub use mimalloc;
+
+/// Makes mimalloc the allocator of the binary that invokes it (this crate's feature
+/// `mimalloc`, on by default; without it the macro expands to nothing). The library never
+/// sets an allocator itself. A simulation allocates and frees a view and an observation
+/// per node loop, and the `simulator` binary, the speed benchmark and the sweep test use
+/// this (docs/benchmarks.md); a user's own property-test binary can do the same:
+///
+/// ```
+/// simulator::fast_allocator!();
+/// fn main() {}
+/// ```
+#[cfg(feature = "mimalloc")]
+#[macro_export]
+macro_rules! fast_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::mimalloc::MiMalloc = $crate::mimalloc::MiMalloc;
+    };
+}
+
+/// Without the `mimalloc` feature: the system allocator stays.
+#[cfg(not(feature = "mimalloc"))]
+#[macro_export]
+macro_rules! fast_allocator {
+    () => {};
+}

@@ -13,9 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+simulator::fast_allocator!();
 
 /// `SIM_SWEEP`, else the first line of `tests/sweep-range.local` (ignored by git; for tools
 /// that do not pass the environment through, such as a mutation-testing run), else 0..80.
