@@ -43,6 +43,14 @@ table!(
 );
 
 table!(
+    bootstrap_from_a_backup_replaying,
+    "bootstrapping from a backup, its recovery promoted the server: not a primary until the bootstrap completes",
+    Scenario::node("n1").leader("n1", 1, 5).holding(1, 5, 99_500).pg_primary(3, 0xA00_0000).memory(|m| {
+        m.pending = Some(Pending { id: OpId(5), kind: PgOpKind::Initdb, since: 99_000, give_up_at: 400_000 });
+    })
+);
+
+table!(
     bootstrap_initdb_failed_steps_down,
     "initdb failed: give the lease up so another node tries",
     Scenario::node("n1").leader("n1", 1, 5).holding(1, 5, 99_500).memory(|m| {

@@ -726,7 +726,7 @@ impl<'a> Cx<'a> {
         let pg = &self.obs.pg;
         if pg.running && self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
             MemberRole::Fencing
-        } else if pg.system_id().is_none() && !pg.running {
+        } else if (pg.system_id().is_none() && !pg.running) || self.building_data() {
             MemberRole::Uninitialized
         } else if pg.maybe_writable() && self.leader.as_deref() == Some(self.me()) && self.writable_until().is_some() {
             MemberRole::Primary
@@ -857,10 +857,20 @@ impl<'a> Cx<'a> {
         Decision { memory: self.mem, actions, background_from, wake_within: wake, status }
     }
 
+    /// Whether an initdb or a clone is building this node's data directory. A bootstrap
+    /// from a backup runs PostgreSQL to replay the archive (readable, then promoted by its
+    /// recovery target) before the core starts it as the primary: until that operation
+    /// completes the node is not a primary or a replica, whatever the server answers.
+    fn building_data(&self) -> bool {
+        self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Initdb | PgOpKind::Clone))
+    }
+
     fn role_without_view(&self) -> MemberRole {
         let pg = &self.obs.pg;
         if pg.running && self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
             MemberRole::Fencing
+        } else if self.building_data() {
+            MemberRole::Uninitialized
         } else if pg.maybe_writable() && self.writable_until().is_some() {
             MemberRole::Primary
         } else if pg.running && pg.in_recovery == Some(true) {
