@@ -172,6 +172,11 @@ impl MemStore {
         self.leader.as_ref().map(|(l, _)| l)
     }
 
+    /// `node`'s member record, if the store holds one (without expiring leases first).
+    pub fn member(&self, node: &str) -> Option<&Versioned<Arc<MemberRecord>>> {
+        self.members.get(node)
+    }
+
     /// Recent events, oldest first.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.events.iter()

@@ -2,7 +2,8 @@
 //!
 //! The checks themselves run inside the world after every event (S1), when a node becomes
 //! writable (S2), starts promoting (S3, async loss bound), follows or starts (S4), writes
-//! to the store (S5), takes a new term (stale primary), and in the liveness phase (L1).
+//! to the store (S5), takes a new term (stale primary), after every step (R1, the reported
+//! role), and in the liveness phase (L1).
 
 use crate::params::Params;
 use hacore::Millis;
@@ -92,4 +93,52 @@ impl Checker {
     pub fn ok(&self) -> bool {
         self.violation_count == 0
     }
+}
+
+/// R1, the role a node reports (its REST status, its member record) is true to what its
+/// core saw in that step: load balancers route writes by `/primary`, and callbacks move
+/// virtual IPs on the reported role. Checked after every step against the observation the
+/// step was given and the memory it returned; returns what is wrong, if anything.
+///
+/// - a reported primary is running, not known to be in recovery, holds a writable
+///   deadline, and is not building its data directory (initdb, clone);
+/// - a server running out of recovery under this node's own valid lease is reported as
+///   the primary, unless it is being fenced or its data directory is being built;
+/// - a reported replica or standby leader is a running server in recovery; a running
+///   server in recovery is reported as one, unless it is a candidate, fencing or building;
+/// - a reported candidate is in an election, a fencing node has an immediate stop in
+///   flight, and an uninitialized one has no data or is building it.
+pub fn reported_role(
+    name: &str,
+    pg: &hacore::observation::PgObservation,
+    status: &hacore::NodeStatus,
+    mem: &hacore::Memory,
+) -> Option<String> {
+    use hacore::dcs::MemberRole as R;
+    use hacore::memory::PgOpKind as K;
+    let pending = mem.pending.map(|p| p.kind);
+    let building = matches!(pending, Some(K::Initdb | K::Clone));
+    let fencing = pg.running && pending == Some(K::StopImmediate);
+    let standby = pg.running && pg.in_recovery == Some(true);
+    let leads_writable = pg.running
+        && pg.in_recovery == Some(false)
+        && status.writable_until.is_some()
+        && status.leader.as_deref() == Some(name);
+    let role = status.role;
+    let wrong = match role {
+        R::Primary => !pg.maybe_writable() || status.writable_until.is_none() || building,
+        R::Replica | R::StandbyLeader => !standby,
+        R::Candidate => mem.election_since.is_none(),
+        R::Fencing => !fencing,
+        R::Uninitialized => !building && (pg.system_id().is_some() || pg.running),
+        R::Stopped => false,
+    } || (leads_writable && !fencing && !building && role != R::Primary)
+        || (standby && !fencing && !building && !matches!(role, R::Replica | R::StandbyLeader | R::Candidate));
+    wrong.then(|| {
+        format!(
+            "R1: {name} reports {role:?} with PostgreSQL running={} in_recovery={:?}, writable until {:?}, \
+             leader {:?}, pending {pending:?}",
+            pg.running, pg.in_recovery, status.writable_until, status.leader
+        )
+    })
 }

@@ -65,6 +65,9 @@ pub enum FaultKind {
     SlowPg(Target, u64),
     /// PostgreSQL operations fail half of the time for the duration.
     FailPg(Target),
+    /// The node's next PostgreSQL operation to finish fails, that one only (scenarios: a
+    /// fence whose first stop fails and whose retry works). Not drawn by the swarm.
+    FailPgOnce(Target),
     /// The node's reads return the snapshot from when the fault began (a stale cache).
     StaleReads(Target),
     /// An operator asks for a switchover (to a node, or to the best one).
@@ -104,6 +107,7 @@ impl FaultKind {
         "drift",
         "slow-pg",
         "fail-pg",
+        "fail-pg-once",
         "stale-reads",
         "switchover",
         "failover",
@@ -132,6 +136,7 @@ impl FaultKind {
             FaultKind::Drift(..) => "drift",
             FaultKind::SlowPg(..) => "slow-pg",
             FaultKind::FailPg(_) => "fail-pg",
+            FaultKind::FailPgOnce(_) => "fail-pg-once",
             FaultKind::StaleReads(_) => "stale-reads",
             FaultKind::Switchover(_) => "switchover",
             FaultKind::Failover(_) => "failover",
@@ -150,6 +155,7 @@ impl FaultKind {
         !matches!(
             self,
             FaultKind::KillPg(_)
+                | FaultKind::FailPgOnce(_)
                 | FaultKind::StoreLeaderChange
                 | FaultKind::ClockJump(..)
                 | FaultKind::Drift(..)
@@ -353,6 +359,7 @@ impl fmt::Display for Fault {
             | FaultKind::HangPg(t)
             | FaultKind::Isolate(t)
             | FaultKind::FailPg(t)
+            | FaultKind::FailPgOnce(t)
             | FaultKind::StaleReads(t)
             | FaultKind::Restart(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
@@ -450,6 +457,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
             FaultKind::SlowPg(parse_target(arg(0)?)?, x.parse().map_err(|_| "bad factor")?)
         }
         "fail-pg" => FaultKind::FailPg(parse_target(arg(0)?)?),
+        "fail-pg-once" => FaultKind::FailPgOnce(parse_target(arg(0)?)?),
         "stale-reads" => FaultKind::StaleReads(parse_target(arg(0)?)?),
         "switchover" => FaultKind::Switchover(match args.first() {
             Some(&"to") => Some(parse_target(arg(1)?)?),

@@ -79,8 +79,16 @@ pub fn run(p: Params) -> (RunReport, World) {
             .iter()
             .map(|n| format!("{}: {} {:?} ({})", n.name, n.status.reason, n.status.role, n.status.detail))
             .collect();
-        let msg =
-            format!("L1: no lasting convergence within {bound} ms after the faults stopped: {}", state.join("; "));
+        let invisible = w.invisible_members();
+        let invisible = if invisible.is_empty() {
+            String::new()
+        } else {
+            format!("; member record missing, stale or not kept alive: {}", invisible.join(", "))
+        };
+        let msg = format!(
+            "L1: no lasting convergence within {bound} ms after the faults stopped: {}{invisible}",
+            state.join("; ")
+        );
         w.check.violation(w.now, msg.clone());
         w.trace.event(w.now, "violation", &[("what", &msg)]);
     }

@@ -15,7 +15,7 @@
 //! expect count failover >= 1
 //! ```
 //!
-//! Every scenario also expects no violation of S1-S5 and convergence after the faults
+//! Every scenario also expects no violation of S1-S5 and R1 and convergence after the faults
 //! stop (L1). Fault lines are those of [`crate::nemesis`].
 
 use crate::nemesis::{parse_duration, Schedule};
@@ -193,7 +193,9 @@ impl Scenario {
                         value: words[4].parse().map_err(|_| err("expected a number".into()))?,
                     }),
                     _ => {
-                        return Err(err("expect count <counter> >=|<=|== <n>, or expect violation <S1..S5|L1>".into()))
+                        return Err(err(
+                            "expect count <counter> >=|<=|== <n>, or expect violation <S1..S5|R1|L1>".into()
+                        ))
                     }
                 },
                 other => return Err(err(format!("unknown directive {other:?}"))),

@@ -91,6 +91,7 @@ pub fn fault(
         kinds.push(t().prop_map(FaultKind::HangPg).boxed());
         kinds.push((t(), 2u64..20).prop_map(|(a, x)| FaultKind::SlowPg(a, x)).boxed());
         kinds.push(t().prop_map(FaultKind::FailPg).boxed());
+        kinds.push(t().prop_map(FaultKind::FailPgOnce).boxed());
     }
     if menu.pause {
         kinds.push(t().prop_map(FaultKind::PauseDaemon).boxed());

@@ -117,10 +117,14 @@ pub struct Node {
     replay_delay: Millis,
     slow: u64,
     fail_pg: u32,
+    fail_next: u32,
     stale_view: Option<ClusterView>,
     restarted_from_copy: bool,
     shown: Shown,
     in_flight: u32,
+    /// When the store last applied a write from this node that keeps its member record
+    /// alive (global time): a keepalive, a publish, a leader acquire or renewal.
+    kept_alive_at: Millis,
     /// Informational writes of the current batch, sent once the foreground is done.
     background: Vec<Action>,
     /// Background requests awaiting a reply, and the action id each reports to.
@@ -347,10 +351,12 @@ impl World {
                     replay_delay: rng.range(p.replay_delay.0, p.replay_delay.1),
                     slow: 1,
                     fail_pg: 0,
+                    fail_next: 0,
                     stale_view: None,
                     restarted_from_copy: false,
                     shown: Shown::Stopped,
                     in_flight: 0,
+                    kept_alive_at: 0,
                     background: Vec::new(),
                     background_reqs: BTreeMap::new(),
                 }
@@ -465,7 +471,26 @@ impl World {
         let primary = &self.nodes[w[0]].name;
         self.nodes.iter().enumerate().all(|(i, n)| {
             i == w[0] || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(primary))
-        })
+        }) && self.members_visible()
+    }
+
+    /// Every running machine keeps its member record in the store (kept alive within a
+    /// ttl): a healthy node that vanishes from the store is invisible to operators, load
+    /// balancers and elections.
+    fn members_visible(&self) -> bool {
+        self.nodes.iter().all(|n| self.member_visible(n))
+    }
+
+    fn member_visible(&self, n: &Node) -> bool {
+        !n.up
+            || (self.store.member(&n.name).is_some_and(|m| m.value.role == n.status.role)
+                && self.now.saturating_sub(n.kept_alive_at) <= self.p.settings.ttl)
+    }
+
+    /// The running machines whose member record is missing from the store, shows another
+    /// role than the node reports, or was last kept alive more than a ttl ago.
+    pub fn invisible_members(&self) -> Vec<&str> {
+        self.nodes.iter().filter(|n| !self.member_visible(n)).map(|n| n.name.as_str()).collect()
     }
 
     fn standby_converged(&self) -> bool {
@@ -482,6 +507,7 @@ impl World {
             && self.nodes.iter().enumerate().all(|(i, n)| {
                 i == l || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(&leader.name))
             })
+            && self.members_visible()
     }
 
     // ----- driving ----------------------------------------------------------------------
@@ -774,6 +800,16 @@ impl World {
                 let sent = req.sent_local;
                 let r = self.store_changed_by(|s, t| s.apply(&name, &op, t, sent));
                 self.schedule_expiry();
+                let keeps_alive = matches!(
+                    &op,
+                    DcsOp::KeepAlive { .. }
+                        | DcsOp::PublishMember(_)
+                        | DcsOp::RenewLeader { .. }
+                        | DcsOp::AcquireLeader(_)
+                );
+                if keeps_alive && r.is_ok() {
+                    self.nodes[node].kept_alive_at = self.now;
+                }
                 // A new reign begins when the store applies it: check who takes it then.
                 let new_term = matches!(&op, DcsOp::AcquireLeader(a) if a.record.term > a.term_was);
                 if new_term && r.is_ok() {
@@ -969,6 +1005,9 @@ impl World {
         };
         if d.actions.iter().any(|a| matches!(a, Action::Promote { .. }) || new_term(a)) {
             self.check_promotion_decision(i, &obs.peers);
+        }
+        if let Some(msg) = crate::check::reported_role(&self.nodes[i].name, &obs.pg, &d.status, &d.memory) {
+            self.violation(msg);
         }
         let n = &mut self.nodes[i];
         n.mem = d.memory;
@@ -1221,7 +1260,9 @@ impl World {
                 return;
             }
         }
-        let fails = self.nodes[i].fail_pg > 0 && self.rng.chance(0.5);
+        let once = self.nodes[i].fail_next > 0;
+        self.nodes[i].fail_next = self.nodes[i].fail_next.saturating_sub(1);
+        let fails = once || (self.nodes[i].fail_pg > 0 && self.rng.chance(0.5));
         let result = if fails {
             self.check.count("pg_operation_failed");
             Err(Failure::Failed)
@@ -1868,6 +1909,13 @@ impl World {
                 self.nodes[i].fail_pg += 1;
                 self.check.count("fault_fail_pg");
             }
+            FaultKind::FailPgOnce(t) => {
+                let i = self.resolve(t);
+                targets.push(i);
+                desc = format!("the next postgres command fails on {}", self.nodes[i].name);
+                self.nodes[i].fail_next += 1;
+                self.check.count("fault_fail_pg_once");
+            }
             FaultKind::StaleReads(t) => {
                 let i = self.resolve(t);
                 targets.push(i);
@@ -2102,6 +2150,7 @@ impl World {
             self.nodes[i].pg.hung = false;
             self.end_slowness(i);
             self.nodes[i].fail_pg = 0;
+            self.nodes[i].fail_next = 0;
             self.nodes[i].stale_view = None;
             self.nodes[i].restart_until = None;
             self.resume(i);
