@@ -3,7 +3,7 @@
 //! The checks themselves run inside the world after every event (S1), when a node becomes
 //! writable (S2), starts promoting (S3, async loss bound), follows or starts (S4), writes
 //! to the store (S5), takes a new term (stale primary), after every step (R1, the reported
-//! role), and in the liveness phase (L1).
+//! role; R2, member records rewritten only on change), and in the liveness phase (L1).
 
 use crate::params::Params;
 use hacore::Millis;
@@ -140,5 +140,25 @@ pub fn reported_role(
              leader {:?}, pending {pending:?}",
             pg.running, pg.in_recovery, status.writable_until, status.leader
         )
+    })
+}
+
+/// R2, member records are rewritten only when they change materially: a step never
+/// publishes a record that the view it decided on already holds with the same role,
+/// timeline, tags, reason, ... (LSNs aside). An idle cluster's store writes are then the
+/// leases and the leader's status alone, where Patroni rewrites every member every loop.
+pub fn member_rewrite(
+    name: &str,
+    dcs: &Result<hacore::dcs::ClusterView, hacore::DcsError>,
+    actions: &[hacore::action::Action],
+) -> Option<String> {
+    let seen = dcs.as_ref().ok()?.member(name)?;
+    actions.iter().find_map(|a| match a {
+        hacore::action::Action::Dcs { op: hacore::dcs::DcsOp::PublishMember(rec), .. }
+            if seen.value.same_material(rec) =>
+        {
+            Some(format!("R2: {name} rewrites its member record unchanged ({:?}, {:?})", rec.role, rec.reason))
+        }
+        _ => None,
     })
 }

@@ -15,7 +15,7 @@
 //! expect count failover >= 1
 //! ```
 //!
-//! Every scenario also expects no violation of S1-S5 and R1 and convergence after the faults
+//! Every scenario also expects no violation of S1-S5, R1 and R2 and convergence after the faults
 //! stop (L1). Fault lines are those of [`crate::nemesis`].
 
 use crate::nemesis::{parse_duration, Schedule};
@@ -194,7 +194,7 @@ impl Scenario {
                     }),
                     _ => {
                         return Err(err(
-                            "expect count <counter> >=|<=|== <n>, or expect violation <S1..S5|R1|L1>".into()
+                            "expect count <counter> >=|<=|== <n>, or expect violation <S1..S5|R1|R2|L1>".into()
                         ))
                     }
                 },

@@ -482,13 +482,24 @@ impl World {
     }
 
     fn member_visible(&self, n: &Node) -> bool {
+        let st = &n.status;
+        let reason = (st.reason != hacore::Reason::Starting).then_some(st.reason);
+        let true_to_the_node = |m: &hacore::dcs::MemberRecord| {
+            m.role == st.role
+                && m.running == n.pg.running
+                && m.timeline == st.position.timeline
+                && m.applied_config == st.applied_config
+                && m.reason == reason
+                && m.leader_term.is_some() == st.role.leads()
+        };
         !n.up
-            || (self.store.member(&n.name).is_some_and(|m| m.value.role == n.status.role)
+            || (self.store.member(&n.name).is_some_and(|m| true_to_the_node(&m.value))
                 && self.now.saturating_sub(n.kept_alive_at) <= self.p.settings.ttl)
     }
 
     /// The running machines whose member record is missing from the store, shows another
-    /// role than the node reports, or was last kept alive more than a ttl ago.
+    /// role, timeline, reason, applied config or running state than the node's own, or was
+    /// last kept alive more than a ttl ago.
     pub fn invisible_members(&self) -> Vec<&str> {
         self.nodes.iter().filter(|n| !self.member_visible(n)).map(|n| n.name.as_str()).collect()
     }
@@ -1007,6 +1018,9 @@ impl World {
             self.check_promotion_decision(i, &obs.peers);
         }
         if let Some(msg) = crate::check::reported_role(&self.nodes[i].name, &obs.pg, &d.status, &d.memory) {
+            self.violation(msg);
+        }
+        if let Some(msg) = crate::check::member_rewrite(&self.nodes[i].name, &obs.dcs, &d.actions) {
             self.violation(msg);
         }
         let n = &mut self.nodes[i];
