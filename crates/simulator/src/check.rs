@@ -107,7 +107,8 @@ impl Checker {
 /// - a reported replica or standby leader is a running server in recovery; a running
 ///   server in recovery is reported as one, unless it is a candidate, fencing or building;
 /// - a reported candidate is in an election, a fencing node has an immediate stop in
-///   flight, and an uninitialized one has no data or is building it.
+///   flight, and an uninitialized one has no data or is building it; a node with no data
+///   and no server running is reported uninitialized, not stopped.
 pub fn reported_role(
     name: &str,
     pg: &hacore::observation::PgObservation,
@@ -131,7 +132,7 @@ pub fn reported_role(
         R::Candidate => mem.election_since.is_none(),
         R::Fencing => !fencing,
         R::Uninitialized => !building && (pg.system_id().is_some() || pg.running),
-        R::Stopped => false,
+        R::Stopped => pg.system_id().is_none() && !pg.running,
     } || (leads_writable && !fencing && !building && role != R::Primary)
         || (standby && !fencing && !building && !matches!(role, R::Replica | R::StandbyLeader | R::Candidate));
     wrong.then(|| {

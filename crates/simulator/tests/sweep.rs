@@ -1,5 +1,7 @@
-//! A sweep as a test: every seed of a range runs clean (no violation of S1-S5, L1 met),
-//! and the runs exercise what the coverage minimums ask for.
+//! A sweep as a test: every seed of a range runs clean (no violation of S1-S5, R1, R2,
+//! L1 met), and the runs exercise what the coverage minimums ask for. Every fourth seed
+//! also runs as a standby cluster (the upstream's outages and failovers, a promotion in
+//! half of them), so that the standby-cluster decisions are under test too.
 //!
 //! The range is small by default, because CI also runs the large sweep with the release
 //! binary (`scripts/test.sh`). `SIM_SWEEP=A..B` (seeds) and `SIM_SWEEP_MINUTES=N`
@@ -47,6 +49,14 @@ fn every_seed_of_the_range_is_clean() {
                 if seed >= b {
                     return;
                 }
+                if seed % 4 == 0 {
+                    let o = simulator::params::Overrides { standby: Some(true), ..Default::default() };
+                    let (r, _) = simulator::run(simulator::Params::from_seed_with(seed, minutes * 60_000, &o));
+                    if !r.ok() {
+                        let first = r.violations.first().map_or(String::new(), |v| v.1.clone());
+                        failures.lock().unwrap_or_else(|p| p.into_inner()).push((seed, format!("standby: {first}")));
+                    }
+                }
                 let (r, _) = simulator::run(simulator::Params::from_seed(seed, minutes * 60_000, None));
                 let mut reached = reached.lock().unwrap_or_else(|p| p.into_inner());
                 for (k, v) in &r.counters {
@@ -66,7 +76,8 @@ fn every_seed_of_the_range_is_clean() {
     failures.sort();
     assert!(
         failures.is_empty(),
-        "{} of {} seeds failed; first: {:?}\nreplay: simulator run --seed {} --duration {minutes}m",
+        "{} of {} seeds failed; first: {:?}\nreplay: simulator run --seed {} --duration {minutes}m \
+         (add --standby on for a standby failure)",
         failures.len(),
         b - a,
         failures.first(),
