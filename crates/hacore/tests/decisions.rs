@@ -489,6 +489,18 @@ table!(
 );
 
 table!(
+    fork_added_after_a_second_promotion,
+    "PostgreSQL promoted again from the timeline this term's fork created (a restart on a stale view): add that fork, keep the recorded one",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_500)
+        .pg_primary(3, AT + 0x200)
+        .pg_history(&[(1, AT), (2, AT + 0x100)])
+        .history(&[(1, AT, 2, 4, "n2")])
+        .pg(|p| p.slots = vec!["n1".into(), "n3".into()])
+);
+
+table!(
     fork_record_corrected,
     "after promotion PostgreSQL forked at a different LSN than recorded: correct the record",
     Scenario::cluster3("n2")

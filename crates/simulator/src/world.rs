@@ -1414,6 +1414,9 @@ impl World {
                 if !pg.running || pg.role != Some(Role::Standby) || pg.hung {
                     return Err(Failure::Failed);
                 }
+                // PostgreSQL never reuses a timeline: it takes the one after the newest it
+                // knows of (hashell places history files to skip to the one asked for).
+                let timeline = timeline.max(pg.timeline + 1);
                 pg.promote(timeline, self.now);
                 // The fork is in this node's WAL (and, recorded before the promotion, in the
                 // published history): from now on it is the WAL a new term must agree with,
