@@ -413,25 +413,23 @@ impl Cx<'_> {
         }
         let mut next = history.clone();
         let forks = Arc::make_mut(&mut next.forks);
-        let detail = if fork.parent != last.timeline && fork.timeline == last.timeline && idx + 1 == forks.len() {
-            // PostgreSQL promoted again from the timeline this fork created (it restarted
-            // as a standby on a stale view of the history, and PostgreSQL never reuses a
-            // timeline): that is a fork of its own. Rewriting the recorded one would drop
-            // a timeline from the line and leave every member diverged from it.
-            let mut f = fork.clone();
-            f.parent = last.timeline;
-            f.lsn = last.lsn;
-            f.timeline = pg.timeline;
-            f.wall_time_ms = self.obs.wall_time_ms;
-            forks.push(f);
-            format!("fork added: {}@{} -> timeline {}", last.lsn, last.timeline, pg.timeline)
+        // PostgreSQL promoted again from the timeline this fork created (it restarted as a
+        // standby on a stale view of the history, and PostgreSQL never reuses a timeline):
+        // that is a fork of its own. Rewriting the recorded one would drop a timeline from
+        // the line and leave every member diverged from it.
+        let added = fork.parent != last.timeline && fork.timeline == last.timeline && idx + 1 == forks.len();
+        let at = if added {
+            forks.push(Fork { wall_time_ms: self.obs.wall_time_ms, ..fork.clone() });
+            forks.len() - 1
         } else {
-            let f = &mut forks[idx];
-            f.parent = last.timeline;
-            f.lsn = last.lsn;
-            f.timeline = pg.timeline;
-            format!("fork corrected to {}@{} -> timeline {}", last.lsn, last.timeline, pg.timeline)
+            idx
         };
+        let f = &mut forks[at];
+        f.parent = last.timeline;
+        f.lsn = last.lsn;
+        f.timeline = pg.timeline;
+        let what = if added { "fork added:" } else { "fork corrected to" };
+        let detail = format!("{what} {}@{} -> timeline {}", last.lsn, last.timeline, pg.timeline);
         self.leader_put_tail(rec, Value::History(next), Expect::from_current(view.history.as_ref()));
         self.note(Reason::HistoryCorrected, detail);
     }
