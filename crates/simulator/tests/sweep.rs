@@ -11,8 +11,12 @@
 //! ```sh
 //! SIM_SWEEP=0..400 SIM_SWEEP_MINUTES=30 cargo test --release -p simulator --test sweep
 //! ```
+//!
+//! The test stops at the first failing seed: a mutation run spends most of its time on the
+//! mutants the sweep catches, and one failure is all it needs. `simulator sweep` is the
+//! tool that lists every failing seed of a range.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 simulator::fast_allocator!();
@@ -40,13 +44,18 @@ fn every_seed_of_the_range_is_clean() {
     let (a, b) = range();
     let minutes: u64 = setting("SIM_SWEEP_MINUTES", 1, "20").parse().unwrap_or(20);
     let next = AtomicU64::new(a);
+    let failed = AtomicBool::new(false);
     let failures = Mutex::new(Vec::new());
+    let fail = |seed: u64, what: String| {
+        failed.store(true, Ordering::SeqCst);
+        failures.lock().unwrap_or_else(|p| p.into_inner()).push((seed, what));
+    };
     let reached: Mutex<std::collections::BTreeMap<&'static str, u64>> = Mutex::default();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
-                if seed >= b {
+                if seed >= b || failed.load(Ordering::SeqCst) {
                     return;
                 }
                 if seed % 4 == 0 {
@@ -54,7 +63,8 @@ fn every_seed_of_the_range_is_clean() {
                     let (r, _) = simulator::run(simulator::Params::from_seed_with(seed, minutes * 60_000, &o));
                     if !r.ok() {
                         let first = r.violations.first().map_or(String::new(), |v| v.1.clone());
-                        failures.lock().unwrap_or_else(|p| p.into_inner()).push((seed, format!("standby: {first}")));
+                        fail(seed, format!("standby: {first}"));
+                        continue;
                     }
                 }
                 let (r, _) = simulator::run(simulator::Params::from_seed(seed, minutes * 60_000, None));
@@ -67,7 +77,7 @@ fn every_seed_of_the_range_is_clean() {
                 drop(reached);
                 if !r.ok() {
                     let first = r.violations.first().map_or(String::new(), |v| v.1.clone());
-                    failures.lock().unwrap_or_else(|p| p.into_inner()).push((seed, first));
+                    fail(seed, first);
                 }
             });
         }
@@ -76,12 +86,11 @@ fn every_seed_of_the_range_is_clean() {
     failures.sort();
     assert!(
         failures.is_empty(),
-        "{} of {} seeds failed; first: {:?}\nreplay: simulator run --seed {} --duration {minutes}m \
-         (add --standby on for a standby failure)",
-        failures.len(),
-        b - a,
-        failures.first(),
-        failures.first().map_or(0, |f| f.0)
+        "seed {} failed (of {}..{b}; the test stops at the first failure): {:?}\n\
+         replay: simulator run --seed {0} --duration {minutes}m (add --standby on for a standby failure)",
+        failures.first().map_or(0, |f| f.0),
+        a,
+        failures.first().map(|f| &f.1),
     );
     // A timid nemesis, or a change that stops a path from being exercised (a failsafe
     // that never holds, a fence that never runs), fails too. The range is small, so the
