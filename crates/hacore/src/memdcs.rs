@@ -8,7 +8,7 @@
 
 use crate::dcs::{
     Acquire, ClusterView, CorruptKey, Dcs, DcsError, DcsOp, DcsReply, Event, Expect, Key, LeaderGuard, LeaderRecord,
-    LeaseGrant, LeaseModel, MemberRecord, Value, Write,
+    LeaseGrant, LeaseModel, MemberRecord, SyncRecord, Value, Write,
 };
 use crate::types::{Millis, NodeName, Term, Version, Versioned};
 use std::collections::{BTreeMap, VecDeque};
@@ -170,6 +170,14 @@ impl MemStore {
     /// The current leader record, if any.
     pub fn leader(&self) -> Option<&Versioned<LeaderRecord>> {
         self.leader.as_ref().map(|(l, _)| l)
+    }
+
+    /// The published synchronous standby set, if the store holds a readable one.
+    pub fn sync(&self) -> Option<&SyncRecord> {
+        match self.values.get(&Key::Sync).map(|v| &v.value) {
+            Some(Stored::Value(Value::Sync(s))) => Some(s),
+            _ => None,
+        }
     }
 
     /// `node`'s member record, if the store holds one (without expiring leases first).

@@ -296,6 +296,8 @@ pub struct World {
     pub upstream: Option<Upstream>,
     /// The store's settings still make this a standby cluster: nobody may accept writes.
     standby_active: bool,
+    /// S2 reported for a synchronous-set member (once per run, not at every event).
+    sync_member_flagged: bool,
     /// The first primary after a standby cluster's promotion was checked.
     promotion_checked: bool,
     next_upstream_write: u64,
@@ -403,6 +405,7 @@ impl World {
                 Upstream { pg, up: true }
             }),
             standby_active: p.settings.standby_cluster.is_some(),
+            sync_member_flagged: false,
             promotion_checked: false,
             next_upstream_write: UPSTREAM_WRITES,
             now: 0,
@@ -625,6 +628,32 @@ impl World {
         }
         if let Some(i) = first {
             self.last_primary = Some((i, self.nodes[i].epoch));
+        }
+        self.check_sync_members();
+    }
+
+    /// S2 at every instant: any member of the published synchronous set may be promoted
+    /// next, so each must hold every acknowledged write, not only the one that happens to
+    /// be promoted at a failover. A stint's writes lie on one WAL, so holding its last one
+    /// (same chain) is holding them all.
+    fn check_sync_members(&mut self) {
+        if self.sync_member_flagged || self.standby_active || !self.p.settings.synchronous_mode.enabled() {
+            return;
+        }
+        let Some(sync) = self.store.sync() else { return };
+        let lacking = sync.members.iter().find_map(|name| {
+            let n = &self.nodes[self.index(name)?];
+            n.pg.system_id?;
+            let wal = &n.pg.wal;
+            let held = |a: &Acked| wal.get((a.lsn.0 / RECORD) as usize - 1).is_some_and(|r| r.chain == a.chain);
+            let last = self.acked.iter().filter_map(|st| st.writes.last()).find(|a| !held(a))?;
+            Some((name.clone(), last.lsn))
+        });
+        if let Some((name, lsn)) = lacking {
+            self.sync_member_flagged = true;
+            self.violation(format!(
+                "S2: {name}, a published synchronous standby, lacks acknowledged writes (up to {lsn})"
+            ));
         }
     }
 
