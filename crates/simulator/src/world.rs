@@ -2233,6 +2233,37 @@ impl World {
         self.trace.event(self.now, "heal", &[]);
     }
 
+    /// After L1 the leader's machine stops for good (a majority heals, not everything), if
+    /// the settings let the rest fail over: at least two machines stay, one of them with
+    /// WAL that does not fork from the leader's and, in synchronous mode, a member of the
+    /// published set, in asynchronous mode within `maximum_lag_on_failover` of the last
+    /// published position. Returns the node stopped.
+    pub fn stop_leader_for_good(&mut self) -> Option<usize> {
+        let l = self.leader()?;
+        if self.nodes.iter().filter(|n| n.up).count() < 3 {
+            return None;
+        }
+        let status_lsn = self.view().status.map_or(Lsn(0), |s| s.value.lsn);
+        let sync = self.p.settings.synchronous_mode.enabled() && !self.standby_active;
+        let max_lag = self.p.settings.maximum_lag_on_failover;
+        let members = self.store.sync().map(|s| s.members.clone()).unwrap_or_default();
+        let leader = &self.nodes[l];
+        let eligible = self.nodes.iter().enumerate().any(|(j, n)| {
+            j != l
+                && n.up
+                && n.pg.system_id.is_some()
+                && n.pg.wal.is_prefix_of(&leader.pg.wal)
+                && if sync { members.contains(&n.name) } else { n.pg.end().0.saturating_add(max_lag) >= status_lsn.0 }
+        });
+        if !eligible {
+            return None;
+        }
+        let name = leader.name.clone();
+        self.crash(l);
+        self.trace.event(self.now, "stopped_for_good", &[("node", &name)]);
+        Some(l)
+    }
+
     /// Number of members the store lists as running replicas or primaries.
     pub fn members_up(&mut self) -> usize {
         self.view().members.iter().filter(|m| m.value.role != MemberRole::Stopped).count()
