@@ -564,6 +564,19 @@ table!(
 );
 
 table!(
+    switchover_transfers_instead_of_renewing,
+    "n2 caught up as a renewal falls due: the transfer goes out in its place (a store round \
+     trip longer than the loop would otherwise keep a renewal always in flight, and the \
+     switchover would time out)",
+    Scenario::cluster3("n1")
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 99_000)
+        .pg_stopped(1, AT + 0x28, false)
+        .holding(3, 40, 98_500)
+        .peer_replica("n2", AT + 0x28)
+);
+
+table!(
     switchover_timeout_resumes,
     "n2 did not catch up within switchover_timeout: resume as primary under the lease",
     Scenario::cluster3("n1")

@@ -125,6 +125,10 @@ impl Cx<'_> {
         if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait) {
             return;
         }
+        // PostgreSQL is down (not writable): the lease held only has to outlast the transfer.
+        if self.transfer_due() && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout.saturating_mul(2) {
+            return;
+        }
         // The action that waited goes out first on the grant held, if that grant outlasts
         // the one write that may precede it. Not when the renewal lowers the ttl: that
         // renewal lowers the deadline the action may carry, so it must come first.

@@ -74,10 +74,28 @@ impl Cx<'_> {
         }
     }
 
+    /// Whether the candidate of a switchover waiting for it has received the end of the WAL.
+    fn candidate_caught_up(&self, p: &SwitchoverProgress) -> bool {
+        let end = self.obs.pg.position();
+        self.obs.peer(&p.candidate).and_then(|r| r.status.as_ref()).is_some_and(|st| st.position.lsn >= end.lsn)
+    }
+
+    /// Whether this step hands the lease over: PostgreSQL is down and the candidate has
+    /// the end of the WAL. The transfer then goes out instead of a renewal; a renewal
+    /// always in flight (a store round trip longer than the loop) would hold it off until
+    /// the switchover times out.
+    pub(super) fn transfer_due(&self) -> bool {
+        self.mem.switchover.as_ref().is_some_and(|p| {
+            p.phase == SwitchoverPhase::AwaitCandidate
+                && self.mem.pending.is_none()
+                && !self.obs.pg.running
+                && self.candidate_caught_up(p)
+        })
+    }
+
     fn await_candidate(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>, p: &SwitchoverProgress) {
         let end = self.obs.pg.position();
-        let caught_up =
-            self.obs.peer(&p.candidate).and_then(|r| r.status.as_ref()).is_some_and(|st| st.position.lsn >= end.lsn);
+        let caught_up = self.candidate_caught_up(p);
         if caught_up && self.mem.lease_op.is_none() {
             let to = LeaderRecord { holder: p.candidate.clone(), term: rec.value.term.next(), ttl: self.s.ttl };
             let op = DcsOp::TransferLeader { guard: self.guard(rec), to, clear_switchover: Some(p.request) };
