@@ -54,18 +54,52 @@ pub fn liveness_bound(p: &Params) -> Millis {
 /// L1: within `bound`, a converged state that then lasts (no flapping); when it began,
 /// counted from now. Residue of the fault phase (a lease that was running out at the heal)
 /// may break an early one.
-fn converge(w: &mut World, bound: Millis) -> Option<Millis> {
+fn converge(w: &mut World, bound: Millis, done: impl Fn(&World) -> bool + Copy) -> Option<Millis> {
     let settle = 3 * w.p.settings.loop_wait;
     let start = w.now;
     while w.now < start + bound {
         let left = start + bound - w.now;
-        w.run_until_cond(left, |w| w.converged())?;
+        w.run_until_cond(left, done)?;
         let at = w.now - start;
-        if w.run_until_cond(settle, |w| !w.converged()).is_none() {
+        if w.run_until_cond(settle, |w| !done(w)).is_none() {
             return Some(at);
         }
     }
     None
+}
+
+/// A switchover to a replica that can take it must end with that replica leading. A leader
+/// may refuse one while the replica looks unwell for a moment (a read of its own that timed
+/// out); like an operator, the check asks again, at most once per loop.
+fn final_switchover(w: &mut World, bound: Millis) -> &'static str {
+    let Some((from, to)) = w.request_switchover_for_good() else { return "final_switchover_not_allowed" };
+    let deadline = w.now + bound;
+    let slice = 5 * w.p.settings.loop_wait;
+    while w.now < deadline {
+        if converge(w, slice.min(deadline - w.now), |w| w.converged() && w.leader() == Some(to)).is_some() {
+            return "final_switchover";
+        }
+        if w.leader() != Some(to) && w.view().switchover.is_none() {
+            w.ask_switchover_to(to);
+        }
+    }
+    let (from, to) = (w.nodes[from].name.clone(), w.nodes[to].name.clone());
+    not_converged(
+        w,
+        format!("L1: a switchover from {from} to {to}, asked of the converged cluster, did not end within {bound} ms"),
+    );
+    "final_switchover_failed"
+}
+
+/// The leader's machine stops for good: the rest must converge again.
+fn final_failover(w: &mut World, bound: Millis) -> &'static str {
+    let Some(gone) = w.stop_leader_for_good() else { return "final_failover_not_allowed" };
+    if converge(w, bound, World::converged).is_some() {
+        return "final_failover";
+    }
+    let name = w.nodes[gone].name.clone();
+    not_converged(w, format!("L1: no failover within {bound} ms after the leader {name}'s machine stopped for good"));
+    "final_failover_failed"
 }
 
 /// Records an L1 violation with every node's state.
@@ -96,32 +130,24 @@ pub fn run(p: Params) -> (RunReport, World) {
     let mut w = World::new(p);
     w.run_until(duration);
     w.heal();
-    let converged = converge(&mut w, bound);
+    let converged = converge(&mut w, bound, World::converged);
     match converged {
         None => not_converged(&mut w, format!("L1: no lasting convergence within {bound} ms after the faults stopped")),
-        // A majority heals, not everything: the leader's machine then stops for good, and
-        // the rest must fail over within the same bound (unless the settings forbid it).
-        // The coverage counters stay those of the faults (this failover is in every run).
+        // Then two operations every healthy cluster must complete within the same bound:
+        // a switchover to a replica that can take it, and a failover once the leader's
+        // machine stops for good (a majority heals, not everything), unless the settings
+        // forbid one. The coverage counters stay those of the faults (these are in every
+        // run), plus each operation's outcome.
         Some(_) => {
             let counters = w.check.counters.clone();
-            let outcome = match w.stop_leader_for_good() {
-                None => "final_failover_not_allowed",
-                Some(gone) => {
-                    let name = w.nodes[gone].name.clone();
-                    match converge(&mut w, bound) {
-                        Some(_) => "final_failover",
-                        None => {
-                            let what = format!(
-                                "L1: no failover within {bound} ms after the leader {name}'s machine stopped for good"
-                            );
-                            not_converged(&mut w, what);
-                            "final_failover_failed"
-                        }
-                    }
-                }
+            let switchover = final_switchover(&mut w, bound);
+            let failover = match switchover {
+                "final_switchover_failed" => "final_failover_not_tried",
+                _ => final_failover(&mut w, bound),
             };
             w.check.counters = counters;
-            w.check.count(outcome);
+            w.check.count(switchover);
+            w.check.count(failover);
         }
     }
     let report = RunReport {

@@ -2233,6 +2233,39 @@ impl World {
         self.trace.event(self.now, "heal", &[]);
     }
 
+    /// After L1, an operator asks for a switchover to a replica that can take it: streaming
+    /// from the leader and, in synchronous mode, a member of the published set (the most
+    /// advanced such replica, ties to the smaller name). Returns the leader and the target.
+    pub fn request_switchover_for_good(&mut self) -> Option<(usize, usize)> {
+        if self.standby_active {
+            return None;
+        }
+        let l = self.leader()?;
+        let sync = self.p.settings.synchronous_mode.enabled();
+        let members = self.store.sync().map(|s| s.members.clone()).unwrap_or_default();
+        let leader = &self.nodes[l];
+        let to = (0..self.nodes.len())
+            .filter(|&j| {
+                let n = &self.nodes[j];
+                j != l
+                    && n.up
+                    && n.pg.streaming
+                    && n.pg.upstream_idx == Some(l)
+                    && n.pg.wal.is_prefix_of(&leader.pg.wal)
+                    && (!sync || members.contains(&n.name))
+            })
+            .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))?;
+        self.ask_switchover_to(to);
+        Some((l, to))
+    }
+
+    /// An operator's switchover request to `to`.
+    pub fn ask_switchover_to(&mut self, to: usize) {
+        let name = self.nodes[to].name.clone();
+        self.operator_request(SwitchoverKind::Switchover, Some(name.clone()));
+        self.trace.event(self.now, "switchover_asked", &[("to", &name)]);
+    }
+
     /// After L1 the leader's machine stops for good (a majority heals, not everything), if
     /// the settings let the rest fail over: at least two machines stay, one of them with
     /// WAL that does not fork from the leader's and, in synchronous mode, a member of the
