@@ -296,6 +296,8 @@ pub struct World {
     pub upstream: Option<Upstream>,
     /// The store's settings still make this a standby cluster: nobody may accept writes.
     standby_active: bool,
+    /// The last leader transfer the store applied (a switchover): to whom, which term.
+    transferred: Option<(usize, Term)>,
     /// S2 reported for a synchronous-set member (once per run, not at every event).
     sync_member_flagged: bool,
     /// The first primary after a standby cluster's promotion was checked.
@@ -406,6 +408,7 @@ impl World {
             }),
             standby_active: p.settings.standby_cluster.is_some(),
             sync_member_flagged: false,
+            transferred: None,
             promotion_checked: false,
             next_upstream_write: UPSTREAM_WRITES,
             now: 0,
@@ -636,6 +639,12 @@ impl World {
     /// next, so each must hold every acknowledged write, not only the one that happens to
     /// be promoted at a failover. A stint's writes lie on one WAL, so holding its last one
     /// (same chain) is holding them all.
+    /// Whether `i` leads under the term a switchover's transfer handed it.
+    fn took_over_by_transfer(&self, i: usize) -> bool {
+        let (Some((j, term)), Some(l)) = (self.transferred, self.store.leader()) else { return false };
+        j == i && l.value.term == term && l.value.holder == self.nodes[i].name
+    }
+
     fn check_sync_members(&mut self) {
         if self.sync_member_flagged || self.standby_active || !self.p.settings.synchronous_mode.enabled() {
             return;
@@ -854,6 +863,9 @@ impl World {
                 let new_term = matches!(&op, DcsOp::AcquireLeader(a) if a.record.term > a.term_was);
                 if new_term && r.is_ok() {
                     self.check_stale_acquire(node);
+                }
+                if let (DcsOp::TransferLeader { to, .. }, Ok(_)) = (&op, &r) {
+                    self.transferred = self.index(&to.holder).map(|j| (j, to.term));
                 }
                 r.map(Reply::Op)
             }
@@ -1718,6 +1730,13 @@ impl World {
         if self.p.settings.synchronous_mode.enabled() {
             let l = first_missing.unwrap_or_default();
             self.violation(format!("S2: new primary {name} lacks {missing} acknowledged writes (first at {l})"));
+        } else if self.took_over_by_transfer(i) {
+            // A planned switchover loses nothing in any mode: the old primary stopped, and
+            // the candidate received the end of its WAL before the hand-over.
+            let l = first_missing.unwrap_or_default();
+            self.violation(format!(
+                "S2: {name}, primary after a switchover, lacks {missing} acknowledged writes (first at {l})"
+            ));
         }
         // Gone for good (asynchronous mode): counted once, not again at the next failover.
         self.check.async_lost += missing;
