@@ -8,7 +8,7 @@
 
 use crate::dcs::{
     Acquire, ClusterView, CorruptKey, Dcs, DcsError, DcsOp, DcsReply, Event, Expect, Key, LeaderGuard, LeaderRecord,
-    LeaseGrant, LeaseModel, MemberRecord, SyncRecord, Value, Write,
+    LeaseGrant, LeaseModel, MemberRecord, SwitchoverRequest, SyncRecord, Value, Write,
 };
 use crate::types::{Millis, NodeName, Term, Version, Versioned};
 use std::collections::{BTreeMap, VecDeque};
@@ -176,6 +176,15 @@ impl MemStore {
     pub fn sync(&self) -> Option<&SyncRecord> {
         match self.values.get(&Key::Sync).map(|v| &v.value) {
             Some(Stored::Value(Value::Sync(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The pending switchover or failover request and its version, if the store holds a
+    /// readable one.
+    pub fn switchover(&self) -> Option<(Version, &SwitchoverRequest)> {
+        match self.values.get(&Key::Switchover) {
+            Some(Versioned { version, value: Stored::Value(Value::Switchover(s)) }) => Some((*version, s)),
             _ => None,
         }
     }

@@ -30,7 +30,7 @@ fn main() {
 
     w.run_for(5_000);
     let at = w.now;
-    w.inject(Fault { at, dur: 0, kind: FaultKind::Switchover(Some(Target::Node(old))) });
+    w.inject(Fault { at, dur: 0, kind: FaultKind::Switchover { to: Some(Target::Node(old)), from: None, delay: 0 } });
     let t = w.run_until_cond(60_000, |w| w.writable() == vec![old]).expect("switchover");
     println!("switchover back to {} done in {:.1} s", w.nodes[old].name, t as f64 / 1e3);
     w.run_until_cond(60_000, World::converged).expect("converged");

@@ -163,3 +163,64 @@ pub fn member_rewrite(
         _ => None,
     })
 }
+
+/// T4, the clone source: a node that builds its data (a new member, or one asked to
+/// reinitialize) clones from a running replica tagged `clonefrom` when the view it decided
+/// on lists one, else from the leader, never from itself or a node the view does not show
+/// as a source. Checked on every `Clone` a step issues; returns what is wrong, if anything.
+pub fn clone_source(name: &str, obs: &hacore::Observation, actions: &[hacore::action::Action]) -> Option<String> {
+    use hacore::dcs::MemberRole;
+    let view = obs.dcs.as_ref().ok()?;
+    let fresh = obs.pg.system_id().is_none() || obs.requests.reinitialize;
+    let from = actions.iter().find_map(|a| match a {
+        hacore::action::Action::Clone { from, .. } if from != hacore::UPSTREAM => Some(from),
+        _ => None,
+    })?;
+    if !fresh {
+        return None; // a diverged node's re-clone copies the leader (checked by S4)
+    }
+    let preferred: Vec<&str> = view
+        .members
+        .iter()
+        .filter(|m| {
+            m.value.tags.clonefrom && m.value.name != name && m.value.running && m.value.role == MemberRole::Replica
+        })
+        .map(|m| m.value.name.as_str())
+        .collect();
+    let leader = view.leader.as_ref().map(|l| l.value.holder.as_str());
+    let ok = if preferred.is_empty() { leader == Some(from.as_str()) } else { preferred.contains(&from.as_str()) };
+    (!ok).then(|| {
+        format!(
+            "T4: {name} clones from {from}, but the view it decided on offers {} (clonefrom) and the leader {leader:?}",
+            if preferred.is_empty() { "no replica tagged".to_string() } else { preferred.join(", ") }
+        )
+    })
+}
+
+/// T2, `nosync`: a standby tagged `nosync` is never named in `synchronous_standby_names`
+/// (it could acknowledge commits and be required for a failover) nor published in the
+/// sync record. `names` is either; returns the first tagged name.
+pub fn nosync_named<'a>(tags: &[hacore::Tags], names: &'a [String]) -> Option<&'a String> {
+    names.iter().find(|n| {
+        let i = n.strip_prefix('n').and_then(|k| k.parse::<usize>().ok()).and_then(|k| k.checked_sub(1));
+        i.and_then(|i| tags.get(i)).is_some_and(|t| t.nosync)
+    })
+}
+
+/// T3, the election's tie-breaks (S3 checks the WAL itself): a node that takes a new term
+/// in an election ranks at or above every eligible candidate at the same LSN whose report
+/// it had, by `failover_priority`, then the smaller name. A manual failover to a
+/// named node overrides the tie-breaks, never the WAL.
+pub fn election_rank(name: &str, mine: (hacore::Lsn, u32), peers: &[hacore::PeerReport]) -> Option<String> {
+    peers.iter().find_map(|p| {
+        let e = p.status.as_ref()?.election?;
+        let theirs = (e.position.lsn, e.priority, std::cmp::Reverse(p.name.as_str()));
+        let ours = (mine.0, mine.1, std::cmp::Reverse(name));
+        (e.eligible && e.position.lsn == mine.0 && theirs > ours).then(|| {
+            format!(
+                "T3: {name} takes the lease at {} priority {} while {} (eligible) reported {} priority {}",
+                mine.0, mine.1, p.name, e.position.lsn, e.priority
+            )
+        })
+    })
+}

@@ -24,7 +24,7 @@ pub mod world;
 pub use check::Checker;
 pub use nemesis::{Dir, Fault, FaultKind, Schedule, Target};
 pub use params::{DcsMode, Params};
-pub use run::{liveness_bound, run, RunReport};
+pub use run::{failover_gap_bound, liveness_bound, run, switchover_gap_bound, RunReport};
 pub use world::{Acked, Node, Stint, World};
 
 #[cfg(feature = "mimalloc")]

@@ -229,6 +229,12 @@ fn print_report(r: &RunReport, wall: f64) {
         r.counters.get("writes_acked").copied().unwrap_or(0),
         r.async_lost
     );
+    let secs = |g: Option<u64>| g.map_or("-".to_string(), |g| format!("{:.2} s", g as f64 / 1e3));
+    println!(
+        "write gap of the final switchover {}, of the final failover {}",
+        secs(r.switchover_gap),
+        secs(r.failover_gap)
+    );
     let cov: Vec<String> = r.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("coverage: {}", cov.join(", "));
     println!("trace hash: {:016x}", r.trace_hash);
@@ -357,6 +363,22 @@ fn cmd_sweep(args: &Args) -> Result<bool, String> {
     }
     for (k, p) in REQUIRED_COVERAGE.iter().filter(|(k, _)| !sums.contains_key(k)) {
         println!("{k:<36} {:>12} {:>10} {:>9}", 0, 0, format!("{p}%"));
+    }
+    for (what, gap) in [
+        ("final switchover", (|r: &RunReport| r.switchover_gap) as fn(&RunReport) -> Option<u64>),
+        ("final failover", |r: &RunReport| r.failover_gap),
+    ] {
+        let mut gaps: Vec<(u64, u64)> = results.iter().filter_map(|(s, r)| Some((gap(r)?, *s))).collect();
+        gaps.sort();
+        if let (Some(median), Some(worst)) = (gaps.get(gaps.len() / 2), gaps.last()) {
+            println!(
+                "{what} write gap: median {:.2} s, worst {:.2} s (seed {}), over {} runs",
+                median.0 as f64 / 1e3,
+                worst.0 as f64 / 1e3,
+                worst.1,
+                gaps.len()
+            );
+        }
     }
     let mut ok = failing.is_empty();
     let runs = results.len().max(1) as u64;

@@ -8,6 +8,7 @@
 //! at 60s isolate primary for 30s
 //! at 90s clock-jump n2 3000ms
 //! at 110s switchover to n3
+//! at 150s switchover from primary in 30s
 //! ```
 
 use crate::rng::Rng;
@@ -70,8 +71,17 @@ pub enum FaultKind {
     FailPgOnce(Target),
     /// The node's reads return the snapshot from when the fault began (a stale cache).
     StaleReads(Target),
-    /// An operator asks for a switchover (to a node, or to the best one).
-    Switchover(Option<Target>),
+    /// An operator asks for a switchover: to a node (or the best one), naming the leader
+    /// expected to hand over (or not; a wrong one must be refused), due now or `delay`
+    /// ms later (a scheduled switchover, which must not happen before its time).
+    Switchover {
+        /// Candidate (None: the best one).
+        to: Option<Target>,
+        /// The leader the request names (None: whoever leads).
+        from: Option<Target>,
+        /// Scheduled this many ms after the request (0: at once).
+        delay: Millis,
+    },
     /// An operator asks for a failover to a node.
     Failover(Target),
     /// An operator pauses the cluster (maintenance mode).
@@ -138,7 +148,7 @@ impl FaultKind {
             FaultKind::FailPg(_) => "fail-pg",
             FaultKind::FailPgOnce(_) => "fail-pg-once",
             FaultKind::StaleReads(_) => "stale-reads",
-            FaultKind::Switchover(_) => "switchover",
+            FaultKind::Switchover { .. } => "switchover",
             FaultKind::Failover(_) => "failover",
             FaultKind::Pause => "pause",
             FaultKind::Resume => "resume",
@@ -159,7 +169,7 @@ impl FaultKind {
                 | FaultKind::StoreLeaderChange
                 | FaultKind::ClockJump(..)
                 | FaultKind::Drift(..)
-                | FaultKind::Switchover(_)
+                | FaultKind::Switchover { .. }
                 | FaultKind::Failover(_)
                 | FaultKind::Pause
                 | FaultKind::Resume
@@ -205,6 +215,9 @@ impl Schedule {
             _ => Target::Node(r.range(0, nodes as u64 - 1) as usize),
         };
         let dir = |r: &mut Rng| r.pick(&[Dir::Both, Dir::Both, Dir::Out, Dir::In]);
+        // What an operator's switchover request names besides the candidate, from a stream
+        // of its own (the schedule's other draws stay those of earlier versions).
+        let mut extras = Rng::stream(seed, "switchover-extras");
         for k in 0..19 {
             if !r.chance(0.55) {
                 continue;
@@ -232,7 +245,17 @@ impl Schedule {
                     11 => FaultKind::SlowPg(target(&mut r), r.range(2, 20)),
                     12 => FaultKind::FailPg(target(&mut r)),
                     13 => FaultKind::StaleReads(target(&mut r)),
-                    14 => FaultKind::Switchover(if r.chance(0.5) { None } else { Some(target(&mut r)) }),
+                    14 => FaultKind::Switchover {
+                        to: if r.chance(0.5) { None } else { Some(target(&mut r)) },
+                        from: extras.chance(0.3).then(|| {
+                            if extras.chance(0.5) {
+                                Target::Primary
+                            } else {
+                                Target::Node(extras.range(0, nodes as u64 - 1) as usize)
+                            }
+                        }),
+                        delay: if extras.chance(0.3) { extras.range(1_000, 3 * ttl) } else { 0 },
+                    },
                     15 => FaultKind::Failover(Target::Node(r.range(0, nodes as u64 - 1) as usize)),
                     16 => {
                         // A maintenance window: paused, then resumed (other faults go on).
@@ -375,8 +398,18 @@ impl fmt::Display for Fault {
             FaultKind::ClockJump(t, j) => write!(f, " {t} {j}ms")?,
             FaultKind::Drift(t, p) => write!(f, " {t} {p}ppm")?,
             FaultKind::SlowPg(t, x) => write!(f, " {t} x{x}")?,
-            FaultKind::Switchover(None) => {}
-            FaultKind::Switchover(Some(t)) | FaultKind::Failover(t) => write!(f, " to {t}")?,
+            FaultKind::Switchover { to, from, delay } => {
+                if let Some(t) = to {
+                    write!(f, " to {t}")?;
+                }
+                if let Some(t) = from {
+                    write!(f, " from {t}")?;
+                }
+                if delay > 0 {
+                    write!(f, " in {}", ms(delay))?;
+                }
+            }
+            FaultKind::Failover(t) => write!(f, " to {t}")?,
         }
         if self.kind.lasts() {
             write!(f, " for {}", ms(self.dur))?;
@@ -459,10 +492,22 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "fail-pg" => FaultKind::FailPg(parse_target(arg(0)?)?),
         "fail-pg-once" => FaultKind::FailPgOnce(parse_target(arg(0)?)?),
         "stale-reads" => FaultKind::StaleReads(parse_target(arg(0)?)?),
-        "switchover" => FaultKind::Switchover(match args.first() {
-            Some(&"to") => Some(parse_target(arg(1)?)?),
-            _ => None,
-        }),
+        "switchover" => {
+            let named = |word: &str| -> Result<Option<&str>, String> {
+                match args.iter().position(|w| *w == word) {
+                    Some(i) => args.get(i + 1).copied().map(Some).ok_or_else(|| format!("`{word}` needs a value")),
+                    None => Ok(None),
+                }
+            };
+            if let Some(w) = args.iter().step_by(2).find(|w| !matches!(**w, "to" | "from" | "in")) {
+                return Err(format!("switchover takes `to <node>`, `from <node>`, `in <duration>`, not {w:?}"));
+            }
+            FaultKind::Switchover {
+                to: named("to")?.map(parse_target).transpose()?,
+                from: named("from")?.map(parse_target).transpose()?,
+                delay: named("in")?.map(parse_duration).transpose()?.unwrap_or(0),
+            }
+        }
         "failover" => FaultKind::Failover(parse_target(args.get(1).copied().ok_or("failover needs `to <node>`")?)?),
         "pause" => FaultKind::Pause,
         "resume" => FaultKind::Resume,

@@ -4,7 +4,7 @@
 
 use crate::nemesis::{FaultKind, Schedule};
 use crate::rng::Rng;
-use hacore::{ClusterSettings, Millis, Safety, SyncMode};
+use hacore::{ClusterSettings, Millis, Safety, SyncMode, Tags};
 
 /// How the simulated store behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +142,49 @@ pub struct Params {
     /// Granularity of client writes, replication, replay and acknowledgement (ms). Writes
     /// keep their own times within a tick, so rates and delays stay exact.
     pub tick: Millis,
+    /// Each node's member tags (`nofailover`, `failover_priority`, `nosync`, `clonefrom`),
+    /// in node order; a node without an entry has the defaults.
+    pub tags: Vec<Tags>,
+    /// Replication slots every node is configured to keep whatever the topology (a
+    /// logical decoding consumer's, say): the leader must hold them through failovers.
+    pub permanent_slots: Vec<String>,
+}
+
+/// Draws the nodes' tags from their own random stream (so a seed's other draws stay the
+/// same). Half of the seeds tag nothing; in the others each node may be excluded from
+/// leading (`nofailover`, or priority 0) or from the sync set (`nosync`), get a priority
+/// of 1-3, and one node may be the preferred clone source. At least two nodes can always
+/// lead: with fewer there is no failover to check.
+pub fn draw_tags(seed: u64, nodes: usize) -> Vec<Tags> {
+    let mut r = Rng::stream(seed, "tags");
+    let mut tags = vec![Tags::default(); nodes];
+    if nodes == 0 || !r.chance(0.5) {
+        return tags;
+    }
+    for t in &mut tags {
+        if r.chance(0.4) {
+            t.failover_priority = r.range(1, 3) as u32;
+        }
+        if r.chance(0.2) {
+            if r.chance(0.5) {
+                t.nofailover = true;
+            } else {
+                t.failover_priority = 0;
+            }
+        }
+        t.nosync = r.chance(0.2);
+        t.noloadbalance = r.chance(0.1);
+    }
+    if r.chance(0.6) {
+        tags[r.range(0, nodes as u64 - 1) as usize].clonefrom = true;
+    }
+    let mut i = 0;
+    while tags.iter().filter(|t| t.can_lead()).count() < 2.min(nodes) {
+        tags[i].nofailover = false;
+        tags[i].failover_priority = tags[i].failover_priority.max(1);
+        i += 1;
+    }
+    tags
 }
 
 impl Params {
@@ -165,6 +208,8 @@ impl Params {
             keep_trace: false,
             guard: true,
             tick: 100,
+            tags: vec![Tags::default(); nodes],
+            permanent_slots: Vec::new(),
         }
     }
 
@@ -268,6 +313,8 @@ impl Params {
             keep_trace: false,
             guard,
             tick: 100,
+            tags: draw_tags(seed, nodes),
+            permanent_slots: if Rng::stream(seed, "slots").chance(0.3) { vec!["cdc".into()] } else { Vec::new() },
         }
     }
 

@@ -3,8 +3,8 @@
 //! streaming from it) within a bound derived from the settings (L1). Then the leader's
 //! machine stops for good and the rest must fail over within the same bound.
 
-use crate::params::Params;
-use crate::world::World;
+use crate::params::{DcsMode, Params};
+use crate::world::{Shown, World};
 use hacore::Millis;
 use std::collections::BTreeMap;
 
@@ -33,6 +33,12 @@ pub struct RunReport {
     pub liveness_bound: Millis,
     /// Acknowledged writes lost at asynchronous failovers (reported, not a violation).
     pub async_lost: u64,
+    /// The final switchover's write gap: from the old primary's last writable instant to
+    /// the new primary's first.
+    pub switchover_gap: Option<Millis>,
+    /// The final failover's write gap: from the leader's machine stopping to the next
+    /// writable primary.
+    pub failover_gap: Option<Millis>,
 }
 
 impl RunReport {
@@ -49,6 +55,34 @@ pub fn liveness_bound(p: &Params) -> Millis {
     let s = &p.settings;
     let d = &p.durations;
     3 * s.ttl + 4 * s.loop_wait + 2 * s.retry_timeout + d.promote + 3 * d.start + d.clone + d.rewind + 10_000
+}
+
+/// The longest write gap the final failover may take (L1's bound per backend, for a
+/// leader whose machine stops on a healthy network): its lease runs out (a ttl from its
+/// last renewal), the others notice (etcd: the watch; DynamoDB: a poll to read the last
+/// version and one more to see it a ttl old), the election's store round trips (reads,
+/// the acquire, the fork record), then replay and promotion.
+pub fn failover_gap_bound(p: &Params) -> Millis {
+    let s = &p.settings;
+    let notice = match p.mode {
+        DcsMode::Etcd => s.loop_wait,
+        DcsMode::Dynamo => 2 * s.loop_wait,
+    };
+    s.ttl + notice + 10 * p.dcs_latency.1 + promotion(p) + 1_000
+}
+
+/// The longest write gap the final switchover may take: the old primary stops fast (the
+/// shutdown checkpoint reaches the candidate), a loop of the old leader, the transfer, the
+/// candidate's claim and fork record, replay and promotion.
+pub fn switchover_gap_bound(p: &Params) -> Millis {
+    let d = &p.durations;
+    p.settings.loop_wait + d.stop_fast + d.stop_fast / 4 + 12 * p.dcs_latency.1 + promotion(p) + 1_000
+}
+
+/// The longest promotion: its duration (the simulation draws up to a quarter more) and
+/// the replay of what the candidate received last.
+fn promotion(p: &Params) -> Millis {
+    p.durations.promote + p.durations.promote / 4 + p.replay_delay.1
 }
 
 /// L1: within `bound`, a converged state that then lasts (no flapping); when it began,
@@ -68,15 +102,30 @@ fn converge(w: &mut World, bound: Millis, done: impl Fn(&World) -> bool + Copy) 
     None
 }
 
+/// When `node` was first shown as `shown` (or, with `not`, as anything else) at or after `t`.
+fn first_shown(w: &World, t: Millis, node: usize, shown: Shown, not: bool) -> Option<Millis> {
+    w.timeline.iter().find(|&&(at, i, s)| at >= t && i == node && (s == shown) != not).map(|e| e.0)
+}
+
 /// A switchover to a replica that can take it must end with that replica leading. A leader
 /// may refuse one while the replica looks unwell for a moment (a read of its own that timed
 /// out); like an operator, the check asks again, at most once per loop.
-fn final_switchover(w: &mut World, bound: Millis) -> &'static str {
+fn final_switchover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
+    let t0 = w.now;
     let Some((from, to)) = w.request_switchover_for_good() else { return "final_switchover_not_allowed" };
     let deadline = w.now + bound;
     let slice = 5 * w.p.settings.loop_wait;
     while w.now < deadline {
         if converge(w, slice.min(deadline - w.now), |w| w.converged() && w.leader() == Some(to)).is_some() {
+            let stopped = first_shown(w, t0, from, Shown::Primary, true);
+            *gap = stopped.and_then(|s| Some(first_shown(w, s, to, Shown::Primary, false)? - s));
+            let most = switchover_gap_bound(&w.p);
+            if let Some(g) = gap.filter(|&g| g > most) {
+                let (from, to) = (w.nodes[from].name.clone(), w.nodes[to].name.clone());
+                w.violation(format!(
+                    "L1: the switchover from {from} to {to} left no writable primary for {g} ms (bound {most} ms)"
+                ));
+            }
             return "final_switchover";
         }
         if w.leader() != Some(to) && w.view().switchover.is_none() {
@@ -92,14 +141,70 @@ fn final_switchover(w: &mut World, bound: Millis) -> &'static str {
 }
 
 /// The leader's machine stops for good: the rest must converge again.
-fn final_failover(w: &mut World, bound: Millis) -> &'static str {
+fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
+    let t0 = w.now;
     let Some(gone) = w.stop_leader_for_good() else { return "final_failover_not_allowed" };
     if converge(w, bound, World::converged).is_some() {
+        *gap = (0..w.nodes.len()).filter_map(|i| first_shown(w, t0, i, Shown::Primary, false)).min().map(|t| t - t0);
+        let most = failover_gap_bound(&w.p);
+        if let Some(g) = gap.filter(|&g| g > most) {
+            let name = w.nodes[gone].name.clone();
+            w.violation(format!(
+                "L1: after {name}'s machine stopped, no writable primary for {g} ms (bound {most} ms)"
+            ));
+        }
         return "final_failover";
     }
     let name = w.nodes[gone].name.clone();
     not_converged(w, format!("L1: no failover within {bound} ms after the leader {name}'s machine stopped for good"));
     "final_failover_failed"
+}
+
+/// A replica's machine stops for good (a member removed from the cluster). The leader
+/// keeps its slot and its place in the failsafe set for the grace period of ten ttls (a
+/// member that comes back from a long blip still finds its WAL), and within twelve ttls
+/// its member record, its slot and its failsafe entry are gone.
+fn final_departure(w: &mut World) -> &'static str {
+    let Some(leader) = w.leader() else { return "final_departure_not_allowed" };
+    let Some(gone) = w.remove_replica_for_good() else { return "final_departure_not_allowed" };
+    let ttl = w.p.settings.ttl;
+    let name = w.nodes[gone].name.clone();
+    let slot = hacore::slot_name(&name);
+    let failsafe = w.p.settings.failsafe_mode && !w.standby_active();
+    let had_slot = w.nodes[leader].pg.slots.contains(&slot);
+    let listed = |w: &mut World| w.view().failsafe.is_some_and(|f| f.value.members.iter().any(|m| m.name == name));
+    let was_listed = failsafe && listed(w);
+    w.run_for(5 * ttl);
+    if w.leader() == Some(leader) {
+        let lname = w.nodes[leader].name.clone();
+        if had_slot && !w.nodes[leader].pg.slots.contains(&slot) {
+            let msg = format!("R3: {lname} dropped the slot of {name} five ttls after it left (grace: ten ttls)");
+            w.violation(msg);
+        }
+        if was_listed && !listed(w) {
+            let msg =
+                format!("R3: {lname} dropped {name} from the failsafe set five ttls after it left (grace: ten ttls)");
+            w.violation(msg);
+        }
+    }
+    w.run_for(7 * ttl);
+    if w.leader() != Some(leader) {
+        return "final_departure_leader_changed";
+    }
+    let lname = w.nodes[leader].name.clone();
+    let left: Vec<&str> = [
+        w.nodes[leader].pg.slots.contains(&slot).then_some("its slot"),
+        (failsafe && listed(w)).then_some("its failsafe entry"),
+        w.view().members.iter().any(|m| m.value.name == name).then_some("its member record"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !left.is_empty() {
+        let msg = format!("R3: twelve ttls after {name} left, {lname} still keeps {}", left.join(" and "));
+        w.violation(msg);
+    }
+    "final_departure"
 }
 
 /// Records an L1 violation with every node's state.
@@ -131,6 +236,7 @@ pub fn run(p: Params) -> (RunReport, World) {
     w.run_until(duration);
     w.heal();
     let converged = converge(&mut w, bound, World::converged);
+    let (mut switchover_gap, mut failover_gap) = (None, None);
     match converged {
         None => not_converged(&mut w, format!("L1: no lasting convergence within {bound} ms after the faults stopped")),
         // Then two operations every healthy cluster must complete within the same bound:
@@ -140,14 +246,23 @@ pub fn run(p: Params) -> (RunReport, World) {
         // run), plus each operation's outcome.
         Some(_) => {
             let counters = w.check.counters.clone();
-            let switchover = final_switchover(&mut w, bound);
+            // The timed operations run on a network that loses no replies: each lost one
+            // costs a retry_timeout, which would hide the write gaps being measured.
+            w.p.p_reply_lost = 0.0;
+            w.run_for(w.p.settings.retry_timeout); // what was lost before times out now
+            let switchover = final_switchover(&mut w, bound, &mut switchover_gap);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
-                _ => final_failover(&mut w, bound),
+                _ => final_failover(&mut w, bound, &mut failover_gap),
+            };
+            let departure = match failover {
+                "final_failover_failed" | "final_failover_not_tried" => "final_departure_not_tried",
+                _ => final_departure(&mut w),
             };
             w.check.counters = counters;
             w.check.count(switchover);
             w.check.count(failover);
+            w.check.count(departure);
         }
     }
     let report = RunReport {
@@ -162,6 +277,8 @@ pub fn run(p: Params) -> (RunReport, World) {
         converged_after: converged,
         liveness_bound: bound,
         async_lost: w.check.async_lost,
+        switchover_gap,
+        failover_gap,
     };
     (report, w)
 }

@@ -7,6 +7,8 @@
 //! mode etcd                      # or dynamo
 //! standby-cluster                # optional: replicate from a modelled upstream
 //! settings ttl=10s loop_wait=1s retry_timeout=1s sync=off failsafe=off
+//! tags n3 nofailover             # optional, per node: nofailover nosync clonefrom priority=N
+//! permanent-slots cdc            # optional: slots the leader keeps whatever the topology
 //! latency 1ms..5ms               # store latency, one way
 //! writes 50                      # client writes per second
 //! duration 120s                  # fault phase; a liveness phase follows
@@ -135,6 +137,7 @@ impl Scenario {
                         words.get(1).and_then(|s| s.parse().ok()).ok_or_else(|| err("nodes takes a number".into()))?;
                     p.nodes = nodes;
                     p.drift_ppm = vec![0; nodes];
+                    p.tags = vec![hacore::Tags::default(); nodes];
                 }
                 "mode" => {
                     p.mode = match words.get(1) {
@@ -166,6 +169,29 @@ impl Scenario {
                         words[1..].iter().filter_map(|w| w.trim_end_matches("ppm").parse().ok()).collect();
                     p.drift_ppm = v;
                 }
+                "tags" => {
+                    let i = words
+                        .get(1)
+                        .and_then(|n| n.strip_prefix('n')?.parse::<usize>().ok())
+                        .filter(|n| (1..=p.nodes).contains(n))
+                        .ok_or_else(|| err("tags takes a node (n1..nN, after `nodes`) and its tags".into()))?;
+                    let t = &mut p.tags[i - 1];
+                    for w in &words[2..] {
+                        match *w {
+                            "nofailover" => t.nofailover = true,
+                            "nosync" => t.nosync = true,
+                            "clonefrom" => t.clonefrom = true,
+                            "noloadbalance" => t.noloadbalance = true,
+                            _ => t.failover_priority =
+                                w.strip_prefix("priority=").and_then(|v| v.parse().ok()).ok_or_else(|| {
+                                    err(format!(
+                                        "unknown tag {w:?} (nofailover, nosync, clonefrom, noloadbalance, priority=N)"
+                                    ))
+                                })?,
+                        }
+                    }
+                }
+                "permanent-slots" => p.permanent_slots = words[1..].iter().map(|s| s.to_string()).collect(),
                 "guard" => {
                     p.guard = match words.get(1) {
                         Some(&"on") => true,

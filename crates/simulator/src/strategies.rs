@@ -112,7 +112,11 @@ pub fn fault(
         }
     }
     if menu.operator {
-        kinds.push(prop::option::of(t()).prop_map(FaultKind::Switchover).boxed());
+        kinds.push(
+            (prop::option::of(t()), prop::option::of(t()), prop_oneof![Just(0), 1_000..60_000u64])
+                .prop_map(|(to, from, delay)| FaultKind::Switchover { to, from, delay })
+                .boxed(),
+        );
         kinds.push((0..nodes).prop_map(|n| FaultKind::Failover(Target::Node(n))).boxed());
     }
     if kinds.is_empty() {

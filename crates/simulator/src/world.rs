@@ -102,6 +102,20 @@ pub struct Node {
     wake_gen: u64,
     wake_at: Option<Millis>,
     wake_soon: bool,
+    /// The shell's loop pacing (as in `hashell`): this batch had an outcome that calls for
+    /// the next step at once (an acquire, transfer, release or leader write, a WAL receiver
+    /// stopped for an election, a failsafe confirmation)...
+    urgent: bool,
+    /// ...and how many steps in a row followed at once (at most three).
+    quick_steps: u32,
+    /// This batch acquired, transferred or released the leader record: without a watch the
+    /// shell wakes its peers (`POST /wake`).
+    moved: bool,
+    /// The view of the last step was in flux (no leader, a switchover request, a candidate
+    /// or a fencing member): without a watch the shell polls at least every second.
+    in_flux: bool,
+    /// When a peer last woke this daemon (wake-ups closer than 100 ms are dropped).
+    last_peer_wake: Option<Millis>,
     next_wake: Millis,
     machine: u64,
     ops: BTreeMap<u64, SimOp>,
@@ -325,6 +339,8 @@ impl World {
                 cfg.defaults = p.settings.clone();
                 cfg.safety = p.safety.clone();
                 cfg.require_guard = true;
+                cfg.tags = p.tags.get(i).cloned().unwrap_or_default();
+                cfg.permanent_slots = p.permanent_slots.clone();
                 let drift = p.drift_ppm.get(i).copied().unwrap_or(0);
                 Node {
                     name,
@@ -344,6 +360,11 @@ impl World {
                     wake_gen: 0,
                     wake_at: None,
                     wake_soon: false,
+                    urgent: false,
+                    quick_steps: 0,
+                    moved: false,
+                    in_flux: false,
+                    last_peer_wake: None,
                     next_wake: 0,
                     machine: 0,
                     ops: BTreeMap::new(),
@@ -478,6 +499,16 @@ impl World {
         self.nodes.iter().enumerate().all(|(i, n)| {
             i == w[0] || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(primary))
         }) && self.members_visible()
+            && self.slots_in_place(w[0])
+    }
+
+    /// The leader keeps a replication slot for every other running machine (so none loses
+    /// WAL it has not received) and every permanent slot.
+    fn slots_in_place(&self, leader: usize) -> bool {
+        let slots = &self.nodes[leader].pg.slots;
+        let has = |name: &str| slots.iter().any(|s| s == name);
+        self.nodes.iter().enumerate().all(|(i, n)| i == leader || !n.up || has(&hacore::slot_name(&n.name)))
+            && self.p.permanent_slots.iter().all(|s| has(s))
     }
 
     /// Every running machine keeps its member record in the store (kept alive within a
@@ -520,6 +551,7 @@ impl World {
             && leader.pg.upstream.as_deref() == Some(hacore::UPSTREAM)
             && (leader.pg.streaming || !upstream_up);
         leads
+            && self.slots_in_place(l)
             && self.writable().is_empty()
             && self.nodes.iter().enumerate().all(|(i, n)| {
                 i == l || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(&leader.name))
@@ -666,7 +698,8 @@ impl World {
         }
     }
 
-    fn violation(&mut self, what: String) {
+    /// Records a violation (the first ones are kept) and traces it.
+    pub fn violation(&mut self, what: String) {
         if self.check.violation(self.now, what.clone()) {
             self.trace.event(self.now, "violation", &[("what", &what)]);
         }
@@ -847,6 +880,11 @@ impl World {
             Some(op) => {
                 let name = self.nodes[node].name.clone();
                 let sent = req.sent_local;
+                self.check_store_op(node, &op);
+                let request = match &op {
+                    DcsOp::TransferLeader { .. } => self.store.switchover().map(|(v, r)| (v, r.clone())),
+                    _ => None,
+                };
                 let r = self.store_changed_by(|s, t| s.apply(&name, &op, t, sent));
                 self.schedule_expiry();
                 let keeps_alive = matches!(
@@ -864,8 +902,10 @@ impl World {
                 if new_term && r.is_ok() {
                     self.check_stale_acquire(node);
                 }
-                if let (DcsOp::TransferLeader { to, .. }, Ok(_)) = (&op, &r) {
+                if let (DcsOp::TransferLeader { to, clear_switchover, .. }, Ok(_)) = (&op, &r) {
                     self.transferred = self.index(&to.holder).map(|j| (j, to.term));
+                    let served = request.filter(|(v, _)| Some(*v) == *clear_switchover).map(|(_, r)| r);
+                    self.check_transfer(node, &to.holder, served);
                 }
                 r.map(Reply::Op)
             }
@@ -950,6 +990,7 @@ impl World {
                 DcsError::Unavailable("timed out waiting for the store".into())
             }),
         };
+        let req_op = req.op;
         match std::mem::replace(&mut self.nodes[node].phase, Phase::Idle) {
             Phase::Reading { req } if req == id => {
                 let view = match result {
@@ -963,6 +1004,11 @@ impl World {
                 self.step_node(node, view);
             }
             Phase::Executing { queue, failed, waiting: Some((req, op_id)) } if req == id => {
+                let moves = matches!(
+                    &req_op,
+                    Some(DcsOp::AcquireLeader(_) | DcsOp::TransferLeader { .. } | DcsOp::ReleaseLeader { .. })
+                );
+                self.nodes[node].moved |= moves && result.is_ok();
                 let (outcome, failed_now) = match result {
                     Ok(Reply::Op(DcsReply::Lease(g))) => (Ok(Done::Lease(g)), false),
                     Ok(Reply::Op(DcsReply::Done)) => (Ok(Done::Ok), false),
@@ -1016,12 +1062,23 @@ impl World {
             .filter(|&j| j != i)
             .map(|j| {
                 let p = &self.nodes[j];
-                let status = self.reachable(i, j).then(|| p.status.peer_view(p.pg.running));
+                let status = self.reachable(i, j).then(|| {
+                    // As the shell answers `GET /peer`: the last step's status, with a
+                    // standby's WAL position read live from PostgreSQL.
+                    let mut st = p.status.peer_view(p.pg.running);
+                    if p.pg.running && !p.pg.hung && st.role == MemberRole::Replica {
+                        st.position.lsn = st.position.lsn.max(p.pg.end());
+                    }
+                    st
+                });
                 PeerReport { name: p.name.clone(), status }
             })
             .collect();
         let standbys = self.standbys_of(i);
         let now_local = self.nodes[i].local(self.now);
+        // As the shell does: the request read is due once its wall-clock time has come.
+        let scheduled = dcs.as_ref().ok().and_then(|v| v.switchover.as_ref()).and_then(|s| s.value.at_wall_ms);
+        let switchover_due = scheduled.is_some_and(|at| at <= self.now);
         let n = &mut self.nodes[i];
         let mut pg = n.pg.observe(standbys);
         pg.replay_lsn = Lsn(n.pg.replayed as u64 * RECORD);
@@ -1038,10 +1095,16 @@ impl World {
             },
             requests: LocalRequests {
                 restart: n.restart_until.is_some_and(|until| self.now < until),
+                switchover_due,
                 ..std::mem::take(&mut n.requests)
             },
             wall_time_ms: self.now,
         };
+        n.in_flux = obs.dcs.as_ref().is_ok_and(|v| {
+            v.leader.is_none()
+                || v.switchover.is_some()
+                || v.members.iter().any(|m| matches!(m.value.role, MemberRole::Candidate | MemberRole::Fencing))
+        });
         let d = step(&n.cfg, &n.mem, &obs, now_local);
         if d.memory.restarting && !n.mem.restarting {
             n.restart_until = None;
@@ -1057,6 +1120,17 @@ impl World {
         };
         if d.actions.iter().any(|a| matches!(a, Action::Promote { .. }) || new_term(a)) {
             self.check_promotion_decision(i, &obs.peers);
+        }
+        let manual = d.memory.acquired_via == Some(hacore::ForkCause::ManualFailover);
+        if d.actions.iter().any(new_term) && !manual {
+            let n = &self.nodes[i];
+            let mine = (obs.pg.flush_lsn, n.cfg.tags.failover_priority);
+            if let Some(msg) = crate::check::election_rank(&n.name, mine, &obs.peers) {
+                self.violation(msg);
+            }
+        }
+        if let Some(msg) = crate::check::clone_source(&self.nodes[i].name, &obs, &d.actions) {
+            self.violation(msg);
         }
         if let Some(msg) = crate::check::reported_role(&self.nodes[i].name, &obs.pg, &d.status, &d.memory) {
             self.violation(msg);
@@ -1102,6 +1176,10 @@ impl World {
             Reason::DcsUnavailableLeaseValid => self.check.count("primary_rode_out_dcs_trouble"),
             Reason::StandbyLeaderRepointing => self.check.count("standby_leader_repointed"),
             Reason::StandbyLeaderStreaming => self.check.count("standby_leader_streaming"),
+            Reason::SwitchoverRejected => self.check.count("switchover_rejected"),
+            Reason::SwitchoverScheduled => self.check.count("switchover_waited_for_its_time"),
+            Reason::IneligibleNoFailover => self.check.count("ineligible_nofailover"),
+            Reason::IneligibleNotSynchronous => self.check.count("ineligible_not_synchronous"),
             _ => {}
         }
     }
@@ -1117,8 +1195,7 @@ impl World {
             let Some(a) = queue.pop_front() else {
                 self.nodes[i].phase = Phase::Idle;
                 self.send_background(i);
-                let next =
-                    if std::mem::take(&mut self.nodes[i].wake_soon) { self.now } else { self.nodes[i].next_wake };
+                let next = self.next_loop(i);
                 self.schedule_wake(i, next.max(self.now));
                 return;
             };
@@ -1140,6 +1217,40 @@ impl World {
             }
             self.execute(i, a);
         }
+    }
+
+    /// When node `i`'s loop runs next, as the shell paces it: at once after a nudge (a watch
+    /// event, a finished operation) or an urgent outcome (at most three steps in a row),
+    /// else after the core's `wake_within`, and without a watch at most a second later
+    /// while the cluster is in flux. A batch that moved the leader record wakes the peers
+    /// when there is no watch to tell them.
+    fn next_loop(&mut self, i: usize) -> Millis {
+        let no_watch = self.p.mode == DcsMode::Dynamo;
+        let n = &mut self.nodes[i];
+        let (urgent, moved) = (std::mem::take(&mut n.urgent), std::mem::take(&mut n.moved));
+        let next = if std::mem::take(&mut n.wake_soon) {
+            self.now
+        } else if urgent && n.quick_steps < 3 {
+            n.quick_steps += 1;
+            self.now
+        } else {
+            n.quick_steps = 0;
+            if no_watch && n.in_flux {
+                n.next_wake.min(self.now + 1_000)
+            } else {
+                n.next_wake
+            }
+        };
+        if moved && no_watch {
+            for j in (0..self.nodes.len()).filter(|&j| j != i) {
+                let hears = self.links.peer[i][j] == 0 && self.nodes[j].up && !self.nodes[j].paused;
+                if hears && self.nodes[j].last_peer_wake.is_none_or(|t| self.now >= t + 100) {
+                    self.nodes[j].last_peer_wake = Some(self.now);
+                    self.nudge(j, 1);
+                }
+            }
+        }
+        next
     }
 
     /// Sends the batch's informational writes all at once; their replies only become
@@ -1167,6 +1278,14 @@ impl World {
         }
     }
 
+    /// T2 in PostgreSQL: `synchronous_standby_names` never names a standby tagged `nosync`.
+    fn check_sync_setting(&mut self, i: usize, s: &SyncStandbys) {
+        if let Some(n) = crate::check::nosync_named(&self.p.tags, s.names()) {
+            let msg = format!("T2: {} names {n}, tagged nosync, in synchronous_standby_names", self.nodes[i].name);
+            self.violation(msg);
+        }
+    }
+
     fn set_failed(&mut self, i: usize) {
         if let Phase::Executing { failed, .. } = &mut self.nodes[i].phase {
             *failed = true;
@@ -1183,7 +1302,11 @@ impl World {
             Action::Initdb { id } => Some((*id, d.initdb, SimOp::Initdb)),
             Action::Clone { id, from } if from == hacore::UPSTREAM => Some((*id, d.clone, SimOp::CloneUpstream)),
             Action::Clone { id, from } => {
-                Some((*id, d.clone, SimOp::Clone { from: self.index(from).unwrap_or(usize::MAX) }))
+                let from = self.index(from).unwrap_or(usize::MAX);
+                if self.nodes.get(from).is_some_and(|n| n.cfg.tags.clonefrom) {
+                    self.check.count("clone_from_clonefrom");
+                }
+                Some((*id, d.clone, SimOp::Clone { from }))
             }
             Action::Rewind { id, from } => {
                 Some((*id, d.rewind, SimOp::Rewind { from: self.index(from).unwrap_or(usize::MAX) }))
@@ -1195,6 +1318,7 @@ impl World {
                         self.nodes[i].name
                     ));
                 }
+                self.check_sync_setting(i, sync_standbys);
                 self.nodes[i].pg.sync_standbys = sync_standbys.clone();
                 Some((*id, d.start, SimOp::StartPrimary))
             }
@@ -1216,6 +1340,7 @@ impl World {
                     Some(hacore::ForkCause::ClusterPromotion) => "cluster_promotion",
                     _ => "failover",
                 });
+                self.check_sync_setting(i, sync_standbys);
                 self.nodes[i].pg.sync_standbys = sync_standbys.clone();
                 Some((*id, d.promote, SimOp::Promote { timeline: timeline.0 }))
             }
@@ -1233,6 +1358,16 @@ impl World {
             self.push(self.now + took, Ev::OpDone { node: i, id, machine });
             return;
         }
+        self.nodes[i].urgent |= matches!(
+            &a,
+            Action::Dcs {
+                op: DcsOp::AcquireLeader(_)
+                    | DcsOp::TransferLeader { .. }
+                    | DcsOp::ReleaseLeader { .. }
+                    | DcsOp::LeaderWrite { .. },
+                ..
+            } | Action::Follow { upstream: None }
+        );
         match a {
             Action::Dcs { id, op } => {
                 if matches!(op, DcsOp::Put(_)) {
@@ -1256,7 +1391,10 @@ impl World {
                 n.pg.upstream_idx = idx;
                 n.pg.streaming = false;
             }
-            Action::SetSyncStandbys(s) => self.nodes[i].pg.sync_standbys = s,
+            Action::SetSyncStandbys(s) => {
+                self.check_sync_setting(i, &s);
+                self.nodes[i].pg.sync_standbys = s
+            }
             Action::CreateSlot { name } if !self.nodes[i].pg.slots.contains(&name) => self.nodes[i].pg.slots.push(name),
             Action::DropSlot { name } => self.nodes[i].pg.slots.retain(|s| *s != name),
             Action::ArmGuard { id, .. } if !self.p.guard => {
@@ -1291,6 +1429,7 @@ impl World {
                 let sent_at = self.nodes[i].local(self.now);
                 if all {
                     self.check.count("failsafe_round_acked");
+                    self.nodes[i].urgent = true;
                     self.nodes[i].outcomes.push(Outcome { id, result: Ok(Done::FailsafeAcked { sent_at }) });
                 } else {
                     self.nodes[i].outcomes.push(Outcome { id, result: Err(Failure::Failed) });
@@ -1776,6 +1915,56 @@ impl World {
         }
     }
 
+    /// T1 and T2 where a decision reaches the store: a node tagged `nofailover` (or with
+    /// priority 0) never takes the leader record nor is handed it, and no sync record
+    /// publishes a standby tagged `nosync`.
+    fn check_store_op(&mut self, node: usize, op: &DcsOp) {
+        let holder = match op {
+            DcsOp::AcquireLeader(a) => Some(&a.record.holder),
+            DcsOp::TransferLeader { to, .. } => Some(&to.holder),
+            _ => None,
+        };
+        if let Some(h) = holder {
+            if self.index(h).is_some_and(|j| !self.nodes[j].cfg.tags.can_lead()) {
+                let by = &self.nodes[node].name;
+                self.violation(format!("T1: {h}, tagged nofailover, is given the leader record (by {by})"));
+            }
+        }
+        if let DcsOp::LeaderWrite { writes, .. } = op {
+            for w in writes {
+                if let Some(Value::Sync(rec)) = &w.value {
+                    if let Some(n) = crate::check::nosync_named(&self.p.tags, &rec.members) {
+                        let msg = format!("T2: {} publishes {n}, tagged nosync, in the sync record", rec.leader);
+                        self.violation(msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// O1, a switchover does what the operator asked: the transfer that serves a request
+    /// hands the lease to the node it names (if any), from the leader it names (if any),
+    /// and not before its scheduled time.
+    fn check_transfer(&mut self, from: usize, to: &str, served: Option<SwitchoverRequest>) {
+        let Some(req) = served else { return };
+        let from = self.nodes[from].name.clone();
+        let wrong = if req.to.as_deref().is_some_and(|t| t != to) {
+            Some(format!("to {:?}", req.to))
+        } else if req.from.as_deref().is_some_and(|f| f != from) {
+            Some(format!("from {:?}", req.from))
+        } else if req.at_wall_ms.is_some_and(|at| self.now < at) {
+            Some(format!("at {:?} ms (now {})", req.at_wall_ms, self.now))
+        } else {
+            None
+        };
+        if let Some(asked) = wrong {
+            self.violation(format!("O1: {from} hands the lease to {to}, serving a switchover asked {asked}"));
+        }
+        if req.at_wall_ms.is_some() {
+            self.check.count("scheduled_switchover_done");
+        }
+    }
+
     /// S4: a stale primary never retakes the lease: whoever takes a new term must not have
     /// WAL that forks from the last primary's (while that primary's WAL is intact).
     fn check_stale_acquire(&mut self, i: usize) {
@@ -1921,6 +2110,7 @@ impl World {
             }
             FaultKind::DcsOutage => {
                 desc = "store outage".into();
+                targets.push(0); // a marker: `heal` clears it, and the end then does nothing
                 self.store_down += 1;
                 self.store_refuses = self.rng.chance(0.5);
                 self.check.count("fault_dcs_outage");
@@ -1989,12 +2179,21 @@ impl World {
                 self.nodes[i].stale_view = Some(view);
                 self.check.count("fault_stale_reads");
             }
-            FaultKind::Switchover(t) => {
-                let to = t.map(|t| self.resolve(t));
-                let to_name = to.map(|i| self.nodes[i].name.clone());
-                desc = format!("operator: switchover to {}", to_name.as_deref().unwrap_or("the best"));
-                self.operator_request(SwitchoverKind::Switchover, to_name);
+            FaultKind::Switchover { to, from, delay } => {
+                let to = to.map(|t| self.resolve(t)).map(|i| self.nodes[i].name.clone());
+                let from = from.map(|t| self.resolve(t)).map(|i| self.nodes[i].name.clone());
+                desc = format!(
+                    "operator: switchover to {}{}{}",
+                    to.as_deref().unwrap_or("the best"),
+                    from.as_deref().map(|f| format!(" from {f}")).unwrap_or_default(),
+                    if delay > 0 { format!(" in {delay} ms") } else { String::new() },
+                );
+                let at = (delay > 0).then_some(self.now + delay);
+                self.operator_request(SwitchoverRequest { kind: SwitchoverKind::Switchover, from, to, at_wall_ms: at });
                 self.check.count("operator_switchover");
+                if delay > 0 {
+                    self.check.count("operator_switchover_scheduled");
+                }
             }
             FaultKind::Pause | FaultKind::Resume => {
                 let paused = f.kind == FaultKind::Pause;
@@ -2024,7 +2223,13 @@ impl World {
             FaultKind::Failover(t) => {
                 let i = self.resolve(t);
                 desc = format!("operator: failover to {}", self.nodes[i].name);
-                self.operator_request(SwitchoverKind::Failover, Some(self.nodes[i].name.clone()));
+                let to = Some(self.nodes[i].name.clone());
+                self.operator_request(SwitchoverRequest {
+                    kind: SwitchoverKind::Failover,
+                    from: None,
+                    to,
+                    at_wall_ms: None,
+                });
                 self.check.count("operator_failover");
             }
             FaultKind::UpstreamDown => {
@@ -2072,8 +2277,7 @@ impl World {
     fn fault_end(&mut self, k: usize) {
         let f = self.faults[k];
         let targets = std::mem::take(&mut self.fault_targets[k]);
-        let healed = targets.is_empty() && !matches!(f.kind, FaultKind::DcsOutage);
-        if healed {
+        if targets.is_empty() {
             return; // `heal` already ended it
         }
         match f.kind {
@@ -2196,8 +2400,8 @@ impl World {
         self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).map(|_| ()).map_err(|e| format!("{e:?}"))
     }
 
-    fn operator_request(&mut self, kind: SwitchoverKind, to: Option<String>) {
-        let value = Value::Switchover(SwitchoverRequest { kind, from: None, to, at_wall_ms: None });
+    fn operator_request(&mut self, request: SwitchoverRequest) {
+        let value = Value::Switchover(request);
         let op = DcsOp::Put(Write::put(value, Expect::Absent));
         if self.store_down == 0 {
             let _ = self.store_changed_by(|s, t| s.apply("cli", &op, t, t));
@@ -2268,6 +2472,7 @@ impl World {
                 let n = &self.nodes[j];
                 j != l
                     && n.up
+                    && n.cfg.tags.can_lead()
                     && n.pg.streaming
                     && n.pg.upstream_idx == Some(l)
                     && n.pg.wal.is_prefix_of(&leader.pg.wal)
@@ -2281,7 +2486,12 @@ impl World {
     /// An operator's switchover request to `to`.
     pub fn ask_switchover_to(&mut self, to: usize) {
         let name = self.nodes[to].name.clone();
-        self.operator_request(SwitchoverKind::Switchover, Some(name.clone()));
+        self.operator_request(SwitchoverRequest {
+            kind: SwitchoverKind::Switchover,
+            from: None,
+            to: Some(name.clone()),
+            at_wall_ms: None,
+        });
         self.trace.event(self.now, "switchover_asked", &[("to", &name)]);
     }
 
@@ -2303,6 +2513,7 @@ impl World {
         let eligible = self.nodes.iter().enumerate().any(|(j, n)| {
             j != l
                 && n.up
+                && n.cfg.tags.can_lead()
                 && n.pg.system_id.is_some()
                 && n.pg.wal.is_prefix_of(&leader.pg.wal)
                 && if sync { members.contains(&n.name) } else { n.pg.end().0.saturating_add(max_lag) >= status_lsn.0 }
@@ -2314,6 +2525,22 @@ impl World {
         self.crash(l);
         self.trace.event(self.now, "stopped_for_good", &[("node", &name)]);
         Some(l)
+    }
+
+    /// Whether the store's settings still make this a standby cluster.
+    pub fn standby_active(&self) -> bool {
+        self.standby_active
+    }
+
+    /// After the final failover a replica's machine stops for good (a member removed from
+    /// the cluster): the highest-numbered running machine other than the leader. Returns it.
+    pub fn remove_replica_for_good(&mut self) -> Option<usize> {
+        let l = self.leader()?;
+        let gone = (0..self.nodes.len()).rev().find(|&j| j != l && self.nodes[j].up)?;
+        let name = self.nodes[gone].name.clone();
+        self.crash(gone);
+        self.trace.event(self.now, "removed_for_good", &[("node", &name)]);
+        Some(gone)
     }
 
     /// Number of members the store lists as running replicas or primaries.

@@ -87,7 +87,7 @@ fn switchover_hands_over_without_losing_writes() {
     let old = w.writable()[0];
     let target = (old + 1) % 3;
     let acked_before = w.acked_total;
-    inject(&mut w, 0, FaultKind::Switchover(Some(Target::Node(target))));
+    inject(&mut w, 0, FaultKind::Switchover { to: Some(Target::Node(target)), from: None, delay: 0 });
     let took = w.run_until_cond(30_000, |w| w.writable() == vec![target]);
     assert!(took.is_some(), "switchover did not happen");
     w.run_until_cond(20_000, World::converged).expect("old primary follows");
