@@ -18,8 +18,8 @@ use hacore::dcs::{ClusterView, Dcs, DcsError, DcsOp, DcsReply, FailsafeMember, M
 use hacore::memdcs::Clock;
 use hacore::observation::SyncStandbys;
 use hacore::{
-    step, Done, FailsafeRequest, Failure, Memory, Millis, NodeStatus, Observation, OpId, Outcome, PeerReport,
-    PeerStatus, Reason, StopMode,
+    step, Done, FailsafeRequest, Failure, GuardState, Memory, Millis, NodeStatus, Observation, OpId, Outcome,
+    PeerReport, PeerStatus, Reason, StopMode,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -651,11 +651,11 @@ impl<D: Dcs + 'static> Daemon<D> {
         }
     }
 
-    async fn ensure_dcs(&mut self) {
+    async fn ensure_dcs(&mut self, limit: Millis) {
         if self.dcs.is_some() {
             return;
         }
-        let limit = Duration::from_millis(self.settings().retry_timeout);
+        let limit = Duration::from_millis(limit);
         let r = match tokio::time::timeout(limit, (self.connector)()).await {
             Ok(r) => r,
             Err(_) => Err(DcsError::Unavailable(format!("no connection within {limit:?}"))),
@@ -691,12 +691,24 @@ impl<D: Dcs + 'static> Daemon<D> {
 
     /// One loop: returns how long to sleep at most.
     async fn once(&mut self) -> Millis {
-        self.ensure_dcs().await;
-        let dcs = self.dcs.clone();
         // While PostgreSQL may be writable the step must come before the deadline (to arm
         // the guard with a failsafe extension, or to fence): a hanging read cannot delay it.
-        let writable_until = self.shared.lock().status.writable_until;
+        // A daemon that just started does not know whether it holds the lease: PostgreSQL
+        // may be writable on nothing but the deadline the guard holds, so its first store
+        // calls end by then, and at once when the guard holds none (its first step fences
+        // an unleased writable PostgreSQL; a store that does not answer must not delay that).
+        let writable_until = if self.tick <= 1 {
+            let now = self.clock.now();
+            Some(match self.guard.state().await {
+                GuardState::Armed { deadline, .. } if deadline > now => deadline,
+                _ => now,
+            })
+        } else {
+            self.shared.lock().status.writable_until
+        };
         let read_limit = self.io_limit(writable_until);
+        self.ensure_dcs(read_limit).await;
+        let dcs = self.dcs.clone();
         let started = std::time::Instant::now();
         let read = async {
             let t0 = std::time::Instant::now();

@@ -93,6 +93,9 @@ pub enum FaultKind {
     /// An operator restarts PostgreSQL on a node (`POST /restart`): the request stands
     /// for a ttl, as the REST call waits.
     Restart(Target),
+    /// The daemon alone dies and starts again at once (a crash, an upgrade): PostgreSQL
+    /// and the guard run on.
+    RestartDaemon(Target),
     /// A standby cluster's upstream (the other site's primary) is unreachable.
     UpstreamDown,
     /// The upstream fails over: its WAL continues on a new timeline.
@@ -125,6 +128,7 @@ impl FaultKind {
         "resume",
         "set-ttl",
         "restart",
+        "restart-daemon",
         "upstream-down",
         "upstream-failover",
         "promote-cluster",
@@ -154,6 +158,7 @@ impl FaultKind {
             FaultKind::Resume => "resume",
             FaultKind::SetTtl(_) => "set-ttl",
             FaultKind::Restart(_) => "restart",
+            FaultKind::RestartDaemon(_) => "restart-daemon",
             FaultKind::UpstreamDown => "upstream-down",
             FaultKind::UpstreamFailover => "upstream-failover",
             FaultKind::PromoteCluster => "promote-cluster",
@@ -175,6 +180,7 @@ impl FaultKind {
                 | FaultKind::Resume
                 | FaultKind::SetTtl(_)
                 | FaultKind::Restart(_)
+                | FaultKind::RestartDaemon(_)
                 | FaultKind::UpstreamFailover
                 | FaultKind::PromoteCluster
         )
@@ -218,7 +224,7 @@ impl Schedule {
         // What an operator's switchover request names besides the candidate, from a stream
         // of its own (the schedule's other draws stay those of earlier versions).
         let mut extras = Rng::stream(seed, "switchover-extras");
-        for k in 0..19 {
+        for k in 0..20 {
             if !r.chance(0.55) {
                 continue;
             }
@@ -265,7 +271,8 @@ impl Schedule {
                     }
                     // An operator retunes the ttl (the world refuses what validation would).
                     17 => FaultKind::SetTtl(r.range(ttl / 2, ttl * 2)),
-                    _ => FaultKind::Restart(target(&mut r)),
+                    18 => FaultKind::Restart(target(&mut r)),
+                    _ => FaultKind::RestartDaemon(target(&mut r)),
                 };
                 let dur = if kind.lasts() {
                     match kind {
@@ -384,7 +391,8 @@ impl fmt::Display for Fault {
             | FaultKind::FailPg(t)
             | FaultKind::FailPgOnce(t)
             | FaultKind::StaleReads(t)
-            | FaultKind::Restart(t) => write!(f, " {t}")?,
+            | FaultKind::Restart(t)
+            | FaultKind::RestartDaemon(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
             FaultKind::CutPeer(a, b, d) => write!(f, " {a} {b} {d}")?,
             FaultKind::DcsOutage
@@ -513,6 +521,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "resume" => FaultKind::Resume,
         "set-ttl" => FaultKind::SetTtl(parse_duration(arg(0)?)?),
         "restart" => FaultKind::Restart(parse_target(arg(0)?)?),
+        "restart-daemon" => FaultKind::RestartDaemon(parse_target(arg(0)?)?),
         "upstream-down" => FaultKind::UpstreamDown,
         "upstream-failover" => FaultKind::UpstreamFailover,
         "promote-cluster" => FaultKind::PromoteCluster,

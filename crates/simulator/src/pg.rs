@@ -192,6 +192,10 @@ pub struct SimPg {
     pub hung: bool,
     /// Records replayed (a standby replays what it received with a delay).
     pub replayed: usize,
+    /// `pg_control`'s minimum recovery point, in records: after a rewind or a clone the
+    /// data is consistent only once replay reaches it, and until then a standby accepts
+    /// no connections ("the database system is not yet accepting connections").
+    pub min_recovery: usize,
 }
 
 impl SimPg {
@@ -219,17 +223,26 @@ impl SimPg {
         self.end()
     }
 
-    /// A copy of this data directory as a clone makes it: a standby with all of the WAL.
+    /// A copy of this data directory as a clone makes it: a standby with all of the WAL,
+    /// consistent once it has replayed from the backup's checkpoint (modelled as the last
+    /// hundredth of the WAL, at least one record) to the end of the backup.
     pub fn copy(&self) -> SimPg {
+        let len = self.wal.len();
         SimPg {
             system_id: self.system_id,
             wal: self.wal.clone(),
             history: self.history.clone(),
             timeline: self.timeline,
             role: Some(Role::Standby),
-            replayed: self.wal.len(),
+            replayed: len.saturating_sub((len / 100).max(1)),
+            min_recovery: len,
             ..SimPg::default()
         }
+    }
+
+    /// Whether its data is consistent (replay reached the minimum recovery point).
+    pub fn consistent(&self) -> bool {
+        self.replayed >= self.min_recovery
     }
 
     /// Promotes: a fork to `timeline` at the end of the WAL.
@@ -261,7 +274,7 @@ impl SimPg {
 
     /// What the shell would observe.
     pub fn observe(&self, standbys: Vec<StandbyState>) -> PgObservation {
-        let responsive = self.running && !self.hung;
+        let responsive = self.running && !self.hung && (self.role != Some(Role::Standby) || self.consistent());
         PgObservation {
             data: self.system_id.map_or(DataDir::Empty, |system_id| DataDir::Present { system_id }),
             running: self.running,

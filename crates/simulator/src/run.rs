@@ -73,10 +73,11 @@ pub fn failover_gap_bound(p: &Params) -> Millis {
 
 /// The longest write gap the final switchover may take: the old primary stops fast (the
 /// shutdown checkpoint reaches the candidate), a loop of the old leader, the transfer, the
-/// candidate's claim and fork record, replay and promotion.
+/// candidate's claim and fork record, replay and promotion; eight store round trips (with
+/// a store slower than the loop every step also renews the lease first).
 pub fn switchover_gap_bound(p: &Params) -> Millis {
     let d = &p.durations;
-    p.settings.loop_wait + d.stop_fast + d.stop_fast / 4 + 12 * p.dcs_latency.1 + promotion(p) + 1_000
+    p.settings.loop_wait + d.stop_fast + d.stop_fast / 4 + 16 * p.dcs_latency.1 + promotion(p) + 1_000
 }
 
 /// The longest promotion: its duration (the simulation draws up to a quarter more) and
@@ -138,6 +139,23 @@ fn final_switchover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &
         format!("L1: a switchover from {from} to {to}, asked of the converged cluster, did not end within {bound} ms"),
     );
     "final_switchover_failed"
+}
+
+/// The leader's daemon restarts (an upgrade, a crash of the daemon alone) while its guard
+/// holds the lease's deadline: the new daemon adopts the deadline and claims the record, and
+/// PostgreSQL stays writable throughout (without the guard it is fenced, by design).
+fn final_daemon_restart(w: &mut World) -> &'static str {
+    let Some(l) = w.leader().filter(|&l| w.p.guard && !w.standby_active() && w.is_writable(l)) else {
+        return "final_daemon_restart_not_allowed";
+    };
+    w.restart_daemon(l);
+    let name = w.nodes[l].name.clone();
+    let ttl = w.p.settings.ttl;
+    if let Some(t) = w.run_until_cond(2 * ttl, |w| !w.is_writable(l) || w.leader() != Some(l)) {
+        w.violation(format!("A1: {t} ms after its daemon restarted, {name} no longer leads a writable PostgreSQL"));
+        return "final_daemon_restart_failed";
+    }
+    "final_daemon_restart"
 }
 
 /// The leader's machine stops for good: the rest must converge again.
@@ -251,6 +269,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.p.p_reply_lost = 0.0;
             w.run_for(w.p.settings.retry_timeout); // what was lost before times out now
             let switchover = final_switchover(&mut w, bound, &mut switchover_gap);
+            let restart = final_daemon_restart(&mut w);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
                 _ => final_failover(&mut w, bound, &mut failover_gap),
@@ -261,6 +280,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             };
             w.check.counters = counters;
             w.check.count(switchover);
+            w.check.count(restart);
             w.check.count(failover);
             w.check.count(departure);
         }

@@ -182,12 +182,14 @@ impl Scenario {
                             "nosync" => t.nosync = true,
                             "clonefrom" => t.clonefrom = true,
                             "noloadbalance" => t.noloadbalance = true,
-                            _ => t.failover_priority =
-                                w.strip_prefix("priority=").and_then(|v| v.parse().ok()).ok_or_else(|| {
-                                    err(format!(
+                            _ => {
+                                t.failover_priority =
+                                    w.strip_prefix("priority=").and_then(|v| v.parse().ok()).ok_or_else(|| {
+                                        err(format!(
                                         "unknown tag {w:?} (nofailover, nosync, clonefrom, noloadbalance, priority=N)"
                                     ))
-                                })?,
+                                    })?
+                            }
                         }
                     }
                 }

@@ -116,9 +116,18 @@ pub struct Node {
     in_flux: bool,
     /// When a peer last woke this daemon (wake-ups closer than 100 ms are dropped).
     last_peer_wake: Option<Millis>,
+    /// The daemon has not stepped since it started: it does not know whether it holds the
+    /// lease, and (as hashell does) bounds its first store calls by the guard's deadline.
+    fresh: bool,
     next_wake: Millis,
     machine: u64,
-    ops: BTreeMap<u64, SimOp>,
+    /// The daemon process: a restart of the daemon alone (PostgreSQL and the guard run on)
+    /// orphans its store requests and the outcomes of its operations.
+    daemon: u64,
+    /// Long operations in flight by sequence number: the action id, the operation, and the
+    /// daemon that started it (its outcome reaches only that daemon).
+    ops: BTreeMap<u64, (OpId, SimOp, u64)>,
+    op_seq: u64,
     /// Operations started while PostgreSQL was slow, with when they would have ended at
     /// normal speed: once the slowness ends they finish by then (a recovered disk does
     /// not keep a started operation slow).
@@ -161,6 +170,7 @@ struct Req {
     /// the node may write until (the shell's contract: a store call never delays a fence).
     give_up_local: Millis,
     machine: u64,
+    daemon: u64,
     first_half: Option<ClusterView>,
 }
 
@@ -171,7 +181,7 @@ enum Ev {
     ReadTail { req: u64 },
     Reply { req: u64 },
     Timeout { req: u64 },
-    OpDone { node: usize, id: OpId, machine: u64 },
+    OpDone { node: usize, seq: u64, machine: u64 },
     Guard { node: usize, deadline: Millis, machine: u64 },
     Tick,
     Expire,
@@ -365,9 +375,12 @@ impl World {
                     moved: false,
                     in_flux: false,
                     last_peer_wake: None,
+                    fresh: true,
                     next_wake: 0,
                     machine: 0,
+                    daemon: 0,
                     ops: BTreeMap::new(),
+                    op_seq: 0,
                     slowed: BTreeMap::new(),
                     held: Vec::new(),
                     epoch: 0,
@@ -723,7 +736,7 @@ impl World {
                 self.reply(req, result)
             }
             Ev::Timeout { req } => self.reply(req, None),
-            Ev::OpDone { node, id, machine } => self.op_done(node, id, machine),
+            Ev::OpDone { node, seq, machine } => self.op_done(node, seq, machine),
             Ev::Guard { node, deadline, machine } => self.guard_fires(node, deadline, machine),
             Ev::Tick => {
                 self.tick();
@@ -817,10 +830,17 @@ impl World {
         let n = &self.nodes[node];
         let sent_local = n.local(self.now);
         let mut give_up_local = sent_local + self.p.settings.retry_timeout;
-        if let Some(until) = n.status.writable_until {
+        if n.fresh {
+            // A daemon that just started: PostgreSQL may be writable on the guard's deadline
+            // alone, so its first calls end by then, and at once (50 ms, hashell's floor)
+            // without one.
+            let guard = n.guard.map(|g| g.0).filter(|&d| self.p.guard && d > sent_local);
+            give_up_local = give_up_local.min(guard.unwrap_or(sent_local + 50));
+        } else if let Some(until) = n.status.writable_until {
             give_up_local = give_up_local.min(until.max(sent_local + 1));
         }
-        let req = Req { node, op, result: None, sent_local, give_up_local, machine: n.machine, first_half: None };
+        let (machine, daemon) = (n.machine, n.daemon);
+        let req = Req { node, op, result: None, sent_local, give_up_local, machine, daemon, first_half: None };
         self.reqs.insert(id, Box::new(req));
         let give_up = self.nodes[node].clock.global(give_up_local).max(self.now + 1);
         if op_is_read && self.nodes[node].stale_view.is_some() {
@@ -950,7 +970,7 @@ impl World {
     fn reply(&mut self, id: u64, result: Option<Result<Reply, DcsError>>) {
         let Some(req) = self.reqs.get(&id) else { return };
         let node = req.node;
-        if req.machine != self.nodes[node].machine {
+        if req.machine != self.nodes[node].machine || req.daemon != self.nodes[node].daemon {
             self.reqs.remove(&id);
             return;
         }
@@ -1106,6 +1126,7 @@ impl World {
                 || v.members.iter().any(|m| matches!(m.value.role, MemberRole::Candidate | MemberRole::Fencing))
         });
         let d = step(&n.cfg, &n.mem, &obs, now_local);
+        n.fresh = false;
         if d.memory.restarting && !n.mem.restarting {
             n.restart_until = None;
             self.check.count("restart");
@@ -1350,12 +1371,15 @@ impl World {
         if let Some((id, took, op)) = long {
             let normal = took + self.rng.range(0, took / 4 + 1);
             let took = normal + took * (self.nodes[i].slow - 1);
-            if self.nodes[i].slow > 1 {
-                self.nodes[i].slowed.insert(id.0, self.now + normal);
+            let n = &mut self.nodes[i];
+            n.op_seq += 1;
+            let seq = n.op_seq;
+            if n.slow > 1 {
+                n.slowed.insert(seq, self.now + normal);
             }
-            self.nodes[i].ops.insert(id.0, op);
-            let machine = self.nodes[i].machine;
-            self.push(self.now + took, Ev::OpDone { node: i, id, machine });
+            n.ops.insert(seq, (id, op, n.daemon));
+            let machine = n.machine;
+            self.push(self.now + took, Ev::OpDone { node: i, seq, machine });
             return;
         }
         self.nodes[i].urgent |= matches!(
@@ -1440,17 +1464,17 @@ impl World {
         }
     }
 
-    fn op_done(&mut self, i: usize, id: OpId, machine: u64) {
+    fn op_done(&mut self, i: usize, seq: u64, machine: u64) {
         if self.nodes[i].machine != machine {
             return;
         }
-        let Some(op) = self.nodes[i].ops.remove(&id.0) else { return };
+        let Some((id, op, daemon)) = self.nodes[i].ops.remove(&seq) else { return };
         // Promotion completes only once everything received is replayed.
         if let SimOp::Promote { .. } = op {
             let n = &self.nodes[i];
             if n.pg.running && n.pg.role == Some(Role::Standby) && n.pg.replayed < n.pg.wal.len() {
-                self.nodes[i].ops.insert(id.0, op);
-                self.push(self.now + self.p.tick, Ev::OpDone { node: i, id, machine });
+                self.nodes[i].ops.insert(seq, (id, op, daemon));
+                self.push(self.now + self.p.tick, Ev::OpDone { node: i, seq, machine });
                 return;
             }
         }
@@ -1467,6 +1491,9 @@ impl World {
             let name = self.nodes[i].name.clone();
             let what = format!("#{} {result:?}", id.0);
             self.trace.note(self.now, "outcome", &[("node", &name), ("outcome", &what)]);
+        }
+        if daemon != self.nodes[i].daemon {
+            return; // the daemon that started it is gone; its successor never asked
         }
         self.nodes[i].outcomes.push(Outcome { id, result });
         if !self.nodes[i].paused {
@@ -1534,7 +1561,10 @@ impl World {
                 n.pg.history = history;
                 n.pg.timeline = timeline;
                 n.pg.role = Some(Role::Standby);
-                n.pg.replayed = len;
+                // What came from the source is replayed once the node starts (from the
+                // last common checkpoint, modelled as the fork point).
+                n.pg.replayed = common;
+                n.pg.min_recovery = len;
                 n.epoch += 1;
                 n.restarted_from_copy = true;
                 let name = n.name.clone();
@@ -1566,6 +1596,9 @@ impl World {
                 n.pg.upstream_idx = idx;
                 n.pg.streaming = false;
                 n.restarted_from_copy = false;
+                // Recovery replays the local WAL first, as it replays what streams in.
+                let len = n.pg.wal.len();
+                n.receipts.push_back((self.now, len));
                 Ok(Done::Ok)
             }
             SimOp::Stop { mode } => {
@@ -1643,9 +1676,14 @@ impl World {
         self.replicate(false);
         let now = self.now;
         for n in &mut self.nodes {
-            if !n.pg.running || n.pg.role == Some(Role::Primary) {
-                // A primary has replayed everything; a stopped standby replays on start.
+            if n.pg.role == Some(Role::Primary) {
+                // A primary has replayed everything.
                 n.pg.replayed = n.pg.wal.len();
+                n.receipts.clear();
+                continue;
+            }
+            if !n.pg.running {
+                // A stopped standby replays what it has once it starts.
                 n.receipts.clear();
                 continue;
             }
@@ -1885,6 +1923,14 @@ impl World {
     /// S3, when a node takes a new term or decides to promote: against what it knew then
     /// (the peers' election reports in that step's observation).
     fn check_promotion_decision(&mut self, i: usize, peers: &[PeerReport]) {
+        let pg = &self.nodes[i].pg;
+        if !pg.consistent() {
+            let msg = format!(
+                "S4: {} leads before its data is consistent (replayed {} of the {} records a rewind or clone requires)",
+                self.nodes[i].name, pg.replayed, pg.min_recovery
+            );
+            self.violation(msg);
+        }
         let me = self.nodes[i].pg.end();
         for p in peers {
             let Some(e) = p.status.as_ref().and_then(|st| st.election) else { continue };
@@ -2220,6 +2266,12 @@ impl World {
                 self.nodes[i].restart_until = Some(self.now + ttl);
                 self.check.count("operator_restart");
             }
+            FaultKind::RestartDaemon(t) => {
+                let i = self.resolve(t);
+                desc = format!("restart the daemon on {}", self.nodes[i].name);
+                self.restart_daemon(i);
+                self.check.count("fault_restart_daemon");
+            }
             FaultKind::Failover(t) => {
                 let i = self.resolve(t);
                 desc = format!("operator: failover to {}", self.nodes[i].name);
@@ -2346,11 +2398,39 @@ impl World {
     fn end_slowness(&mut self, i: usize) {
         self.nodes[i].slow = 1;
         let machine = self.nodes[i].machine;
-        for (id, end) in std::mem::take(&mut self.nodes[i].slowed) {
-            if self.nodes[i].ops.contains_key(&id) {
-                self.push(end.max(self.now), Ev::OpDone { node: i, id: OpId(id), machine });
+        for (seq, end) in std::mem::take(&mut self.nodes[i].slowed) {
+            if self.nodes[i].ops.contains_key(&seq) {
+                self.push(end.max(self.now), Ev::OpDone { node: i, seq, machine });
             }
         }
+    }
+
+    /// The daemon alone dies and starts again (a crash, an upgrade): PostgreSQL and the
+    /// guard run on; the new process starts from empty memory (hashell does not persist
+    /// it), and what the old one had in flight (store requests, operations) never reports
+    /// to it.
+    pub fn restart_daemon(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if !n.up {
+            return;
+        }
+        n.daemon += 1;
+        n.fresh = true;
+        n.mem = Memory::default();
+        n.status = NodeStatus::default();
+        n.paused = false;
+        n.outcomes.clear();
+        n.held.clear();
+        n.background.clear();
+        n.background_reqs.clear();
+        n.phase = Phase::Idle;
+        n.wake_at = None;
+        n.wake_gen += 1;
+        n.wake_soon = false;
+        n.urgent = false;
+        n.moved = false;
+        n.quick_steps = 0;
+        self.schedule_wake(i, self.now + 200);
     }
 
     fn restart(&mut self, i: usize) {
@@ -2359,6 +2439,7 @@ impl World {
             return;
         }
         n.up = true;
+        n.fresh = true;
         n.mem = Memory::default();
         n.status = NodeStatus::default();
         self.schedule_wake(i, self.now);
