@@ -233,6 +233,10 @@ pub struct Memory {
     pub applied: Option<(Version, ClusterSettings)>,
     /// Highest term seen anywhere.
     pub max_term: Term,
+    /// Longest ttl seen in a leader record or the applied settings since this memory began:
+    /// how long an undecodable leader record must age before it is replaced.
+    #[serde(default)]
+    pub ttl_seen: Millis,
     /// Last time a keepalive was sent (non-leaders).
     pub keepalive_at: Option<Millis>,
     /// Last time the leader's status record was written, and the LSN written.

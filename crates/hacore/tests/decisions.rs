@@ -117,6 +117,17 @@ table!(
 );
 
 table!(
+    reinitializing_sync_standby_clones_from_the_leader,
+    "a published synchronous standby rebuilds its data from the leader, not the clonefrom replica that may lack acknowledged commits",
+    Scenario::cluster3("n2")
+        .settings(|s| s.synchronous_mode = SyncMode::On)
+        .sync("n1", 3, &["n2"])
+        .pg_stopped(1, AT, true)
+        .member_tags("n3", |t| t.clonefrom = true)
+        .reinit()
+);
+
+table!(
     system_id_mismatch_refuses,
     "local data belongs to another cluster: refuse, never overwrite",
     Scenario::cluster3("n2").pg_stopped(1, AT, true).pg(|p| p.data = hacore::DataDir::Present { system_id: 99 })
@@ -432,6 +443,17 @@ table!(
     "the garbage leader key aged a ttl unchanged: replace it by CAS on its version",
     Scenario::cluster3("n2").leader_dead().corrupt_leader(77).pg_replica(1, AT, None, false).peer("n3", None).memory(
         |m| m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(77), since: 80_000 })
+    )
+);
+
+table!(
+    corrupt_leader_record_ages_for_the_longest_ttl_seen,
+    "the garbage leader key aged this node's ttl (10 s) but not the 30 s its holder may have been granted: keep waiting",
+    Scenario::cluster3("n2").leader_dead().corrupt_leader(77).pg_replica(1, AT, None, false).peer("n3", None).memory(
+        |m| {
+            m.leader_seen = Some(hacore::memory::Seen { name: String::new(), version: Version(77), since: 80_000 });
+            m.ttl_seen = 30_000;
+        }
     )
 );
 
@@ -937,6 +959,28 @@ table!(
     leader_writes_missing_config,
     "no config key yet: the leader writes its defaults (create-if-absent)",
     Scenario::cluster3("n1").no_config()
+);
+
+table!(
+    reinitialize_clone_failed_backs_off,
+    "the reinitializing clone failed half a loop ago: wait before cloning again",
+    Scenario::cluster3("n2").pg_stopped(1, AT, true).reinit().memory(|m| {
+        m.last_failure = Some(hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 });
+    })
+);
+
+table!(
+    diverged_rewind_waits_after_a_failed_clone,
+    "a clone failed half a loop ago and the node is diverged: the rewind waits a loop too (both rebuild the data)",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| {
+            m.lease = None;
+            m.last_failure = Some(hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 });
+        })
+        .pg_stopped(1, AT + 0x300, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
 );
 
 table!(

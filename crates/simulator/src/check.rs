@@ -166,7 +166,7 @@ pub fn member_rewrite(
 
 /// T4, the clone source: a node that builds its data (a new member, or one asked to
 /// reinitialize) clones from a running replica tagged `clonefrom` when the view it decided
-/// on lists one, else from the leader, never from itself or a node the view does not show
+/// on lists one (unless it is a published synchronous standby), else from the leader, never from itself or a node the view does not show
 /// as a source. Checked on every `Clone` a step issues; returns what is wrong, if anything.
 pub fn clone_source(name: &str, obs: &hacore::Observation, actions: &[hacore::action::Action]) -> Option<String> {
     use hacore::dcs::MemberRole;
@@ -188,7 +188,14 @@ pub fn clone_source(name: &str, obs: &hacore::Observation, actions: &[hacore::ac
         .map(|m| m.value.name.as_str())
         .collect();
     let leader = view.leader.as_ref().map(|l| l.value.holder.as_str());
-    let ok = if preferred.is_empty() { leader == Some(from.as_str()) } else { preferred.contains(&from.as_str()) };
+    // A published synchronous standby must hold every acknowledged commit (S2): a replica
+    // may lack some, so it copies the leader.
+    let sync_member = view.sync.as_ref().is_some_and(|s| s.value.members.iter().any(|m| m == name));
+    let ok = if preferred.is_empty() || sync_member {
+        leader == Some(from.as_str())
+    } else {
+        preferred.contains(&from.as_str())
+    };
     (!ok).then(|| {
         format!(
             "T4: {name} clones from {from}, but the view it decided on offers {} (clonefrom) and the leader {leader:?}",

@@ -96,6 +96,12 @@ pub enum FaultKind {
     /// The daemon alone dies and starts again at once (a crash, an upgrade): PostgreSQL
     /// and the guard run on.
     RestartDaemon(Target),
+    /// An operator asks a node to rebuild its data from another member (`POST
+    /// /reinitialize`); refused on the leader, as by hashell.
+    Reinitialize(Target),
+    /// The leader key is overwritten with bytes no member can decode (a bad manual write,
+    /// a buggy client): members take it over once it has aged a full ttl.
+    CorruptLeader,
     /// A standby cluster's upstream (the other site's primary) is unreachable.
     UpstreamDown,
     /// The upstream fails over: its WAL continues on a new timeline.
@@ -129,6 +135,8 @@ impl FaultKind {
         "set-ttl",
         "restart",
         "restart-daemon",
+        "reinitialize",
+        "corrupt-leader",
         "upstream-down",
         "upstream-failover",
         "promote-cluster",
@@ -159,6 +167,8 @@ impl FaultKind {
             FaultKind::SetTtl(_) => "set-ttl",
             FaultKind::Restart(_) => "restart",
             FaultKind::RestartDaemon(_) => "restart-daemon",
+            FaultKind::Reinitialize(_) => "reinitialize",
+            FaultKind::CorruptLeader => "corrupt-leader",
             FaultKind::UpstreamDown => "upstream-down",
             FaultKind::UpstreamFailover => "upstream-failover",
             FaultKind::PromoteCluster => "promote-cluster",
@@ -181,6 +191,8 @@ impl FaultKind {
                 | FaultKind::SetTtl(_)
                 | FaultKind::Restart(_)
                 | FaultKind::RestartDaemon(_)
+                | FaultKind::Reinitialize(_)
+                | FaultKind::CorruptLeader
                 | FaultKind::UpstreamFailover
                 | FaultKind::PromoteCluster
         )
@@ -224,7 +236,7 @@ impl Schedule {
         // What an operator's switchover request names besides the candidate, from a stream
         // of its own (the schedule's other draws stay those of earlier versions).
         let mut extras = Rng::stream(seed, "switchover-extras");
-        for k in 0..20 {
+        for k in 0..22 {
             if !r.chance(0.55) {
                 continue;
             }
@@ -272,7 +284,9 @@ impl Schedule {
                     // An operator retunes the ttl (the world refuses what validation would).
                     17 => FaultKind::SetTtl(r.range(ttl / 2, ttl * 2)),
                     18 => FaultKind::Restart(target(&mut r)),
-                    _ => FaultKind::RestartDaemon(target(&mut r)),
+                    19 => FaultKind::RestartDaemon(target(&mut r)),
+                    20 => FaultKind::Reinitialize(target(&mut r)),
+                    _ => FaultKind::CorruptLeader,
                 };
                 let dur = if kind.lasts() {
                     match kind {
@@ -392,7 +406,8 @@ impl fmt::Display for Fault {
             | FaultKind::FailPgOnce(t)
             | FaultKind::StaleReads(t)
             | FaultKind::Restart(t)
-            | FaultKind::RestartDaemon(t) => write!(f, " {t}")?,
+            | FaultKind::RestartDaemon(t)
+            | FaultKind::Reinitialize(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
             FaultKind::CutPeer(a, b, d) => write!(f, " {a} {b} {d}")?,
             FaultKind::DcsOutage
@@ -401,7 +416,8 @@ impl fmt::Display for Fault {
             | FaultKind::Resume
             | FaultKind::UpstreamDown
             | FaultKind::UpstreamFailover
-            | FaultKind::PromoteCluster => {}
+            | FaultKind::PromoteCluster
+            | FaultKind::CorruptLeader => {}
             FaultKind::SetTtl(t) => write!(f, " {}", ms(t))?,
             FaultKind::ClockJump(t, j) => write!(f, " {t} {j}ms")?,
             FaultKind::Drift(t, p) => write!(f, " {t} {p}ppm")?,
@@ -522,6 +538,8 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "set-ttl" => FaultKind::SetTtl(parse_duration(arg(0)?)?),
         "restart" => FaultKind::Restart(parse_target(arg(0)?)?),
         "restart-daemon" => FaultKind::RestartDaemon(parse_target(arg(0)?)?),
+        "reinitialize" => FaultKind::Reinitialize(parse_target(arg(0)?)?),
+        "corrupt-leader" => FaultKind::CorruptLeader,
         "upstream-down" => FaultKind::UpstreamDown,
         "upstream-failover" => FaultKind::UpstreamFailover,
         "promote-cluster" => FaultKind::PromoteCluster,

@@ -116,6 +116,17 @@ pub struct Node {
     in_flux: bool,
     /// When a peer last woke this daemon (wake-ups closer than 100 ms are dropped).
     last_peer_wake: Option<Millis>,
+    /// The machine and daemon that ran the last rewind or clone: the core's rule that a
+    /// node is not eligible until replay reaches its minimum recovery point lives in that
+    /// daemon's memory (checked while it lives; after a restart PostgreSQL's own recovery
+    /// is what holds, see the stated limits).
+    copied_in: Option<(u64, u64)>,
+    /// An operator asked this daemon to reinitialize (`POST /reinitialize`): the request
+    /// holds until the clone starts, as in hashell.
+    reinit: bool,
+    /// Long operations of this daemon that failed, by kind, and when its core learnt it
+    /// (local clock): R5 paces their retries.
+    failed: Vec<(hacore::memory::PgOpKind, Millis)>,
     /// The daemon has not stepped since it started: it does not know whether it holds the
     /// lease, and (as hashell does) bounds its first store calls by the guard's deadline.
     fresh: bool,
@@ -376,6 +387,9 @@ impl World {
                     in_flux: false,
                     last_peer_wake: None,
                     fresh: true,
+                    failed: Vec::new(),
+                    reinit: false,
+                    copied_in: None,
                     next_wake: 0,
                     machine: 0,
                     daemon: 0,
@@ -1116,6 +1130,7 @@ impl World {
             requests: LocalRequests {
                 restart: n.restart_until.is_some_and(|until| self.now < until),
                 switchover_due,
+                reinitialize: n.reinit || n.requests.reinitialize,
                 ..std::mem::take(&mut n.requests)
             },
             wall_time_ms: self.now,
@@ -1127,6 +1142,18 @@ impl World {
         });
         let d = step(&n.cfg, &n.mem, &obs, now_local);
         n.fresh = false;
+        // The request holds until the clone starts; a node that leads now never runs it.
+        let cloning = d.actions.iter().any(|a| matches!(a, Action::Clone { .. }));
+        if n.reinit && cloning {
+            self.check.count("reinitialized");
+        }
+        if cloning || d.status.role == MemberRole::Primary {
+            n.reinit = false;
+        }
+        if let Some(msg) = retried_too_soon(n, &obs, &d, now_local) {
+            self.violation(msg);
+        }
+        let n = &mut self.nodes[i];
         if d.memory.restarting && !n.mem.restarting {
             n.restart_until = None;
             self.check.count("restart");
@@ -1565,6 +1592,7 @@ impl World {
                 // last common checkpoint, modelled as the fork point).
                 n.pg.replayed = common;
                 n.pg.min_recovery = len;
+                n.copied_in = Some((n.machine, n.daemon));
                 n.epoch += 1;
                 n.restarted_from_copy = true;
                 let name = n.name.clone();
@@ -1647,6 +1675,7 @@ impl World {
         let end = copy.end();
         let n = &mut self.nodes[i];
         n.pg = copy;
+        n.copied_in = Some((n.machine, n.daemon));
         n.epoch += 1;
         n.restarted_from_copy = true;
         Done::ConsistentAt(end)
@@ -1923,8 +1952,9 @@ impl World {
     /// S3, when a node takes a new term or decides to promote: against what it knew then
     /// (the peers' election reports in that step's observation).
     fn check_promotion_decision(&mut self, i: usize, peers: &[PeerReport]) {
-        let pg = &self.nodes[i].pg;
-        if !pg.consistent() {
+        let n = &self.nodes[i];
+        let pg = &n.pg;
+        if !pg.consistent() && n.copied_in == Some((n.machine, n.daemon)) {
             let msg = format!(
                 "S4: {} leads before its data is consistent (replayed {} of the {} records a rewind or clone requires)",
                 self.nodes[i].name, pg.replayed, pg.min_recovery
@@ -2266,6 +2296,35 @@ impl World {
                 self.nodes[i].restart_until = Some(self.now + ttl);
                 self.check.count("operator_restart");
             }
+            FaultKind::Reinitialize(t) => {
+                let i = self.resolve(t);
+                let n = &self.nodes[i];
+                // Refused as hashell refuses it: on the leader, before the first read, paused.
+                let refused =
+                    if n.status.leader.as_deref() == Some(n.name.as_str()) || n.status.role == MemberRole::Primary {
+                        Some("the node leads")
+                    } else if n.status.reason == Reason::Starting {
+                        Some("the node has not read the store yet")
+                    } else if n.status.paused {
+                        Some("the cluster is paused")
+                    } else {
+                        None
+                    };
+                desc = match refused {
+                    Some(why) => format!("operator: reinitialize {} refused: {why}", n.name),
+                    None => format!("operator: reinitialize {}", n.name),
+                };
+                if refused.is_none() {
+                    self.nodes[i].reinit = true;
+                    self.nudge(i, 0);
+                }
+                self.check.count("operator_reinitialize");
+            }
+            FaultKind::CorruptLeader => {
+                desc = "an undecodable leader key replaces the leader record".into();
+                self.store_changed_by(|s, _| s.inject_corrupt(hacore::dcs::Key::Leader, "simulated garbage"));
+                self.check.count("fault_corrupt_leader");
+            }
             FaultKind::RestartDaemon(t) => {
                 let i = self.resolve(t);
                 desc = format!("restart the daemon on {}", self.nodes[i].name);
@@ -2377,6 +2436,7 @@ impl World {
         }
         n.up = false;
         n.machine += 1;
+        n.reinit = false;
         n.pg.running = false;
         n.pg.streaming = false;
         n.pg.hung = false;
@@ -2416,6 +2476,8 @@ impl World {
         }
         n.daemon += 1;
         n.fresh = true;
+        n.failed.clear();
+        n.reinit = false;
         n.mem = Memory::default();
         n.status = NodeStatus::default();
         n.paused = false;
@@ -2440,6 +2502,7 @@ impl World {
         }
         n.up = true;
         n.fresh = true;
+        n.failed.clear();
         n.mem = Memory::default();
         n.status = NodeStatus::default();
         self.schedule_wake(i, self.now);
@@ -2628,6 +2691,35 @@ impl World {
     pub fn members_up(&mut self) -> usize {
         self.view().members.iter().filter(|m| m.value.role != MemberRole::Stopped).count()
     }
+}
+
+/// R5, retries are paced: a start, clone or rewind that failed (or timed out, or was
+/// skipped) is not issued again by the same daemon within `loop_wait` of the step that
+/// learnt the failure. Records the failures this step learnt; returns what is wrong.
+fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: Millis) -> Option<String> {
+    use hacore::memory::PgOpKind as K;
+    if let Some(p) = n.mem.pending {
+        let failed = match obs.outcomes.iter().find(|o| o.id == p.id) {
+            Some(o) => o.result.is_err(),
+            None => now >= p.give_up_at,
+        };
+        if failed {
+            n.failed.retain(|(k, _)| *k != p.kind);
+            n.failed.push((p.kind, now));
+        }
+    }
+    let loop_wait = d.memory.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+    d.actions.iter().find_map(|a| {
+        let kind = match a {
+            Action::StartPrimary { .. } => K::StartPrimary,
+            Action::StartReplica { .. } => K::StartReplica,
+            Action::Clone { .. } => K::Clone,
+            Action::Rewind { .. } => K::Rewind,
+            _ => return None,
+        };
+        let (_, at) = n.failed.iter().find(|(k, at)| *k == kind && now < at + loop_wait)?;
+        Some(format!("R5: {} issues {kind:?} again {} ms after it failed (loop_wait {loop_wait} ms)", n.name, now - at))
+    })
 }
 
 /// `(&mut nodes[a], &nodes[b])` for `a != b`.

@@ -93,7 +93,7 @@ impl Cx<'_> {
             }
             if self.cfg.use_rewind && pg.rewind_capable && !self.mem.rewind_failed {
                 if self.backing_off(PgOpKind::Rewind) {
-                    return self.set(Reason::Rewinding, "retrying after a failed rewind");
+                    return self.set(Reason::Rewinding, "waiting a loop after a failed rewind or clone");
                 }
                 self.pg_op(PgOpKind::Rewind, |id| Action::Rewind { id, from: leader.clone() });
                 return self.set(Reason::Rewinding, format!("local {} forks from the history", pg.position()));
@@ -103,7 +103,7 @@ impl Cx<'_> {
                     .set(Reason::DivergedNeedsReinit, format!("local {} forks from the history", pg.position()));
             }
             if self.backing_off(PgOpKind::Clone) {
-                return self.set(Reason::Recloning, "retrying after a failed clone");
+                return self.set(Reason::Recloning, "waiting a loop after a failed rewind or clone");
             }
             let why = if !pg.rewind_capable || !self.cfg.use_rewind {
                 "pg_rewind unavailable (needs wal_log_hints or data checksums)"
@@ -146,8 +146,13 @@ impl Cx<'_> {
         (!explained).then_some(tl)
     }
 
-    /// Clone source: a running replica tagged `clonefrom`, else the leader.
+    /// Clone source: a running replica tagged `clonefrom`, else the leader. A member of the
+    /// published sync set clones from the leader: it must hold every acknowledged commit
+    /// (S2), and a replica may not have them all.
     fn clone_source(&self, view: &ClusterView, leader: &NodeName) -> NodeName {
+        if view.sync.as_ref().is_some_and(|s| s.value.members.iter().any(|m| m == self.me())) {
+            return leader.clone();
+        }
         view.members
             .iter()
             .find(|m| {
@@ -193,6 +198,9 @@ impl Cx<'_> {
         if pg.running {
             self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
             return self.set(Reason::Reinitializing, "stopping PostgreSQL first");
+        }
+        if self.backing_off(PgOpKind::Clone) {
+            return self.set(Reason::Reinitializing, "retrying after a failed clone");
         }
         let from = self.clone_source(view, leader);
         self.pg_op(PgOpKind::Clone, |id| Action::Clone { id, from: from.clone() });

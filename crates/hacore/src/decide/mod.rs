@@ -260,9 +260,14 @@ impl<'a> Cx<'a> {
         self.busy();
     }
 
-    /// A long operation of this kind failed less than a loop ago: wait before retrying.
+    /// A long operation of this kind failed less than a loop ago: wait before retrying. A
+    /// rewind and a clone rebuild the same data directory: a failure of either holds off
+    /// both (a failed clone followed at once by a failed rewind must not clone again at once).
     pub fn backing_off(&self, kind: PgOpKind) -> bool {
-        self.mem.last_failure.is_some_and(|f| f.kind == kind && self.now < f.at.saturating_add(self.s.loop_wait))
+        let family = |k: PgOpKind| if k == PgOpKind::Rewind { PgOpKind::Clone } else { k };
+        self.mem
+            .last_failure
+            .is_some_and(|f| family(f.kind) == family(kind) && self.now < f.at.saturating_add(self.s.loop_wait))
     }
 
     /// The reason to show while waiting for a long operation of this kind.
@@ -424,8 +429,10 @@ impl<'a> Cx<'a> {
         }
         self.wake = self.wake.min(self.s.loop_wait);
         self.mem.max_term = self.mem.max_term.max(view.term);
+        self.mem.ttl_seen = self.mem.ttl_seen.max(self.s.ttl);
         if let Some(l) = &view.leader {
             self.mem.max_term = self.mem.max_term.max(l.value.term);
+            self.mem.ttl_seen = self.mem.ttl_seen.max(l.value.ttl);
         }
         if let Some(f) = &view.failsafe {
             if f.value.members != self.mem.failsafe_set {
@@ -471,8 +478,11 @@ impl<'a> Cx<'a> {
                     LeaderState::Other(rec)
                 }
             }
+            // An undecodable record says nothing of the ttl its holder was granted: it ages
+            // for the longest ttl this node has seen (a ttl lowered since the holder's last
+            // renewal must not end the wait early).
             None => match view.corrupt_key(&Key::Leader) {
-                Some(c) if self.aged_out(view, c.version, self.s.ttl) => {
+                Some(c) if self.aged_out(view, c.version, self.mem.ttl_seen.max(self.s.ttl)) => {
                     LeaderState::Vacant(Expect::Version(c.version))
                 }
                 Some(_) => LeaderState::Unknown,

@@ -713,6 +713,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     if let Some(seen) = &m.leader_seen {
         mem.push(format!("leader record v{} unchanged since {}", seen.version, seen.since));
     }
+    if m.ttl_seen > 0 {
+        mem.push(format!("longest ttl seen {}", m.ttl_seen));
+    }
     if let Some(t) = m.started_at.filter(|&t| t != 0) {
         mem.push(format!("daemon started at {t}"));
     }
