@@ -1130,8 +1130,7 @@ impl World {
             requests: LocalRequests {
                 restart: n.restart_until.is_some_and(|until| self.now < until),
                 switchover_due,
-                reinitialize: n.reinit || n.requests.reinitialize,
-                ..std::mem::take(&mut n.requests)
+                reinitialize: n.reinit || std::mem::take(&mut n.requests).reinitialize,
             },
             wall_time_ms: self.now,
         };
