@@ -204,6 +204,10 @@ pub struct Memory {
     pub upstream_applied: Option<crate::config::StandbyCluster>,
     /// Last failed long operation.
     pub last_failure: Option<LastFailure>,
+    /// The last failure of each kind of long operation (for back-off: a failure of one
+    /// kind in between does not let another kind retry at once).
+    #[serde(default)]
+    pub failures: Vec<LastFailure>,
     /// Rewind was tried and failed for this divergence: re-clone next.
     pub rewind_failed: bool,
     /// After a rewind or clone: not eligible until replay passes this LSN.
@@ -233,6 +237,11 @@ pub struct Memory {
     pub applied: Option<(Version, ClusterSettings)>,
     /// Highest term seen anywhere.
     pub max_term: Term,
+    /// Since when reads have returned a lower term than one seen before (stale reads), and
+    /// a fingerprint of the first such read (`version`): a store that keeps changing with
+    /// the lower term for a ttl is believed.
+    #[serde(default)]
+    pub stale_since: Option<Seen>,
     /// Longest ttl seen in a leader record or the applied settings since this memory began:
     /// how long an undecodable leader record must age before it is replaced.
     #[serde(default)]

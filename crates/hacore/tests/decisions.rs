@@ -366,9 +366,23 @@ table!(
 );
 
 table!(
-    election_diverged_ineligible,
-    "local timeline 2 is not in the published history: ineligible",
+    election_unknown_timeline_read_is_stale,
+    "local timeline 2 is unknown to the published history, which records every timeline before its promotion: the read is older than that, not used",
     Scenario::cluster3("n2").leader_dead().pg_replica(2, AT, None, false).pg_history(&[(1, 0x300_0000)])
+);
+
+table!(
+    election_diverged_ineligible,
+    "local timeline 2 is still not in the published history after a ttl of reads that changed: believed, and ineligible",
+    Scenario::cluster3("n2").leader_dead().pg_replica(2, AT, None, false).pg_history(&[(1, 0x300_0000)]).memory(
+        |m| m.stale_since = Some(hacore::memory::Seen { name: String::new(), version: Version(1), since: 85_000 })
+    )
+);
+
+table!(
+    stale_read_of_an_older_term_not_used,
+    "the store returns term 3 but this node saw term 5 before (a lagging store member, a cache): the read is not used",
+    Scenario::cluster3("n2").memory(|m| m.max_term = hacore::Term(5))
 );
 
 table!(
@@ -962,10 +976,23 @@ table!(
 );
 
 table!(
+    reinitialize_clone_failed_then_start_failed_backs_off,
+    "the clone failed, then a start failed: the clone still waits a loop (each kind keeps its own back-off)",
+    Scenario::cluster3("n2").pg_stopped(1, AT, true).reinit().memory(|m| {
+        m.last_failure = Some(hacore::memory::LastFailure { kind: PgOpKind::StartReplica, at: 99_800 });
+        m.failures = vec![
+            hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 },
+            hacore::memory::LastFailure { kind: PgOpKind::StartReplica, at: 99_800 },
+        ];
+    })
+);
+
+table!(
     reinitialize_clone_failed_backs_off,
     "the reinitializing clone failed half a loop ago: wait before cloning again",
     Scenario::cluster3("n2").pg_stopped(1, AT, true).reinit().memory(|m| {
         m.last_failure = Some(hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 });
+        m.failures = vec![hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 }];
     })
 );
 
@@ -977,6 +1004,7 @@ table!(
         .memory(|m| {
             m.lease = None;
             m.last_failure = Some(hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 });
+            m.failures = vec![hacore::memory::LastFailure { kind: PgOpKind::Clone, at: 99_500 }];
         })
         .pg_stopped(1, AT + 0x300, false)
         .history(&[(1, AT, 2, 4, "n2")])

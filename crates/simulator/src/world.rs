@@ -1179,6 +1179,7 @@ impl World {
         if let Some(msg) = crate::check::clone_source(&self.nodes[i].name, &obs, &d.actions) {
             self.violation(msg);
         }
+        self.check_needed_rebuild(i, &obs, &d);
         if let Some(msg) = crate::check::reported_role(&self.nodes[i].name, &obs.pg, &d.status, &d.memory) {
             self.violation(msg);
         }
@@ -2058,6 +2059,39 @@ impl World {
         }
     }
 
+    /// R8, a node is rebuilt only when its WAL forks: stopping a replica as diverged,
+    /// rewinding it or re-cloning it (data of this cluster, no operator request) when its
+    /// WAL is a prefix of its source's is churn for nothing, and a sign the lineage test
+    /// misjudged (the simulator knows each record's identity).
+    fn check_needed_rebuild(&mut self, i: usize, obs: &Observation, d: &hacore::Decision) {
+        let leader = obs.dcs.as_ref().ok().and_then(|v| v.leader.as_ref()).map(|l| l.value.holder.clone());
+        let rebuild = d.actions.iter().find_map(|a| match a {
+            Action::Rewind { from, .. } => Some(("rewinds", from.clone())),
+            Action::Clone { from, .. }
+                if from != hacore::UPSTREAM && obs.pg.system_id().is_some() && !obs.requests.reinitialize =>
+            {
+                Some(("re-clones", from.clone()))
+            }
+            Action::Stop { mode: StopMode::Fast, .. } if d.status.reason == Reason::StoppingDiverged => {
+                Some(("stops as diverged", leader.clone()?))
+            }
+            _ => None,
+        });
+        let Some((what, from)) = rebuild else { return };
+        let Some(j) = self.index(&from).filter(|&j| j != i) else { return };
+        let (mine, theirs) = (&self.nodes[i].pg.wal, &self.nodes[j].pg.wal);
+        if !mine.is_empty() && mine.is_prefix_of(theirs) {
+            let msg = format!(
+                "R8: {} {what} although its WAL ({} records) is a prefix of {from}'s ({} records): {}",
+                self.nodes[i].name,
+                mine.len(),
+                theirs.len(),
+                d.status.detail
+            );
+            self.violation(msg);
+        }
+    }
+
     /// S4: a node never streams from an upstream whose history forks from its own.
     fn check_not_diverged(&mut self, i: usize, u: usize, what: &str) {
         let (a, b) = (&self.nodes[i].pg.wal, &self.nodes[u].pg.wal);
@@ -2692,14 +2726,15 @@ impl World {
     }
 }
 
-/// R5, retries are paced: a start, clone or rewind that failed (or timed out, or was
-/// skipped) is not issued again by the same daemon within `loop_wait` of the step that
+/// R5, retries are paced: a start, clone or rewind that failed (or timed out) is not
+/// issued again by the same daemon within `loop_wait` of the step that
 /// learnt the failure. Records the failures this step learnt; returns what is wrong.
 fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: Millis) -> Option<String> {
     use hacore::memory::PgOpKind as K;
     if let Some(p) = n.mem.pending {
         let failed = match obs.outcomes.iter().find(|o| o.id == p.id) {
-            Some(o) => o.result.is_err(),
+            // An operation skipped (an earlier action of its batch failed) never ran.
+            Some(o) => o.result.is_err() && o.result != Err(Failure::Skipped),
             None => now >= p.give_up_at,
         };
         if failed {

@@ -152,6 +152,11 @@ impl<'a> Cx<'a> {
                 self.fence_if_needed();
                 self.dcs_unavailable(e);
             }
+            Ok(view) if self.stale_read(view).is_some() => {
+                let why = self.stale_read(view).unwrap_or_default();
+                self.fence_if_needed();
+                self.dcs_unavailable(&crate::dcs::DcsError::Unavailable(why));
+            }
             Ok(view) => {
                 self.view = Some(view);
                 self.adopt_settings(view);
@@ -266,8 +271,9 @@ impl<'a> Cx<'a> {
     pub fn backing_off(&self, kind: PgOpKind) -> bool {
         let family = |k: PgOpKind| if k == PgOpKind::Rewind { PgOpKind::Clone } else { k };
         self.mem
-            .last_failure
-            .is_some_and(|f| family(f.kind) == family(kind) && self.now < f.at.saturating_add(self.s.loop_wait))
+            .failures
+            .iter()
+            .any(|f| family(f.kind) == family(kind) && self.now < f.at.saturating_add(self.s.loop_wait))
     }
 
     /// The reason to show while waiting for a long operation of this kind.
@@ -365,6 +371,7 @@ impl<'a> Cx<'a> {
         if self.mem.last_failure.is_some_and(|f| f.kind == kind) {
             self.mem.last_failure = None;
         }
+        self.mem.failures.retain(|f| f.kind != kind);
         if let (PgOpKind::Rewind | PgOpKind::Clone, Done::ConsistentAt(lsn)) = (kind, done) {
             self.mem.catchup_to = Some(lsn);
             self.mem.rewind_failed = false;
@@ -373,6 +380,8 @@ impl<'a> Cx<'a> {
 
     fn on_pg_failed(&mut self, kind: PgOpKind, f: Failure) {
         self.mem.last_failure = Some(LastFailure { kind, at: self.now });
+        self.mem.failures.retain(|f| f.kind != kind);
+        self.mem.failures.push(LastFailure { kind, at: self.now });
         if kind == PgOpKind::StopFast {
             self.restart_stop_failed();
         }
@@ -441,6 +450,50 @@ impl<'a> Cx<'a> {
         } else if !self.mem.failsafe_set.is_empty() {
             self.mem.failsafe_set.clear();
         }
+    }
+
+    /// Whether `view` is older than what this node has already seen: terms only grow, so a
+    /// read whose term is below one this node (or a peer that answered) saw is a stale
+    /// snapshot (a lagging replica of the store, a cache). Acting on it would repoint,
+    /// rewind or fence on a past that no longer holds; it counts as a failed read. Unless
+    /// the store moves on with the lower term for a ttl (its records change from read to
+    /// read): a store restored from a backup, or emptied and bootstrapped anew, has lower
+    /// terms for good. Returns why the read is not used.
+    fn stale_read(&mut self, view: &ClusterView) -> Option<String> {
+        let peers = self.obs.peers.iter().filter_map(|p| p.status.as_ref().map(|s| s.term)).max();
+        let seen = self.mem.max_term.max(peers.unwrap_or_default());
+        // Every timeline is recorded in the history before the promotion that creates it
+        // (S4): local WAL on a timeline the read does not know means the read is older.
+        let known = Self::history(view).forks.iter().map(|f| f.timeline).max().unwrap_or_default();
+        let known = known.max(Self::base_timeline(view));
+        let mine = self.obs.pg.timeline;
+        // The leader's own timeline may be the one a promotion took instead of the one it
+        // recorded: it corrects the history (`correct_fork`), so its reads stay usable.
+        let leads = view
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.value.holder == self.cfg.name && self.mem.lease.is_some_and(|h| h.term == l.value.term));
+        let unknown_timeline = self.obs.pg.system_id().is_some()
+            && view.initialize.is_some()
+            && mine > known
+            && !leads
+            && !self.upstream_wal_only(view);
+        let why = if view.term < seen {
+            format!("the store returned term {}, term {seen} was seen before", view.term)
+        } else if unknown_timeline {
+            format!("the store's history ends at timeline {known}, the local WAL is on timeline {mine}")
+        } else {
+            self.mem.stale_since = None;
+            return None;
+        };
+        let print = Version(view_fingerprint(view));
+        let first = self.mem.stale_since.get_or_insert(Seen { name: NodeName::new(), version: print, since: self.now });
+        if first.version != print && self.now.saturating_sub(first.since) >= self.s.ttl {
+            self.mem.stale_since = None;
+            self.mem.max_term = view.term;
+            return None;
+        }
+        Some(format!("stale read: {why}"))
     }
 
     /// Observer-clock leases: since when the leader record has had its current version.
@@ -935,6 +988,23 @@ impl<'a> Cx<'a> {
         }
         self.busy();
     }
+}
+
+/// The versions of every record of a read, folded: two reads of a store that did not
+/// change give the same value.
+fn view_fingerprint(view: &ClusterView) -> u64 {
+    let versions = [
+        view.leader.as_ref().map(|r| r.version),
+        view.config.as_ref().map(|r| r.version),
+        view.switchover.as_ref().map(|r| r.version),
+        view.sync.as_ref().map(|r| r.version),
+        view.history.as_ref().map(|r| r.version),
+        view.status.as_ref().map(|r| r.version),
+        view.initialize.as_ref().map(|r| r.version),
+        view.failsafe.as_ref().map(|r| r.version),
+    ];
+    let all = versions.into_iter().flatten().chain(view.members.iter().map(|m| m.version));
+    all.fold(view.term.0, |h, v| (h ^ v.0).wrapping_mul(0x100_0000_01b3).rotate_left(5))
 }
 
 /// A replication slot name for a member: lower case, `[a-z0-9_]` only.

@@ -662,6 +662,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     }
     let m = &s.mem;
     let mut mem = Vec::new();
+    if s.obs.dcs.as_ref().is_ok_and(|v| m.max_term > v.term) {
+        mem.push(format!("highest term seen {}", m.max_term));
+    }
     if let Some(l) = &m.lease {
         mem.push(format!("lease term {} v{} sent {} until {}", l.term, l.version, l.sent_at, l.deadline));
     }
@@ -704,6 +707,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     if let Some(f) = &m.last_failure {
         mem.push(format!("last failure {:?} at {}", f.kind, f.at));
     }
+    for f in m.failures.iter().filter(|f| m.last_failure != Some(**f)) {
+        mem.push(format!("failure {:?} at {}", f.kind, f.at));
+    }
     if let Some(t) = m.stepping_down {
         mem.push(format!("stepping down term {t}"));
     }
@@ -712,6 +718,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     }
     if let Some(seen) = &m.leader_seen {
         mem.push(format!("leader record v{} unchanged since {}", seen.version, seen.since));
+    }
+    if let Some(seen) = &m.stale_since {
+        mem.push(format!("stale reads since {} (fingerprint {})", seen.since, seen.version));
     }
     if m.ttl_seen > 0 {
         mem.push(format!("longest ttl seen {}", m.ttl_seen));

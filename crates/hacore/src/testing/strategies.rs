@@ -728,6 +728,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             }
             i.mem.primary_down_since = None;
             i.mem.last_failure = None;
+            i.mem.failures.clear();
         }
         // A replica of another leader.
         _ => {
@@ -739,6 +740,7 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             i.cfg.use_rewind = true;
             i.mem.rewind_failed = age % 5 == 0;
             i.mem.last_failure = None;
+            i.mem.failures.clear();
             if let Ok(v) = &mut i.obs.dcs {
                 let holder = if other == me { "n9".to_string() } else { other };
                 v.members.retain(|m| m.value.name != holder);
