@@ -10,6 +10,7 @@ use crate::dcs::{
     Acquire, ClusterView, CorruptKey, Dcs, DcsError, DcsOp, DcsReply, Event, Expect, Key, LeaderGuard, LeaderRecord,
     LeaseGrant, LeaseModel, MemberRecord, SwitchoverRequest, SyncRecord, Value, Write,
 };
+use crate::history::History;
 use crate::types::{Millis, NodeName, Term, Version, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -176,6 +177,14 @@ impl MemStore {
     pub fn sync(&self) -> Option<&SyncRecord> {
         match self.values.get(&Key::Sync).map(|v| &v.value) {
             Some(Stored::Value(Value::Sync(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The published history, if the store holds a readable one.
+    pub fn history(&self) -> Option<&History> {
+        match self.values.get(&Key::History).map(|v| &v.value) {
+            Some(Stored::Value(Value::History(h))) => Some(h),
             _ => None,
         }
     }

@@ -1564,3 +1564,29 @@ table!(
         s
     }
 );
+
+/// An acquire whose reply was lost may have applied: the node that then finds itself named
+/// by the record claims it as the leader it became by that election, and its fork says
+/// failover, not switchover (found by the simulator's F1 check, seed 32).
+#[test]
+fn an_acquire_with_unknown_outcome_keeps_how_the_node_came_to_lead() {
+    let s = Scenario::cluster3("n2")
+        .leader("n2", 4, 41)
+        .pg_replica(1, AT, None, false)
+        .memory(|m| {
+            m.lease = None;
+            m.acquired_via = Some(hacore::ForkCause::Failover);
+            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Acquire, term: Term(4) });
+        })
+        .outcome(7, Err(Failure::Indeterminate));
+    let d = s.step();
+    assert_eq!(d.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", d.status);
+    let refused = Scenario::cluster3("n2")
+        .no_leader(3)
+        .memory(|m| {
+            m.acquired_via = Some(hacore::ForkCause::Failover);
+            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Acquire, term: Term(4) });
+        })
+        .outcome(7, Err(Failure::Conflict));
+    assert_eq!(refused.step().memory.acquired_via, None, "a refused acquire made nobody leader");
+}

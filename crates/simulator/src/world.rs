@@ -116,6 +116,9 @@ pub struct Node {
     in_flux: bool,
     /// When a peer last woke this daemon (wake-ups closer than 100 ms are dropped).
     last_peer_wake: Option<Millis>,
+    /// The term an election acquire of this node's last decision asks for, and the fork
+    /// cause that decision implies (a request naming this node: manual failover).
+    acquiring: Option<(Term, hacore::ForkCause)>,
     /// The machine and daemon that ran the last rewind or clone: the core's rule that a
     /// node is not eligible until replay reaches its minimum recovery point lives in that
     /// daemon's memory (checked while it lives; after a restart PostgreSQL's own recovery
@@ -333,6 +336,13 @@ pub struct World {
     standby_active: bool,
     /// The last leader transfer the store applied (a switchover): to whom, which term.
     transferred: Option<(usize, Term)>,
+    /// How each recent term was taken (F1): the node, its machine and daemon then, and the
+    /// fork cause that implies (transfer: switchover; an election: failover, or manual
+    /// failover when a request named the node).
+    term_origin: BTreeMap<u64, (usize, u64, u64, hacore::ForkCause)>,
+    /// Terms a node asked for by an acquire whose outcome it never learnt: if a transfer
+    /// gave it the term instead, it cannot tell (F1 skips those).
+    unsure_acquires: Vec<(usize, u64)>,
     /// S2 reported for a synchronous-set member (once per run, not at every event).
     sync_member_flagged: bool,
     /// The first primary after a standby cluster's promotion was checked.
@@ -390,6 +400,7 @@ impl World {
                     failed: Vec::new(),
                     reinit: false,
                     copied_in: None,
+                    acquiring: None,
                     next_wake: 0,
                     machine: 0,
                     daemon: 0,
@@ -457,6 +468,8 @@ impl World {
             standby_active: p.settings.standby_cluster.is_some(),
             sync_member_flagged: false,
             transferred: None,
+            term_origin: BTreeMap::new(),
+            unsure_acquires: Vec::new(),
             promotion_checked: false,
             next_upstream_write: UPSTREAM_WRITES,
             now: 0,
@@ -915,6 +928,12 @@ impl World {
                 let name = self.nodes[node].name.clone();
                 let sent = req.sent_local;
                 self.check_store_op(node, &op);
+                let before_history = match &op {
+                    DcsOp::LeaderWrite { writes, .. } if writes.iter().any(|w| w.key == hacore::dcs::Key::History) => {
+                        self.store.history().cloned()
+                    }
+                    _ => None,
+                };
                 let request = match &op {
                     DcsOp::TransferLeader { .. } => self.store.switchover().map(|(v, r)| (v, r.clone())),
                     _ => None,
@@ -935,11 +954,26 @@ impl World {
                 let new_term = matches!(&op, DcsOp::AcquireLeader(a) if a.record.term > a.term_was);
                 if new_term && r.is_ok() {
                     self.check_stale_acquire(node);
+                    if let (DcsOp::AcquireLeader(a), Some((term, cause))) = (&op, self.nodes[node].acquiring) {
+                        if a.record.term == term {
+                            self.note_term_origin(term, node, cause);
+                        }
+                    }
                 }
                 if let (DcsOp::TransferLeader { to, clear_switchover, .. }, Ok(_)) = (&op, &r) {
                     self.transferred = self.index(&to.holder).map(|j| (j, to.term));
+                    if let Some(j) = self.index(&to.holder) {
+                        self.note_term_origin(to.term, j, hacore::ForkCause::Switchover);
+                    }
                     let served = request.filter(|(v, _)| Some(*v) == *clear_switchover).map(|(_, r)| r);
                     self.check_transfer(node, &to.holder, served);
+                }
+                if let (DcsOp::LeaderWrite { writes, .. }, Ok(_)) = (&op, &r) {
+                    for w in writes {
+                        if let Some(Value::History(h)) = &w.value {
+                            self.check_fork_causes(node, h, &before_history);
+                        }
+                    }
                 }
                 r.map(Reply::Op)
             }
@@ -1169,6 +1203,27 @@ impl World {
             self.check_promotion_decision(i, &obs.peers);
         }
         let manual = d.memory.acquired_via == Some(hacore::ForkCause::ManualFailover);
+        let acquiring = d.actions.iter().find_map(|a| match (a, &obs.dcs) {
+            (Action::Dcs { op: DcsOp::AcquireLeader(acq), .. }, Ok(view)) if new_term(a) => {
+                let named =
+                    view.switchover.as_ref().is_some_and(|r| r.value.to.as_deref() == Some(&self.nodes[i].name));
+                let cause = if named { hacore::ForkCause::ManualFailover } else { hacore::ForkCause::Failover };
+                Some((acq.record.term, cause))
+            }
+            _ => None,
+        });
+        if acquiring.is_some() {
+            self.nodes[i].acquiring = acquiring;
+        }
+        if let Some(op) = self.nodes[i].mem.lease_op.filter(|op| op.kind == hacore::memory::LeaseOpKind::Acquire) {
+            let unknown = |o: &Outcome| matches!(o.result, Err(Failure::Indeterminate | Failure::TimedOut));
+            if obs.outcomes.iter().any(|o| o.id == op.id && unknown(o)) {
+                self.unsure_acquires.push((i, op.term.0));
+                if self.unsure_acquires.len() > 64 {
+                    self.unsure_acquires.remove(0);
+                }
+            }
+        }
         if d.actions.iter().any(new_term) && !manual {
             let n = &self.nodes[i];
             let mine = (obs.pg.flush_lsn, n.cfg.tags.failover_priority);
@@ -2015,6 +2070,47 @@ impl World {
                     }
                 }
             }
+        }
+    }
+
+    fn note_term_origin(&mut self, term: Term, j: usize, cause: hacore::ForkCause) {
+        let n = &self.nodes[j];
+        self.term_origin.insert(term.0, (j, n.machine, n.daemon, cause));
+        while self.term_origin.len() > 16 {
+            self.term_origin.pop_first();
+        }
+    }
+
+    /// F1, the history tells why each fork was taken: a fork recorded by the node that took
+    /// its term (the same daemon: one that restarted cannot know) names the cause of that
+    /// term: a switchover for a transfer, a manual failover when the election followed an
+    /// operator's request naming the node, a failover otherwise.
+    fn check_fork_causes(&mut self, writer: usize, h: &hacore::History, before: &Option<hacore::History>) {
+        use hacore::ForkCause as C;
+        let known = |f: &hacore::Fork| {
+            before.as_ref().is_some_and(|b| {
+                b.forks.iter().any(|g| g.term == f.term && g.node == f.node && g.timeline == f.timeline)
+            })
+        };
+        let n = &self.nodes[writer];
+        let wrong: Vec<String> = h
+            .forks
+            .iter()
+            .filter(|f| {
+                !known(f) && f.node == n.name && matches!(f.cause, C::Failover | C::Switchover | C::ManualFailover)
+            })
+            .filter_map(|f| {
+                let &(j, machine, daemon, cause) = self.term_origin.get(&f.term.0)?;
+                // Its acquire may have applied: it counts on that, and cannot know that a
+                // transfer gave it the term instead.
+                let unsure = cause == C::Switchover && self.unsure_acquires.contains(&(writer, f.term.0));
+                (j == writer && machine == n.machine && daemon == n.daemon && f.cause != cause && !unsure)
+                    .then(|| format!("term {} recorded as {:?}, taken by {:?}", f.term, f.cause, cause))
+            })
+            .collect();
+        if !wrong.is_empty() {
+            let msg = format!("F1: {} records a fork with the wrong cause: {}", n.name, wrong.join("; "));
+            self.violation(msg);
         }
     }
 

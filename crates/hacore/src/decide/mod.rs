@@ -355,7 +355,12 @@ impl<'a> Cx<'a> {
                 self.mem.lease = None;
                 self.mem.failsafe_until = None;
             }
-            (LeaseOpKind::Acquire, Err(_)) if self.mem.lease.is_none_or(|l| l.term != op.term) => {
+            // An acquire that may have applied (no reply) may have made this node the
+            // leader: how it came to lead still holds when it claims the record next.
+            (LeaseOpKind::Acquire, Err(f))
+                if self.mem.lease.is_none_or(|l| l.term != op.term)
+                    && !matches!(f, Failure::Indeterminate | Failure::TimedOut) =>
+            {
                 self.mem.acquired_via = None;
             }
             (LeaseOpKind::Release | LeaseOpKind::Transfer, Ok(_)) => {
