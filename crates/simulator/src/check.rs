@@ -231,3 +231,69 @@ pub fn election_rank(name: &str, mine: (hacore::Lsn, u32), peers: &[hacore::Peer
         })
     })
 }
+
+/// O3, no operator request vanishes unexplained: the leader deletes a switchover or
+/// failover request only when it is done (a manual failover to itself), or in a step whose
+/// reason says it was rejected or aborted (the operator sees why in the events, `hashell
+/// list` and the REST API). A served switchover is cleared by the transfer itself.
+pub fn request_cleared(name: &str, obs: &hacore::Observation, d: &hacore::Decision) -> Option<String> {
+    use hacore::dcs::{DcsOp, Key, SwitchoverKind};
+    let deletes = d.actions.iter().any(|a| match a {
+        hacore::action::Action::Dcs { op: DcsOp::LeaderWrite { writes, .. }, .. } => {
+            writes.iter().any(|w| w.key == Key::Switchover && w.value.is_none())
+        }
+        _ => false,
+    });
+    if !deletes {
+        return None;
+    }
+    let req = obs.dcs.as_ref().ok()?.switchover.as_ref()?;
+    let done = req.value.kind == SwitchoverKind::Failover && req.value.to.as_deref() == Some(name);
+    let said = matches!(d.status.reason, hacore::Reason::SwitchoverRejected | hacore::Reason::SwitchoverAborted);
+    (!done && !said).then(|| {
+        format!(
+            "O3: {name} deletes the request {:?} to {:?} without serving, rejecting or aborting it (reason {})",
+            req.value.kind, req.value.to, d.status.reason
+        )
+    })
+}
+
+/// S3, candidates wait for each other: a node takes a new term in an election only once
+/// every member that could lead has reported a final position or does not answer, or
+/// after a ttl of waiting for stragglers (a node that cannot campaign must not block the
+/// rest). A member that answers without a report counts as not reported if it says it
+/// could lead; one that reports an unsettled position, if it is eligible.
+pub fn election_waited(
+    name: &str,
+    obs: &hacore::Observation,
+    d: &hacore::Decision,
+    now: hacore::Millis,
+) -> Option<String> {
+    let view = obs.dcs.as_ref().ok()?;
+    let ttl = d.memory.applied.as_ref().map_or(view.config.as_ref().map_or(0, |c| c.value.ttl), |(_, s)| s.ttl);
+    let since = d.memory.election_since?;
+    if now.saturating_sub(since) >= ttl {
+        return None;
+    }
+    let unasked = view
+        .members
+        .iter()
+        .filter(|m| m.value.name != name && m.value.tags.can_lead() && obs.peer(&m.value.name).is_none())
+        .map(|m| m.value.name.clone());
+    let unsettled = obs.peers.iter().filter(|p| p.name != name).filter_map(|p| {
+        let st = p.status.as_ref()?;
+        let waiting = match st.election {
+            None => st.can_lead,
+            Some(e) => e.eligible && !e.settled,
+        };
+        waiting.then(|| p.name.clone())
+    });
+    let waiting: Vec<String> = unasked.chain(unsettled).collect();
+    (!waiting.is_empty()).then(|| {
+        format!(
+            "S3: {name} takes the lease {} ms into the election without a final position from {}",
+            now.saturating_sub(since),
+            waiting.join(", ")
+        )
+    })
+}

@@ -158,6 +158,29 @@ fn final_daemon_restart(w: &mut World) -> &'static str {
     "final_daemon_restart"
 }
 
+/// An operator asks for a switchover naming a replica as the leader: the leader refuses it
+/// (clears it, saying why: O3 checks the reason) within a loop and a few store round
+/// trips, and nothing moves.
+fn final_refused_switchover(w: &mut World) -> &'static str {
+    let Some(l) = w.leader() else { return "final_refused_switchover_not_allowed" };
+    let Some(wrong) = (0..w.nodes.len()).find(|&j| j != l && w.nodes[j].up) else {
+        return "final_refused_switchover_not_allowed";
+    };
+    w.ask_switchover_from(wrong);
+    let bound = w.p.settings.loop_wait + 8 * w.p.dcs_latency.1 + 1_000;
+    let cleared = w.run_until_cond(bound, |w| !w.request_pending()).is_some();
+    let (leader, wrong) = (w.nodes[l].name.clone(), w.nodes[wrong].name.clone());
+    if !cleared {
+        w.violation(format!("O3: {leader} did not refuse a switchover naming {wrong} as the leader within {bound} ms"));
+        return "final_refused_switchover_failed";
+    }
+    if w.leader() != Some(l) {
+        w.violation(format!("O3: a switchover naming {wrong} as the leader moved the lease away from {leader}"));
+        return "final_refused_switchover_failed";
+    }
+    "final_refused_switchover"
+}
+
 /// The leader's machine stops for good: the rest must converge again.
 fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
     let t0 = w.now;
@@ -270,6 +293,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.run_for(w.p.settings.retry_timeout); // what was lost before times out now
             let switchover = final_switchover(&mut w, bound, &mut switchover_gap);
             let restart = final_daemon_restart(&mut w);
+            let refused = final_refused_switchover(&mut w);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
                 _ => final_failover(&mut w, bound, &mut failover_gap),
@@ -281,6 +305,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.counters = counters;
             w.check.count(switchover);
             w.check.count(restart);
+            w.check.count(refused);
             w.check.count(failover);
             w.check.count(departure);
         }

@@ -340,6 +340,8 @@ pub struct World {
     /// fork cause that implies (transfer: switchover; an election: failover, or manual
     /// failover when a request named the node).
     term_origin: BTreeMap<u64, (usize, u64, u64, hacore::ForkCause)>,
+    /// The version of the last operator request the store took, and each node's clock then.
+    request_at: Option<(hacore::Version, Vec<Millis>)>,
     /// Terms a node asked for by an acquire whose outcome it never learnt: if a transfer
     /// gave it the term instead, it cannot tell (F1 skips those).
     unsure_acquires: Vec<(usize, u64)>,
@@ -470,6 +472,7 @@ impl World {
             transferred: None,
             term_origin: BTreeMap::new(),
             unsure_acquires: Vec::new(),
+            request_at: None,
             promotion_checked: false,
             next_upstream_write: UPSTREAM_WRITES,
             now: 0,
@@ -1214,6 +1217,7 @@ impl World {
         });
         if acquiring.is_some() {
             self.nodes[i].acquiring = acquiring;
+            self.check_manual_request_respected(i, &obs);
         }
         if let Some(op) = self.nodes[i].mem.lease_op.filter(|op| op.kind == hacore::memory::LeaseOpKind::Acquire) {
             let unknown = |o: &Outcome| matches!(o.result, Err(Failure::Indeterminate | Failure::TimedOut));
@@ -1230,11 +1234,17 @@ impl World {
             if let Some(msg) = crate::check::election_rank(&n.name, mine, &obs.peers) {
                 self.violation(msg);
             }
+            if let Some(msg) = crate::check::election_waited(&self.nodes[i].name, &obs, &d, now_local) {
+                self.violation(msg);
+            }
         }
         if let Some(msg) = crate::check::clone_source(&self.nodes[i].name, &obs, &d.actions) {
             self.violation(msg);
         }
         self.check_needed_rebuild(i, &obs, &d);
+        if let Some(msg) = crate::check::request_cleared(&self.nodes[i].name, &obs, &d) {
+            self.violation(msg);
+        }
         if let Some(msg) = crate::check::reported_role(&self.nodes[i].name, &obs.pg, &d.status, &d.memory) {
             self.violation(msg);
         }
@@ -2073,6 +2083,27 @@ impl World {
         }
     }
 
+    /// O4, an operator's failover or switchover naming a node holds the others back: while
+    /// the request is younger than `switchover_timeout` (as any node can have counted it),
+    /// only the named node may take a new term in an election.
+    fn check_manual_request_respected(&mut self, i: usize, obs: &Observation) {
+        let Some(req) = obs.dcs.as_ref().ok().and_then(|v| v.switchover.as_ref()) else { return };
+        let Some(to) = req.value.to.as_deref().filter(|t| *t != self.nodes[i].name) else { return };
+        let Some(at) = self.request_at.as_ref().filter(|(v, _)| *v == req.version).map(|(_, at)| at[i]) else {
+            return;
+        };
+        let timeout = self.p.settings.switchover_timeout;
+        // On the node's own clock (drift and jumps included): it counts from when it first
+        // saw the request, no earlier.
+        let age = self.nodes[i].local(self.now).saturating_sub(at);
+        if age < timeout {
+            let me = &self.nodes[i].name;
+            self.violation(format!(
+                "O4: {me} takes a new term {age} ms after an operator asked for {to} (waits {timeout} ms)"
+            ));
+        }
+    }
+
     fn note_term_origin(&mut self, term: Term, j: usize, cause: hacore::ForkCause) {
         let n = &self.nodes[j];
         self.term_origin.insert(term.0, (j, n.machine, n.daemon, cause));
@@ -2118,6 +2149,24 @@ impl World {
     /// hands the lease to the node it names (if any), from the leader it names (if any),
     /// and not before its scheduled time.
     fn check_transfer(&mut self, from: usize, to: &str, served: Option<SwitchoverRequest>) {
+        // O2, the candidate can take over: data of this cluster, consistent, and WAL that
+        // does not fork from the old leader's (it must be promoted without a rewind).
+        if let Some(j) = self.index(to) {
+            let (old, new) = (&self.nodes[from].pg, &self.nodes[j].pg);
+            let unfit = if new.system_id.is_none() || new.system_id != old.system_id {
+                Some("has no data of this cluster")
+            } else if !new.consistent() {
+                Some("is not consistent yet")
+            } else if !new.wal.is_prefix_of(&old.wal) {
+                Some("has WAL that forks from the old leader's")
+            } else {
+                None
+            };
+            if let Some(why) = unfit {
+                let from = &self.nodes[from].name;
+                self.violation(format!("O2: {from} hands the lease to {to}, which {why}"));
+            }
+        }
         let Some(req) = served else { return };
         let from = self.nodes[from].name.clone();
         let wrong = if req.to.as_deref().is_some_and(|t| t != to) {
@@ -2676,8 +2725,9 @@ impl World {
     fn operator_request(&mut self, request: SwitchoverRequest) {
         let value = Value::Switchover(request);
         let op = DcsOp::Put(Write::put(value, Expect::Absent));
-        if self.store_down == 0 {
-            let _ = self.store_changed_by(|s, t| s.apply("cli", &op, t, t));
+        if self.store_down == 0 && self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).is_ok() {
+            let locals = self.nodes.iter().map(|n| n.local(self.now)).collect();
+            self.request_at = self.store.switchover().map(|(v, _)| (v, locals));
         }
     }
 
@@ -2754,6 +2804,23 @@ impl World {
             .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))?;
         self.ask_switchover_to(to);
         Some((l, to))
+    }
+
+    /// An operator's switchover request naming `from` as the leader to hand over.
+    pub fn ask_switchover_from(&mut self, from: usize) {
+        let name = self.nodes[from].name.clone();
+        self.operator_request(SwitchoverRequest {
+            kind: SwitchoverKind::Switchover,
+            from: Some(name.clone()),
+            to: None,
+            at_wall_ms: None,
+        });
+        self.trace.event(self.now, "switchover_asked", &[("from", &name)]);
+    }
+
+    /// Whether the store holds a switchover or failover request.
+    pub fn request_pending(&self) -> bool {
+        self.store.switchover().is_some()
     }
 
     /// An operator's switchover request to `to`.
