@@ -202,6 +202,18 @@ table!(
 );
 
 table!(
+    claim_arms_the_guard_before_claiming,
+    "the record names us in our term but at a version we did not write (an unknown renewal): the guard follows the lease held before the claim goes out, so a refused claim leaves it on the current deadline",
+    Scenario::cluster3("n1")
+        .memory(|m| {
+            if let Some(l) = &mut m.lease {
+                l.version = Version(39);
+            }
+        })
+        .guard(GuardState::Armed { deadline: 104_000, term: Term(3) })
+);
+
+table!(
     restart_without_guard_fences,
     "daemon restarted with no guard: the lease cannot be proven, fence and claim",
     Scenario::cluster3("n1").memory(|m| *m = Default::default())

@@ -649,6 +649,20 @@ impl World {
 
     /// The guard kills node `i`'s whole PostgreSQL instance.
     fn guard_kills(&mut self, i: usize) {
+        // A2, the guard kills only what its daemon no longer keeps writable: a daemon that
+        // runs (not frozen, between batches) and still counts PostgreSQL writable for a
+        // while left the guard on an older deadline.
+        let n = &self.nodes[i];
+        let local = n.local(self.now);
+        let idle = matches!(n.phase, Phase::Idle);
+        if let Some(until) = n.status.writable_until.filter(|&u| idle && !n.paused && u > local + 1) {
+            let msg = format!(
+                "A2: the guard kills {}'s PostgreSQL while its daemon keeps it writable for {} ms more",
+                n.name,
+                until - local
+            );
+            self.violation(msg);
+        }
         let n = &mut self.nodes[i];
         n.pg.running = false;
         n.pg.streaming = false;
@@ -1392,7 +1406,13 @@ impl World {
     }
 
     /// T2 in PostgreSQL: `synchronous_standby_names` never names a standby tagged `nosync`.
+    /// W1: outside strict mode it never blocks every commit (with no standby to wait for,
+    /// `on` acknowledges without one).
     fn check_sync_setting(&mut self, i: usize, s: &SyncStandbys) {
+        if *s == SyncStandbys::Block && self.p.settings.synchronous_mode != hacore::SyncMode::Strict {
+            let msg = format!("W1: {} blocks every commit outside strict synchronous mode", self.nodes[i].name);
+            self.violation(msg);
+        }
         if let Some(n) = crate::check::nosync_named(&self.p.tags, s.names()) {
             let msg = format!("T2: {} names {n}, tagged nosync, in synchronous_standby_names", self.nodes[i].name);
             self.violation(msg);

@@ -38,16 +38,18 @@ impl Cx<'_> {
         // us, daemon restart, indeterminate renewal).
         let held = self.mem.lease.filter(|l| l.term == term && l.version == rec.version);
         let Some(lease) = held else {
+            // Until the claim succeeds, the lease held (renewed, or adopted from the guard)
+            // may still keep us writable: the guard follows it first, so a claim that fails
+            // cannot leave the guard on an older deadline.
+            if self.obs.pg.maybe_writable() {
+                self.arm_guard();
+            }
             if self.mem.lease_op.is_none() {
                 if self.mem.lease.is_none_or(|l| l.term != term) && self.obs.pg.in_recovery == Some(true) {
                     self.mem.acquired_via.get_or_insert(ForkCause::Switchover);
                 }
                 let record = LeaderRecord { holder: self.cfg.name.clone(), term, ttl: self.s.ttl };
                 self.acquire(view, record, Expect::Version(rec.version));
-            }
-            // Until the claim succeeds, a guard-adopted lease may still keep us writable.
-            if self.obs.pg.maybe_writable() {
-                self.arm_guard();
             }
             return self.set(Reason::Claiming, format!("term {term}"));
         };
