@@ -242,6 +242,15 @@ pub struct Memory {
     /// the lower term for a ttl is believed.
     #[serde(default)]
     pub stale_since: Option<Seen>,
+    /// What a claim in flight is conditioned on (the leader record's version, the term and
+    /// the sync record's version, folded).
+    #[serde(default)]
+    pub claiming: Option<Version>,
+    /// A claim conditioned on this was refused: the store has changed since that read, so
+    /// claiming on a read that still shows it would be refused again (a stale read): wait
+    /// for one that shows the change.
+    #[serde(default)]
+    pub claim_refused: Option<Version>,
     /// Longest ttl seen in a leader record or the applied settings since this memory began:
     /// how long an undecodable leader record must age before it is replaced.
     #[serde(default)]

@@ -214,6 +214,19 @@ table!(
 );
 
 table!(
+    claim_refused_waits_for_a_fresh_read,
+    "a claim on this very read (record v40, term 3) was refused: the store changed since; claiming again on the same read would be refused again (a stale read), so wait for one that shows the change",
+    Scenario::cluster3("n1")
+        .memory(|m| {
+            if let Some(l) = &mut m.lease {
+                l.version = Version(39);
+            }
+            m.claim_refused = Some(Version(40 ^ 3u64.rotate_left(21)));
+        })
+        .guard(GuardState::Armed { deadline: 104_000, term: Term(3) })
+);
+
+table!(
     restart_without_guard_fences,
     "daemon restarted with no guard: the lease cannot be proven, fence and claim",
     Scenario::cluster3("n1").memory(|m| *m = Default::default())

@@ -371,7 +371,9 @@ impl World {
                 cfg.pg_url = format!("host={name}");
                 cfg.defaults = p.settings.clone();
                 cfg.safety = p.safety.clone();
-                cfg.require_guard = true;
+                // A deployment without the guard process does not require it (hashell's
+                // `guard.required`): the core then arms nothing it cannot hand over.
+                cfg.require_guard = p.guard;
                 cfg.tags = p.tags.get(i).cloned().unwrap_or_default();
                 cfg.permanent_slots = p.permanent_slots.clone();
                 let drift = p.drift_ppm.get(i).copied().unwrap_or(0);
@@ -2792,6 +2794,9 @@ impl World {
         }
         let clear = DcsOp::Put(Write::delete(hacore::dcs::Key::Switchover, Expect::Any));
         let _ = self.store_changed_by(|s, t| s.apply("cli", &clear, t, t));
+        // An undecodable leader key is deleted (members would replace it only after it aged
+        // the longest ttl any of them saw, which the liveness bound does not count).
+        self.store_changed_by(|s, _| s.delete_corrupt_leader());
         // Pending fault ends find nothing left to end.
         for t in &mut self.fault_targets {
             t.clear();

@@ -11,7 +11,7 @@ use crate::history::{Fork, ForkCause};
 use crate::memory::{HeldLease, LeaseOp, LeaseOpKind, PgOpKind, Seen};
 use crate::observation::SyncStandbys;
 use crate::reason::Reason;
-use crate::types::Versioned;
+use crate::types::{Version, Versioned};
 use std::sync::Arc;
 
 impl Cx<'_> {
@@ -44,12 +44,23 @@ impl Cx<'_> {
             if self.obs.pg.maybe_writable() {
                 self.arm_guard();
             }
+            // What the claim is conditioned on: the record, the term and (S2) the sync record.
+            let key = Version(
+                rec.version.0
+                    ^ view.term.0.rotate_left(21)
+                    ^ view.sync.as_ref().map_or(0, |s| s.version.0.rotate_left(42)),
+            );
+            if self.mem.claim_refused == Some(key) {
+                self.busy();
+                return self.set(Reason::Claiming, format!("term {term}: the record changed since this read"));
+            }
             if self.mem.lease_op.is_none() {
                 if self.mem.lease.is_none_or(|l| l.term != term) && self.obs.pg.in_recovery == Some(true) {
                     self.mem.acquired_via.get_or_insert(ForkCause::Switchover);
                 }
                 let record = LeaderRecord { holder: self.cfg.name.clone(), term, ttl: self.s.ttl };
                 self.acquire(view, record, Expect::Version(rec.version));
+                self.mem.claiming = Some(key);
             }
             return self.set(Reason::Claiming, format!("term {term}"));
         };

@@ -341,6 +341,10 @@ impl<'a> Cx<'a> {
     }
 
     fn on_lease_outcome(&mut self, op: LeaseOp, result: &Result<Done, Failure>) {
+        let claimed = self.mem.claiming.take();
+        if op.kind == LeaseOpKind::Acquire {
+            self.mem.claim_refused = if matches!(result, Err(Failure::Conflict)) { claimed } else { None };
+        }
         match (op.kind, result) {
             (LeaseOpKind::Acquire | LeaseOpKind::Renew, Ok(Done::Lease(g))) => {
                 if op.kind == LeaseOpKind::Renew && self.mem.lease.is_none_or(|l| l.term != op.term) {

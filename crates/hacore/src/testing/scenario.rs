@@ -722,6 +722,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     if let Some(seen) = &m.stale_since {
         mem.push(format!("stale reads since {} (fingerprint {})", seen.since, seen.version));
     }
+    if let Some(v) = m.claim_refused {
+        mem.push(format!("claim refused on read {v}"));
+    }
     if m.ttl_seen > 0 {
         mem.push(format!("longest ttl seen {}", m.ttl_seen));
     }
