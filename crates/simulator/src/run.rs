@@ -181,6 +181,93 @@ fn final_refused_switchover(w: &mut World) -> &'static str {
     "final_refused_switchover"
 }
 
+/// Operators restart PostgreSQL (`POST /restart`): on the primary, on a replica, and on
+/// the primary in maintenance mode (where nothing else would start it again). Each time
+/// PostgreSQL must be seen stopped, then running again in its role (the primary writable,
+/// the replica streaming from it) within a stop, a start and a few loops, the leader
+/// unchanged.
+fn final_restarts(w: &mut World) -> &'static str {
+    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l)) else {
+        return "final_restarts_not_allowed";
+    };
+    let replica = (0..w.nodes.len()).find(|&j| j != l && w.nodes[j].up && w.nodes[j].pg.streaming);
+    let d = &w.p.durations;
+    let bound = d.stop_fast + d.start + 4 * w.p.settings.loop_wait + 16 * w.p.dcs_latency.1 + 2_000;
+    let mut runs: Vec<(usize, bool)> = vec![(l, false)];
+    if let Some(r) = replica {
+        runs.push((r, false));
+    }
+    runs.push((l, true));
+    for (i, paused) in runs {
+        if paused {
+            if w.edit_config(|c| c.paused = true).is_err() {
+                return "final_restarts_not_allowed";
+            }
+            // Every member applies the paused settings before the operator restarts.
+            w.run_for(2 * w.p.settings.loop_wait + 8 * w.p.dcs_latency.1);
+        }
+        let name = w.nodes[i].name.clone();
+        w.ask_restart(i);
+        let mut saw_down = false;
+        let back = w.run_until_cond(bound, |w| {
+            saw_down |= !w.nodes[i].pg.running;
+            let in_role = if i == l {
+                w.is_writable(l)
+            } else {
+                w.nodes[i].pg.streaming && w.nodes[i].pg.upstream.as_deref() == Some(w.nodes[l].name.as_str())
+            };
+            saw_down && in_role
+        });
+        let role = if i == l { "the primary" } else { "a replica" };
+        let mode = if paused { " in maintenance mode" } else { "" };
+        if back.is_none() {
+            w.violation(format!("O5: {name}, {role}, was not restarted{mode} within {bound} ms (stopped: {saw_down})"));
+            return "final_restarts_failed";
+        }
+        if w.leader() != Some(l) {
+            w.violation(format!("O5: restarting {name}, {role}{mode}, moved the lease"));
+            return "final_restarts_failed";
+        }
+        if paused && w.edit_config(|c| c.paused = false).is_err() {
+            return "final_restarts_failed";
+        }
+    }
+    "final_restarts"
+}
+
+/// The store goes down for everyone for two ttls. With failsafe mode on, every member
+/// answers the primary, so it must stay writable throughout (S1' is what makes that safe);
+/// without it, the primary must stop accepting writes by its lease deadline. Either way the
+/// cluster converges again once the store is back.
+fn final_store_outage(w: &mut World, bound: Millis) -> &'static str {
+    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l)) else {
+        return "final_store_outage_not_allowed";
+    };
+    let (ttl, failsafe) = (w.p.settings.ttl, w.p.settings.failsafe_mode);
+    let name = w.nodes[l].name.clone();
+    w.set_store_down(true);
+    if failsafe {
+        if let Some(t) = w.run_until_cond(2 * ttl, |w| !w.is_writable(l)) {
+            w.violation(format!("F2: {name} stopped accepting writes {t} ms into a store outage though every member answers it (failsafe mode)"));
+        }
+    } else {
+        w.run_for(2 * ttl);
+        if w.is_writable(l) {
+            w.violation(format!("F2: {name} still accepts writes two ttls into a store outage without failsafe mode"));
+        }
+    }
+    w.set_store_down(false);
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(w, format!("L1: no convergence within {bound} ms after a store outage of two ttls"));
+        return "final_store_outage_failed";
+    }
+    if failsafe {
+        "final_store_outage_failsafe"
+    } else {
+        "final_store_outage"
+    }
+}
+
 /// The leader's machine stops for good: the rest must converge again.
 fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
     let t0 = w.now;
@@ -294,6 +381,8 @@ pub fn run(p: Params) -> (RunReport, World) {
             let switchover = final_switchover(&mut w, bound, &mut switchover_gap);
             let restart = final_daemon_restart(&mut w);
             let refused = final_refused_switchover(&mut w);
+            let restarts = final_restarts(&mut w);
+            let outage = final_store_outage(&mut w, bound);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
                 _ => final_failover(&mut w, bound, &mut failover_gap),
@@ -306,6 +395,8 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(switchover);
             w.check.count(restart);
             w.check.count(refused);
+            w.check.count(restarts);
+            w.check.count(outage);
             w.check.count(failover);
             w.check.count(departure);
         }

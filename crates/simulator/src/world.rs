@@ -2843,6 +2843,32 @@ impl World {
         self.trace.event(self.now, "switchover_asked", &[("from", &name)]);
     }
 
+    /// An operator asks node `i` to restart PostgreSQL (`POST /restart`, which waits up to
+    /// a ttl for the daemon to take the request up).
+    pub fn ask_restart(&mut self, i: usize) {
+        let ttl = self.p.settings.ttl;
+        self.nodes[i].restart_until = Some(self.now + ttl);
+        let name = self.nodes[i].name.clone();
+        self.trace.event(self.now, "restart_asked", &[("node", &name)]);
+    }
+
+    /// The store is down for everyone (`true`) or back (`false`), as a `dcs-outage` fault.
+    pub fn set_store_down(&mut self, down: bool) {
+        if down {
+            self.store_down += 1;
+            self.store_refuses = false;
+        } else {
+            self.store_down = self.store_down.saturating_sub(1);
+            if self.store_down == 0 && self.p.mode == DcsMode::Etcd {
+                let t = self.store_now();
+                self.store.extend_all_leases(t);
+                self.expire_at = None;
+                self.schedule_expiry();
+            }
+        }
+        self.trace.event(self.now, if down { "store_down" } else { "store_up" }, &[]);
+    }
+
     /// Whether the store holds a switchover or failover request.
     pub fn request_pending(&self) -> bool {
         self.store.switchover().is_some()
