@@ -242,6 +242,10 @@ pub struct Memory {
     /// the lower term for a ttl is believed.
     #[serde(default)]
     pub stale_since: Option<Seen>,
+    /// The last renewal of the lease held failed without a conflict (the store did not
+    /// answer or refused): the leader's housekeeping writes wait for one that succeeds.
+    #[serde(default)]
+    pub renew_failing: bool,
     /// What a claim in flight is conditioned on (the leader record's version, the term and
     /// the sync record's version, folded).
     #[serde(default)]

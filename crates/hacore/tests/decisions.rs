@@ -227,6 +227,18 @@ table!(
 );
 
 table!(
+    renewal_failing_defers_housekeeping,
+    "the last renewal failed (the store refused it): retry it, keep the guard on the lease held, and leave the status, sync and slot housekeeping until a renewal succeeds",
+    Scenario::cluster3("n1").memory(|m| {
+        m.renew_failing = true;
+        if let Some(l) = &mut m.lease {
+            l.sent_at = 98_500;
+            l.deadline = 98_500 + 10_000 - 2_020;
+        }
+    })
+);
+
+table!(
     restart_without_guard_fences,
     "daemon restarted with no guard: the lease cannot be proven, fence and claim",
     Scenario::cluster3("n1").memory(|m| *m = Default::default())

@@ -1053,8 +1053,11 @@ impl<D: Dcs + 'static> Daemon<D> {
                 }
             }
             // After these, the next decision can follow at once: a leadership change, or a
-            // candidate's WAL receiver stopped (an election waits for final positions).
-            urgent |= matches!(
+            // candidate's WAL receiver stopped (an election waits for final positions). Not
+            // after one that failed: it moved nothing, and stepping again at once on a store
+            // that keeps refusing (or a stale cache that keeps showing what was refused)
+            // would retry it tens of times a second.
+            let urgent_kind = matches!(
                 &action,
                 Action::Dcs {
                     op: DcsOp::AcquireLeader(_)
@@ -1074,6 +1077,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             let kind = crate::metrics::action_kind(&action);
             let result = self.run_action(action, writable_until).await;
             moved |= moves && result.is_ok();
+            urgent |= urgent_kind && result.is_ok();
             match &result {
                 Ok(Some(d)) => self.shared.count_action(kind, &Ok(*d)),
                 Err((f, _)) => self.shared.count_action(kind, &Err(*f)),

@@ -116,6 +116,11 @@ pub struct Node {
     in_flux: bool,
     /// When a peer last woke this daemon (wake-ups closer than 100 ms are dropped).
     last_peer_wake: Option<Millis>,
+    /// Store requests sent: reads and writes in all, and in the current second (R7).
+    pub reads: u64,
+    /// Writes sent in all.
+    pub writes: u64,
+    second: (Millis, u32, u32),
     /// The term an election acquire of this node's last decision asks for, and the fork
     /// cause that decision implies (a request naming this node: manual failover).
     acquiring: Option<(Term, hacore::ForkCause)>,
@@ -400,6 +405,9 @@ impl World {
                     moved: false,
                     in_flux: false,
                     last_peer_wake: None,
+                    reads: 0,
+                    writes: 0,
+                    second: (0, 0, 0),
                     fresh: true,
                     failed: Vec::new(),
                     reinit: false,
@@ -871,6 +879,7 @@ impl World {
 
     fn send(&mut self, node: usize, op: Option<DcsOp>) -> u64 {
         let op_is_read = op.is_none();
+        self.count_request(node, op_is_read);
         let id = self.next_req;
         self.next_req += 1;
         let n = &self.nodes[node];
@@ -1096,6 +1105,8 @@ impl World {
                     Some(DcsOp::AcquireLeader(_) | DcsOp::TransferLeader { .. } | DcsOp::ReleaseLeader { .. })
                 );
                 self.nodes[node].moved |= moves && result.is_ok();
+                let urgent = matches!(&req_op, Some(DcsOp::LeaderWrite { .. })) || moves;
+                self.nodes[node].urgent |= urgent && result.is_ok();
                 let (outcome, failed_now) = match result {
                     Ok(Reply::Op(DcsReply::Lease(g))) => (Ok(Done::Lease(g)), false),
                     Ok(Reply::Op(DcsReply::Done)) => (Ok(Done::Ok), false),
@@ -1138,6 +1149,29 @@ impl World {
             .filter(|s| s.up && s.pg.running && s.pg.streaming && s.pg.upstream.as_deref() == Some(me))
             .map(|s| StandbyState { name: s.name.clone(), flush_lsn: s.pg.end(), streaming: true })
             .collect()
+    }
+
+    /// R7, no node hammers the store: at most 25 reads and 50 writes in any second of
+    /// simulated time (a loop in flux reads every 100 ms; a store that keeps refusing, or
+    /// a cache that keeps showing what was refused, must not turn that into a busy loop).
+    fn count_request(&mut self, node: usize, read: bool) {
+        let sec = self.now / 1_000;
+        let n = &mut self.nodes[node];
+        if n.second.0 != sec {
+            n.second = (sec, 0, 0);
+        }
+        if read {
+            n.reads += 1;
+            n.second.1 += 1;
+        } else {
+            n.writes += 1;
+            n.second.2 += 1;
+        }
+        let (reads, writes) = (n.second.1, n.second.2);
+        if (read && reads == 26) || (!read && writes == 51) {
+            let msg = format!("R7: {} sends {reads} reads and {writes} writes to the store within one second", n.name);
+            self.violation(msg);
+        }
     }
 
     fn reachable(&self, a: usize, b: usize) -> bool {
@@ -1496,16 +1530,9 @@ impl World {
             self.push(self.now + took, Ev::OpDone { node: i, seq, machine });
             return;
         }
-        self.nodes[i].urgent |= matches!(
-            &a,
-            Action::Dcs {
-                op: DcsOp::AcquireLeader(_)
-                    | DcsOp::TransferLeader { .. }
-                    | DcsOp::ReleaseLeader { .. }
-                    | DcsOp::LeaderWrite { .. },
-                ..
-            } | Action::Follow { upstream: None }
-        );
+        // A store operation that moves leadership calls for the next step at once once it
+        // succeeded (see `reply`); a stopped WAL receiver (an election) does now.
+        self.nodes[i].urgent |= matches!(&a, Action::Follow { upstream: None });
         match a {
             Action::Dcs { id, op } => {
                 if matches!(op, DcsOp::Put(_)) {

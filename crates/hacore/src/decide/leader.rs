@@ -130,6 +130,14 @@ impl Cx<'_> {
             return self.promote(view, rec);
         }
         self.mem.primary_down_since = None;
+        if self.mem.renew_failing {
+            // The store refuses writes (the last renewal failed; reads may come from a
+            // cache): the housekeeping waits for a renewal that succeeds, instead of
+            // writing it again at every retry of the renewal.
+            self.arm_guard();
+            self.busy();
+            return self.set(Reason::DcsUnavailableLeaseValid, "the last lease renewal failed: retrying it");
+        }
         self.primary_duties(view, rec);
     }
 

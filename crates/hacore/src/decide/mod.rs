@@ -350,6 +350,7 @@ impl<'a> Cx<'a> {
                 if op.kind == LeaseOpKind::Renew && self.mem.lease.is_none_or(|l| l.term != op.term) {
                     return;
                 }
+                self.mem.renew_failing = false;
                 let deadline = g.sent_at.saturating_add(g.ttl).saturating_sub(self.cfg.safety.margin(g.ttl));
                 self.mem.lease =
                     Some(HeldLease { term: op.term, version: g.version, sent_at: g.sent_at, ttl: g.ttl, deadline });
@@ -359,6 +360,7 @@ impl<'a> Cx<'a> {
                 self.mem.lease = None;
                 self.mem.failsafe_until = None;
             }
+            (LeaseOpKind::Renew, Err(_)) => self.mem.renew_failing = true,
             // An acquire that may have applied (no reply) may have made this node the
             // leader: how it came to lead still holds when it claims the record next.
             (LeaseOpKind::Acquire, Err(f))
@@ -749,6 +751,7 @@ impl<'a> Cx<'a> {
         self.mem.failsafe_until = None;
         self.mem.acquired_via = None;
         self.mem.stepping_down = None;
+        self.mem.renew_failing = false;
         self.mem.switchover = None;
         self.mem.sync_add = None;
         self.mem.sync_known = None;

@@ -722,6 +722,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
     if let Some(seen) = &m.stale_since {
         mem.push(format!("stale reads since {} (fingerprint {})", seen.since, seen.version));
     }
+    if m.renew_failing {
+        mem.push("last renewal failed".into());
+    }
     if let Some(v) = m.claim_refused {
         mem.push(format!("claim refused on read {v}"));
     }
