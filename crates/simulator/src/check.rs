@@ -1,9 +1,13 @@
 //! Invariant violations and coverage counters of one run.
 //!
-//! The checks themselves run inside the world after every event (S1), when a node becomes
-//! writable (S2), starts promoting (S3, async loss bound), follows or starts (S4), writes
-//! to the store (S5), takes a new term (stale primary), after every step (R1, the reported
-//! role; R2, member records rewritten only on change), and in the liveness phase (L1).
+//! The checks themselves run inside the world after every event (S1, S2 for the sync set,
+//! A2 when the guard fires), when a node becomes writable (S2), takes a new term or
+//! promotes (S3, T3, O4, S4 consistency, async loss bound), follows or starts (S4), writes
+//! to the store (S5, T1, T2, O1, O2, F1, R7), after every step (R1 the reported role, R2
+//! member records rewritten only on change, R5 paced retries, R8 no needless rebuild, T4
+//! the clone source, O3 requests cleared with a reason, W1), and in the liveness phase
+//! and the final phases after it (L1, R3, A1, O3, O5, F2; `run.rs`). `docs/simulator.md`
+//! says what each one promises.
 
 use crate::params::Params;
 use hacore::Millis;
@@ -296,4 +300,67 @@ pub fn election_waited(
             waiting.join(", ")
         )
     })
+}
+
+/// R6, the reason is true: every decision carries one (never "no decision yet" after a
+/// step), and what a reason says holds in the step that gives it (`docs/reasons.md`): a
+/// fence reason comes with an immediate stop in flight, `lease_expired` with a lease whose
+/// deadline passed, `guard_lost` with a lost guard, `election_lost` with an eligible peer
+/// at least as far, the `ineligible_*` reasons with their cause, `primary_hung` with a
+/// server that does not answer, a switchover phase with a switchover under way,
+/// `leader_healthy` with a writable server under a writable deadline, `replica_streaming`
+/// with a streaming WAL receiver, `paused` with maintenance mode.
+pub fn reason_true(
+    name: &str,
+    tags: &hacore::Tags,
+    pre: &hacore::Memory,
+    obs: &hacore::Observation,
+    d: &hacore::Decision,
+    now: hacore::Millis,
+) -> Option<String> {
+    use hacore::memory::PgOpKind as K;
+    use hacore::Reason as R;
+    let reason = d.status.reason;
+    let pg = &obs.pg;
+    let view = obs.dcs.as_ref().ok();
+    let settings = d.memory.applied.as_ref().map(|(_, s)| s);
+    let peer_at_least = |strictly: bool| {
+        obs.peers.iter().any(|p| {
+            p.status.as_ref().and_then(|s| s.election).is_some_and(|e| {
+                e.eligible && if strictly { e.position.lsn > pg.flush_lsn } else { e.position.lsn >= pg.flush_lsn }
+            })
+        })
+    };
+    let holds = match reason {
+        R::Starting => false,
+        R::LeaseExpired | R::FencingNotLeader | R::GuardLost | R::StandbyClusterWritable
+            if d.memory.pending.map(|p| p.kind) != Some(K::StopImmediate) =>
+        {
+            false
+        }
+        R::LeaseExpired => [pre.lease, d.memory.lease].iter().flatten().any(|l| now >= l.deadline),
+        R::GuardLost => obs.guard == hacore::GuardState::Lost,
+        R::ElectionLost => peer_at_least(false),
+        R::ManualFailoverBehind => peer_at_least(true),
+        R::IneligibleNoFailover => !tags.can_lead(),
+        R::IneligibleLagging => match (view.and_then(|v| v.status.as_ref()), settings) {
+            (Some(st), Some(s)) => pg.flush_lsn.lag_behind(st.value.lsn) > s.maximum_lag_on_failover,
+            _ => true,
+        },
+        R::IneligibleNotSynchronous => view.is_none_or(|v| {
+            !v.sync.as_ref().is_some_and(|s| s.value.leader == name || s.value.members.iter().any(|m| m == name))
+        }),
+        R::PrimaryHung | R::PrimaryUnresponsive => pg.running && !pg.responsive,
+        R::SwitchoverCheckpoint | R::SwitchoverStopping | R::SwitchoverAwaitCandidate => {
+            d.memory.switchover.is_some() || pre.switchover.is_some()
+        }
+        R::LeaderHealthy => pg.running && pg.in_recovery == Some(false) && d.status.writable_until.is_some(),
+        R::ReplicaStreaming => pg.streaming,
+        R::Paused => d.status.paused,
+        R::WaitingForManualFailover => {
+            view.and_then(|v| v.switchover.as_ref()).is_some_and(|r| r.value.to.as_deref().is_some_and(|t| t != name))
+        }
+        _ => true,
+    };
+    (!holds).then(|| format!("R6: {name} gives the reason {reason} ({}) when it does not hold", d.status.detail))
 }

@@ -247,7 +247,13 @@ impl Params {
         let safety = o.safety();
         let bound = safety.max_clock_drift_ppm as i64;
         let drift_ppm = (0..nodes).map(|_| r.range(0, 2 * bound as u64) as i64 - bound).collect();
-        let lat_max = r.pick(&[2, 10, 50, 200]);
+        let mut lat_max = r.pick(&[2, 10, 50, 200]);
+        // A store in another region (500 ms one way) where retry_timeout leaves room for a
+        // round trip: loops slower than loop_wait, the renewal due at every step. From its
+        // own random stream, so a seed's other draws stay the same.
+        if retry >= 5_000 && Rng::stream(seed, "far-store").chance(0.25) {
+            lat_max = 500;
+        }
         let durations = Durations {
             clone: r.range(1_000, 5_000),
             rewind: r.range(300, 2_000),

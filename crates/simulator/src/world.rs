@@ -1239,6 +1239,10 @@ impl World {
         if let Some(msg) = retried_too_soon(n, &obs, &d, now_local) {
             self.violation(msg);
         }
+        let n = &self.nodes[i];
+        if let Some(msg) = crate::check::reason_true(&n.name, &n.cfg.tags, &n.mem, &obs, &d, now_local) {
+            self.violation(msg);
+        }
         let n = &mut self.nodes[i];
         if d.memory.restarting && !n.mem.restarting {
             n.restart_until = None;

@@ -871,9 +871,6 @@ impl<'a> Cx<'a> {
     }
 
     fn finish(mut self) -> Decision {
-        if self.reason == Reason::Starting {
-            self.reason = Reason::Starting;
-        }
         // Events: what was noted, and the reason when it changes.
         if Some(self.reason) != self.mem.last_reason && self.reason.is_event() {
             self.notes.push((self.reason, self.detail.clone()));

@@ -28,7 +28,6 @@ impl Cx<'_> {
         if let Some(pending) = self.mem.pending {
             let reason = match pending.kind {
                 PgOpKind::Checkpoint => Reason::SwitchoverCheckpoint,
-                PgOpKind::StopFast => Reason::SwitchoverStopping,
                 PgOpKind::StartPrimary => Reason::SwitchoverAborted,
                 _ => Reason::SwitchoverStopping,
             };
