@@ -268,6 +268,55 @@ fn final_store_outage(w: &mut World, bound: Millis) -> &'static str {
     }
 }
 
+/// A manual failover in maintenance mode: the cluster is paused, the primary loses the
+/// store and fences at its deadline (pause does not disarm fencing), and once its lease
+/// is gone an operator asks for a replica that could take over. The old primary answers
+/// that PostgreSQL is stopped, so the replica must take the lease and be promoted although
+/// the cluster is paused (O6). Then the store link comes back, the cluster is resumed and
+/// must converge.
+fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
+    // In failsafe mode the members' answers keep the cut-off primary writable: no failover.
+    let allowed = !w.standby_active() && !w.p.settings.failsafe_mode;
+    let Some(l) = w.leader().filter(|&l| allowed && w.is_writable(l)) else {
+        return "final_paused_failover_not_allowed";
+    };
+    let Some(to) = w.ready_replica(l) else { return "final_paused_failover_not_allowed" };
+    if w.edit_config(|c| c.paused = true).is_err() {
+        return "final_paused_failover_not_allowed";
+    }
+    let (ttl, loop_wait, lat) = (w.p.settings.ttl, w.p.settings.loop_wait, w.p.dcs_latency.1);
+    w.run_for(2 * loop_wait + 8 * lat);
+    w.cut_from_store(l, true);
+    let (old, new) = (w.nodes[l].name.clone(), w.nodes[to].name.clone());
+    // Fenced at its deadline; an etcd-like store also expires its record (a DynamoDB-like
+    // one keeps it: the others judge its age).
+    let etcd = w.p.mode == crate::params::DcsMode::Etcd;
+    let gone = w.run_until_cond(2 * ttl, |w| !w.is_writable(l) && (!etcd || w.leader() != Some(l)));
+    let outcome = if gone.is_none() {
+        w.violation(format!("O6: {old}, cut off from the store in maintenance mode, is not gone two ttls later"));
+        "final_paused_failover_failed"
+    } else {
+        w.ask_failover_to(to);
+        let promoted =
+            w.run_until_cond(ttl + 4 * loop_wait + 16 * lat + 2_000, |w| w.is_writable(to) && w.leader() == Some(to));
+        if promoted.is_none() {
+            w.violation(format!(
+                "O6: a manual failover to {new} in maintenance mode, {old} confirmed stopped, did not happen"
+            ));
+            "final_paused_failover_failed"
+        } else {
+            "final_paused_failover"
+        }
+    };
+    w.cut_from_store(l, false);
+    let _ = w.edit_config(|c| c.paused = false);
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(w, format!("L1: no convergence within {bound} ms after the manual failover in maintenance mode"));
+        return "final_paused_failover_failed";
+    }
+    outcome
+}
+
 /// The leader's machine stops for good: the rest must converge again.
 fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
     let t0 = w.now;
@@ -383,6 +432,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let refused = final_refused_switchover(&mut w);
             let restarts = final_restarts(&mut w);
             let outage = final_store_outage(&mut w, bound);
+            let paused_failover = final_paused_failover(&mut w, bound);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
                 _ => final_failover(&mut w, bound, &mut failover_gap),
@@ -397,6 +447,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(refused);
             w.check.count(restarts);
             w.check.count(outage);
+            w.check.count(paused_failover);
             w.check.count(failover);
             w.check.count(departure);
         }

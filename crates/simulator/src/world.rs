@@ -2843,21 +2843,7 @@ impl World {
             return None;
         }
         let l = self.leader()?;
-        let sync = self.p.settings.synchronous_mode.enabled();
-        let members = self.store.sync().map(|s| s.members.clone()).unwrap_or_default();
-        let leader = &self.nodes[l];
-        let to = (0..self.nodes.len())
-            .filter(|&j| {
-                let n = &self.nodes[j];
-                j != l
-                    && n.up
-                    && n.cfg.tags.can_lead()
-                    && n.pg.streaming
-                    && n.pg.upstream_idx == Some(l)
-                    && n.pg.wal.is_prefix_of(&leader.pg.wal)
-                    && (!sync || members.contains(&n.name))
-            })
-            .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))?;
+        let to = self.ready_replica(l)?;
         self.ask_switchover_to(to);
         Some((l, to))
     }
@@ -2898,6 +2884,44 @@ impl World {
             }
         }
         self.trace.event(self.now, if down { "store_down" } else { "store_up" }, &[]);
+    }
+
+    /// An operator asks for a manual failover to `to`.
+    pub fn ask_failover_to(&mut self, to: usize) {
+        let name = self.nodes[to].name.clone();
+        self.operator_request(SwitchoverRequest {
+            kind: SwitchoverKind::Failover,
+            from: None,
+            to: Some(name.clone()),
+            at_wall_ms: None,
+        });
+        self.trace.event(self.now, "failover_asked", &[("to", &name)]);
+    }
+
+    /// Cuts node `i` off from the store both ways (`true`), or restores the link.
+    pub fn cut_from_store(&mut self, i: usize, cut: bool) {
+        self.cut_dcs(i, Dir::Both, if cut { 1 } else { -1 });
+    }
+
+    /// A replica of the leader `l` that could take over now: streaming from it, tags that
+    /// let it lead, WAL along the leader's, and in synchronous mode a member of the
+    /// published set. The most advanced, ties to the smaller name.
+    pub fn ready_replica(&self, l: usize) -> Option<usize> {
+        let sync = self.p.settings.synchronous_mode.enabled();
+        let members = self.store.sync().map(|s| s.members.clone()).unwrap_or_default();
+        let leader = &self.nodes[l];
+        (0..self.nodes.len())
+            .filter(|&j| {
+                let n = &self.nodes[j];
+                j != l
+                    && n.up
+                    && n.cfg.tags.can_lead()
+                    && n.pg.streaming
+                    && n.pg.upstream_idx == Some(l)
+                    && n.pg.wal.is_prefix_of(&leader.pg.wal)
+                    && (!sync || members.contains(&n.name))
+            })
+            .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))
     }
 
     /// Whether the store holds a switchover or failover request.
