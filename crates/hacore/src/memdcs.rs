@@ -208,6 +208,17 @@ impl MemStore {
         self.events.iter()
     }
 
+    /// Deletes every key of the cluster, the term included, as an operator emptying the
+    /// store would (`etcdctl del --prefix`); leases stay.
+    pub fn wipe(&mut self) {
+        self.leader = None;
+        self.leader_corrupt = None;
+        self.members.clear();
+        self.values.clear();
+        self.term = Term(0);
+        self.wake_revision += 1;
+    }
+
     /// Deletes an undecodable leader key, as an operator would (`etcdctl del`); returns
     /// whether there was one.
     pub fn delete_corrupt_leader(&mut self) -> bool {

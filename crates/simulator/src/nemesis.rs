@@ -102,6 +102,11 @@ pub enum FaultKind {
     /// The leader key is overwritten with bytes no member can decode (a bad manual write,
     /// a buggy client): members take it over once it has aged a full ttl.
     CorruptLeader,
+    /// An operator empties the store (every key of the cluster, the term included). Under
+    /// running daemons this starts a bootstrap race between former primaries' data that
+    /// the runbook forbids (6.2); the swarm never draws it, the final phase follows the
+    /// runbook's procedure instead. For scenarios.
+    WipeStore,
     /// A standby cluster's upstream (the other site's primary) is unreachable.
     UpstreamDown,
     /// The upstream fails over: its WAL continues on a new timeline.
@@ -137,6 +142,7 @@ impl FaultKind {
         "restart-daemon",
         "reinitialize",
         "corrupt-leader",
+        "wipe-store",
         "upstream-down",
         "upstream-failover",
         "promote-cluster",
@@ -169,6 +175,7 @@ impl FaultKind {
             FaultKind::RestartDaemon(_) => "restart-daemon",
             FaultKind::Reinitialize(_) => "reinitialize",
             FaultKind::CorruptLeader => "corrupt-leader",
+            FaultKind::WipeStore => "wipe-store",
             FaultKind::UpstreamDown => "upstream-down",
             FaultKind::UpstreamFailover => "upstream-failover",
             FaultKind::PromoteCluster => "promote-cluster",
@@ -193,6 +200,7 @@ impl FaultKind {
                 | FaultKind::RestartDaemon(_)
                 | FaultKind::Reinitialize(_)
                 | FaultKind::CorruptLeader
+                | FaultKind::WipeStore
                 | FaultKind::UpstreamFailover
                 | FaultKind::PromoteCluster
         )
@@ -417,7 +425,8 @@ impl fmt::Display for Fault {
             | FaultKind::UpstreamDown
             | FaultKind::UpstreamFailover
             | FaultKind::PromoteCluster
-            | FaultKind::CorruptLeader => {}
+            | FaultKind::CorruptLeader
+            | FaultKind::WipeStore => {}
             FaultKind::SetTtl(t) => write!(f, " {}", ms(t))?,
             FaultKind::ClockJump(t, j) => write!(f, " {t} {j}ms")?,
             FaultKind::Drift(t, p) => write!(f, " {t} {p}ppm")?,
@@ -540,6 +549,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "restart-daemon" => FaultKind::RestartDaemon(parse_target(arg(0)?)?),
         "reinitialize" => FaultKind::Reinitialize(parse_target(arg(0)?)?),
         "corrupt-leader" => FaultKind::CorruptLeader,
+        "wipe-store" => FaultKind::WipeStore,
         "upstream-down" => FaultKind::UpstreamDown,
         "upstream-failover" => FaultKind::UpstreamFailover,
         "promote-cluster" => FaultKind::PromoteCluster,

@@ -317,6 +317,37 @@ fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
     outcome
 }
 
+/// The store is lost and rebuilt empty, by the runbook (6.2): every daemon stops, the
+/// store is emptied, the most advanced node's daemon starts alone and founds the cluster
+/// again on its data (O7: within a few loops), then the others start and follow it (L1).
+/// Acknowledged writes survive (S2 on the new primary) and nobody's WAL forks (S4).
+fn final_store_rebuilt(w: &mut World, bound: Millis) -> &'static str {
+    // Without the guard nothing stops a primary whose daemon is stopped (step 1 relies
+    // on it).
+    if w.standby_active() || w.leader().is_none() || !w.p.guard {
+        return "final_store_rebuilt_not_allowed";
+    }
+    let Some(first) = w.rebuild_store_begin() else {
+        w.violation("O7: with every daemon stopped, a primary was still writable two ttls later".into());
+        return "final_store_rebuilt_failed";
+    };
+    let s = &w.p.settings;
+    let alone = 4 * s.loop_wait + 2 * s.retry_timeout + w.p.durations.start * 2 + 16 * w.p.dcs_latency.1 + 2_000;
+    if w.run_until_cond(alone, |w| w.is_writable(first) && w.leader() == Some(first)).is_none() {
+        let name = w.nodes[first].name.clone();
+        w.violation(format!(
+            "O7: {name}, started alone on an empty store, did not found the cluster within {alone} ms"
+        ));
+        return "final_store_rebuilt_failed";
+    }
+    w.rebuild_store_rest();
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(w, format!("L1: no convergence within {bound} ms after the store was rebuilt"));
+        return "final_store_rebuilt_failed";
+    }
+    "final_store_rebuilt"
+}
+
 /// The leader's machine stops for good: the rest must converge again.
 fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
     let t0 = w.now;
@@ -433,6 +464,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let restarts = final_restarts(&mut w);
             let outage = final_store_outage(&mut w, bound);
             let paused_failover = final_paused_failover(&mut w, bound);
+            let rebuilt = final_store_rebuilt(&mut w, bound);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
                 _ => final_failover(&mut w, bound, &mut failover_gap),
@@ -448,6 +480,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(restarts);
             w.check.count(outage);
             w.check.count(paused_failover);
+            w.check.count(rebuilt);
             w.check.count(failover);
             w.check.count(departure);
         }

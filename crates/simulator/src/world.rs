@@ -2556,6 +2556,20 @@ impl World {
                 self.store_changed_by(|s, _| s.inject_corrupt(hacore::dcs::Key::Leader, "simulated garbage"));
                 self.check.count("fault_corrupt_leader");
             }
+            FaultKind::WipeStore => {
+                desc = if self.store_down > 0 {
+                    "operator: empty the store refused: the store is down".into()
+                } else {
+                    self.store_changed_by(|s, _| s.wipe());
+                    // Terms start again from 1: what was recorded of the old ones is moot.
+                    self.term_origin.clear();
+                    self.unsure_acquires.clear();
+                    self.transferred = None;
+                    self.request_at = None;
+                    "operator: empty the store".into()
+                };
+                self.check.count("fault_wipe_store");
+            }
             FaultKind::RestartDaemon(t) => {
                 let i = self.resolve(t);
                 desc = format!("restart the daemon on {}", self.nodes[i].name);
@@ -2922,6 +2936,36 @@ impl World {
                     && (!sync || members.contains(&n.name))
             })
             .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))
+    }
+
+    /// The runbook's recovery onto an empty store (6.2): every daemon is stopped (a primary
+    /// still running is killed by its guard at its deadline), the store is emptied, and the
+    /// daemon of the most advanced node starts alone. Returns that node.
+    pub fn rebuild_store_begin(&mut self) -> Option<usize> {
+        for n in &mut self.nodes {
+            n.paused = true;
+        }
+        let ttl = self.p.settings.ttl;
+        if self.run_until_cond(2 * ttl, |w| w.writable().is_empty()).is_none() {
+            return None;
+        }
+        self.inject(Fault { at: self.now, dur: 0, kind: FaultKind::WipeStore });
+        // The most advanced data: the longest WAL that every other node's is a prefix of
+        // or forks from before (normally the last primary's).
+        let best = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up && self.nodes[i].pg.system_id.is_some())
+            .max_by_key(|&i| (self.nodes[i].pg.role == Some(Role::Primary), self.nodes[i].pg.end(), Reverse(i)))?;
+        self.restart_daemon(best);
+        Some(best)
+    }
+
+    /// The other daemons start again (the runbook's last step).
+    pub fn rebuild_store_rest(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                self.restart_daemon(i);
+            }
+        }
     }
 
     /// Whether the store holds a switchover or failover request.

@@ -489,7 +489,12 @@ impl<'a> Cx<'a> {
             && mine > known
             && !leads
             && !self.upstream_wal_only(view);
-        let why = if view.term < seen {
+        // A store without a cluster (emptied, or new) is never stale: nothing in it can
+        // mislead, and a node that waited for it to change would wait for ever.
+        let why = if view.initialize.is_none() {
+            self.mem.stale_since = None;
+            return None;
+        } else if view.term < seen {
             format!("the store returned term {}, term {seen} was seen before", view.term)
         } else if unknown_timeline {
             format!("the store's history ends at timeline {known}, the local WAL is on timeline {mine}")
