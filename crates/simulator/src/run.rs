@@ -324,7 +324,9 @@ fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
 fn final_store_rebuilt(w: &mut World, bound: Millis) -> &'static str {
     // Without the guard nothing stops a primary whose daemon is stopped (step 1 relies
     // on it).
-    if w.standby_active() || w.leader().is_none() || !w.p.guard {
+    // A cluster founded as a standby cluster would bootstrap as one again (its nodes'
+    // settings say so): the runbook's procedure is for primary clusters.
+    if w.p.settings.standby_cluster.is_some() || w.leader().is_none() || !w.p.guard {
         return "final_store_rebuilt_not_allowed";
     }
     let Some(first) = w.rebuild_store_begin() else {

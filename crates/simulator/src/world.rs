@@ -2946,9 +2946,7 @@ impl World {
             n.paused = true;
         }
         let ttl = self.p.settings.ttl;
-        if self.run_until_cond(2 * ttl, |w| w.writable().is_empty()).is_none() {
-            return None;
-        }
+        self.run_until_cond(2 * ttl, |w| w.writable().is_empty())?;
         self.inject(Fault { at: self.now, dur: 0, kind: FaultKind::WipeStore });
         // The most advanced data: the longest WAL that every other node's is a prefix of
         // or forks from before (normally the last primary's).
