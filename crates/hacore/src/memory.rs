@@ -255,6 +255,15 @@ pub struct Memory {
     /// for one that shows the change.
     #[serde(default)]
     pub claim_refused: Option<Version>,
+    /// What the sync-record write in flight is conditioned on.
+    #[serde(default)]
+    pub sync_expect: Option<crate::dcs::Expect>,
+    /// A sync-record write conditioned on this was refused: a read that still shows it is
+    /// stale, so the write is not repeated (nor the loop kept busy) until a read shows the
+    /// change (otherwise a store that keeps returning an old read turns the leader's loop
+    /// into a stream of refused writes).
+    #[serde(default)]
+    pub sync_refused: Option<crate::dcs::Expect>,
     /// Longest ttl seen in a leader record or the applied settings since this memory began:
     /// how long an undecodable leader record must age before it is replaced.
     #[serde(default)]

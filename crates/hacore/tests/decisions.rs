@@ -1627,3 +1627,57 @@ fn an_acquire_with_unknown_outcome_keeps_how_the_node_came_to_lead() {
         .outcome(7, Err(Failure::Conflict));
     assert_eq!(refused.step().memory.acquired_via, None, "a refused acquire made nobody leader");
 }
+
+/// A claim refused because the record's version moved (this leader's own renewal applied
+/// though its reply was lost) leaves how the node came to lead alone: the claim that
+/// follows records the fork as the failover it was, not as a switchover (found by the
+/// simulator's F1 check, seed 1037).
+#[test]
+fn a_refused_claim_keeps_how_the_node_came_to_lead() {
+    let s = Scenario::cluster3("n2")
+        .leader("n2", 4, 41)
+        .pg_replica(1, AT, None, false)
+        .memory(|m| {
+            m.lease = None;
+            m.acquired_via = Some(hacore::ForkCause::Failover);
+            m.claiming = Some(Version(40));
+            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Acquire, term: Term(4) });
+        })
+        .outcome(7, Err(Failure::Conflict));
+    let d = s.step();
+    assert_eq!(d.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", d.status);
+}
+
+/// A sync-record write refused on a read that a stale store keeps returning: the leader
+/// does not repeat it on the same read, nor keep its loop busy, until a read shows the
+/// change (found by the simulator's R7 check, seed 2206: ten refused writes a second).
+#[test]
+fn a_refused_sync_write_is_not_repeated_on_the_same_read() {
+    let adding = || {
+        sync_leader().sync("n1", 3, &[]).pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()])).memory(|m| {
+            m.sync_add = Some(SyncAdd { name: "n2".into(), target: Some(hacore::Lsn(AT)) });
+            m.sync_write = Some((
+                OpId(7),
+                hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] },
+            ));
+            m.sync_expect = Some(hacore::dcs::Expect::Version(Version(31)));
+        })
+    };
+    let writes_sync = |d: &hacore::Decision| {
+        d.actions.iter().any(|a| {
+            matches!(a, hacore::action::Action::Dcs { op: hacore::dcs::DcsOp::LeaderWrite { writes, .. }, .. }
+                if writes.iter().any(|w| w.key == hacore::dcs::Key::Sync))
+        })
+    };
+    let refused = adding().outcome(7, Err(Failure::Conflict)).step();
+    assert!(!writes_sync(&refused), "{:?}", refused.actions);
+    assert!(refused.wake_within > 100, "not busy on a stale read: wakes within {} ms", refused.wake_within);
+    // The same write on a read that shows the record moved (or after another outcome).
+    let mut moved = adding().outcome(7, Err(Failure::Conflict));
+    if let Some(s) = &mut moved.view_mut().sync {
+        s.version = Version(32);
+    }
+    assert!(writes_sync(&moved.step()), "a read that shows the change is acted on");
+    let failed = adding().outcome(7, Err(Failure::Unavailable)).step();
+    assert!(writes_sync(&failed), "a write that was not refused is retried");
+}

@@ -364,3 +364,54 @@ pub fn reason_true(
     };
     (!holds).then(|| format!("R6: {name} gives the reason {reason} ({}) when it does not hold", d.status.detail))
 }
+
+/// E1, the events tell what happened (`hashell events`): when the store is readable (and
+/// the read used), a step
+/// that learns that a long operation failed records `operation_failed`, a change of the
+/// published synchronous set is recorded with the write that makes it (`sync_set_changed`),
+/// and a step whose reason changes to one worth an event records that reason.
+pub fn events_recorded(
+    name: &str,
+    pre: &hacore::Memory,
+    obs: &hacore::Observation,
+    d: &hacore::Decision,
+) -> Option<String> {
+    use hacore::dcs::{DcsOp, Value};
+    use hacore::observation::Failure;
+    use hacore::Reason as R;
+    let view = obs.dcs.as_ref().ok()?;
+    // A read the core did not use (stale: treated as unreadable) records nothing either.
+    if matches!(d.status.reason, R::DcsUnavailable | R::DcsUnavailableLeaseValid | R::FailsafeHolding) {
+        return None;
+    }
+    let events: Vec<R> = d
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            hacore::action::Action::Dcs { op: DcsOp::AppendEvent(e), .. } => Some(e.reason),
+            _ => None,
+        })
+        .collect();
+    let failed_op = pre.pending.is_some_and(|p| {
+        obs.outcomes.iter().any(|o| o.id == p.id && matches!(o.result, Err(f) if f != Failure::Skipped))
+    });
+    let published = view.sync.as_ref().filter(|s| s.value.leader == name).map(|s| &s.value.members);
+    let sync_change = d.actions.iter().any(|a| match a {
+        hacore::action::Action::Dcs { op: DcsOp::LeaderWrite { writes, .. }, .. } => writes.iter().any(|w| {
+            matches!((&w.value, published), (Some(Value::Sync(r)), Some(old))
+                if r.leader == name && view.sync.as_ref().is_some_and(|s| s.value.term == r.term) && r.members != *old)
+        }),
+        _ => false,
+    });
+    let reason = d.status.reason;
+    let missing = if failed_op && !events.contains(&R::OperationFailed) {
+        Some("operation_failed")
+    } else if sync_change && !events.contains(&R::SyncSetChanged) {
+        Some("sync_set_changed")
+    } else if pre.last_reason != Some(reason) && reason.is_event() && !events.contains(&reason) {
+        Some("its new reason")
+    } else {
+        None
+    };
+    missing.map(|what| format!("E1: {name} does not record {what} ({reason}: {})", d.status.detail))
+}

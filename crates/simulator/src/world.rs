@@ -24,6 +24,10 @@ use hacore::{
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
+/// How long before a writable deadline the shell gives up a store call (hashell's
+/// `IO_SLACK`).
+const IO_SLACK: Millis = 500;
+
 /// Commits a client keeps in flight per node (its connection pool).
 const MAX_IN_FLIGHT: u32 = 64;
 
@@ -661,11 +665,13 @@ impl World {
     fn guard_kills(&mut self, i: usize) {
         // A2, the guard kills only what its daemon no longer keeps writable: a daemon that
         // runs (not frozen, between batches) and still counts PostgreSQL writable for a
-        // while left the guard on an older deadline.
+        // while left the guard on an older deadline. A daemon that is fencing (an immediate
+        // stop in flight) no longer keeps it writable, whatever its lease says.
         let n = &self.nodes[i];
         let local = n.local(self.now);
         let idle = matches!(n.phase, Phase::Idle);
-        if let Some(until) = n.status.writable_until.filter(|&u| idle && !n.paused && u > local + 1) {
+        let fencing = n.mem.pending.is_some_and(|p| p.kind == hacore::memory::PgOpKind::StopImmediate);
+        if let Some(until) = n.status.writable_until.filter(|&u| idle && !n.paused && !fencing && u > local + 1) {
             let msg = format!(
                 "A2: the guard kills {}'s PostgreSQL while its daemon keeps it writable for {} ms more",
                 n.name,
@@ -885,14 +891,18 @@ impl World {
         let n = &self.nodes[node];
         let sent_local = n.local(self.now);
         let mut give_up_local = sent_local + self.p.settings.retry_timeout;
-        if n.fresh {
-            // A daemon that just started: PostgreSQL may be writable on the guard's deadline
-            // alone, so its first calls end by then, and at once (50 ms, hashell's floor)
-            // without one.
-            let guard = n.guard.map(|g| g.0).filter(|&d| self.p.guard && d > sent_local);
-            give_up_local = give_up_local.min(guard.unwrap_or(sent_local + 50));
-        } else if let Some(until) = n.status.writable_until {
-            give_up_local = give_up_local.min(until.max(sent_local + 1));
+        // As hashell bounds a store call (`io_limit`): while PostgreSQL may be writable, it
+        // ends IO_SLACK before the deadline (the step that re-arms the guard with a
+        // failsafe extension, or fences, must come first), never below 50 ms. A daemon
+        // that just started counts on the guard's deadline alone, and on none without it.
+        let until = if n.fresh {
+            Some(n.guard.map(|g| g.0).filter(|&d| self.p.guard && d > sent_local).unwrap_or(sent_local))
+        } else {
+            n.status.writable_until
+        };
+        if let Some(until) = until {
+            let room = until.saturating_sub(sent_local).saturating_sub(IO_SLACK);
+            give_up_local = sent_local + self.p.settings.retry_timeout.min(room).max(50);
         }
         let (machine, daemon) = (n.machine, n.daemon);
         let req = Req { node, op, result: None, sent_local, give_up_local, machine, daemon, first_half: None };
@@ -1152,11 +1162,15 @@ impl World {
     }
 
     /// R7, no node hammers the store: at most 25 reads and 50 writes in any second of
-    /// simulated time (a loop in flux reads every 100 ms; a store that keeps refusing, or
-    /// a cache that keeps showing what was refused, must not turn that into a busy loop).
+    /// simulated time at a busy wait of 100 ms (a loop in flux reads once a busy wait, a
+    /// tenth of `loop_wait` capped at 100 ms), in proportion at a shorter one (a store
+    /// that keeps refusing, or a cache that keeps showing what was refused, must not turn
+    /// that into a busy loop).
     fn count_request(&mut self, node: usize, read: bool) {
         let sec = self.now / 1_000;
         let n = &mut self.nodes[node];
+        let loop_wait = n.mem.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+        let scale = (100 / (loop_wait / 10).clamp(10, 100).min(loop_wait).max(1)) as u32;
         if n.second.0 != sec {
             n.second = (sec, 0, 0);
         }
@@ -1168,7 +1182,7 @@ impl World {
             n.second.2 += 1;
         }
         let (reads, writes) = (n.second.1, n.second.2);
-        if (read && reads == 26) || (!read && writes == 51) {
+        if (read && reads == 25 * scale + 1) || (!read && writes == 50 * scale + 1) {
             let msg = format!("R7: {} sends {reads} reads and {writes} writes to the store within one second", n.name);
             self.violation(msg);
         }
@@ -1241,6 +1255,9 @@ impl World {
         }
         let n = &self.nodes[i];
         if let Some(msg) = crate::check::reason_true(&n.name, &n.cfg.tags, &n.mem, &obs, &d, now_local) {
+            self.violation(msg);
+        }
+        if let Some(msg) = crate::check::events_recorded(&self.nodes[i].name, &self.nodes[i].mem, &obs, &d) {
             self.violation(msg);
         }
         let n = &mut self.nodes[i];
@@ -3038,8 +3055,9 @@ impl World {
 }
 
 /// R5, retries are paced: a start, clone or rewind that failed (or timed out) is not
-/// issued again by the same daemon within `loop_wait` of the step that
-/// learnt the failure. Records the failures this step learnt; returns what is wrong.
+/// issued again (nor a rewind after a failed clone, or the reverse: both rebuild the
+/// data) by the same daemon within `loop_wait` of the step that learnt the failure.
+/// Records the failures this step learnt; returns what is wrong.
 fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: Millis) -> Option<String> {
     use hacore::memory::PgOpKind as K;
     if let Some(p) = n.mem.pending {
@@ -3048,11 +3066,16 @@ fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: 
             Some(o) => o.result.is_err() && o.result != Err(Failure::Skipped),
             None => now >= p.give_up_at,
         };
-        if failed {
+        let succeeded = obs.outcomes.iter().any(|o| o.id == p.id && o.result.is_ok());
+        if failed || succeeded {
             n.failed.retain(|(k, _)| *k != p.kind);
+        }
+        if failed {
             n.failed.push((p.kind, now));
         }
     }
+    // A rewind and a clone rebuild the same data directory: one holds the other off too.
+    let family = |k: K| if k == K::Rewind { K::Clone } else { k };
     let loop_wait = d.memory.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
     d.actions.iter().find_map(|a| {
         let kind = match a {
@@ -3062,8 +3085,12 @@ fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: 
             Action::Rewind { .. } => K::Rewind,
             _ => return None,
         };
-        let (_, at) = n.failed.iter().find(|(k, at)| *k == kind && now < at + loop_wait)?;
-        Some(format!("R5: {} issues {kind:?} again {} ms after it failed (loop_wait {loop_wait} ms)", n.name, now - at))
+        let (was, at) = n.failed.iter().find(|(k, at)| family(*k) == family(kind) && now < at + loop_wait)?;
+        Some(format!(
+            "R5: {} issues {kind:?} {} ms after a {was:?} failed (loop_wait {loop_wait} ms)",
+            n.name,
+            now - at
+        ))
     })
 }
 

@@ -362,9 +362,12 @@ impl<'a> Cx<'a> {
             }
             (LeaseOpKind::Renew, Err(_)) => self.mem.renew_failing = true,
             // An acquire that may have applied (no reply) may have made this node the
-            // leader: how it came to lead still holds when it claims the record next.
+            // leader: how it came to lead still holds when it claims the record next. So
+            // does a refused claim: the term the record names came to this node as before
+            // (its own indeterminate renewal may have moved the record's version).
             (LeaseOpKind::Acquire, Err(f))
                 if self.mem.lease.is_none_or(|l| l.term != op.term)
+                    && claimed.is_none()
                     && !matches!(f, Failure::Indeterminate | Failure::TimedOut) =>
             {
                 self.mem.acquired_via = None;
@@ -761,6 +764,8 @@ impl<'a> Cx<'a> {
         self.mem.sync_add = None;
         self.mem.sync_known = None;
         self.mem.sync_write = None;
+        self.mem.sync_expect = None;
+        self.mem.sync_refused = None;
         self.mem.sync_unsure.clear();
         self.mem.primary_down_since = None;
         self.mem.status_at = None;

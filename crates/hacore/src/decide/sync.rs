@@ -23,6 +23,8 @@ impl Cx<'_> {
     /// Learns the outcome of a sync-record write.
     pub(super) fn on_sync_write_outcome(&mut self, result: &Result<Done, Failure>) {
         let Some((_, record)) = self.mem.sync_write.take() else { return };
+        let expect = self.mem.sync_expect.take();
+        self.mem.sync_refused = if matches!(result, Err(Failure::Conflict)) { expect } else { None };
         match result {
             Ok(_) => {
                 // The store holds exactly this now (nobody else writes it in this reign).
@@ -46,6 +48,7 @@ impl Cx<'_> {
     pub(super) fn write_sync(&mut self, rec: &Versioned<LeaderRecord>, record: SyncRecord, expect: Expect) -> OpId {
         let id = self.leader_write(rec, vec![Write::put(Value::Sync(record.clone()), expect)], false);
         self.mem.sync_write = Some((id, record));
+        self.mem.sync_expect = Some(expect);
         id
     }
 
@@ -126,9 +129,16 @@ impl Cx<'_> {
             return;
         }
 
+        // The last write on a read that showed the record as this one does was refused:
+        // this read is stale, and the same write would be refused again.
+        let refused = self.mem.sync_refused == Some(cas);
+
         // Removal: publish first.
         let keep: Vec<NodeName> = published.iter().filter(|n| wanted.contains(n)).cloned().collect();
         if keep.len() < published.len() {
+            if refused {
+                return;
+            }
             let gone: Vec<_> = published.iter().filter(|n| !keep.contains(n)).cloned().collect();
             self.write_sync(rec, SyncRecord { leader: me, term, members: keep }, cas);
             self.note(Reason::SyncSetChanged, format!("removed {}", gone.join(", ")));
@@ -145,6 +155,9 @@ impl Cx<'_> {
                 }
                 Some(t) => {
                     let flushed = pg.standbys.iter().find(|s| s.name == a.name).map(|s| s.flush_lsn);
+                    if refused {
+                        return;
+                    }
                     if flushed.is_some_and(|f| f >= t) {
                         let mut members = published.clone();
                         members.push(a.name.clone());
