@@ -219,16 +219,6 @@ impl MemStore {
         self.wake_revision += 1;
     }
 
-    /// Deletes an undecodable leader key, as an operator would (`etcdctl del`); returns
-    /// whether there was one.
-    pub fn delete_corrupt_leader(&mut self) -> bool {
-        let had = self.leader_corrupt.take().is_some();
-        if had {
-            self.wake_revision += 1;
-        }
-        had
-    }
-
     /// Replaces a key's value with undecodable bytes (tests of corrupt-data handling).
     pub fn inject_corrupt(&mut self, key: Key, reason: &str) {
         let version = self.next_version();

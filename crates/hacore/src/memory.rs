@@ -255,6 +255,11 @@ pub struct Memory {
     /// for one that shows the change.
     #[serde(default)]
     pub claim_refused: Option<Version>,
+    /// The term of an acquire whose outcome is unknown (it may have applied): a later
+    /// attempt at that term that is refused does not tell that this one did not apply.
+    /// Kept across elections (a node may try the same term again): only its term counts.
+    #[serde(default)]
+    pub acquire_unsure: Option<Term>,
     /// What the sync-record write in flight is conditioned on.
     #[serde(default)]
     pub sync_expect: Option<crate::dcs::Expect>,

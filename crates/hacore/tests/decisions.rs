@@ -1681,3 +1681,67 @@ fn a_refused_sync_write_is_not_repeated_on_the_same_read() {
     let failed = adding().outcome(7, Err(Failure::Unavailable)).step();
     assert!(writes_sync(&failed), "a write that was not refused is retried");
 }
+
+/// A switchover candidate that has the end of the WAL but cannot lead (an operator had it
+/// reinitialized meanwhile: its fresh clone holds the WAL but is not consistent yet) gets
+/// no transfer; the switchover waits, and times out as it would for one that lags (found
+/// by the simulator's O2 check, seed 5429).
+#[test]
+fn a_switchover_waits_for_a_candidate_that_can_lead() {
+    let awaiting = |can_lead: bool| {
+        Scenario::cluster3("n1")
+            .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+            .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 99_000)
+            .pg_stopped(1, AT + 0x28, false)
+            .peer(
+                "n2",
+                Some(hacore::status::PeerStatus {
+                    replayed: hacore::Lsn(0),
+                    role: MemberRole::Replica,
+                    term: Term(3),
+                    running: false,
+                    position: hacore::WalPosition { timeline: hacore::Timeline(1), lsn: hacore::Lsn(AT + 0x28) },
+                    can_lead,
+                    election: None,
+                }),
+            )
+            .step()
+    };
+    let transfers = |d: &hacore::Decision| {
+        d.actions
+            .iter()
+            .any(|a| matches!(a, hacore::action::Action::Dcs { op: hacore::dcs::DcsOp::TransferLeader { .. }, .. }))
+    };
+    assert!(!transfers(&awaiting(false)), "{:?}", awaiting(false).actions);
+    assert!(transfers(&awaiting(true)), "the same candidate able to lead gets the record");
+}
+
+/// An acquire whose reply was lost, then another attempt at the same term that the store
+/// refuses: the first may have applied, so the node keeps how it came to lead and a claim
+/// that follows records the failover (found by the simulator's F1 check, seed 7874).
+#[test]
+fn a_refused_retry_after_an_unknown_acquire_keeps_how_the_node_came_to_lead() {
+    let lost_reply = Scenario::cluster3("n2")
+        .no_leader(3)
+        .memory(|m| {
+            m.acquired_via = Some(hacore::ForkCause::Failover);
+            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Acquire, term: Term(4) });
+        })
+        .outcome(7, Err(Failure::Indeterminate))
+        .step();
+    assert_eq!(lost_reply.memory.acquire_unsure, Some(Term(4)));
+    let unsure = lost_reply.memory.acquire_unsure;
+    // The next read shows the record naming this node at that term: the first applied.
+    let refused = Scenario::cluster3("n2")
+        .leader("n2", 4, 41)
+        .pg_replica(1, AT, None, false)
+        .memory(|m| {
+            m.lease = None;
+            m.acquired_via = Some(hacore::ForkCause::Failover);
+            m.acquire_unsure = unsure;
+            m.lease_op = Some(LeaseOp { id: OpId(9), kind: LeaseOpKind::Acquire, term: Term(4) });
+        })
+        .outcome(9, Err(Failure::Unavailable))
+        .step();
+    assert_eq!(refused.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", refused.status);
+}

@@ -445,6 +445,7 @@ pub fn run(p: Params) -> (RunReport, World) {
     let mut w = World::new(p);
     w.run_until(duration);
     w.heal();
+    let bound = bound + w.corrupt_leader_wait();
     let converged = converge(&mut w, bound, World::converged);
     let (mut switchover_gap, mut failover_gap) = (None, None);
     match converged {

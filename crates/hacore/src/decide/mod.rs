@@ -362,13 +362,17 @@ impl<'a> Cx<'a> {
             }
             (LeaseOpKind::Renew, Err(_)) => self.mem.renew_failing = true,
             // An acquire that may have applied (no reply) may have made this node the
-            // leader: how it came to lead still holds when it claims the record next. So
-            // does a refused claim: the term the record names came to this node as before
-            // (its own indeterminate renewal may have moved the record's version).
-            (LeaseOpKind::Acquire, Err(f))
+            // leader: how it came to lead still holds when it claims the record next, also
+            // after a later attempt at the same term was refused. So does a refused claim:
+            // the term the record names came to this node as before (its own
+            // indeterminate renewal may have moved the record's version).
+            (LeaseOpKind::Acquire, Err(Failure::Indeterminate | Failure::TimedOut)) => {
+                self.mem.acquire_unsure = Some(op.term);
+            }
+            (LeaseOpKind::Acquire, Err(_))
                 if self.mem.lease.is_none_or(|l| l.term != op.term)
                     && claimed.is_none()
-                    && !matches!(f, Failure::Indeterminate | Failure::TimedOut) =>
+                    && self.mem.acquire_unsure != Some(op.term) =>
             {
                 self.mem.acquired_via = None;
             }
@@ -886,7 +890,9 @@ impl<'a> Cx<'a> {
             self.notes.push((self.reason, self.detail.clone()));
         }
         self.mem.last_reason = Some(self.reason);
-        if let Some(view) = self.view {
+        // Recorded whenever the store answered, a stale read included (not acted on, but
+        // the store takes appends: a node that fences on one says so).
+        if let Ok(view) = &self.obs.dcs {
             let schema = view.schema();
             for (reason, detail) in std::mem::take(&mut self.notes) {
                 let event = Event {

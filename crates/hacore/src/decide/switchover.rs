@@ -73,10 +73,15 @@ impl Cx<'_> {
         }
     }
 
-    /// Whether the candidate of a switchover waiting for it has received the end of the WAL.
+    /// Whether the candidate of a switchover waiting for it has received the end of the WAL
+    /// and can still lead: an operator may have had it reinitialized meanwhile, and a clone
+    /// that holds the end of the WAL is not consistent until it has replayed it (O2).
     fn candidate_caught_up(&self, p: &SwitchoverProgress) -> bool {
         let end = self.obs.pg.position();
-        self.obs.peer(&p.candidate).and_then(|r| r.status.as_ref()).is_some_and(|st| st.position.lsn >= end.lsn)
+        self.obs
+            .peer(&p.candidate)
+            .and_then(|r| r.status.as_ref())
+            .is_some_and(|st| st.can_lead && st.position.lsn >= end.lsn)
     }
 
     /// Whether this step hands the lease over: PostgreSQL is down and the candidate has
