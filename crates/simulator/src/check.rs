@@ -42,6 +42,14 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("fault_pause_longer_than_ttl", 25),
     ("writes_unknown", 25),
     ("restart", 30),
+    ("reinitialized", 25),
+    ("switchover_rejected", 35),
+    ("switchover_waited_for_its_time", 20),
+    ("scheduled_switchover_done", 20),
+    ("ineligible_nofailover", 15),
+    ("ineligible_not_synchronous", 20),
+    ("clone_from_clonefrom", 10),
+    ("failsafe_round_acked", 20),
 ];
 
 /// What one run found.
