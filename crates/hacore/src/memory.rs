@@ -260,15 +260,16 @@ pub struct Memory {
     /// Kept across elections (a node may try the same term again): only its term counts.
     #[serde(default)]
     pub acquire_unsure: Option<Term>,
-    /// What the sync-record write in flight is conditioned on.
+    /// What the sync-record write in flight is conditioned on: a fingerprint of the sync
+    /// record's version it expects and of the leader record's version it is guarded by.
     #[serde(default)]
-    pub sync_expect: Option<crate::dcs::Expect>,
-    /// A sync-record write conditioned on this was refused: a read that still shows it is
-    /// stale, so the write is not repeated (nor the loop kept busy) until a read shows the
-    /// change (otherwise a store that keeps returning an old read turns the leader's loop
-    /// into a stream of refused writes).
+    pub sync_expect: Option<Version>,
+    /// A sync-record write conditioned on this (same fingerprint) was refused: a read that
+    /// still shows both versions is stale, so the write is not repeated (nor the loop kept
+    /// busy) until a read shows a change (otherwise a store that keeps returning an old
+    /// read turns the leader's loop into a stream of refused writes).
     #[serde(default)]
-    pub sync_refused: Option<crate::dcs::Expect>,
+    pub sync_refused: Option<Version>,
     /// Longest ttl seen in a leader record or the applied settings since this memory began:
     /// how long an undecodable leader record must age before it is replaced.
     #[serde(default)]

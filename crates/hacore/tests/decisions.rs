@@ -1653,32 +1653,33 @@ fn a_refused_claim_keeps_how_the_node_came_to_lead() {
 /// change (found by the simulator's R7 check, seed 2206: ten refused writes a second).
 #[test]
 fn a_refused_sync_write_is_not_repeated_on_the_same_read() {
-    let adding = || {
-        sync_leader().sync("n1", 3, &[]).pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()])).memory(|m| {
-            m.sync_add = Some(SyncAdd { name: "n2".into(), target: Some(hacore::Lsn(AT)) });
-            m.sync_write = Some((
-                OpId(7),
-                hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] },
-            ));
-            m.sync_expect = Some(hacore::dcs::Expect::Version(Version(31)));
-        })
+    // The core writes the record (n2 flushed past the target) and remembers what the
+    // write is conditioned on; its outcome comes back as #id.
+    let base = || {
+        sync_leader()
+            .sync("n1", 3, &[])
+            .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+            .memory(|m| m.sync_add = Some(SyncAdd { name: "n2".into(), target: Some(hacore::Lsn(AT)) }))
     };
+    let wrote = base().step();
+    let id = wrote.memory.sync_write.as_ref().map(|(id, _)| id.0).expect("the sync record is written");
+    let adding = |r: Result<Done, Failure>| base().memory(|m| *m = wrote.memory.clone()).outcome(id, r);
     let writes_sync = |d: &hacore::Decision| {
         d.actions.iter().any(|a| {
             matches!(a, hacore::action::Action::Dcs { op: hacore::dcs::DcsOp::LeaderWrite { writes, .. }, .. }
                 if writes.iter().any(|w| w.key == hacore::dcs::Key::Sync))
         })
     };
-    let refused = adding().outcome(7, Err(Failure::Conflict)).step();
+    let refused = adding(Err(Failure::Conflict)).step();
     assert!(!writes_sync(&refused), "{:?}", refused.actions);
     assert!(refused.wake_within > 100, "not busy on a stale read: wakes within {} ms", refused.wake_within);
     // The same write on a read that shows the record moved (or after another outcome).
-    let mut moved = adding().outcome(7, Err(Failure::Conflict));
+    let mut moved = adding(Err(Failure::Conflict));
     if let Some(s) = &mut moved.view_mut().sync {
         s.version = Version(32);
     }
     assert!(writes_sync(&moved.step()), "a read that shows the change is acted on");
-    let failed = adding().outcome(7, Err(Failure::Unavailable)).step();
+    let failed = adding(Err(Failure::Unavailable)).step();
     assert!(writes_sync(&failed), "a write that was not refused is retried");
 }
 
@@ -1744,4 +1745,29 @@ fn a_refused_retry_after_an_unknown_acquire_keeps_how_the_node_came_to_lead() {
         .outcome(9, Err(Failure::Unavailable))
         .step();
     assert_eq!(refused.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", refused.status);
+}
+
+/// A sync-record write whose outcome is unknown may have applied: the last confirmed
+/// record no longer tells what the store holds, so the leader goes back to its reads (and
+/// keeps every name either may have published as possibly published). Kept, it hid a
+/// removal that had applied for the rest of the reign: the published set was never
+/// completed again and nobody could fail over (found by the simulator's L1 check of the
+/// synchronous set, seed 7763).
+#[test]
+fn an_unknown_sync_write_outcome_forgets_the_confirmed_record() {
+    let d = sync_leader()
+        .sync("n1", 3, &[])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .memory(|m| {
+            m.sync_known =
+                Some(hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] });
+            m.sync_write =
+                Some((OpId(7), hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec![] }));
+        })
+        .outcome(7, Err(Failure::Indeterminate))
+        .step();
+    assert_eq!(d.memory.sync_known, None);
+    assert!(d.memory.sync_unsure.iter().any(|n| n == "n2"), "n2 may still be published: {:?}", d.memory.sync_unsure);
+    // The read shows the removal applied: the leader starts adding a standby again.
+    assert!(d.memory.sync_add.is_some(), "{:?} {:?}", d.status, d.actions);
 }

@@ -560,6 +560,40 @@ impl World {
             i == w[0] || !n.up || (n.pg.running && n.pg.streaming && n.pg.upstream.as_ref() == Some(primary))
         }) && self.members_visible()
             && self.slots_in_place(w[0])
+            && self.sync_in_place(w[0])
+    }
+
+    /// In synchronous mode, the leader has published as many synchronous standbys as the
+    /// settings ask for (or as there are streaming standbys allowed to be one: not tagged
+    /// `nosync`, and able to lead, since a synchronous standby is a failover target), in its own
+    /// term, and PostgreSQL waits for exactly those: a set that never grows leaves nobody
+    /// to fail over to (and, strict, every commit waiting), one that never shrinks waits
+    /// for a standby that is gone.
+    fn sync_in_place(&self, leader: usize) -> bool {
+        let s = &self.p.settings;
+        if !s.synchronous_mode.enabled() {
+            return true;
+        }
+        let l = &self.nodes[leader];
+        let eligible: Vec<&str> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, n)| {
+                i != leader && n.up && n.pg.running && n.pg.streaming && n.pg.upstream_idx == Some(leader)
+            })
+            .filter(|(_, n)| !n.cfg.tags.nosync && n.cfg.tags.can_lead())
+            .map(|(_, n)| n.name.as_str())
+            .collect();
+        let want = eligible.len().min(s.synchronous_node_count as usize);
+        let Some(rec) = self.store.sync() else { return false };
+        let named = l.pg.sync_standbys.names();
+        rec.leader == l.name
+            && rec.term == l.status.term
+            && rec.members.len() == want
+            && rec.members.iter().all(|m| eligible.contains(&m.as_str()))
+            && named.len() == rec.members.len()
+            && named.iter().all(|n| rec.members.contains(n))
     }
 
     /// The leader keeps a replication slot for every other running machine (so none loses
@@ -2226,6 +2260,15 @@ impl World {
                     .then(|| format!("term {} recorded as {:?}, taken by {:?}", f.term, f.cause, cause))
             })
             .collect();
+        // A cluster founded as a primary cluster was never a standby cluster to promote.
+        let mut wrong = wrong;
+        if self.p.settings.standby_cluster.is_none() {
+            wrong.extend(
+                h.forks.iter().filter(|f| !known(f) && f.node == n.name && f.cause == C::ClusterPromotion).map(|f| {
+                    format!("term {} recorded as a standby cluster's promotion in a cluster founded as primary", f.term)
+                }),
+            );
+        }
         if !wrong.is_empty() {
             let msg = format!("F1: {} records a fork with the wrong cause: {}", n.name, wrong.join("; "));
             self.violation(msg);

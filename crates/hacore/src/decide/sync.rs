@@ -17,7 +17,7 @@ use crate::dcs::{ClusterView, Expect, Key, LeaderRecord, SyncRecord, Value, Writ
 use crate::memory::SyncAdd;
 use crate::observation::{Done, Failure, SyncStandbys};
 use crate::reason::Reason;
-use crate::types::{NodeName, OpId, Versioned};
+use crate::types::{NodeName, OpId, Version, Versioned};
 
 impl Cx<'_> {
     /// Learns the outcome of a sync-record write.
@@ -33,9 +33,13 @@ impl Cx<'_> {
             }
             // Nothing was applied.
             Err(Failure::Conflict | Failure::Unavailable | Failure::Skipped | Failure::Failed) => {}
-            // Maybe applied: its names may be published.
+            // Maybe applied: its names may be published, and so may the last confirmed
+            // record's, which no longer tells what the store holds (a confirmed record
+            // kept past a write that applied would hide the change from this leader for
+            // the rest of its reign: the published set would never be completed again).
             Err(Failure::Indeterminate | Failure::TimedOut) => {
-                for n in record.members {
+                let known = self.mem.sync_known.take().map(|k| k.members).unwrap_or_default();
+                for n in known.into_iter().chain(record.members) {
                     if !self.mem.sync_unsure.contains(&n) {
                         self.mem.sync_unsure.push(n);
                     }
@@ -48,8 +52,21 @@ impl Cx<'_> {
     pub(super) fn write_sync(&mut self, rec: &Versioned<LeaderRecord>, record: SyncRecord, expect: Expect) -> OpId {
         let id = self.leader_write(rec, vec![Write::put(Value::Sync(record.clone()), expect)], false);
         self.mem.sync_write = Some((id, record));
-        self.mem.sync_expect = Some(expect);
+        self.mem.sync_expect = Some(Self::sync_condition(rec, expect));
         id
+    }
+
+    /// A fingerprint of what a sync-record write is conditioned on: the record's version
+    /// (or its absence) and the leader record's version its guard names. A write refused
+    /// because the leader record moved must be retried on a read that shows the move,
+    /// though the sync record did not change.
+    fn sync_condition(rec: &Versioned<LeaderRecord>, expect: Expect) -> Version {
+        let e = match expect {
+            Expect::Any => 0,
+            Expect::Absent => u64::MAX,
+            Expect::Version(v) => v.0,
+        };
+        Version(e ^ rec.version.0.rotate_left(29))
     }
 
     /// What the store holds as far as this node knows (its confirmed write, else its
@@ -131,7 +148,7 @@ impl Cx<'_> {
 
         // The last write on a read that showed the record as this one does was refused:
         // this read is stale, and the same write would be refused again.
-        let refused = self.mem.sync_refused == Some(cas);
+        let refused = self.mem.sync_refused == Some(Self::sync_condition(rec, cas));
 
         // Removal: publish first.
         let keep: Vec<NodeName> = published.iter().filter(|n| wanted.contains(n)).cloned().collect();
