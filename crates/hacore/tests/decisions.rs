@@ -1602,20 +1602,23 @@ table!(
     }
 );
 
+/// n2 is named by the record at term 4 without holding its lease, won by an election
+/// (`acquired_via` failover), with an acquire #`id` of term 4 awaiting its outcome.
+fn named_after_an_election(id: u64, more: impl FnOnce(&mut hacore::Memory)) -> Scenario {
+    Scenario::cluster3("n2").leader("n2", 4, 41).pg_replica(1, AT, None, false).memory(|m| {
+        m.lease = None;
+        m.acquired_via = Some(hacore::ForkCause::Failover);
+        m.lease_op = Some(LeaseOp { id: OpId(id), kind: LeaseOpKind::Acquire, term: Term(4) });
+        more(m);
+    })
+}
+
 /// An acquire whose reply was lost may have applied: the node that then finds itself named
 /// by the record claims it as the leader it became by that election, and its fork says
 /// failover, not switchover (found by the simulator's F1 check, seed 32).
 #[test]
 fn an_acquire_with_unknown_outcome_keeps_how_the_node_came_to_lead() {
-    let s = Scenario::cluster3("n2")
-        .leader("n2", 4, 41)
-        .pg_replica(1, AT, None, false)
-        .memory(|m| {
-            m.lease = None;
-            m.acquired_via = Some(hacore::ForkCause::Failover);
-            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Acquire, term: Term(4) });
-        })
-        .outcome(7, Err(Failure::Indeterminate));
+    let s = named_after_an_election(7, |_| {}).outcome(7, Err(Failure::Indeterminate));
     let d = s.step();
     assert_eq!(d.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", d.status);
     let refused = Scenario::cluster3("n2")
@@ -1634,16 +1637,7 @@ fn an_acquire_with_unknown_outcome_keeps_how_the_node_came_to_lead() {
 /// simulator's F1 check, seed 1037).
 #[test]
 fn a_refused_claim_keeps_how_the_node_came_to_lead() {
-    let s = Scenario::cluster3("n2")
-        .leader("n2", 4, 41)
-        .pg_replica(1, AT, None, false)
-        .memory(|m| {
-            m.lease = None;
-            m.acquired_via = Some(hacore::ForkCause::Failover);
-            m.claiming = Some(Version(40));
-            m.lease_op = Some(LeaseOp { id: OpId(7), kind: LeaseOpKind::Acquire, term: Term(4) });
-        })
-        .outcome(7, Err(Failure::Conflict));
+    let s = named_after_an_election(7, |m| m.claiming = Some(Version(40))).outcome(7, Err(Failure::Conflict));
     let d = s.step();
     assert_eq!(d.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", d.status);
 }
@@ -1733,17 +1727,8 @@ fn a_refused_retry_after_an_unknown_acquire_keeps_how_the_node_came_to_lead() {
     assert_eq!(lost_reply.memory.acquire_unsure, Some(Term(4)));
     let unsure = lost_reply.memory.acquire_unsure;
     // The next read shows the record naming this node at that term: the first applied.
-    let refused = Scenario::cluster3("n2")
-        .leader("n2", 4, 41)
-        .pg_replica(1, AT, None, false)
-        .memory(|m| {
-            m.lease = None;
-            m.acquired_via = Some(hacore::ForkCause::Failover);
-            m.acquire_unsure = unsure;
-            m.lease_op = Some(LeaseOp { id: OpId(9), kind: LeaseOpKind::Acquire, term: Term(4) });
-        })
-        .outcome(9, Err(Failure::Unavailable))
-        .step();
+    let refused =
+        named_after_an_election(9, |m| m.acquire_unsure = unsure).outcome(9, Err(Failure::Unavailable)).step();
     assert_eq!(refused.memory.acquired_via, Some(hacore::ForkCause::Failover), "{:?}", refused.status);
 }
 

@@ -2979,18 +2979,6 @@ impl World {
         self.trace.event(self.now, if down { "store_down" } else { "store_up" }, &[]);
     }
 
-    /// An operator asks for a manual failover to `to`.
-    pub fn ask_failover_to(&mut self, to: usize) {
-        let name = self.nodes[to].name.clone();
-        self.operator_request(SwitchoverRequest {
-            kind: SwitchoverKind::Failover,
-            from: None,
-            to: Some(name.clone()),
-            at_wall_ms: None,
-        });
-        self.trace.event(self.now, "failover_asked", &[("to", &name)]);
-    }
-
     /// Cuts node `i` off from the store both ways (`true`), or restores the link.
     pub fn cut_from_store(&mut self, i: usize, cut: bool) {
         self.cut_dcs(i, Dir::Both, if cut { 1 } else { -1 });
@@ -3052,14 +3040,18 @@ impl World {
 
     /// An operator's switchover request to `to`.
     pub fn ask_switchover_to(&mut self, to: usize) {
+        self.ask_to(SwitchoverKind::Switchover, to, "switchover_asked");
+    }
+
+    /// An operator asks for a manual failover to `to`.
+    pub fn ask_failover_to(&mut self, to: usize) {
+        self.ask_to(SwitchoverKind::Failover, to, "failover_asked");
+    }
+
+    fn ask_to(&mut self, kind: SwitchoverKind, to: usize, event: &str) {
         let name = self.nodes[to].name.clone();
-        self.operator_request(SwitchoverRequest {
-            kind: SwitchoverKind::Switchover,
-            from: None,
-            to: Some(name.clone()),
-            at_wall_ms: None,
-        });
-        self.trace.event(self.now, "switchover_asked", &[("to", &name)]);
+        self.operator_request(SwitchoverRequest { kind, from: None, to: Some(name.clone()), at_wall_ms: None });
+        self.trace.event(self.now, event, &[("to", &name)]);
     }
 
     /// After L1 the leader's machine stops for good (a majority heals, not everything), if
