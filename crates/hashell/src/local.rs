@@ -28,6 +28,55 @@ pub fn run_as() -> Result<Option<(u32, u32)>, String> {
     Ok(unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) })
 }
 
+/// Whether user `uid` (group `gid`, no other groups) may do `want` (a mask of the
+/// owner's bits: 0o4 read, 0o1 execute/search) on the file `meta` describes.
+fn permits(meta: &std::fs::Metadata, uid: u32, gid: u32, want: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    let bits = if meta.uid() == uid {
+        mode >> 6
+    } else if meta.gid() == gid {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & want == want
+}
+
+/// Whether user `uid` can run `exe`: every directory above it searchable, the file
+/// readable and executable.
+fn can_execute(exe: &Path, uid: u32, gid: u32) -> bool {
+    let Ok(exe) = exe.canonicalize() else { return false };
+    let dirs_ok = exe.ancestors().skip(1).all(|d| std::fs::metadata(d).is_ok_and(|m| permits(&m, uid, gid, 0o1)));
+    dirs_ok && std::fs::metadata(&exe).is_ok_and(|m| permits(&m, uid, gid, 0o5))
+}
+
+/// `exe`, or when the daemon user cannot reach it (a checkout under a mode-0700
+/// directory, such as `mktemp -d` makes) a hard link to it (a copy across file systems)
+/// in `root/bin`, which that user owns and which goes away with the cluster.
+fn reachable_exe(exe: &Path, root: &Path, uid: u32, gid: u32) -> Result<PathBuf, String> {
+    if can_execute(exe, uid, gid) {
+        return Ok(exe.to_path_buf());
+    }
+    let name = exe.file_name().ok_or_else(|| format!("{} names no file", exe.display()))?;
+    let dir = root.join("bin");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    chown(&dir);
+    let to = dir.join(name);
+    if !to.exists() && std::fs::hard_link(exe, &to).is_err() {
+        std::fs::copy(exe, &to).map_err(|e| format!("cannot copy {} to {}: {e}", exe.display(), to.display()))?;
+    }
+    if !can_execute(&to, uid, gid) {
+        return Err(format!(
+            "the user PostgreSQL runs as (uid {uid}) cannot run {} nor its copy {}: let it search the \
+             directories above them (chmod o+x) or build in a directory it can read",
+            exe.display(),
+            to.display()
+        ));
+    }
+    Ok(to)
+}
+
 /// Gives `path` to the user PostgreSQL runs as (when we are root).
 pub fn chown(path: &Path) {
     if let Ok(Some((uid, gid))) = run_as() {
@@ -281,6 +330,10 @@ impl LocalCluster {
         chown(&n.log());
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut user = run_as()?;
+        let exe = &match user {
+            Some((uid, gid)) => reachable_exe(exe, &self.root, uid, gid)?,
+            None => exe.to_path_buf(),
+        };
         let mut cmd = match user {
             // setpriv changes the user and keeps the capabilities (it execs: same PID).
             Some((uid, gid)) if !self.ambient_caps.is_empty() => {
