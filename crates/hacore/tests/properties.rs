@@ -38,28 +38,45 @@ proptest! {
     #[test]
     fn writable_only_under_a_lease(i in step_input()) {
         let d = run(&i);
+        // A read judged stale (older than what was seen: `a_read_is_judged_stale_only_with_cause`)
+        // is not used: the store's grant stands until its deadline, as when the DCS is down.
+        let used = i.obs.dcs.as_ref().ok().filter(|_| d.memory.stale_since.is_none());
+        let record_ours = |l: &hacore::memory::HeldLease| match used {
+            Some(v) => v.leader.as_ref().is_some_and(|r| r.value.holder == i.cfg.name && r.value.term == l.term),
+            None => true,
+        };
         for a in &d.actions {
             let Some(deadline) = a.writable_deadline() else { continue };
             prop_assert!(deadline > i.now, "{a:?} deadline not in the future");
-            let lease_ok = d.memory.lease.is_some_and(|l| {
-                l.deadline >= deadline
-                    && match &i.obs.dcs {
-                        Ok(v) => v.leader.as_ref().is_some_and(|r| r.value.holder == i.cfg.name && r.value.term == l.term),
-                        Err(_) => true,
-                    }
-            });
+            let lease_ok = d.memory.lease.is_some_and(|l| l.deadline >= deadline && record_ours(&l));
             // A failsafe confirmation counts while the DCS is unreadable, or once it is back
             // while the store still shows this node's record in its term.
-            let record_ours = match &i.obs.dcs {
-                Err(_) => true,
-                Ok(v) => d.memory.lease.is_some_and(|l| {
-                    v.leader.as_ref().is_some_and(|r| r.value.holder == i.cfg.name && r.value.term == l.term)
-                }),
-            };
+            let record_ours = d.memory.lease.is_some_and(|l| record_ours(&l));
             let failsafe_ok =
                 record_ours && d.memory.lease.is_some() && d.memory.failsafe_until.is_some_and(|u| u >= deadline);
             prop_assert!(lease_ok || failsafe_ok, "{a:?} without a lease: {:?}", d.memory.lease);
         }
+    }
+
+    /// A read is set aside as stale only when it is provably older than what this node
+    /// knows: a term below the highest seen (its own memory, a peer's report), or local WAL
+    /// on a timeline the read's history does not know (every timeline is recorded before
+    /// the promotion that makes it).
+    #[test]
+    fn a_read_is_judged_stale_only_with_cause(i in step_input()) {
+        let d = run(&i);
+        let Ok(v) = &i.obs.dcs else { return Ok(()) };
+        if d.memory.stale_since.is_none() {
+            return Ok(());
+        }
+        let peers = i.obs.peers.iter().filter_map(|p| p.status.as_ref().map(|s| s.term)).max().unwrap_or_default();
+        let lower_term = v.term < i.mem.max_term.max(peers);
+        let base = v.initialize.as_ref().map_or(hacore::Timeline(1), |r| r.value.base_timeline);
+        let known = v.history.iter().flat_map(|h| h.value.forks.iter().map(|f| f.timeline)).max().unwrap_or(base).max(base);
+        let unknown_timeline = i.obs.pg.timeline > known;
+        prop_assert!(v.initialize.is_some(), "a store without a cluster judged stale");
+        prop_assert!(lower_term || unknown_timeline, "read judged stale without cause: term {} seen {} timeline {} known {known}",
+            v.term, i.mem.max_term.max(peers), i.obs.pg.timeline);
     }
 
     /// S1: PostgreSQL that may accept writes without a writable deadline is fenced, paused
