@@ -244,6 +244,57 @@ pub fn election_rank(name: &str, mine: (hacore::Lsn, u32), peers: &[hacore::Peer
     })
 }
 
+/// T3 for a switchover that names no candidate: the leader picks the best replica that
+/// qualifies (answers as a running replica that could lead, is not tagged `nofailover`,
+/// streams from the leader and, in synchronous mode, is a published synchronous standby),
+/// ranked as elections are: WAL position, then `failover_priority`, then the smaller name.
+pub fn switchover_choice(
+    name: &str,
+    synchronous: bool,
+    pre: &hacore::Memory,
+    obs: &hacore::Observation,
+    d: &hacore::Decision,
+) -> Option<String> {
+    let view = obs.dcs.as_ref().ok()?;
+    let chosen = d.memory.switchover.as_ref()?;
+    if pre.switchover.as_ref().is_some_and(|p| p.request == chosen.request) {
+        return None;
+    }
+    let req = view.switchover.as_ref().filter(|r| r.version == chosen.request)?;
+    if req.value.to.is_some() {
+        return None;
+    }
+    fn rank<'m>(
+        name: &str,
+        synchronous: bool,
+        obs: &hacore::Observation,
+        view: &hacore::dcs::ClusterView,
+        m: &'m hacore::dcs::MemberRecord,
+    ) -> Option<(hacore::Lsn, u32, std::cmp::Reverse<&'m str>)> {
+        let q = m.name.as_str();
+        let st = obs.peer(q).and_then(|p| p.status.as_ref())?;
+        let qualifies = q != name
+            && m.tags.can_lead()
+            && st.running
+            && st.role == hacore::dcs::MemberRole::Replica
+            && st.can_lead
+            && obs.pg.standbys.iter().any(|s| s.name == q && s.streaming)
+            && (!synchronous || view.sync.as_ref().is_some_and(|s| s.value.members.iter().any(|x| x == q)));
+        qualifies.then_some((st.position.lsn, m.tags.failover_priority, std::cmp::Reverse(q)))
+    }
+    let ranks: Vec<_> = view.members.iter().filter_map(|m| rank(name, synchronous, obs, view, &m.value)).collect();
+    let Some(mine) = ranks.iter().find(|r| r.2 .0 == chosen.candidate.as_str()) else {
+        return Some(format!("T3: {name} hands a switchover to {}, which does not qualify", chosen.candidate));
+    };
+    let best = ranks.iter().max()?;
+    (best > mine).then(|| {
+        format!(
+            "T3: {name} hands a switchover to {} at {} priority {} while {} qualifies at {} priority {}",
+            chosen.candidate, mine.0, mine.1, best.2 .0, best.0, best.1
+        )
+    })
+}
+
 /// O3, no operator request vanishes unexplained: the leader deletes a switchover or
 /// failover request only when it is done (a manual failover to itself), or in a step whose
 /// reason says it was rejected or aborted (the operator sees why in the events, `hashell

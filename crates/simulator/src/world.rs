@@ -165,6 +165,9 @@ pub struct Node {
     fail_pg: u32,
     fail_next: u32,
     stale_view: Option<ClusterView>,
+    /// Local time since which this daemon's observations have shown PostgreSQL running
+    /// but not answering, without a break (R6 for `primary_hung`).
+    unresponsive_seen: Option<Millis>,
     restarted_from_copy: bool,
     shown: Shown,
     in_flight: u32,
@@ -434,6 +437,7 @@ impl World {
                     fail_pg: 0,
                     fail_next: 0,
                     stale_view: None,
+                    unresponsive_seen: None,
                     restarted_from_copy: false,
                     shown: Shown::Stopped,
                     in_flight: 0,
@@ -1268,6 +1272,11 @@ impl World {
         let n = &mut self.nodes[i];
         let mut pg = n.pg.observe(standbys);
         pg.replay_lsn = Lsn(n.pg.replayed as u64 * RECORD);
+        if pg.running && !pg.responsive {
+            n.unresponsive_seen.get_or_insert(now_local);
+        } else {
+            n.unresponsive_seen = None;
+        }
         let obs = Observation {
             pg,
             dcs,
@@ -1306,6 +1315,19 @@ impl World {
         }
         let n = &self.nodes[i];
         if let Some(msg) = crate::check::reason_true(&n.name, &n.cfg.tags, &n.mem, &obs, &d, now_local) {
+            self.violation(msg);
+        }
+        let n = &self.nodes[i];
+        // R6 for `primary_hung`, against what this daemon has observed (its memory may
+        // be younger, never older): no answer for `primary_hang_timeout` of its clock.
+        let hang_timeout =
+            d.memory.applied.as_ref().map_or(n.cfg.defaults.primary_hang_timeout, |(_, s)| s.primary_hang_timeout);
+        let hung_for = n.unresponsive_seen.map(|t| now_local.saturating_sub(t));
+        if d.status.reason == hacore::Reason::PrimaryHung && hung_for.is_none_or(|t| t < hang_timeout) {
+            let msg = format!(
+                "R6: {} steps down as hung after {hung_for:?} ms without an answer, primary_hang_timeout is {hang_timeout} ms",
+                n.name
+            );
             self.violation(msg);
         }
         if let Some(msg) = crate::check::events_recorded(&self.nodes[i].name, &self.nodes[i].mem, &obs, &d) {
@@ -1364,6 +1386,12 @@ impl World {
             self.violation(msg);
         }
         self.check_needed_rebuild(i, &obs, &d);
+        let synchronous =
+            d.memory.applied.as_ref().map_or(self.nodes[i].cfg.defaults.synchronous_mode, |(_, s)| s.synchronous_mode);
+        let (n, sync) = (&self.nodes[i], synchronous.enabled());
+        if let Some(msg) = crate::check::switchover_choice(&n.name, sync, &n.mem, &obs, &d) {
+            self.violation(msg);
+        }
         if let Some(msg) = crate::check::request_cleared(&self.nodes[i].name, &obs, &d) {
             self.violation(msg);
         }
@@ -2802,6 +2830,7 @@ impl World {
         n.failed.clear();
         n.reinit = false;
         n.mem = Memory::default();
+        n.unresponsive_seen = None;
         n.status = NodeStatus::default();
         n.paused = false;
         n.outcomes.clear();
@@ -2827,6 +2856,7 @@ impl World {
         n.fresh = true;
         n.failed.clear();
         n.mem = Memory::default();
+        n.unresponsive_seen = None;
         n.status = NodeStatus::default();
         self.schedule_wake(i, self.now);
     }
