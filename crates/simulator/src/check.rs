@@ -295,6 +295,28 @@ pub fn switchover_choice(
     })
 }
 
+/// O8, a cancelled switchover stops nothing: the leader stops PostgreSQL for a switchover
+/// (the fast stop after the checkpoint) only in a step whose read still shows the request.
+pub fn switchover_stop_requested(
+    name: &str,
+    pre: &hacore::Memory,
+    obs: &hacore::Observation,
+    d: &hacore::Decision,
+) -> Option<String> {
+    use hacore::memory::SwitchoverPhase;
+    let from_checkpoint = pre.switchover.as_ref().is_some_and(|p| p.phase == SwitchoverPhase::Checkpoint);
+    let stopping = d.memory.switchover.as_ref().filter(|p| p.phase == SwitchoverPhase::Stopping)?;
+    let stops = d
+        .actions
+        .iter()
+        .any(|a| matches!(a, hacore::action::Action::Stop { mode: hacore::action::StopMode::Fast, .. }));
+    if !from_checkpoint || !stops {
+        return None;
+    }
+    let asked = obs.dcs.as_ref().is_ok_and(|v| v.switchover.as_ref().is_some_and(|r| r.version == stopping.request));
+    (!asked).then(|| format!("O8: {name} stops PostgreSQL for a switchover its read no longer shows (cancelled)"))
+}
+
 /// O3, no operator request vanishes unexplained: the leader deletes a switchover or
 /// failover request only when it is done (a manual failover to itself), or in a step whose
 /// reason says it was rejected or aborted (the operator sees why in the events, `hashell

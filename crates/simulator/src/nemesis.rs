@@ -82,6 +82,9 @@ pub enum FaultKind {
         /// Scheduled this many ms after the request (0: at once).
         delay: Millis,
     },
+    /// An operator cancels the pending switchover request, if any (`DELETE /switchover`).
+    /// The swarm draws it shortly after some switchover requests.
+    CancelSwitchover,
     /// An operator asks for a failover to a node.
     Failover(Target),
     /// An operator pauses the cluster (maintenance mode).
@@ -134,6 +137,7 @@ impl FaultKind {
         "fail-pg-once",
         "stale-reads",
         "switchover",
+        "cancel-switchover",
         "failover",
         "pause",
         "resume",
@@ -167,6 +171,7 @@ impl FaultKind {
             FaultKind::FailPgOnce(_) => "fail-pg-once",
             FaultKind::StaleReads(_) => "stale-reads",
             FaultKind::Switchover { .. } => "switchover",
+            FaultKind::CancelSwitchover => "cancel-switchover",
             FaultKind::Failover(_) => "failover",
             FaultKind::Pause => "pause",
             FaultKind::Resume => "resume",
@@ -192,6 +197,7 @@ impl FaultKind {
                 | FaultKind::ClockJump(..)
                 | FaultKind::Drift(..)
                 | FaultKind::Switchover { .. }
+                | FaultKind::CancelSwitchover
                 | FaultKind::Failover(_)
                 | FaultKind::Pause
                 | FaultKind::Resume
@@ -244,6 +250,7 @@ impl Schedule {
         // What an operator's switchover request names besides the candidate, from a stream
         // of its own (the schedule's other draws stay those of earlier versions).
         let mut extras = Rng::stream(seed, "switchover-extras");
+        let mut cancels = Rng::stream(seed, "switchover-cancels");
         for k in 0..22 {
             if !r.chance(0.55) {
                 continue;
@@ -307,6 +314,12 @@ impl Schedule {
                 } else {
                     0
                 };
+                // Some requests are cancelled soon after, from their own stream (the other
+                // draws stay those of the seed): during the checkpoint, the stop, or later.
+                if matches!(kind, FaultKind::Switchover { .. }) && cancels.chance(0.2) {
+                    let at = t + cancels.range(0, 3 * ttl);
+                    faults.push(Fault { at, dur: 0, kind: FaultKind::CancelSwitchover });
+                }
                 faults.push(Fault { at: t, dur, kind });
                 t += r.range(mean / 2, mean * 3 / 2).max(1_000);
             }
@@ -426,6 +439,7 @@ impl fmt::Display for Fault {
             | FaultKind::UpstreamFailover
             | FaultKind::PromoteCluster
             | FaultKind::CorruptLeader
+            | FaultKind::CancelSwitchover
             | FaultKind::WipeStore => {}
             FaultKind::SetTtl(t) => write!(f, " {}", ms(t))?,
             FaultKind::ClockJump(t, j) => write!(f, " {t} {j}ms")?,
@@ -541,6 +555,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
                 delay: named("in")?.map(parse_duration).transpose()?.unwrap_or(0),
             }
         }
+        "cancel-switchover" => FaultKind::CancelSwitchover,
         "failover" => FaultKind::Failover(parse_target(args.get(1).copied().ok_or("failover needs `to <node>`")?)?),
         "pause" => FaultKind::Pause,
         "resume" => FaultKind::Resume,

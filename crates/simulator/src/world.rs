@@ -1392,6 +1392,10 @@ impl World {
         if let Some(msg) = crate::check::switchover_choice(&n.name, sync, &n.mem, &obs, &d) {
             self.violation(msg);
         }
+        let n = &self.nodes[i];
+        if let Some(msg) = crate::check::switchover_stop_requested(&n.name, &n.mem, &obs, &d) {
+            self.violation(msg);
+        }
         if let Some(msg) = crate::check::request_cleared(&self.nodes[i].name, &obs, &d) {
             self.violation(msg);
         }
@@ -2606,6 +2610,19 @@ impl World {
                 if delay > 0 {
                     self.check.count("operator_switchover_scheduled");
                 }
+            }
+            FaultKind::CancelSwitchover => {
+                // As `hashell switchover --cancel` does: delete the request read.
+                desc = match self.store.switchover() {
+                    Some((v, _)) if self.store_down == 0 => {
+                        let op = DcsOp::Put(Write::delete(hacore::dcs::Key::Switchover, Expect::Version(v)));
+                        let _ = self.store_changed_by(|s, t| s.apply("cli", &op, t, t));
+                        self.check.count("operator_cancel_switchover");
+                        "operator: cancel the switchover".into()
+                    }
+                    Some(_) => "operator: cancel the switchover: the store is down".into(),
+                    None => "operator: cancel the switchover: none pending".into(),
+                };
             }
             FaultKind::Pause | FaultKind::Resume => {
                 let paused = f.kind == FaultKind::Pause;
