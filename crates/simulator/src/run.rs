@@ -373,7 +373,8 @@ fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'s
 /// A replica's machine stops for good (a member removed from the cluster). The leader
 /// keeps its slot and its place in the failsafe set for the grace period of ten ttls (a
 /// member that comes back from a long blip still finds its WAL), and within twelve ttls
-/// its member record, its slot and its failsafe entry are gone.
+/// its member record, its slot, its failsafe entry and its place in the synchronous set
+/// are gone.
 fn final_departure(w: &mut World) -> &'static str {
     let Some(leader) = w.leader() else { return "final_departure_not_allowed" };
     let Some(gone) = w.remove_replica_for_good() else { return "final_departure_not_allowed" };
@@ -406,6 +407,9 @@ fn final_departure(w: &mut World) -> &'static str {
         w.nodes[leader].pg.slots.contains(&slot).then_some("its slot"),
         (failsafe && listed(w)).then_some("its failsafe entry"),
         w.view().members.iter().any(|m| m.value.name == name).then_some("its member record"),
+        // A member gone for good is no synchronous standby: it acknowledges nothing.
+        w.view().sync.is_some_and(|s| s.value.members.contains(&name)).then_some("its place in the synchronous set"),
+        w.nodes[leader].pg.sync_standbys.names().contains(&name).then_some("it in synchronous_standby_names"),
     ]
     .into_iter()
     .flatten()
