@@ -168,6 +168,8 @@ pub struct Node {
     /// Local time since which this daemon's observations have shown PostgreSQL running
     /// but not answering, without a break (R6 for `primary_hung`).
     unresponsive_seen: Option<Millis>,
+    /// Local time of this daemon's last status record write (R9).
+    status_written: Option<Millis>,
     restarted_from_copy: bool,
     shown: Shown,
     in_flight: u32,
@@ -438,6 +440,7 @@ impl World {
                     fail_next: 0,
                     stale_view: None,
                     unresponsive_seen: None,
+                    status_written: None,
                     restarted_from_copy: false,
                     shown: Shown::Stopped,
                     in_flight: 0,
@@ -1396,6 +1399,7 @@ impl World {
         if let Some(msg) = crate::check::switchover_stop_requested(&n.name, &n.mem, &obs, &d) {
             self.violation(msg);
         }
+        self.check_status_record(i, &obs, &d, now_local);
         if let Some(msg) = crate::check::request_cleared(&self.nodes[i].name, &obs, &d) {
             self.violation(msg);
         }
@@ -2192,6 +2196,46 @@ impl World {
         }
     }
 
+    /// R9, the leader's status record (the position failovers measure their lag against,
+    /// `maximum_lag_on_failover`): a healthy leader whose read does not show its own record
+    /// for its term writes one in that step, and while the read shows it, it writes again
+    /// at most once per `loop_wait`, and never one the read already holds.
+    fn check_status_record(&mut self, i: usize, obs: &Observation, d: &hacore::Decision, now_local: Millis) {
+        use hacore::dcs::Value;
+        let Ok(view) = &obs.dcs else { return };
+        let n = &self.nodes[i];
+        let written = d.actions.iter().find_map(|a| match a {
+            Action::Dcs { op: DcsOp::LeaderWrite { writes, .. }, .. } => writes.iter().find_map(|w| match &w.value {
+                Some(Value::Status(st)) => Some(st.clone()),
+                _ => None,
+            }),
+            _ => None,
+        });
+        let term = d.memory.lease.map(|l| l.term);
+        let own = view.status.as_ref().filter(|s| s.value.leader == n.name && Some(s.value.term) == term);
+        let loop_wait = d.memory.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+        let msg = match (&written, own) {
+            (None, None) if d.status.reason == hacore::Reason::LeaderHealthy => {
+                Some("does not publish its status record, which the store does not show for its term".to_string())
+            }
+            (Some(_), Some(_)) if n.status_written.is_some_and(|t| now_local < t + loop_wait) => Some(format!(
+                "writes its status record again {} ms after the last one (loop_wait {loop_wait} ms)",
+                now_local - n.status_written.unwrap_or_default()
+            )),
+            (Some(w), Some(o)) if n.status_written.is_some() && o.value == *w => {
+                Some("writes the status record the store already holds".to_string())
+            }
+            _ => None,
+        };
+        if let Some(msg) = msg {
+            let name = n.name.clone();
+            self.violation(format!("R9: {name} {msg}"));
+        }
+        if written.is_some() {
+            self.nodes[i].status_written = Some(now_local);
+        }
+    }
+
     /// The lag bound, when a promotion starts.
     fn check_promotion(&mut self, i: usize) {
         let me = self.nodes[i].pg.end();
@@ -2848,6 +2892,7 @@ impl World {
         n.reinit = false;
         n.mem = Memory::default();
         n.unresponsive_seen = None;
+        n.status_written = None;
         n.status = NodeStatus::default();
         n.paused = false;
         n.outcomes.clear();
@@ -2874,6 +2919,7 @@ impl World {
         n.failed.clear();
         n.mem = Memory::default();
         n.unresponsive_seen = None;
+        n.status_written = None;
         n.status = NodeStatus::default();
         self.schedule_wake(i, self.now);
     }
