@@ -44,7 +44,8 @@ fn a_required_watchdog_that_is_missing_is_refused_with_what_to_do() {
         .replace("device = \"/dev/watchdog\"", &format!("device = \"{}\"", dir.join("no-such-watchdog").display()));
     assert!(conf.contains("mode = \"required\""), "the example names the watchdog mode");
     std::fs::write(&file, conf).unwrap();
-    let mut cmd = std::process::Command::new(daemon_exe());
+    let exe = hashell::local::daemon_user_exe(&daemon_exe(), &dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(exe);
     if let Some((uid, gid)) = hashell::local::run_as().unwrap() {
         use std::os::unix::process::CommandExt;
         cmd.uid(uid).gid(gid);

@@ -77,6 +77,15 @@ fn reachable_exe(exe: &Path, root: &Path, uid: u32, gid: u32) -> Result<PathBuf,
     Ok(to)
 }
 
+/// `exe` as the daemons' user can run it: itself, or when we are root and that user
+/// cannot reach it, a link or copy in `dir/bin` (see [`reachable_exe`]).
+pub fn daemon_user_exe(exe: &Path, dir: &Path) -> Result<PathBuf, String> {
+    match run_as()? {
+        Some((uid, gid)) => reachable_exe(exe, dir, uid, gid),
+        None => Ok(exe.to_path_buf()),
+    }
+}
+
 /// Gives `path` to the user PostgreSQL runs as (when we are root).
 pub fn chown(path: &Path) {
     if let Ok(Some((uid, gid))) = run_as() {
@@ -330,10 +339,7 @@ impl LocalCluster {
         chown(&n.log());
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut user = run_as()?;
-        let exe = &match user {
-            Some((uid, gid)) => reachable_exe(exe, &self.root, uid, gid)?,
-            None => exe.to_path_buf(),
-        };
+        let exe = &daemon_user_exe(exe, &self.root)?;
         let mut cmd = match user {
             // setpriv changes the user and keeps the capabilities (it execs: same PID).
             Some((uid, gid)) if !self.ambient_caps.is_empty() => {
