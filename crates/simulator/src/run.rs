@@ -181,8 +181,9 @@ fn final_refused_switchover(w: &mut World) -> &'static str {
     "final_refused_switchover"
 }
 
-/// Operators restart PostgreSQL (`POST /restart`): on the primary, on a replica, and on
-/// the primary in maintenance mode (where nothing else would start it again). Each time
+/// Operators restart PostgreSQL (`POST /restart`): on the primary, on a replica, and in
+/// one maintenance window (where nothing else would start it again) on the primary, the
+/// replica and the primary once more. Each time
 /// PostgreSQL must be seen stopped, then running again in its role (the primary writable,
 /// the replica streaming from it) within a stop, a start and a few loops, the leader
 /// unchanged.
@@ -193,16 +194,21 @@ fn final_restarts(w: &mut World) -> &'static str {
     let replica = (0..w.nodes.len()).find(|&j| j != l && w.nodes[j].up && w.nodes[j].pg.streaming);
     let d = &w.p.durations;
     let bound = d.stop_fast + d.start + 4 * w.p.settings.loop_wait + 16 * w.p.dcs_latency.1 + 2_000;
+    // Outside maintenance mode the primary, then a replica; then in one maintenance
+    // window the primary, the replica, and the primary a second time.
     let mut runs: Vec<(usize, bool)> = vec![(l, false)];
-    if let Some(r) = replica {
-        runs.push((r, false));
-    }
+    runs.extend(replica.map(|r| (r, false)));
     runs.push((l, true));
-    for (i, paused) in runs {
-        if paused {
+    runs.extend(replica.map(|r| (r, true)));
+    runs.push((l, true));
+    let last_paused = runs.len() - 1;
+    let mut in_pause = false;
+    for (k, (i, paused)) in runs.into_iter().enumerate() {
+        if paused && !in_pause {
             if w.edit_config(|c| c.paused = true).is_err() {
                 return "final_restarts_not_allowed";
             }
+            in_pause = true;
             // Every member applies the paused settings before the operator restarts.
             w.run_for(2 * w.p.settings.loop_wait + 8 * w.p.dcs_latency.1);
         }
@@ -228,7 +234,7 @@ fn final_restarts(w: &mut World) -> &'static str {
             w.violation(format!("O5: restarting {name}, {role}{mode}, moved the lease"));
             return "final_restarts_failed";
         }
-        if paused && w.edit_config(|c| c.paused = false).is_err() {
+        if k == last_paused && w.edit_config(|c| c.paused = false).is_err() {
             return "final_restarts_failed";
         }
     }
