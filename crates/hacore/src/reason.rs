@@ -167,7 +167,7 @@ reasons! {
     IneligibleCatchingUp = false,
     /// Not eligible to lead: no usable data (empty, foreign, or PostgreSQL state unknown).
     IneligibleNoData = false,
-    /// Not eligible to lead right now: a PostgreSQL operation is in progress.
+    /// Not eligible to lead right now: a PostgreSQL operation is in progress, PostgreSQL's state is not settled, or it failed to start less than a ttl ago (others go first).
     IneligibleBusy = false,
     /// An operator asked for a failover to another node: waiting for it to take over.
     WaitingForManualFailover = true,

@@ -397,6 +397,22 @@ table!(
 );
 
 table!(
+    election_after_a_failed_start_ineligible,
+    "PostgreSQL failed to start 2 s ago (the leader gave up on it): ineligible for a ttl, so that another node leads",
+    Scenario::cluster3("n2").leader_dead().pg_stopped(1, AT, true).memory(|m| {
+        m.failures = vec![hacore::memory::LastFailure { kind: PgOpKind::StartPrimary, at: 98_000 }];
+    })
+);
+
+table!(
+    election_a_ttl_after_a_failed_start_eligible,
+    "PostgreSQL failed to start 11 s ago, more than a ttl: eligible again (nobody else took over)",
+    Scenario::cluster3("n2").leader_dead().pg_stopped(1, AT, true).memory(|m| {
+        m.failures = vec![hacore::memory::LastFailure { kind: PgOpKind::StartPrimary, at: 89_000 }];
+    })
+);
+
+table!(
     election_lagging_ineligible,
     "further behind the last primary position than maximum_lag_on_failover: ineligible",
     Scenario::cluster3("n2").leader_dead().status("n1", 3, AT + 0x20_0000)

@@ -11,7 +11,7 @@ use super::Cx;
 use crate::action::Action;
 use crate::dcs::{ClusterView, Expect, LeaderRecord, SwitchoverRequest};
 use crate::history::{ForkCause, Lineage};
-use crate::memory::Seen;
+use crate::memory::{PgOpKind, Seen};
 use crate::reason::Reason;
 use crate::status::ElectionReport;
 use crate::types::{Lsn, NodeName, Versioned};
@@ -137,6 +137,22 @@ impl Cx<'_> {
         }
         if let Some(p) = self.mem.pending {
             return Err((Reason::IneligibleBusy, format!("{:?} in progress", p.kind)));
+        }
+        // A leader that gave up because PostgreSQL would not start (a broken data
+        // directory, a full disk) would otherwise win the next election again and again
+        // (it ranks first on its own WAL): for a ttl after a failed start, others go first.
+        let start_failed = self
+            .mem
+            .failures
+            .iter()
+            .filter(|f| matches!(f.kind, PgOpKind::StartPrimary | PgOpKind::StartReplica))
+            .map(|f| f.at)
+            .max();
+        if let Some(at) = start_failed.filter(|&at| !pg.running && self.now < at.saturating_add(self.s.ttl)) {
+            return Err((
+                Reason::IneligibleBusy,
+                format!("PostgreSQL failed to start {} ms ago", self.now.saturating_sub(at)),
+            ));
         }
         let init = view.initialize.as_ref().map(|i| i.value.system_id);
         if pg.system_id().is_none() || pg.system_id() != init {
