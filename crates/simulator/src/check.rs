@@ -50,6 +50,8 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("ineligible_not_synchronous", 20),
     ("clone_from_clonefrom", 10),
     ("failsafe_round_acked", 20),
+    ("operator_cancel_switchover", 15),
+    ("final_start_fails", 45),
 ];
 
 /// What one run found.

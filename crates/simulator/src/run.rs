@@ -241,6 +241,33 @@ fn final_restarts(w: &mut World) -> &'static str {
     "final_restarts"
 }
 
+/// The primary's PostgreSQL dies and cannot start again (a broken data directory, a full
+/// disk): the leader gives up the lease once it has been down `primary_start_timeout`, and
+/// another member is writable within that plus the liveness bound (when the settings let
+/// one take over). Then the fault is repaired and the cluster converges again, the former
+/// leader back as a replica.
+fn final_start_fails(w: &mut World, bound: Millis) -> &'static str {
+    // Every member applies the settings of the last phase (maintenance mode ended) first.
+    w.run_for(2 * w.p.settings.loop_wait + 8 * w.p.dcs_latency.1);
+    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l) && w.failover_possible(l)) else {
+        return "final_start_fails_not_allowed";
+    };
+    let name = w.nodes[l].name.clone();
+    w.break_start(l, true);
+    let limit = w.p.settings.primary_start_timeout + bound;
+    let moved = w.run_until_cond(limit, |w| w.leader().is_some_and(|n| n != l && w.is_writable(n)));
+    w.break_start(l, false);
+    if moved.is_none() {
+        w.violation(format!("L1: {name}'s PostgreSQL could not start for {limit} ms and nobody else took over"));
+        return "final_start_fails_failed";
+    }
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(w, format!("L1: no lasting convergence within {bound} ms after {name}'s start was repaired"));
+        return "final_start_fails_failed";
+    }
+    "final_start_fails"
+}
+
 /// The store goes down for everyone for two ttls. With failsafe mode on, every member
 /// answers the primary, so it must stay writable throughout (S1' is what makes that safe);
 /// without it, the primary must stop accepting writes by its lease deadline. Either way the
@@ -475,6 +502,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let restart = final_daemon_restart(&mut w);
             let refused = final_refused_switchover(&mut w);
             let restarts = final_restarts(&mut w);
+            let start_fails = final_start_fails(&mut w, bound);
             let outage = final_store_outage(&mut w, bound);
             let paused_failover = final_paused_failover(&mut w, bound);
             let rebuilt = final_store_rebuilt(&mut w, bound);
@@ -491,6 +519,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(restart);
             w.check.count(refused);
             w.check.count(restarts);
+            w.check.count(start_fails);
             w.check.count(outage);
             w.check.count(paused_failover);
             w.check.count(rebuilt);

@@ -164,6 +164,9 @@ pub struct Node {
     slow: u64,
     fail_pg: u32,
     fail_next: u32,
+    /// Every start of PostgreSQL fails (a broken data directory: the final phase
+    /// `final_start_fails`).
+    start_broken: bool,
     stale_view: Option<ClusterView>,
     /// Local time since which this daemon's observations have shown PostgreSQL running
     /// but not answering, without a break (R6 for `primary_hung`).
@@ -438,6 +441,7 @@ impl World {
                     slow: 1,
                     fail_pg: 0,
                     fail_next: 0,
+                    start_broken: false,
                     stale_view: None,
                     unresponsive_seen: None,
                     status_written: None,
@@ -1729,7 +1733,9 @@ impl World {
         }
         let once = self.nodes[i].fail_next > 0;
         self.nodes[i].fail_next = self.nodes[i].fail_next.saturating_sub(1);
-        let fails = once || (self.nodes[i].fail_pg > 0 && self.rng.chance(0.5));
+        let start = matches!(op, SimOp::StartPrimary | SimOp::StartReplica { .. });
+        let fails =
+            once || (self.nodes[i].fail_pg > 0 && self.rng.chance(0.5)) || (start && self.nodes[i].start_broken);
         let result = if fails {
             self.check.count("pg_operation_failed");
             Err(Failure::Failed)
@@ -2981,6 +2987,7 @@ impl World {
             self.end_slowness(i);
             self.nodes[i].fail_pg = 0;
             self.nodes[i].fail_next = 0;
+            self.nodes[i].start_broken = false;
             self.nodes[i].stale_view = None;
             self.nodes[i].restart_until = None;
             self.resume(i);
@@ -3147,36 +3154,55 @@ impl World {
         self.trace.event(self.now, event, &[("to", &name)]);
     }
 
-    /// After L1 the leader's machine stops for good (a majority heals, not everything), if
-    /// the settings let the rest fail over: at least two machines stay, one of them with
-    /// WAL that does not fork from the leader's and, in synchronous mode, a member of the
-    /// published set, in asynchronous mode within `maximum_lag_on_failover` of the last
-    /// published position. Returns the node stopped.
-    pub fn stop_leader_for_good(&mut self) -> Option<usize> {
-        let l = self.leader()?;
+    /// Whether the rest could fail over from leader `l`: at least two more machines up, one
+    /// of them with WAL that does not fork from the leader's and, in synchronous mode, a
+    /// member of the published set, in asynchronous mode within `maximum_lag_on_failover`
+    /// of the last published position.
+    pub fn failover_possible(&mut self, l: usize) -> bool {
         if self.nodes.iter().filter(|n| n.up).count() < 3 {
-            return None;
+            return false;
         }
         let status_lsn = self.view().status.map_or(Lsn(0), |s| s.value.lsn);
         let sync = self.p.settings.synchronous_mode.enabled() && !self.standby_active;
         let max_lag = self.p.settings.maximum_lag_on_failover;
         let members = self.store.sync().map(|s| s.members.clone()).unwrap_or_default();
         let leader = &self.nodes[l];
-        let eligible = self.nodes.iter().enumerate().any(|(j, n)| {
+        self.nodes.iter().enumerate().any(|(j, n)| {
             j != l
                 && n.up
                 && n.cfg.tags.can_lead()
                 && n.pg.system_id.is_some()
                 && n.pg.wal.is_prefix_of(&leader.pg.wal)
                 && if sync { members.contains(&n.name) } else { n.pg.end().0.saturating_add(max_lag) >= status_lsn.0 }
-        });
-        if !eligible {
+        })
+    }
+
+    /// After L1 the leader's machine stops for good (a majority heals, not everything), if
+    /// the settings let the rest fail over ([`World::failover_possible`]). Returns the node
+    /// stopped.
+    pub fn stop_leader_for_good(&mut self) -> Option<usize> {
+        let l = self.leader()?;
+        if !self.failover_possible(l) {
             return None;
         }
+        let leader = &self.nodes[l];
         let name = leader.name.clone();
         self.crash(l);
         self.trace.event(self.now, "stopped_for_good", &[("node", &name)]);
         Some(l)
+    }
+
+    /// Kills PostgreSQL on node `i` and makes every start of it fail (`broken`), or repairs
+    /// it (`!broken`).
+    pub fn break_start(&mut self, i: usize, broken: bool) {
+        let n = &mut self.nodes[i];
+        n.start_broken = broken;
+        if broken {
+            n.pg.running = false;
+            n.pg.streaming = false;
+            let name = n.name.clone();
+            self.trace.event(self.now, "start_broken", &[("node", &name)]);
+        }
     }
 
     /// Whether the store's settings still make this a standby cluster.
