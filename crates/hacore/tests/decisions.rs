@@ -890,6 +890,15 @@ table!(
 );
 
 table!(
+    sync_add_of_a_name_already_in_the_setting,
+    "sync set empty, n2 possibly published (an earlier write's outcome unknown) and already named: start adding it without reloading the same setting",
+    sync_leader()
+        .sync("n1", 3, &[])
+        .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
+        .memory(|m| m.sync_unsure = vec!["n2".into()])
+);
+
+table!(
     sync_strict_no_standby_blocks,
     "strict mode with no healthy standby: block writes rather than go asynchronous",
     Scenario::cluster3("n1")

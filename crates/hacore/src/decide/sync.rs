@@ -196,7 +196,11 @@ impl Cx<'_> {
                 if !names.contains(next) {
                     names.push(next.clone());
                 }
-                self.actions.push(Action::SetSyncStandbys(SyncStandbys::for_names(names, self.strict())));
+                // PostgreSQL may already name it (a name whose publication is unsure).
+                let setting = SyncStandbys::for_names(names, self.strict());
+                if self.obs.pg.sync_standbys != setting {
+                    self.actions.push(Action::SetSyncStandbys(setting));
+                }
                 self.busy();
             }
         }
