@@ -158,6 +158,21 @@ pub fn reported_role(
     })
 }
 
+/// R2 for PostgreSQL's settings: a step never sets `synchronous_standby_names` to the
+/// value the observation it decided on already shows (each change is a reload).
+pub fn sync_setting_rewrite(
+    name: &str,
+    pg: &hacore::PgObservation,
+    actions: &[hacore::action::Action],
+) -> Option<String> {
+    actions.iter().find_map(|a| match a {
+        hacore::action::Action::SetSyncStandbys(s) if *s == pg.sync_standbys => {
+            Some(format!("R2: {name} sets synchronous_standby_names to {s:?}, which it already is"))
+        }
+        _ => None,
+    })
+}
+
 /// R2, member records are rewritten only when they change materially: a step never
 /// publishes a record that the view it decided on already holds with the same role,
 /// timeline, tags, reason, ... (LSNs aside). An idle cluster's store writes are then the

@@ -1413,6 +1413,9 @@ impl World {
         if let Some(msg) = crate::check::member_rewrite(&self.nodes[i].name, &obs.dcs, &d.actions) {
             self.violation(msg);
         }
+        if let Some(msg) = crate::check::sync_setting_rewrite(&self.nodes[i].name, &obs.pg, &d.actions) {
+            self.violation(msg);
+        }
         let n = &mut self.nodes[i];
         n.mem = d.memory;
         n.steps += 1;
