@@ -359,6 +359,9 @@ pub struct World {
     term_origin: BTreeMap<u64, (usize, u64, u64, hacore::ForkCause)>,
     /// The version of the last operator request the store took, and each node's clock then.
     request_at: Option<(hacore::Version, Vec<Millis>)>,
+    /// The faults stopped ([`World::heal`]): a fault the schedule puts later (an
+    /// operator's cancel drawn after the run's end) does not start.
+    healed: bool,
     /// Terms a node asked for by an acquire whose outcome it never learnt: if a transfer
     /// gave it the term instead, it cannot tell (F1 skips those).
     unsure_acquires: Vec<(usize, u64)>,
@@ -501,6 +504,7 @@ impl World {
             unsure_acquires: Vec::new(),
             ttl_max: 0,
             request_at: None,
+            healed: false,
             promotion_checked: false,
             next_upstream_write: UPSTREAM_WRITES,
             now: 0,
@@ -2514,6 +2518,9 @@ impl World {
     }
 
     fn fault_start(&mut self, k: usize) {
+        if self.healed {
+            return;
+        }
         let f = self.faults[k];
         let mut targets = Vec::new();
         let desc;
@@ -2980,6 +2987,7 @@ impl World {
 
     /// Ends every fault (links up, store up, daemons resumed, crashed machines back).
     pub fn heal(&mut self) {
+        self.healed = true;
         for i in 0..self.nodes.len() {
             self.links.dcs_in[i] = 0;
             self.links.dcs_out[i] = 0;
