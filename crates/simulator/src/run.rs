@@ -188,12 +188,14 @@ fn final_refused_switchover(w: &mut World) -> &'static str {
 /// the replica streaming from it) within a stop, a start and a few loops, the leader
 /// unchanged.
 fn final_restarts(w: &mut World) -> &'static str {
-    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l)) else {
+    if w.standby_active() {
+        return final_standby_leader_restart(w);
+    }
+    let Some(l) = w.leader().filter(|&l| w.is_writable(l)) else {
         return "final_restarts_not_allowed";
     };
     let replica = (0..w.nodes.len()).find(|&j| j != l && w.nodes[j].up && w.nodes[j].pg.streaming);
-    let d = &w.p.durations;
-    let bound = d.stop_fast + d.start + 4 * w.p.settings.loop_wait + 16 * w.p.dcs_latency.1 + 2_000;
+    let bound = restart_bound(w);
     // Outside maintenance mode the primary, then a replica; then in one maintenance
     // window the primary, the replica, and the primary a second time.
     let mut runs: Vec<(usize, bool)> = vec![(l, false)];
@@ -239,6 +241,41 @@ fn final_restarts(w: &mut World) -> &'static str {
         }
     }
     "final_restarts"
+}
+
+/// How long an operator's restart may take: a fast stop, a start, a few loops and store
+/// round trips.
+fn restart_bound(w: &World) -> Millis {
+    let d = &w.p.durations;
+    d.stop_fast + d.start + 4 * w.p.settings.loop_wait + 16 * w.p.dcs_latency.1 + 2_000
+}
+
+/// In a standby cluster, an operator restarts PostgreSQL on the standby leader (O5): it
+/// must be seen stopped, then back as the upstream's standby, within the same bound as
+/// the primary's restart, the lease unmoved.
+fn final_standby_leader_restart(w: &mut World) -> &'static str {
+    let Some(l) = w.leader().filter(|&l| w.standby_leads(l)) else {
+        return "final_restarts_not_allowed";
+    };
+    let bound = restart_bound(w);
+    let name = w.nodes[l].name.clone();
+    w.ask_restart(l);
+    let mut saw_down = false;
+    let back = w.run_until_cond(bound, |w| {
+        saw_down |= !w.nodes[l].pg.running;
+        saw_down && w.standby_leads(l)
+    });
+    if back.is_none() {
+        w.violation(format!(
+            "O5: {name}, the standby leader, was not restarted within {bound} ms (stopped: {saw_down})"
+        ));
+        return "final_restarts_failed";
+    }
+    if w.leader() != Some(l) {
+        w.violation(format!("O5: restarting {name}, the standby leader, moved the lease"));
+        return "final_restarts_failed";
+    }
+    "final_restarts_standby_leader"
 }
 
 /// The primary's PostgreSQL dies and cannot start again (a broken data directory, a full

@@ -650,16 +650,22 @@ impl World {
         self.nodes.iter().filter(|n| !self.member_visible(n)).map(|n| n.name.as_str()).collect()
     }
 
-    fn standby_converged(&self) -> bool {
-        let Some(l) = self.leader() else { return false };
+    /// Node `l` runs as a standby cluster's leader: a standby of the cluster's upstream,
+    /// streaming from it unless it is down.
+    pub fn standby_leads(&self, l: usize) -> bool {
         let leader = &self.nodes[l];
         let upstream_up = self.upstream.as_ref().is_some_and(|u| u.up);
-        let leads = leader.up
+        leader.up
             && leader.pg.running
             && leader.pg.role == Some(Role::Standby)
             && leader.pg.upstream.as_deref() == Some(hacore::UPSTREAM)
-            && (leader.pg.streaming || !upstream_up);
-        leads
+            && (leader.pg.streaming || !upstream_up)
+    }
+
+    fn standby_converged(&self) -> bool {
+        let Some(l) = self.leader() else { return false };
+        let leader = &self.nodes[l];
+        self.standby_leads(l)
             && self.slots_in_place(l)
             && self.writable().is_empty()
             && self.nodes.iter().enumerate().all(|(i, n)| {
