@@ -195,7 +195,6 @@ fn final_restarts(w: &mut World) -> &'static str {
         return "final_restarts_not_allowed";
     };
     let replica = (0..w.nodes.len()).find(|&j| j != l && w.nodes[j].up && w.nodes[j].pg.streaming);
-    let bound = restart_bound(w);
     // Outside maintenance mode the primary, then a replica; then in one maintenance
     // window the primary, the replica, and the primary a second time.
     let mut runs: Vec<(usize, bool)> = vec![(l, false)];
@@ -214,26 +213,20 @@ fn final_restarts(w: &mut World) -> &'static str {
             // Every member applies the paused settings before the operator restarts.
             w.run_for(2 * w.p.settings.loop_wait + 8 * w.p.dcs_latency.1);
         }
-        let name = w.nodes[i].name.clone();
-        w.ask_restart(i);
-        let mut saw_down = false;
-        let back = w.run_until_cond(bound, |w| {
-            saw_down |= !w.nodes[i].pg.running;
-            let in_role = if i == l {
+        let role = match (i == l, paused) {
+            (true, false) => "the primary",
+            (false, false) => "a replica",
+            (true, true) => "the primary in maintenance mode",
+            (false, true) => "a replica in maintenance mode",
+        };
+        let back = restart_and_wait(w, i, l, role, |w| {
+            if i == l {
                 w.is_writable(l)
             } else {
                 w.nodes[i].pg.streaming && w.nodes[i].pg.upstream.as_deref() == Some(w.nodes[l].name.as_str())
-            };
-            saw_down && in_role
+            }
         });
-        let role = if i == l { "the primary" } else { "a replica" };
-        let mode = if paused { " in maintenance mode" } else { "" };
-        if back.is_none() {
-            w.violation(format!("O5: {name}, {role}, was not restarted{mode} within {bound} ms (stopped: {saw_down})"));
-            return "final_restarts_failed";
-        }
-        if w.leader() != Some(l) {
-            w.violation(format!("O5: restarting {name}, {role}{mode}, moved the lease"));
+        if !back {
             return "final_restarts_failed";
         }
         if k == last_paused && w.edit_config(|c| c.paused = false).is_err() {
@@ -243,36 +236,37 @@ fn final_restarts(w: &mut World) -> &'static str {
     "final_restarts"
 }
 
-/// How long an operator's restart may take: a fast stop, a start, a few loops and store
-/// round trips.
-fn restart_bound(w: &World) -> Millis {
+/// An operator restarts PostgreSQL on node `i` (O5): within a fast stop, a start, a few
+/// loops and store round trips it must be seen stopped, then `in_role` again, with `l`
+/// still leading. `role` names the node in the violation. Returns whether all held.
+fn restart_and_wait(w: &mut World, i: usize, l: usize, role: &str, in_role: impl Fn(&World) -> bool) -> bool {
     let d = &w.p.durations;
-    d.stop_fast + d.start + 4 * w.p.settings.loop_wait + 16 * w.p.dcs_latency.1 + 2_000
+    let bound = d.stop_fast + d.start + 4 * w.p.settings.loop_wait + 16 * w.p.dcs_latency.1 + 2_000;
+    let name = w.nodes[i].name.clone();
+    w.ask_restart(i);
+    let mut saw_down = false;
+    let back = w.run_until_cond(bound, |w| {
+        saw_down |= !w.nodes[i].pg.running;
+        saw_down && in_role(w)
+    });
+    if back.is_none() {
+        w.violation(format!("O5: {name}, {role}, was not restarted within {bound} ms (stopped: {saw_down})"));
+        return false;
+    }
+    if w.leader() != Some(l) {
+        w.violation(format!("O5: restarting {name}, {role}, moved the lease"));
+        return false;
+    }
+    true
 }
 
 /// In a standby cluster, an operator restarts PostgreSQL on the standby leader (O5): it
-/// must be seen stopped, then back as the upstream's standby, within the same bound as
-/// the primary's restart, the lease unmoved.
+/// must come back as the upstream's standby, as the primary's restart does in its role.
 fn final_standby_leader_restart(w: &mut World) -> &'static str {
     let Some(l) = w.leader().filter(|&l| w.standby_leads(l)) else {
         return "final_restarts_not_allowed";
     };
-    let bound = restart_bound(w);
-    let name = w.nodes[l].name.clone();
-    w.ask_restart(l);
-    let mut saw_down = false;
-    let back = w.run_until_cond(bound, |w| {
-        saw_down |= !w.nodes[l].pg.running;
-        saw_down && w.standby_leads(l)
-    });
-    if back.is_none() {
-        w.violation(format!(
-            "O5: {name}, the standby leader, was not restarted within {bound} ms (stopped: {saw_down})"
-        ));
-        return "final_restarts_failed";
-    }
-    if w.leader() != Some(l) {
-        w.violation(format!("O5: restarting {name}, the standby leader, moved the lease"));
+    if !restart_and_wait(w, l, l, "the standby leader", |w| w.standby_leads(l)) {
         return "final_restarts_failed";
     }
     "final_restarts_standby_leader"

@@ -192,6 +192,11 @@ impl Node {
     }
 }
 
+/// The settings a daemon runs with: the store's it applied, else its configured defaults.
+fn in_force<'a>(cfg: &'a Config, mem: &'a Memory) -> &'a hacore::ClusterSettings {
+    mem.applied.as_ref().map_or(&cfg.defaults, |(_, s)| s)
+}
+
 struct Req {
     node: usize,
     op: Option<DcsOp>,
@@ -1241,7 +1246,7 @@ impl World {
     fn count_request(&mut self, node: usize, read: bool) {
         let sec = self.now / 1_000;
         let n = &mut self.nodes[node];
-        let loop_wait = n.mem.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+        let loop_wait = in_force(&n.cfg, &n.mem).loop_wait;
         let scale = (100 / (loop_wait / 10).clamp(10, 100).min(loop_wait).max(1)) as u32;
         if n.second.0 != sec {
             n.second = (sec, 0, 0);
@@ -1337,8 +1342,7 @@ impl World {
         let n = &self.nodes[i];
         // R6 for `primary_hung`, against what this daemon has observed (its memory may
         // be younger, never older): no answer for `primary_hang_timeout` of its clock.
-        let hang_timeout =
-            d.memory.applied.as_ref().map_or(n.cfg.defaults.primary_hang_timeout, |(_, s)| s.primary_hang_timeout);
+        let hang_timeout = in_force(&n.cfg, &d.memory).primary_hang_timeout;
         let hung_for = n.unresponsive_seen.map(|t| now_local.saturating_sub(t));
         if d.status.reason == hacore::Reason::PrimaryHung && hung_for.is_none_or(|t| t < hang_timeout) {
             let msg = format!(
@@ -1403,9 +1407,8 @@ impl World {
             self.violation(msg);
         }
         self.check_needed_rebuild(i, &obs, &d);
-        let synchronous =
-            d.memory.applied.as_ref().map_or(self.nodes[i].cfg.defaults.synchronous_mode, |(_, s)| s.synchronous_mode);
-        let (n, sync) = (&self.nodes[i], synchronous.enabled());
+        let n = &self.nodes[i];
+        let sync = in_force(&n.cfg, &d.memory).synchronous_mode.enabled();
         if let Some(msg) = crate::check::switchover_choice(&n.name, sync, &n.mem, &obs, &d) {
             self.violation(msg);
         }
@@ -2232,7 +2235,7 @@ impl World {
         });
         let term = d.memory.lease.map(|l| l.term);
         let own = view.status.as_ref().filter(|s| s.value.leader == n.name && Some(s.value.term) == term);
-        let loop_wait = d.memory.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+        let loop_wait = in_force(&n.cfg, &d.memory).loop_wait;
         let msg = match (&written, own) {
             (None, None) if d.status.reason == hacore::Reason::LeaderHealthy => {
                 Some("does not publish its status record, which the store does not show for its term".to_string())
@@ -3266,7 +3269,7 @@ fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: 
     }
     // A rewind and a clone rebuild the same data directory: one holds the other off too.
     let family = |k: K| if k == K::Rewind { K::Clone } else { k };
-    let loop_wait = d.memory.applied.as_ref().map_or(n.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
+    let loop_wait = in_force(&n.cfg, &d.memory).loop_wait;
     d.actions.iter().find_map(|a| {
         let kind = match a {
             Action::StartPrimary { .. } => K::StartPrimary,
