@@ -158,6 +158,24 @@ pub fn reported_role(
     })
 }
 
+/// R1 for the figures a node reports (`hashell list`, `GET /patroni`, the peer API): the
+/// WAL position is its server's, and the replayed LSN is its server's replay position
+/// while in recovery and zero otherwise (a primary replays nothing: monitoring computes
+/// replay lag from it).
+pub fn reported_figures(name: &str, pg: &hacore::PgObservation, status: &hacore::NodeStatus) -> Option<String> {
+    let replayed = if pg.in_recovery == Some(true) { pg.replay_lsn } else { hacore::types::Lsn(0) };
+    (status.position != pg.position() || status.replayed != replayed).then(|| {
+        format!(
+            "R1: {name} reports WAL at {:?} replayed to {:?}; its server is at {:?}, in_recovery={:?}, replayed to {:?}",
+            status.position,
+            status.replayed,
+            pg.position(),
+            pg.in_recovery,
+            pg.replay_lsn
+        )
+    })
+}
+
 /// R2 for PostgreSQL's settings: a step never sets `synchronous_standby_names` to the
 /// value the observation it decided on already shows (each change is a reload).
 pub fn sync_setting_rewrite(
@@ -478,10 +496,6 @@ pub fn events_recorded(
     use hacore::observation::Failure;
     use hacore::Reason as R;
     let view = obs.dcs.as_ref().ok()?;
-    // A read the core did not use (stale: treated as unreadable) records nothing either.
-    if matches!(d.status.reason, R::DcsUnavailable | R::DcsUnavailableLeaseValid | R::FailsafeHolding) {
-        return None;
-    }
     let events: Vec<R> = d
         .actions
         .iter()
@@ -490,6 +504,30 @@ pub fn events_recorded(
             _ => None,
         })
         .collect();
+    let reason = d.status.reason;
+    // E2, only with cause: a reason not worth an event is never recorded, and a reason
+    // held since the last step is not recorded again (one event per change, not one per
+    // loop) unless it is one of those recorded for what happened rather than for a state.
+    let on_their_own = [
+        R::ConfigRejected,
+        R::HistoryCorrected,
+        R::LeaseLost,
+        R::MemberJoined,
+        R::OperationFailed,
+        R::StaleMemberRemoved,
+        R::SyncSetChanged,
+        R::UpstreamTimelineRecorded,
+    ];
+    let needless = events
+        .iter()
+        .find(|&&e| !e.is_event() || (e == reason && pre.last_reason == Some(reason) && !on_their_own.contains(&e)));
+    if let Some(e) = needless {
+        return Some(format!("E2: {name} records {e} without cause ({reason}: {})", d.status.detail));
+    }
+    // A read the core did not use (stale: treated as unreadable) records nothing either.
+    if matches!(reason, R::DcsUnavailable | R::DcsUnavailableLeaseValid | R::FailsafeHolding) {
+        return None;
+    }
     let failed_op = pre.pending.is_some_and(|p| {
         obs.outcomes.iter().any(|o| o.id == p.id && matches!(o.result, Err(f) if f != Failure::Skipped))
     });

@@ -1423,6 +1423,9 @@ impl World {
         if let Some(msg) = crate::check::reported_role(&self.nodes[i].name, &obs.pg, &d.status, &d.memory) {
             self.violation(msg);
         }
+        if let Some(msg) = crate::check::reported_figures(&self.nodes[i].name, &obs.pg, &d.status) {
+            self.violation(msg);
+        }
         if let Some(msg) = crate::check::member_rewrite(&self.nodes[i].name, &obs.dcs, &d.actions) {
             self.violation(msg);
         }
@@ -2296,6 +2299,18 @@ impl World {
                     if let Some(n) = crate::check::nosync_named(&self.p.tags, &rec.members) {
                         let msg = format!("T2: {} publishes {n}, tagged nosync, in the sync record", rec.leader);
                         self.violation(msg);
+                    }
+                }
+                // The failsafe set names who may answer for the leader in an outage: every
+                // member once, the leader that writes it among them.
+                if let Some(Value::Failsafe(rec)) = &w.value {
+                    let by = &self.nodes[node].name;
+                    let mut names: Vec<&str> = rec.members.iter().map(|m| m.name.as_str()).collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    if names.len() != rec.members.len() || !names.contains(&by.as_str()) {
+                        let listed: Vec<&str> = rec.members.iter().map(|m| m.name.as_str()).collect();
+                        self.violation(format!("F2: {by} publishes the failsafe set {listed:?}"));
                     }
                 }
             }
