@@ -52,6 +52,8 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("failsafe_round_acked", 20),
     ("operator_cancel_switchover", 15),
     ("final_start_fails", 45),
+    ("fault_bad_config", 30),
+    ("config_rejected", 30),
 ];
 
 /// What one run found.

@@ -102,6 +102,11 @@ pub enum FaultKind {
     /// An operator asks a node to rebuild its data from another member (`POST
     /// /reinitialize`); refused on the leader, as by hashell.
     Reinitialize(Target),
+    /// An operator writes settings that fail validation straight into the store (a manual
+    /// `etcdctl put` with the ttl in seconds where milliseconds are meant); members keep
+    /// the settings they run with and say so once. When the fault ends the operator puts
+    /// the previous settings back. The swarm draws it from a stream of its own.
+    BadConfig,
     /// The leader key is overwritten with bytes no member can decode (a bad manual write,
     /// a buggy client): members take it over once it has aged a full ttl.
     CorruptLeader,
@@ -146,6 +151,7 @@ impl FaultKind {
         "restart-daemon",
         "reinitialize",
         "corrupt-leader",
+        "bad-config",
         "wipe-store",
         "upstream-down",
         "upstream-failover",
@@ -180,6 +186,7 @@ impl FaultKind {
             FaultKind::RestartDaemon(_) => "restart-daemon",
             FaultKind::Reinitialize(_) => "reinitialize",
             FaultKind::CorruptLeader => "corrupt-leader",
+            FaultKind::BadConfig => "bad-config",
             FaultKind::WipeStore => "wipe-store",
             FaultKind::UpstreamDown => "upstream-down",
             FaultKind::UpstreamFailover => "upstream-failover",
@@ -324,6 +331,16 @@ impl Schedule {
                 t += r.range(mean / 2, mean * 3 / 2).max(1_000);
             }
         }
+        // Settings written by hand that fail validation, from their own stream.
+        let mut bad = Rng::stream(seed, "bad-configs");
+        if bad.chance(0.4) {
+            let mean = bad.range(200_000, 1_200_000);
+            let mut t = start + bad.range(0, mean);
+            while t < duration {
+                faults.push(Fault { at: t, dur: bad.range(5_000, ttl * 4), kind: FaultKind::BadConfig });
+                t += bad.range(mean / 2, mean * 3 / 2);
+            }
+        }
         faults.sort_by_key(|f| f.at);
         Schedule { faults }
     }
@@ -439,6 +456,7 @@ impl fmt::Display for Fault {
             | FaultKind::UpstreamFailover
             | FaultKind::PromoteCluster
             | FaultKind::CorruptLeader
+            | FaultKind::BadConfig
             | FaultKind::CancelSwitchover
             | FaultKind::WipeStore => {}
             FaultKind::SetTtl(t) => write!(f, " {}", ms(t))?,
@@ -564,6 +582,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "restart-daemon" => FaultKind::RestartDaemon(parse_target(arg(0)?)?),
         "reinitialize" => FaultKind::Reinitialize(parse_target(arg(0)?)?),
         "corrupt-leader" => FaultKind::CorruptLeader,
+        "bad-config" => FaultKind::BadConfig,
         "wipe-store" => FaultKind::WipeStore,
         "upstream-down" => FaultKind::UpstreamDown,
         "upstream-failover" => FaultKind::UpstreamFailover,

@@ -171,6 +171,8 @@ pub struct Node {
     /// Local time since which this daemon's observations have shown PostgreSQL running
     /// but not answering, without a break (R6 for `primary_hung`).
     unresponsive_seen: Option<Millis>,
+    /// The version of the store's settings this daemon last recorded as rejected (E1).
+    rejected_told: Option<hacore::Version>,
     /// Local time of this daemon's last status record write (R9).
     status_written: Option<Millis>,
     restarted_from_copy: bool,
@@ -372,6 +374,8 @@ pub struct World {
     unsure_acquires: Vec<(usize, u64)>,
     /// The longest ttl the settings had during the run (operators change it).
     ttl_max: Millis,
+    /// The settings an operator's bad write replaced, put back when the fault ends.
+    good_config: Option<hacore::ClusterSettings>,
     /// S2 reported for a synchronous-set member (once per run, not at every event).
     sync_member_flagged: bool,
     /// The first primary after a standby cluster's promotion was checked.
@@ -452,6 +456,7 @@ impl World {
                     start_broken: false,
                     stale_view: None,
                     unresponsive_seen: None,
+                    rejected_told: None,
                     status_written: None,
                     restarted_from_copy: false,
                     shown: Shown::Stopped,
@@ -508,6 +513,7 @@ impl World {
             term_origin: BTreeMap::new(),
             unsure_acquires: Vec::new(),
             ttl_max: 0,
+            good_config: None,
             request_at: None,
             healed: false,
             promotion_checked: false,
@@ -1354,6 +1360,7 @@ impl World {
         if let Some(msg) = crate::check::events_recorded(&self.nodes[i].name, &self.nodes[i].mem, &obs, &d) {
             self.violation(msg);
         }
+        self.check_config_rejected(i, &obs, &d);
         let n = &mut self.nodes[i];
         if d.memory.restarting && !n.mem.restarting {
             n.restart_until = None;
@@ -2262,6 +2269,44 @@ impl World {
     }
 
     /// The lag bound, when a promotion starts.
+    /// E1 and E2 for settings that fail validation: a daemon whose read shows such
+    /// settings (and is used) records `config_rejected` once per version of them, and
+    /// never applies them.
+    fn check_config_rejected(&mut self, i: usize, obs: &Observation, d: &hacore::Decision) {
+        use hacore::dcs::DcsOp as Op;
+        let n = &self.nodes[i];
+        let recorded = d
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Dcs { op: Op::AppendEvent(e), .. } if e.reason == Reason::ConfigRejected));
+        let Some(c) = obs.dcs.as_ref().ok().and_then(|v| v.config.as_ref()) else { return };
+        let bad = c.value.validate(&n.cfg.safety).is_err();
+        let used = !matches!(
+            d.status.reason,
+            Reason::DcsUnavailable | Reason::DcsUnavailableLeaseValid | Reason::FailsafeHolding
+        );
+        let told = n.rejected_told == Some(c.version);
+        let wrong = if bad && d.status.applied_config == Some(c.version) {
+            Some("applies settings that fail validation")
+        } else if recorded && !bad {
+            Some("records config_rejected for valid settings")
+        } else if recorded && told {
+            Some("records config_rejected again for the same version")
+        } else if bad && used && !told && !recorded {
+            Some("does not record config_rejected for settings that fail validation")
+        } else {
+            None
+        };
+        if let Some(what) = wrong {
+            let msg = format!("E1: {} {what} (version {:?}, ttl {} ms)", n.name, c.version, c.value.ttl);
+            self.violation(msg);
+        }
+        if recorded {
+            self.nodes[i].rejected_told = Some(c.version);
+            self.check.count("config_rejected");
+        }
+    }
+
     fn check_promotion(&mut self, i: usize) {
         let me = self.nodes[i].pg.end();
         if !self.p.settings.synchronous_mode.enabled() {
@@ -2758,6 +2803,28 @@ impl World {
                 }
                 self.check.count("operator_reinitialize");
             }
+            FaultKind::BadConfig => {
+                let current = self.view().config;
+                let good = current.as_ref().map_or_else(|| self.p.settings.clone(), |c| c.value.clone());
+                let mut bad = good.clone();
+                // The ttl in seconds where milliseconds are meant.
+                bad.ttl = (good.ttl / 1_000).max(1);
+                let expect = current.map_or(Expect::Absent, |c| Expect::Version(c.version));
+                let op = DcsOp::Put(Write::put(Value::Config(bad.clone()), expect));
+                desc = if self.store_down > 0
+                    || bad.validate(&self.p.safety).is_ok()
+                    || good.validate(&self.p.safety).is_err()
+                {
+                    "operator: write a ttl in seconds into the store: not written".into()
+                } else if self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).is_ok() {
+                    self.good_config = Some(good);
+                    targets.push(0); // a marker: `heal` clears it, and the end then does nothing
+                    self.check.count("fault_bad_config");
+                    format!("operator: write ttl {} (seconds, not ms) into the store", bad.ttl)
+                } else {
+                    "operator: write a ttl in seconds into the store: refused".into()
+                };
+            }
             FaultKind::CorruptLeader => {
                 desc = "an undecodable leader key replaces the leader record".into();
                 self.store_changed_by(|s, _| s.inject_corrupt(hacore::dcs::Key::Leader, "simulated garbage"));
@@ -2858,6 +2925,7 @@ impl World {
                     }
                 }
             }
+            FaultKind::BadConfig => self.fix_bad_config(),
             FaultKind::DcsOutage => {
                 self.store_down = self.store_down.saturating_sub(1);
                 if self.store_down == 0 && self.p.mode == DcsMode::Etcd {
@@ -2932,6 +3000,7 @@ impl World {
         n.reinit = false;
         n.mem = Memory::default();
         n.unresponsive_seen = None;
+        n.rejected_told = None;
         n.status_written = None;
         n.status = NodeStatus::default();
         n.paused = false;
@@ -2959,6 +3028,7 @@ impl World {
         n.failed.clear();
         n.mem = Memory::default();
         n.unresponsive_seen = None;
+        n.rejected_told = None;
         n.status_written = None;
         n.status = NodeStatus::default();
         self.schedule_wake(i, self.now);
@@ -2998,6 +3068,20 @@ impl World {
         }
         let op = DcsOp::Put(Write::put(Value::Config(settings), expect));
         self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+
+    /// The operator puts back the settings a bad write replaced, if the store still holds
+    /// settings that fail validation (and is up).
+    fn fix_bad_config(&mut self) {
+        let Some(c) = self.view().config.filter(|c| c.value.validate(&self.p.safety).is_err()) else { return };
+        let Some(good) = self.good_config.clone() else { return };
+        if self.store_down > 0 {
+            return;
+        }
+        let op = DcsOp::Put(Write::put(Value::Config(good), Expect::Version(c.version)));
+        if self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).is_ok() {
+            self.trace.event(self.now, "fault", &[("what", "operator: put the previous settings back")]);
+        }
     }
 
     fn operator_request(&mut self, request: SwitchoverRequest) {
@@ -3043,6 +3127,7 @@ impl World {
         // Operators stop asking for switchovers, and resume a paused cluster (L1 is about
         // a cluster that is not paused).
         // They also put back the ttl the run was drawn with (the L1 bound is counted in it).
+        self.fix_bad_config();
         let ttl = self.p.settings.ttl;
         if self.view().config.is_some_and(|c| c.value.paused || c.value.ttl != ttl) {
             let _ = self.edit_config(|c| {
