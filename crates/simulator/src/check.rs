@@ -255,10 +255,11 @@ pub fn clone_source(name: &str, obs: &hacore::Observation, actions: &[hacore::ac
 
 /// T2, `nosync`: a standby tagged `nosync` is never named in `synchronous_standby_names`
 /// (it could acknowledge commits and be required for a failover) nor published in the
-/// sync record. `names` is either; returns the first tagged name.
-pub fn nosync_named<'a>(tags: &[hacore::Tags], names: &'a [String]) -> Option<&'a String> {
+/// sync record. `names` is either, of nodes named `prefix` and their number from 1;
+/// returns the first tagged name.
+pub fn nosync_named<'a>(tags: &[hacore::Tags], prefix: &str, names: &'a [String]) -> Option<&'a String> {
     names.iter().find(|n| {
-        let i = n.strip_prefix('n').and_then(|k| k.parse::<usize>().ok()).and_then(|k| k.checked_sub(1));
+        let i = n.strip_prefix(prefix).and_then(|k| k.parse::<usize>().ok()).and_then(|k| k.checked_sub(1));
         i.and_then(|i| tags.get(i)).is_some_and(|t| t.nosync)
     })
 }

@@ -148,6 +148,10 @@ pub struct Params {
     /// Replication slots every node is configured to keep whatever the topology (a
     /// logical decoding consumer's, say): the leader must hold them through failovers.
     pub permanent_slots: Vec<String>,
+    /// Node names are this prefix and the node's number from 1 (`n1`, `n2`, ...). Half
+    /// of the drawn seeds use `pg-` instead: a name whose replication slot name differs
+    /// from it (`pg_1`), as with host names in real deployments.
+    pub name_prefix: String,
 }
 
 /// Draws the nodes' tags from their own random stream (so a seed's other draws stay the
@@ -210,6 +214,7 @@ impl Params {
             tick: 100,
             tags: vec![Tags::default(); nodes],
             permanent_slots: Vec::new(),
+            name_prefix: "n".into(),
         }
     }
 
@@ -323,6 +328,7 @@ impl Params {
             tick: 100,
             tags: draw_tags(seed, nodes),
             permanent_slots: if Rng::stream(seed, "slots").chance(0.3) { vec!["cdc".into()] } else { Vec::new() },
+            name_prefix: if Rng::stream(seed, "names").chance(0.5) { "pg-" } else { "n" }.into(),
         }
     }
 

@@ -396,7 +396,7 @@ impl World {
         let mut rng = Rng::stream(p.seed, "runtime");
         let nodes = (0..p.nodes)
             .map(|i| {
-                let name = format!("n{}", i + 1);
+                let name = format!("{}{}", p.name_prefix, i + 1);
                 let mut cfg = Config::new(name.clone());
                 cfg.api_url = format!("http://{name}:8008");
                 cfg.pg_url = format!("host={name}");
@@ -539,7 +539,7 @@ impl World {
 
     /// Index of a node by name.
     pub fn index(&self, name: &str) -> Option<usize> {
-        name.strip_prefix('n')
+        name.strip_prefix(self.p.name_prefix.as_str())
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|n| *n >= 1 && *n <= self.nodes.len())
             .map(|n| n - 1)
@@ -1587,7 +1587,7 @@ impl World {
             let msg = format!("W1: {} blocks every commit outside strict synchronous mode", self.nodes[i].name);
             self.violation(msg);
         }
-        if let Some(n) = crate::check::nosync_named(&self.p.tags, s.names()) {
+        if let Some(n) = crate::check::nosync_named(&self.p.tags, &self.p.name_prefix, s.names()) {
             let msg = format!("T2: {} names {n}, tagged nosync, in synchronous_standby_names", self.nodes[i].name);
             self.violation(msg);
         }
@@ -2341,7 +2341,7 @@ impl World {
         if let DcsOp::LeaderWrite { writes, .. } = op {
             for w in writes {
                 if let Some(Value::Sync(rec)) = &w.value {
-                    if let Some(n) = crate::check::nosync_named(&self.p.tags, &rec.members) {
+                    if let Some(n) = crate::check::nosync_named(&self.p.tags, &self.p.name_prefix, &rec.members) {
                         let msg = format!("T2: {} publishes {n}, tagged nosync, in the sync record", rec.leader);
                         self.violation(msg);
                     }
