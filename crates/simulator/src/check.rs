@@ -54,6 +54,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("final_start_fails", 45),
     ("fault_bad_config", 30),
     ("config_rejected", 30),
+    ("final_paused_failover_unconfirmed", 80),
 ];
 
 /// What one run found.

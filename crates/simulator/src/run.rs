@@ -381,6 +381,49 @@ fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
     outcome
 }
 
+/// A manual failover in maintenance mode that must wait: the cluster is paused and the
+/// primary's daemon freezes (PostgreSQL runs on, or its guard stops it: nobody can tell),
+/// its lease runs out, and an operator asks for a replica that could take over. The old
+/// primary is not confirmed stopped, so the replica must not take over (O6) for as long as
+/// the daemon stays frozen. Then the daemon thaws, the cluster is resumed and must converge.
+fn final_paused_failover_unconfirmed(w: &mut World, bound: Millis) -> &'static str {
+    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l)) else {
+        return "final_paused_failover_unconfirmed_not_allowed";
+    };
+    let Some(to) = w.ready_replica(l) else { return "final_paused_failover_unconfirmed_not_allowed" };
+    if w.edit_config(|c| c.paused = true).is_err() {
+        return "final_paused_failover_unconfirmed_not_allowed";
+    }
+    let (ttl, loop_wait, lat) = (w.p.settings.ttl, w.p.settings.loop_wait, w.p.dcs_latency.1);
+    w.run_for(2 * loop_wait + 8 * lat);
+    w.freeze_daemon(l, true);
+    // Its lease runs out (an etcd-like store drops the record; with a DynamoDB-like one
+    // the others judge its age), then the operator asks.
+    w.run_for(ttl + 2 * loop_wait + 8 * lat);
+    w.ask_failover_to(to);
+    let took_over =
+        w.run_until_cond(ttl + 4 * loop_wait + 16 * lat + 2_000, |w| w.is_writable(to) || w.leader() == Some(to));
+    let outcome = if took_over.is_some() {
+        let (old, new) = (w.nodes[l].name.clone(), w.nodes[to].name.clone());
+        w.violation(format!(
+            "O6: {new} took over in maintenance mode while {old}, whose daemon does not answer, was not confirmed stopped"
+        ));
+        "final_paused_failover_unconfirmed_failed"
+    } else {
+        "final_paused_failover_unconfirmed"
+    };
+    w.freeze_daemon(l, false);
+    let _ = w.edit_config(|c| c.paused = false);
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(
+            w,
+            format!("L1: no convergence within {bound} ms after a manual failover waited in maintenance mode"),
+        );
+        return "final_paused_failover_unconfirmed_failed";
+    }
+    outcome
+}
+
 /// The store is lost and rebuilt empty, by the runbook (6.2): every daemon stops, the
 /// store is emptied, the most advanced node's daemon starts alone and founds the cluster
 /// again on its data (O7: within a few loops), then the others start and follow it (L1).
@@ -536,6 +579,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let start_fails = final_start_fails(&mut w, bound);
             let outage = final_store_outage(&mut w, bound);
             let paused_failover = final_paused_failover(&mut w, bound);
+            let unconfirmed = final_paused_failover_unconfirmed(&mut w, bound);
             let rebuilt = final_store_rebuilt(&mut w, bound);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
@@ -553,6 +597,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(start_fails);
             w.check.count(outage);
             w.check.count(paused_failover);
+            w.check.count(unconfirmed);
             w.check.count(rebuilt);
             w.check.count(failover);
             w.check.count(departure);

@@ -3200,6 +3200,15 @@ impl World {
     }
 
     /// Cuts node `i` off from the store both ways (`true`), or restores the link.
+    /// Freezes node `i`'s daemon (it neither steps nor answers peers) or thaws it.
+    pub fn freeze_daemon(&mut self, i: usize, frozen: bool) {
+        if frozen {
+            self.nodes[i].paused = true;
+        } else {
+            self.resume(i);
+        }
+    }
+
     pub fn cut_from_store(&mut self, i: usize, cut: bool) {
         self.cut_dcs(i, Dir::Both, if cut { 1 } else { -1 });
     }
