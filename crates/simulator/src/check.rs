@@ -429,7 +429,8 @@ pub fn election_waited(
 /// at least as far, the `ineligible_*` reasons with their cause, `primary_hung` with a
 /// server that does not answer, a switchover phase with a switchover under way,
 /// `leader_healthy` with a writable server under a writable deadline, `replica_streaming`
-/// with a streaming WAL receiver, `paused` with maintenance mode.
+/// with a streaming WAL receiver, `paused` with maintenance mode, a standby leader's
+/// reasons with the upstream it replicates from named in the detail.
 pub fn reason_true(
     name: &str,
     tags: &hacore::Tags,
@@ -477,6 +478,16 @@ pub fn reason_true(
         R::LeaderHealthy => pg.running && pg.in_recovery == Some(false) && d.status.writable_until.is_some(),
         R::ReplicaStreaming => pg.streaming,
         R::Paused => d.status.paused,
+        // A standby leader says where it replicates from (what an operator checks first
+        // when the standby site lags).
+        R::StandbyLeaderStreaming | R::StandbyLeaderRepointing | R::StandbyLeaderReplaying
+            if d.status.detail != "PostgreSQL does not answer" =>
+        {
+            settings.and_then(|s| s.standby_cluster.as_ref()).is_none_or(|sc| {
+                let named = if sc.pg_url.is_empty() { "restore_command" } else { sc.pg_url.as_str() };
+                d.status.detail.contains(named)
+            })
+        }
         R::WaitingForManualFailover => {
             view.and_then(|v| v.switchover.as_ref()).is_some_and(|r| r.value.to.as_deref().is_some_and(|t| t != name))
         }
