@@ -430,10 +430,11 @@ pub fn election_waited(
 /// server that does not answer, a switchover phase with a switchover under way,
 /// `leader_healthy` with a writable server under a writable deadline, `replica_streaming`
 /// with a streaming WAL receiver, `paused` with maintenance mode, a standby leader's
-/// reasons with the upstream it replicates from named in the detail.
+/// reasons with the upstream it replicates from named in the detail, a re-clone that
+/// blames pg_rewind being unavailable with a server that cannot be rewound.
 pub fn reason_true(
     name: &str,
-    tags: &hacore::Tags,
+    cfg: &hacore::Config,
     pre: &hacore::Memory,
     obs: &hacore::Observation,
     d: &hacore::Decision,
@@ -463,7 +464,7 @@ pub fn reason_true(
         R::GuardLost => obs.guard == hacore::GuardState::Lost,
         R::ElectionLost => peer_at_least(false),
         R::ManualFailoverBehind => peer_at_least(true),
-        R::IneligibleNoFailover => !tags.can_lead(),
+        R::IneligibleNoFailover => !cfg.tags.can_lead(),
         R::IneligibleLagging => match (view.and_then(|v| v.status.as_ref()), settings) {
             (Some(st), Some(s)) => pg.flush_lsn.lag_behind(st.value.lsn) > s.maximum_lag_on_failover,
             _ => true,
@@ -478,6 +479,8 @@ pub fn reason_true(
         R::LeaderHealthy => pg.running && pg.in_recovery == Some(false) && d.status.writable_until.is_some(),
         R::ReplicaStreaming => pg.streaming,
         R::Paused => d.status.paused,
+        // A re-clone says whether pg_rewind could not run at all or failed.
+        R::Recloning if d.status.detail.starts_with("pg_rewind unavailable") => !pg.rewind_capable || !cfg.use_rewind,
         // A standby leader says where it replicates from (what an operator checks first
         // when the standby site lags).
         R::StandbyLeaderStreaming | R::StandbyLeaderRepointing | R::StandbyLeaderReplaying

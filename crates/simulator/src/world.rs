@@ -1342,7 +1342,7 @@ impl World {
             self.violation(msg);
         }
         let n = &self.nodes[i];
-        if let Some(msg) = crate::check::reason_true(&n.name, &n.cfg.tags, &n.mem, &obs, &d, now_local) {
+        if let Some(msg) = crate::check::reason_true(&n.name, &n.cfg, &n.mem, &obs, &d, now_local) {
             self.violation(msg);
         }
         let n = &self.nodes[i];
