@@ -431,7 +431,8 @@ pub fn election_waited(
 /// `leader_healthy` with a writable server under a writable deadline, `replica_streaming`
 /// with a streaming WAL receiver, `paused` with maintenance mode, a standby leader's
 /// reasons with the upstream it replicates from named in the detail, a re-clone that
-/// blames pg_rewind being unavailable with a server that cannot be rewound.
+/// blames pg_rewind being unavailable with a server that cannot be rewound, a start before
+/// promotion blamed on the timeline with a server out of recovery off the tip.
 pub fn reason_true(
     name: &str,
     cfg: &hacore::Config,
@@ -479,6 +480,12 @@ pub fn reason_true(
         R::LeaderHealthy => pg.running && pg.in_recovery == Some(false) && d.status.writable_until.is_some(),
         R::ReplicaStreaming => pg.streaming,
         R::Paused => d.status.paused,
+        // A start before promotion blamed on the timeline: a server out of recovery whose
+        // timeline is not the tip the detail names.
+        R::StartingForPromotion if d.status.detail.starts_with("timeline ") => {
+            let t = pg.timeline;
+            pg.in_recovery != Some(true) && d.status.detail != format!("timeline {t} is not the tip ({t})")
+        }
         // A re-clone says whether pg_rewind could not run at all or failed.
         R::Recloning if d.status.detail.starts_with("pg_rewind unavailable") => !pg.rewind_capable || !cfg.use_rewind,
         // A standby leader says where it replicates from (what an operator checks first
