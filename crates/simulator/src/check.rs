@@ -179,6 +179,33 @@ pub fn reported_figures(name: &str, pg: &hacore::PgObservation, status: &hacore:
     })
 }
 
+/// A2 for the lease: a step that learns the store refused its renewal (the record is no
+/// longer what it renewed), or that its release or transfer of the record applied, and
+/// cannot read the store keeps no writable deadline: PostgreSQL may not write on a lease
+/// given up or lost. (With a read, a record still showing this node's term may be taken
+/// up again at the guard's deadline: a refusal caused by its own renewal whose reply was
+/// lost.)
+pub fn lease_given_up(
+    name: &str,
+    pre: &hacore::Memory,
+    obs: &hacore::Observation,
+    d: &hacore::Decision,
+) -> Option<String> {
+    use hacore::memory::LeaseOpKind as K;
+    use hacore::observation::Failure;
+    let op = pre.lease_op.filter(|_| obs.dcs.is_err())?;
+    let result = &obs.outcomes.iter().find(|o| o.id == op.id)?.result;
+    let gone = match (op.kind, result) {
+        (K::Renew, Err(Failure::Conflict)) => "its renewal was refused",
+        (K::Release, Ok(_)) => "it released the leader record",
+        (K::Transfer, Ok(_)) => "it handed the leader record over",
+        _ => return None,
+    };
+    d.status
+        .writable_until
+        .map(|until| format!("A2: {name} stays writable until {until} in the step that learns {gone}"))
+}
+
 /// R2 for PostgreSQL's settings: a step never sets `synchronous_standby_names` to the
 /// value the observation it decided on already shows (each change is a reload).
 pub fn sync_setting_rewrite(

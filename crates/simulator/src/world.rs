@@ -1439,6 +1439,9 @@ impl World {
         if let Some(msg) = crate::check::sync_setting_rewrite(&self.nodes[i].name, &obs.pg, &d.actions) {
             self.violation(msg);
         }
+        if let Some(msg) = crate::check::lease_given_up(&self.nodes[i].name, &self.nodes[i].mem, &obs, &d) {
+            self.violation(msg);
+        }
         let n = &mut self.nodes[i];
         n.mem = d.memory;
         n.steps += 1;
