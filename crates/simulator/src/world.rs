@@ -1439,6 +1439,20 @@ impl World {
         if let Some(msg) = crate::check::sync_setting_rewrite(&self.nodes[i].name, &obs.pg, &d.actions) {
             self.violation(msg);
         }
+        // R10, renewals are paced: one goes out at least `loop_wait` after the request whose
+        // grant the leader holds (the store's load, and the ttl's meaning, rest on it).
+        if let Some(l) = d.memory.lease {
+            let loop_wait = in_force(&self.nodes[i].cfg, &d.memory).loop_wait;
+            let renews = d.actions.iter().any(|a| matches!(a, Action::Dcs { op: DcsOp::RenewLeader { .. }, .. }));
+            if renews && now_local < l.sent_at.saturating_add(loop_wait) {
+                let msg = format!(
+                    "R10: {} renews {} ms after the request of the grant it holds (loop_wait {loop_wait} ms)",
+                    self.nodes[i].name,
+                    now_local.saturating_sub(l.sent_at)
+                );
+                self.violation(msg);
+            }
+        }
         if let Some(msg) = crate::check::lease_given_up(&self.nodes[i].name, &self.nodes[i].mem, &obs, &d) {
             self.violation(msg);
         }
