@@ -206,6 +206,32 @@ pub fn lease_given_up(
         .map(|until| format!("A2: {name} stays writable until {until} in the step that learns {gone}"))
 }
 
+/// R1 for `can_lead` (the peer API; a switchover picks its candidate by it): a node that
+/// says it could lead has tags that let it, and data of the cluster its read shows.
+pub fn reported_can_lead(
+    name: &str,
+    cfg: &hacore::Config,
+    obs: &hacore::Observation,
+    status: &hacore::NodeStatus,
+) -> Option<String> {
+    if !status.can_lead {
+        return None;
+    }
+    let init = obs.dcs.as_ref().ok().map(|v| v.initialize.as_ref().map(|i| i.value.system_id));
+    let data_ok = match init {
+        Some(None) => true,
+        Some(Some(id)) => obs.pg.system_id() == Some(id),
+        None => false,
+    };
+    (!cfg.tags.can_lead() || !data_ok).then(|| {
+        format!(
+            "R1: {name} reports it could lead with tags {:?}, system id {:?}, the cluster's {init:?}",
+            cfg.tags,
+            obs.pg.system_id()
+        )
+    })
+}
+
 /// R2 for PostgreSQL's settings: a step never sets `synchronous_standby_names` to the
 /// value the observation it decided on already shows (each change is a reload).
 pub fn sync_setting_rewrite(

@@ -1453,6 +1453,10 @@ impl World {
                 self.violation(msg);
             }
         }
+        let n = &self.nodes[i];
+        if let Some(msg) = crate::check::reported_can_lead(&n.name, &n.cfg, &obs, &d.status) {
+            self.violation(msg);
+        }
         if let Some(msg) = crate::check::lease_given_up(&self.nodes[i].name, &self.nodes[i].mem, &obs, &d) {
             self.violation(msg);
         }
