@@ -183,7 +183,8 @@ fn final_refused_switchover(w: &mut World) -> &'static str {
 
 /// Operators restart PostgreSQL (`POST /restart`): on the primary, on a replica, and in
 /// one maintenance window (where nothing else would start it again) on the primary, the
-/// replica and the primary once more. Each time
+/// replica and the primary once more; before all that, a replica's (or the primary's)
+/// restart whose fast stop fails, then the operator's second request. Each time
 /// PostgreSQL must be seen stopped, then running again in its role (the primary writable,
 /// the replica streaming from it) within a stop, a start and a few loops, the leader
 /// unchanged.
@@ -195,6 +196,21 @@ fn final_restarts(w: &mut World) -> &'static str {
         return "final_restarts_not_allowed";
     };
     let replica = (0..w.nodes.len()).find(|&j| j != l && w.nodes[j].up && w.nodes[j].pg.streaming);
+    // First a restart whose fast stop fails: PostgreSQL runs on in its role, and the
+    // operator's next request restarts it as if nothing had happened.
+    let first = replica.unwrap_or(l);
+    w.fail_next_op(first);
+    w.ask_restart(first);
+    let d = &w.p.durations;
+    w.run_for(d.stop_fast + 2 * w.p.settings.loop_wait + 8 * w.p.dcs_latency.1);
+    let role = if first == l {
+        "the primary, after a restart whose stop failed"
+    } else {
+        "a replica, after a restart whose stop failed"
+    };
+    if !restart_and_wait(w, first, l, role, |w| in_role(w, first, l)) {
+        return "final_restarts_failed";
+    }
     // Outside maintenance mode the primary, then a replica; then in one maintenance
     // window the primary, the replica, and the primary a second time.
     let mut runs: Vec<(usize, bool)> = vec![(l, false)];
@@ -219,14 +235,7 @@ fn final_restarts(w: &mut World) -> &'static str {
             (true, true) => "the primary in maintenance mode",
             (false, true) => "a replica in maintenance mode",
         };
-        let back = restart_and_wait(w, i, l, role, |w| {
-            if i == l {
-                w.is_writable(l)
-            } else {
-                w.nodes[i].pg.streaming && w.nodes[i].pg.upstream.as_deref() == Some(w.nodes[l].name.as_str())
-            }
-        });
-        if !back {
+        if !restart_and_wait(w, i, l, role, |w| in_role(w, i, l)) {
             return "final_restarts_failed";
         }
         if k == last_paused && w.edit_config(|c| c.paused = false).is_err() {
@@ -234,6 +243,16 @@ fn final_restarts(w: &mut World) -> &'static str {
         }
     }
     "final_restarts"
+}
+
+/// Node `i` runs in its role under the leader `l`: writable if it is `l`, else streaming
+/// from it.
+fn in_role(w: &World, i: usize, l: usize) -> bool {
+    if i == l {
+        w.is_writable(l)
+    } else {
+        w.nodes[i].pg.streaming && w.nodes[i].pg.upstream.as_deref() == Some(w.nodes[l].name.as_str())
+    }
 }
 
 /// An operator restarts PostgreSQL on node `i` (O5): within a fast stop, a start, a few

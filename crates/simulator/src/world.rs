@@ -3203,6 +3203,13 @@ impl World {
         self.trace.event(self.now, "restart_asked", &[("node", &name)]);
     }
 
+    /// Node `i`'s next PostgreSQL operation to finish fails (a `fail-pg-once` fault).
+    pub fn fail_next_op(&mut self, i: usize) {
+        self.nodes[i].fail_next += 1;
+        let name = self.nodes[i].name.clone();
+        self.trace.event(self.now, "next_op_fails", &[("node", &name)]);
+    }
+
     /// The store is down for everyone (`true`) or back (`false`), as a `dcs-outage` fault.
     pub fn set_store_down(&mut self, down: bool) {
         if down {
