@@ -3384,8 +3384,8 @@ impl World {
     }
 }
 
-/// R5, retries are paced: a start, clone or rewind that failed (or timed out) is not
-/// issued again (nor a rewind after a failed clone, or the reverse: both rebuild the
+/// R5, retries are paced, and a failed rewind is not tried again on the same data: a
+/// start, clone or rewind that failed (or timed out) is not issued again (nor a rewind after a failed clone, or the reverse: both rebuild the
 /// data) by the same daemon within `loop_wait` of the step that learnt the failure.
 /// Records the failures this step learnt; returns what is wrong.
 fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: Millis) -> Option<String> {
@@ -3398,11 +3398,19 @@ fn retried_too_soon(n: &mut Node, obs: &Observation, d: &hacore::Decision, now: 
         };
         let succeeded = obs.outcomes.iter().any(|o| o.id == p.id && o.result.is_ok());
         if failed || succeeded {
-            n.failed.retain(|(k, _)| *k != p.kind);
+            // A clone that worked replaced the data a rewind failed on.
+            let rebuilt = succeeded && p.kind == K::Clone;
+            n.failed.retain(|(k, _)| *k != p.kind && !(rebuilt && *k == K::Rewind));
         }
         if failed {
             n.failed.push((p.kind, now));
         }
+    }
+    // After a failed pg_rewind the same data is re-cloned (or left for an operator),
+    // never rewound again: a rewind that failed half-way leaves a data directory no
+    // second rewind can be trusted with.
+    if d.actions.iter().any(|a| matches!(a, Action::Rewind { .. })) && n.failed.iter().any(|(k, _)| *k == K::Rewind) {
+        return Some(format!("R5: {} rewinds again after a pg_rewind that failed", n.name));
     }
     // A rewind and a clone rebuild the same data directory: one holds the other off too.
     let family = |k: K| if k == K::Rewind { K::Clone } else { k };
