@@ -55,6 +55,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("fault_bad_config", 30),
     ("config_rejected", 30),
     ("final_paused_failover_unconfirmed", 80),
+    ("standby_in_catchup_seen", 80),
 ];
 
 /// What one run found.
@@ -243,6 +244,26 @@ pub fn sync_setting_rewrite(
         hacore::action::Action::SetSyncStandbys(s) if *s == pg.sync_standbys => {
             Some(format!("R2: {name} sets synchronous_standby_names to {s:?}, which it already is"))
         }
+        _ => None,
+    })
+}
+
+/// W2, a synchronous standby is one that streams: a step adds to
+/// `synchronous_standby_names` only standbys its observation shows streaming. PostgreSQL
+/// counts a WAL sender still in `catchup` as no synchronous standby at all, so naming one
+/// would hold every commit until it caught up.
+pub fn sync_adds_streaming(
+    name: &str,
+    pg: &hacore::PgObservation,
+    actions: &[hacore::action::Action],
+) -> Option<String> {
+    actions.iter().find_map(|a| match a {
+        hacore::action::Action::SetSyncStandbys(s) => s
+            .names()
+            .iter()
+            .filter(|n| !pg.sync_standbys.names().contains(n))
+            .find(|n| !pg.standbys.iter().any(|st| st.name == **n && st.streaming))
+            .map(|n| format!("W2: {name} adds {n}, which is not streaming, to synchronous_standby_names")),
         _ => None,
     })
 }

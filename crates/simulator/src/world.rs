@@ -159,6 +159,9 @@ pub struct Node {
     held: Vec<Ev>,
     epoch: u64,
     receipts: VecDeque<(Millis, usize)>,
+    /// Until when (global ms) this standby's WAL sender is in `catchup` after it last
+    /// connected: PostgreSQL neither lists it as streaming nor counts it synchronous.
+    catchup_until: Millis,
     repl_delay: Millis,
     replay_delay: Millis,
     slow: u64,
@@ -448,6 +451,7 @@ impl World {
                     held: Vec::new(),
                     epoch: 0,
                     receipts: VecDeque::new(),
+                    catchup_until: 0,
                     repl_delay: rng.range(p.replication_delay.0, p.replication_delay.1),
                     replay_delay: rng.range(p.replay_delay.0, p.replay_delay.1),
                     slow: 1,
@@ -1240,7 +1244,11 @@ impl World {
         self.nodes
             .iter()
             .filter(|s| s.up && s.pg.running && s.pg.streaming && s.pg.upstream.as_deref() == Some(me))
-            .map(|s| StandbyState { name: s.name.clone(), flush_lsn: s.pg.end(), streaming: true })
+            .map(|s| StandbyState {
+                name: s.name.clone(),
+                flush_lsn: s.pg.end(),
+                streaming: self.now >= s.catchup_until,
+            })
             .collect()
     }
 
@@ -1438,6 +1446,12 @@ impl World {
         }
         if let Some(msg) = crate::check::sync_setting_rewrite(&self.nodes[i].name, &obs.pg, &d.actions) {
             self.violation(msg);
+        }
+        if let Some(msg) = crate::check::sync_adds_streaming(&self.nodes[i].name, &obs.pg, &d.actions) {
+            self.violation(msg);
+        }
+        if obs.pg.standbys.iter().any(|s| !s.streaming) {
+            self.check.count("standby_in_catchup_seen");
         }
         // R10, renewals are paced: one goes out at least `loop_wait` after the request whose
         // grant the leader holds (the store's load, and the ttl's meaning, rest on it).
@@ -2078,6 +2092,7 @@ impl World {
             return;
         }
         // Per primary: the highest LSN every named synchronous standby has flushed.
+        let now = self.now;
         let upto: Vec<Option<Lsn>> = (0..self.nodes.len())
             .map(|i| {
                 if !self.is_writable(i) {
@@ -2092,7 +2107,7 @@ impl World {
                             self.index(name).map_or(Lsn(0), |s| {
                                 let s = &self.nodes[s];
                                 let from_me = s.pg.upstream_idx == Some(i);
-                                if s.up && s.pg.running && s.pg.streaming && from_me {
+                                if s.up && s.pg.running && s.pg.streaming && from_me && now >= s.catchup_until {
                                     s.pg.end()
                                 } else {
                                     Lsn(0)
@@ -2103,7 +2118,6 @@ impl World {
                 }
             })
             .collect();
-        let now = self.now;
         let (mut total, mut unknown) = (0u64, 0u64);
         for (i, limit) in upto.into_iter().enumerate() {
             let queue = &mut self.pending_writes[i];
@@ -3445,6 +3459,10 @@ fn stream(me: &mut Node, up: &SimPg, cutoff: Millis, now: Millis, check: &mut Ch
     }
     let start = me.pg.wal.len();
     let end = up.wal.partition_point(start, |r| r.at <= cutoff);
+    if !me.pg.streaming {
+        // A WAL sender starts in `catchup` for as long as the backlog takes to send.
+        me.catchup_until = now + 100 + ((end - start) as Millis / 20).min(5_000);
+    }
     if end > start {
         me.pg.wal.extend_from(&up.wal, start, end);
         let tl = me.pg.wal.last().map_or(me.pg.timeline, |r| r.timeline);
