@@ -487,6 +487,8 @@ pub struct Daemon<D: Dcs + 'static> {
     said: Option<(Reason, String)>,
     trouble: Option<String>,
     adopted: bool,
+    /// The version of the store's settings last written to the settings cache.
+    cached: Option<hacore::Version>,
     /// A standby's upstream named on disk, not yet resolved to an address.
     upstream_pending: bool,
     quick_steps: u32,
@@ -557,11 +559,63 @@ fn failure(e: &str) -> Failure {
     }
 }
 
+/// Where the daemon keeps the cluster settings it last applied: next to the data
+/// directory (`<data_dir>.settings.json`), so a re-clone keeps it.
+pub fn settings_cache(file: &FileConfig) -> std::path::PathBuf {
+    crate::config::sibling(&file.postgresql.data_dir, "settings.json")
+}
+
+/// The cached settings, if the file exists, parses and passes validation (anything else
+/// is ignored with a warning: the file's own settings apply then).
+pub fn read_settings_cache(path: &std::path::Path, safety: &hacore::Safety) -> Option<hacore::ClusterSettings> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "cannot read the cached cluster settings; using the file's");
+            return None;
+        }
+    };
+    let settings: hacore::ClusterSettings = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "the cached cluster settings do not parse; using the file's");
+            return None;
+        }
+    };
+    match settings.validate(safety) {
+        Ok(()) => Some(settings),
+        Err(errs) => {
+            let why: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            warn!(file = %path.display(), errors = %why.join("; "), "the cached cluster settings fail validation; using the file's");
+            None
+        }
+    }
+}
+
+/// Writes `settings` to the cache atomically (a temporary file renamed over it).
+pub fn write_settings_cache(path: &std::path::Path, settings: &hacore::ClusterSettings) -> std::io::Result<()> {
+    let tmp = crate::config::sibling(path, "tmp");
+    let json = serde_json::to_string_pretty(settings).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
 impl<D: Dcs + 'static> Daemon<D> {
     /// A daemon for `file`, reaching the store through `connector`.
     pub fn new(file: FileConfig, connector: Connector<D>) -> Result<Daemon<D>, String> {
-        let cfg = file.core();
+        let mut cfg = file.core();
         cfg.validate().map_err(|e| format!("{e:?}"))?;
+        // The cluster's settings as this node last applied them stand in for the file's
+        // until the store's are read and valid: a daemon restarted while the store holds
+        // settings that fail validation (a hand-written ttl in seconds) must not fall
+        // back to the file's, which may contradict the cluster's (a standby cluster
+        // promoted since, synchronous mode switched on).
+        let cache = settings_cache(&file);
+        if let Some(cached) = read_settings_cache(&cache, &cfg.safety) {
+            info!(file = %cache.display(), "the cluster settings last applied stand in until the store's are read");
+            cfg.defaults = cached;
+        }
         let pg = Arc::new(PgCtl::new(&file)?);
         let exe = std::env::current_exe().map_err(|e| format!("cannot find the hashell binary: {e}"))?;
         let socket =
@@ -608,6 +662,7 @@ impl<D: Dcs + 'static> Daemon<D> {
             said: None,
             trouble: None,
             adopted: false,
+            cached: None,
             upstream_pending: false,
             quick_steps: 0,
             callbacks,
@@ -825,6 +880,15 @@ impl<D: Dcs + 'static> Daemon<D> {
             i.loop_wait = d.memory.applied.as_ref().map_or(self.shared.cfg.defaults.loop_wait, |(_, s)| s.loop_wait);
             d
         };
+        if let Some((version, settings)) = &decision.memory.applied {
+            if self.cached != Some(*version) {
+                let cache = settings_cache(&self.file);
+                match write_settings_cache(&cache, settings) {
+                    Ok(()) => self.cached = Some(*version),
+                    Err(e) => warn!(file = %cache.display(), error = %e, "cannot keep the cluster settings applied"),
+                }
+            }
+        }
         if let Ok(v) = obs.dcs {
             self.view = Some(v);
         }
@@ -1427,5 +1491,28 @@ mod tests {
         // PostgreSQL does not come back: given up at the limit.
         assert_eq!(p(stopped, &restarting, &down, 64_999), stopped);
         assert_eq!(p(stopped, &restarting, &down, 65_000), RestartPhase::Failed);
+    }
+
+    #[test]
+    fn the_settings_cache_keeps_valid_settings_and_ignores_anything_else() {
+        let dir = std::env::temp_dir().join(format!("hashell-settings-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data.settings.json");
+        let safety = hacore::Safety::default();
+        // Missing: the file's settings apply.
+        assert_eq!(read_settings_cache(&path, &safety), None);
+        // Written, then read back as written (a promoted cluster: no standby_cluster).
+        let mut s = hacore::ClusterSettings::fast();
+        s.ttl = 12_345;
+        write_settings_cache(&path, &s).unwrap();
+        assert_eq!(read_settings_cache(&path, &safety), Some(s.clone()));
+        assert!(!crate::config::sibling(&path, "tmp").exists(), "the temporary file is renamed over the cache");
+        // Settings that fail validation are ignored, as is text that does not parse.
+        s.ttl = 30;
+        std::fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(read_settings_cache(&path, &safety), None);
+        std::fs::write(&path, "{ not json").unwrap();
+        assert_eq!(read_settings_cache(&path, &safety), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3022,7 +3022,7 @@ impl World {
 
     /// The daemon alone dies and starts again (a crash, an upgrade): PostgreSQL and the
     /// guard run on; the new process starts from empty memory (hashell does not persist
-    /// it), and what the old one had in flight (store requests, operations) never reports
+    /// it, only the cluster settings it last applied), and what the old one had in flight (store requests, operations) never reports
     /// to it.
     pub fn restart_daemon(&mut self, i: usize) {
         let n = &mut self.nodes[i];
@@ -3033,6 +3033,11 @@ impl World {
         n.fresh = true;
         n.failed.clear();
         n.reinit = false;
+        // The shell's settings cache (`<data_dir>.settings.json`): the cluster settings
+        // last applied stand in for the file's until the store's are read and valid.
+        if let Some((_, s)) = n.mem.applied.take() {
+            n.cfg.defaults = s;
+        }
         n.mem = Memory::default();
         n.unresponsive_seen = None;
         n.rejected_told = None;
@@ -3061,6 +3066,11 @@ impl World {
         n.up = true;
         n.fresh = true;
         n.failed.clear();
+        // The shell's settings cache (`<data_dir>.settings.json`): the cluster settings
+        // last applied stand in for the file's until the store's are read and valid.
+        if let Some((_, s)) = n.mem.applied.take() {
+            n.cfg.defaults = s;
+        }
         n.mem = Memory::default();
         n.unresponsive_seen = None;
         n.rejected_told = None;
