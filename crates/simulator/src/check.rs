@@ -268,6 +268,37 @@ pub fn sync_adds_streaming(
     })
 }
 
+/// S2's order for the synchronous set: a leader publishes a standby in the sync record
+/// only once PostgreSQL already names it in `synchronous_standby_names` (the observation
+/// its step decided on shows it). The record says who holds every acknowledged commit;
+/// published before PostgreSQL waits for the standby, it would name one that may lack
+/// commits acknowledged meanwhile, and a failover to it would lose them.
+pub fn sync_published_before_named(
+    name: &str,
+    obs: &hacore::Observation,
+    actions: &[hacore::action::Action],
+) -> Option<String> {
+    use hacore::dcs::{DcsOp, Value};
+    let view = obs.dcs.as_ref().ok()?;
+    let published: &[String] = view.sync.as_ref().filter(|s| s.value.leader == name).map_or(&[], |s| &s.value.members);
+    actions.iter().find_map(|a| match a {
+        hacore::action::Action::Dcs { op: DcsOp::LeaderWrite { writes, .. }, .. } => {
+            writes.iter().find_map(|w| match &w.value {
+                Some(Value::Sync(r)) if r.leader == name => r
+                    .members
+                    .iter()
+                    .filter(|m| !published.contains(m))
+                    .find(|m| !obs.pg.sync_standbys.names().contains(m))
+                    .map(|m| {
+                        format!("S2: {name} publishes {m} as synchronous before synchronous_standby_names names it")
+                    }),
+                _ => None,
+            })
+        }
+        _ => None,
+    })
+}
+
 /// R2, member records are rewritten only when they change materially: a step never
 /// publishes a record that the view it decided on already holds with the same role,
 /// timeline, tags, reason, ... (LSNs aside). An idle cluster's store writes are then the

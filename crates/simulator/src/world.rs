@@ -1450,6 +1450,9 @@ impl World {
         if let Some(msg) = crate::check::sync_adds_streaming(&self.nodes[i].name, &obs.pg, &d.actions) {
             self.violation(msg);
         }
+        if let Some(msg) = crate::check::sync_published_before_named(&self.nodes[i].name, &obs, &d.actions) {
+            self.violation(msg);
+        }
         if obs.pg.standbys.iter().any(|s| !s.streaming) {
             self.check.count("standby_in_catchup_seen");
         }
@@ -2464,6 +2467,24 @@ impl World {
         }
         if !wrong.is_empty() {
             let msg = format!("F1: {} records a fork with the wrong cause: {}", n.name, wrong.join("; "));
+            self.violation(msg);
+        }
+        // F3, a term's forks form a line: a node that promotes twice in one term (its
+        // server restarted as a standby on a stale view) forks the second time from the
+        // first fork's timeline, never twice from the same parent (a retried promotion
+        // reuses the timeline it recorded).
+        let n = &self.nodes[writer];
+        let mine: Vec<&hacore::Fork> =
+            h.forks.iter().filter(|f| f.node == n.name && f.cause != hacore::ForkCause::Upstream).collect();
+        let twice = mine
+            .iter()
+            .enumerate()
+            .find_map(|(k, f)| mine[k + 1..].iter().find(|g| g.term == f.term && g.parent == f.parent).map(|g| (f, g)));
+        if let Some((f, g)) = twice {
+            let msg = format!(
+                "F3: {} records timelines {} and {} from the same parent {} in term {}",
+                n.name, f.timeline, g.timeline, f.parent, f.term
+            );
             self.violation(msg);
         }
     }
