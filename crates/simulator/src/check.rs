@@ -126,7 +126,8 @@ impl Checker {
 ///   server in recovery is reported as one, unless it is a candidate, fencing or building;
 /// - a reported candidate is in an election, a fencing node has an immediate stop in
 ///   flight, and an uninitialized one has no data or is building it; a node with no data
-///   and no server running is reported uninitialized, not stopped.
+///   and no server running is reported uninitialized, not stopped, and so is one building
+///   its data (initdb, clone), whatever its old data or server shows.
 pub fn reported_role(
     name: &str,
     pg: &hacore::observation::PgObservation,
@@ -151,7 +152,8 @@ pub fn reported_role(
         R::Fencing => !fencing,
         R::Uninitialized => !building && (pg.system_id().is_some() || pg.running),
         R::Stopped => pg.system_id().is_none() && !pg.running,
-    } || (leads_writable && !fencing && !building && role != R::Primary)
+    } || (building && role != R::Uninitialized)
+        || (leads_writable && !fencing && !building && role != R::Primary)
         || (standby && !fencing && !building && !matches!(role, R::Replica | R::StandbyLeader | R::Candidate));
     wrong.then(|| {
         format!(
