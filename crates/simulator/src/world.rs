@@ -2319,10 +2319,12 @@ impl World {
             .any(|a| matches!(a, Action::Dcs { op: Op::AppendEvent(e), .. } if e.reason == Reason::ConfigRejected));
         let Some(c) = obs.dcs.as_ref().ok().and_then(|v| v.config.as_ref()) else { return };
         let bad = c.value.validate(&n.cfg.safety).is_err();
-        let used = !matches!(
-            d.status.reason,
-            Reason::DcsUnavailable | Reason::DcsUnavailableLeaseValid | Reason::FailsafeHolding
-        );
+        // A read judged stale is not used (a fence on it may leave its own reason).
+        let used = d.memory.stale_since.is_none()
+            && !matches!(
+                d.status.reason,
+                Reason::DcsUnavailable | Reason::DcsUnavailableLeaseValid | Reason::FailsafeHolding
+            );
         let told = n.rejected_told == Some(c.version);
         let wrong = if bad && d.status.applied_config == Some(c.version) {
             Some("applies settings that fail validation")
