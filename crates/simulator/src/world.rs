@@ -176,6 +176,8 @@ pub struct Node {
     unresponsive_seen: Option<Millis>,
     /// The version of the store's settings this daemon last recorded as rejected (E1).
     rejected_told: Option<hacore::Version>,
+    /// The last version of the store's settings validated for E1, and whether it failed.
+    config_checked: Option<(hacore::Version, bool)>,
     /// Local time of this daemon's last status record write (R9).
     status_written: Option<Millis>,
     restarted_from_copy: bool,
@@ -461,6 +463,7 @@ impl World {
                     stale_view: None,
                     unresponsive_seen: None,
                     rejected_told: None,
+                    config_checked: None,
                     status_written: None,
                     restarted_from_copy: false,
                     shown: Shown::Stopped,
@@ -2318,7 +2321,13 @@ impl World {
             .iter()
             .any(|a| matches!(a, Action::Dcs { op: Op::AppendEvent(e), .. } if e.reason == Reason::ConfigRejected));
         let Some(c) = obs.dcs.as_ref().ok().and_then(|v| v.config.as_ref()) else { return };
-        let bad = c.value.validate(&n.cfg.safety).is_err();
+        // Validated once per version (a step is hot; the settings rarely change).
+        let bad = match n.config_checked {
+            Some((v, bad)) if v == c.version => bad,
+            _ => c.value.validate(&n.cfg.safety).is_err(),
+        };
+        self.nodes[i].config_checked = Some((c.version, bad));
+        let n = &self.nodes[i];
         // A read judged stale is not used (a fence on it may leave its own reason).
         let used = d.memory.stale_since.is_none()
             && !matches!(
