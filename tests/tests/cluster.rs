@@ -102,6 +102,15 @@ fn a_postgres_crash_on_the_primary_is_restarted_in_place() {
     assert_eq!(c.wait_healthy(Duration::from_secs(60)), p, "no failover for a crash the leader can repair");
     let term = c.status(p).unwrap()["term"].as_u64().unwrap();
     assert_eq!(term, 1, "the leader kept its term");
+    // Every daemon keeps the cluster settings it applied next to its data directory, for
+    // the next start (a store holding invalid settings then cannot send it back to the
+    // file's).
+    for n in &c.nodes {
+        let cache = hashell::config::sibling(&n.data(), "settings.json");
+        let text = std::fs::read_to_string(&cache).unwrap_or_else(|e| panic!("{}: {e}", cache.display()));
+        let s: hacore::ClusterSettings = serde_json::from_str(&text).expect("the cache parses");
+        assert!(s.validate(&hacore::Safety::default()).is_ok(), "the cached settings are valid: {text}");
+    }
 }
 
 /// Runs the CLI against node `i`'s configuration: success, and stdout and stderr.

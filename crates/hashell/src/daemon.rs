@@ -883,9 +883,12 @@ impl<D: Dcs + 'static> Daemon<D> {
         if let Some((version, settings)) = &decision.memory.applied {
             if self.cached != Some(*version) {
                 let cache = settings_cache(&self.file);
-                match write_settings_cache(&cache, settings) {
-                    Ok(()) => self.cached = Some(*version),
-                    Err(e) => warn!(file = %cache.display(), error = %e, "cannot keep the cluster settings applied"),
+                // Tried once per version: a directory that refuses the file warns once,
+                // not at every loop.
+                self.cached = Some(*version);
+                if let Err(e) = write_settings_cache(&cache, settings) {
+                    warn!(file = %cache.display(), error = %e, "cannot keep the cluster settings applied; \
+                          a restarted daemon will start from the file's [settings] until it reads the store's");
                 }
             }
         }
