@@ -351,6 +351,17 @@ fn final_store_outage(w: &mut World, bound: Millis) -> &'static str {
     }
 }
 
+/// The start of both manual failovers in maintenance mode: when `allowed`, a writable
+/// leader and a replica ready to take over from it; the cluster paused, and every member
+/// given two loops to apply that. Returns (leader, replica), or None when it cannot begin.
+fn paused_with_a_ready_replica(w: &mut World, allowed: bool) -> Option<(usize, usize)> {
+    let l = w.leader().filter(|&l| allowed && w.is_writable(l))?;
+    let to = w.ready_replica(l)?;
+    w.edit_config(|c| c.paused = true).ok()?;
+    w.run_for(2 * w.p.settings.loop_wait + 8 * w.p.dcs_latency.1);
+    Some((l, to))
+}
+
 /// A manual failover in maintenance mode: the cluster is paused, the primary loses the
 /// store and fences at its deadline (pause does not disarm fencing), and once its lease
 /// is gone an operator asks for a replica that could take over. The old primary answers
@@ -360,15 +371,10 @@ fn final_store_outage(w: &mut World, bound: Millis) -> &'static str {
 fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
     // In failsafe mode the members' answers keep the cut-off primary writable: no failover.
     let allowed = !w.standby_active() && !w.p.settings.failsafe_mode;
-    let Some(l) = w.leader().filter(|&l| allowed && w.is_writable(l)) else {
+    let Some((l, to)) = paused_with_a_ready_replica(w, allowed) else {
         return "final_paused_failover_not_allowed";
     };
-    let Some(to) = w.ready_replica(l) else { return "final_paused_failover_not_allowed" };
-    if w.edit_config(|c| c.paused = true).is_err() {
-        return "final_paused_failover_not_allowed";
-    }
     let (ttl, loop_wait, lat) = (w.p.settings.ttl, w.p.settings.loop_wait, w.p.dcs_latency.1);
-    w.run_for(2 * loop_wait + 8 * lat);
     w.cut_from_store(l, true);
     let (old, new) = (w.nodes[l].name.clone(), w.nodes[to].name.clone());
     // Fenced at its deadline; an etcd-like store also expires its record (a DynamoDB-like
@@ -406,15 +412,11 @@ fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
 /// primary is not confirmed stopped, so the replica must not take over (O6) for as long as
 /// the daemon stays frozen. Then the daemon thaws, the cluster is resumed and must converge.
 fn final_paused_failover_unconfirmed(w: &mut World, bound: Millis) -> &'static str {
-    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l)) else {
+    let allowed = !w.standby_active();
+    let Some((l, to)) = paused_with_a_ready_replica(w, allowed) else {
         return "final_paused_failover_unconfirmed_not_allowed";
     };
-    let Some(to) = w.ready_replica(l) else { return "final_paused_failover_unconfirmed_not_allowed" };
-    if w.edit_config(|c| c.paused = true).is_err() {
-        return "final_paused_failover_unconfirmed_not_allowed";
-    }
     let (ttl, loop_wait, lat) = (w.p.settings.ttl, w.p.settings.loop_wait, w.p.dcs_latency.1);
-    w.run_for(2 * loop_wait + 8 * lat);
     w.freeze_daemon(l, true);
     // Its lease runs out (an etcd-like store drops the record; with a DynamoDB-like one
     // the others judge its age), then the operator asks.
