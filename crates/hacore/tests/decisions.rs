@@ -439,6 +439,15 @@ table!(
 );
 
 table!(
+    foreign_data_on_a_later_timeline_is_named,
+    "another cluster's data directory (a wrong volume) on a timeline the store's history does not know: \
+     the read is still used (only this cluster's WAL dates it) and the node says why it does not start",
+    Scenario::cluster3("n2").pg_stopped(9, 0x900_0000, true).pg(|p| {
+        p.data = hacore::DataDir::Present { system_id: 4242 };
+    })
+);
+
+table!(
     election_sync_not_in_set_ineligible,
     "synchronous mode and not in the published sync set: ineligible (S2)",
     Scenario::cluster3("n3").leader_dead().settings(|s| s.synchronous_mode = SyncMode::On).sync("n1", 3, &["n2"])

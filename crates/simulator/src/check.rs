@@ -56,6 +56,8 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("config_rejected", 30),
     ("final_paused_failover_unconfirmed", 80),
     ("standby_in_catchup_seen", 80),
+    ("fault_foreign_data", 15),
+    ("system_id_mismatch", 15),
 ];
 
 /// What one run found.
@@ -539,7 +541,8 @@ pub fn election_waited(
 /// with a streaming WAL receiver, `paused` with maintenance mode, a standby leader's
 /// reasons with the upstream it replicates from named in the detail, a re-clone that
 /// blames pg_rewind being unavailable with a server that cannot be rewound, a start before
-/// promotion blamed on the timeline with a server out of recovery off the tip.
+/// promotion blamed on the timeline with a server out of recovery off the tip, a read
+/// deemed stale by the local timeline with data of the cluster the read shows.
 pub fn reason_true(
     name: &str,
     cfg: &hacore::Config,
@@ -592,6 +595,11 @@ pub fn reason_true(
         R::StartingForPromotion if d.status.detail.starts_with("timeline ") => {
             let t = pg.timeline;
             pg.in_recovery != Some(true) && d.status.detail != format!("timeline {t} is not the tip ({t})")
+        }
+        // A read dated by the local timeline: only WAL of this cluster can date it (another
+        // cluster's data directory must be named as such, not blamed on the store).
+        R::DcsUnavailable if d.status.detail.contains("the local WAL is on timeline") => {
+            view.is_some_and(|v| v.initialize.as_ref().is_some_and(|i| pg.system_id() == Some(i.value.system_id)))
         }
         // A re-clone says whether pg_rewind could not run at all or failed.
         R::Recloning if d.status.detail.starts_with("pg_rewind unavailable") => !pg.rewind_capable || !cfg.use_rewind,

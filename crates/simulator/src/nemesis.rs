@@ -107,6 +107,12 @@ pub enum FaultKind {
     /// the settings they run with and say so once. When the fault ends the operator puts
     /// the previous settings back. The swarm draws it from a stream of its own.
     BadConfig,
+    /// The machine reboots with another cluster's data directory (a volume of another
+    /// cluster attached, a restore from the wrong backup): the same timelines and more
+    /// WAL than any member, so that only the system identifier tells it apart. The member
+    /// must not start or lead on it; when the fault ends the operator removes it and the
+    /// member clones anew. The swarm draws it from a stream of its own.
+    ForeignData(Target),
     /// The leader key is overwritten with bytes no member can decode (a bad manual write,
     /// a buggy client): members take it over once it has aged a full ttl.
     CorruptLeader,
@@ -152,6 +158,7 @@ impl FaultKind {
         "reinitialize",
         "corrupt-leader",
         "bad-config",
+        "foreign-data",
         "wipe-store",
         "upstream-down",
         "upstream-failover",
@@ -187,6 +194,7 @@ impl FaultKind {
             FaultKind::Reinitialize(_) => "reinitialize",
             FaultKind::CorruptLeader => "corrupt-leader",
             FaultKind::BadConfig => "bad-config",
+            FaultKind::ForeignData(_) => "foreign-data",
             FaultKind::WipeStore => "wipe-store",
             FaultKind::UpstreamDown => "upstream-down",
             FaultKind::UpstreamFailover => "upstream-failover",
@@ -341,6 +349,17 @@ impl Schedule {
                 t += bad.range(mean / 2, mean * 3 / 2);
             }
         }
+        // Another cluster's data directory on a member, from its own stream too.
+        let mut foreign = Rng::stream(seed, "foreign-data");
+        if foreign.chance(0.3) {
+            let mean = foreign.range(300_000, 1_500_000);
+            let mut t = start + foreign.range(0, mean);
+            while t < duration {
+                let dur = foreign.range(5_000, ttl * 6);
+                faults.push(Fault { at: t, dur, kind: FaultKind::ForeignData(Target::Replica) });
+                t += foreign.range(mean / 2, mean * 3 / 2);
+            }
+        }
         faults.sort_by_key(|f| f.at);
         Schedule { faults }
     }
@@ -445,7 +464,8 @@ impl fmt::Display for Fault {
             | FaultKind::StaleReads(t)
             | FaultKind::Restart(t)
             | FaultKind::RestartDaemon(t)
-            | FaultKind::Reinitialize(t) => write!(f, " {t}")?,
+            | FaultKind::Reinitialize(t)
+            | FaultKind::ForeignData(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
             FaultKind::CutPeer(a, b, d) => write!(f, " {a} {b} {d}")?,
             FaultKind::DcsOutage
@@ -583,6 +603,7 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "reinitialize" => FaultKind::Reinitialize(parse_target(arg(0)?)?),
         "corrupt-leader" => FaultKind::CorruptLeader,
         "bad-config" => FaultKind::BadConfig,
+        "foreign-data" => FaultKind::ForeignData(parse_target(arg(0)?)?),
         "wipe-store" => FaultKind::WipeStore,
         "upstream-down" => FaultKind::UpstreamDown,
         "upstream-failover" => FaultKind::UpstreamFailover,

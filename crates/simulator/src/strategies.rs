@@ -36,7 +36,8 @@ pub struct FaultMenu {
     pub store: bool,
     /// Clock drift changes (and jumps, on etcd-like runs only).
     pub clocks: bool,
-    /// Operator switchovers and failovers.
+    /// Operator switchovers and failovers, and another cluster's data directory put on a
+    /// member by mistake.
     pub operator: bool,
 }
 
@@ -118,6 +119,7 @@ pub fn fault(
                 .boxed(),
         );
         kinds.push((0..nodes).prop_map(|n| FaultKind::Failover(Target::Node(n))).boxed());
+        kinds.push(t().prop_map(FaultKind::ForeignData).boxed());
     }
     if kinds.is_empty() {
         kinds.push(Just(FaultKind::StoreLeaderChange).boxed());

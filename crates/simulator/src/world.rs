@@ -314,6 +314,10 @@ pub struct Upstream {
 /// Write ids of the upstream's own clients (apart from this cluster's).
 const UPSTREAM_WRITES: u64 = 1 << 62;
 
+/// The system identifier of the other cluster whose data directory `foreign-data` puts
+/// on a member (this cluster's come from `initdb`: 1,000 and up).
+const FOREIGN_SYSTEM_ID: u64 = 0x0F0E_1647;
+
 /// The whole simulated world.
 pub struct World {
     /// Parameters.
@@ -845,7 +849,9 @@ impl World {
         let Some(sync) = self.store.sync() else { return };
         let lacking = sync.members.iter().find_map(|name| {
             let n = &self.nodes[self.index(name)?];
-            n.pg.system_id?;
+            // A member without data of this cluster (none, or another's) holds no writes
+            // to lose: it is not a candidate (what S3 and S4 check).
+            n.pg.system_id.filter(|&s| s != FOREIGN_SYSTEM_ID)?;
             let wal = &n.pg.wal;
             let held = |a: &Acked| wal.get((a.lsn.0 / RECORD) as usize - 1).is_some_and(|r| r.chain == a.chain);
             let last = self.acked.iter().filter_map(|st| st.writes.last()).find(|a| !held(a))?;
@@ -1079,7 +1085,8 @@ impl World {
                 // A new reign begins when the store applies it: check who takes it then.
                 let new_term = matches!(&op, DcsOp::AcquireLeader(a) if a.record.term > a.term_was);
                 if new_term && r.is_ok() {
-                    self.check_stale_acquire(node);
+                    let same_machine = sender.0 == self.nodes[node].machine;
+                    self.check_stale_acquire(node, same_machine);
                     if let (DcsOp::AcquireLeader(a), Some((term, cause))) = (&op, self.nodes[node].acquiring) {
                         // Only the daemon that sent it can know how it came to lead (a
                         // request on the wire when its machine crashed still applies).
@@ -1522,6 +1529,7 @@ impl World {
             Reason::SwitchoverScheduled => self.check.count("switchover_waited_for_its_time"),
             Reason::IneligibleNoFailover => self.check.count("ineligible_nofailover"),
             Reason::IneligibleNotSynchronous => self.check.count("ineligible_not_synchronous"),
+            Reason::SystemIdMismatch => self.check.count("system_id_mismatch"),
             _ => {}
         }
     }
@@ -1658,6 +1666,13 @@ impl World {
             }
             Action::Rewind { id, from } => {
                 Some((*id, d.rewind, SimOp::Rewind { from: self.index(from).unwrap_or(usize::MAX) }))
+            }
+            Action::StartPrimary { .. } | Action::StartReplica { .. }
+                if self.nodes[i].pg.system_id == Some(FOREIGN_SYSTEM_ID) =>
+            {
+                let msg = format!("S4: {} starts PostgreSQL on another cluster's data", self.nodes[i].name);
+                self.violation(msg);
+                None
             }
             Action::StartPrimary { id, sync_standbys, .. } => {
                 if self.nodes[i].restarted_from_copy {
@@ -2541,9 +2556,17 @@ impl World {
         }
     }
 
-    /// S4: a stale primary never retakes the lease: whoever takes a new term must not have
-    /// WAL that forks from the last primary's (while that primary's WAL is intact).
-    fn check_stale_acquire(&mut self, i: usize) {
+    /// S4: a stale primary never retakes the lease: whoever takes a new term must have data
+    /// of this cluster, and no WAL that forks from the last primary's (while that primary's
+    /// WAL is intact).
+    /// (The data is judged only if the machine that sent the request still runs: one on the
+    /// wire when it crashed still applies, and the machine may come back with other data.)
+    fn check_stale_acquire(&mut self, i: usize, same_machine: bool) {
+        let cluster = self.view().initialize.map(|r| r.value.system_id);
+        if same_machine && cluster.is_some() && self.nodes[i].pg.system_id != cluster {
+            let msg = format!("S4: {} took a new term without data of this cluster", self.nodes[i].name);
+            self.violation(msg);
+        }
         let Some((p, epoch)) = self.last_primary else { return };
         if p == i || self.nodes[p].epoch != epoch {
             return;
@@ -2892,6 +2915,35 @@ impl World {
                     "operator: write a ttl in seconds into the store: refused".into()
                 };
             }
+            FaultKind::ForeignData(t) => {
+                let i = self.resolve(t);
+                let name = self.nodes[i].name.clone();
+                // Only where this cluster's data survives elsewhere: not on the leader or the
+                // last primary, not on a published synchronous standby (each may hold the
+                // only copy of acknowledged writes), and with another member that could lead. Losing the
+                // last copy is a restore from backup, not a failover's business.
+                let leader = self.writable().first().copied().or_else(|| self.leader());
+                let cluster = self.nodes.iter().find_map(|n| n.pg.system_id.filter(|&s| s != FOREIGN_SYSTEM_ID));
+                let in_sync = self.store.sync().is_some_and(|s| s.leader == name || s.members.contains(&name))
+                    || self.last_primary.is_some_and(|(p, _)| p == i);
+                let spare = (0..self.nodes.len()).any(|j| {
+                    j != i
+                        && Some(j) != leader
+                        && self.nodes[j].cfg.tags.can_lead()
+                        && self.nodes[j].pg.system_id == cluster
+                });
+                if Some(i) == leader || in_sync || !spare || self.nodes[i].pg.system_id == Some(FOREIGN_SYSTEM_ID) {
+                    desc = format!("{name} would reboot with another cluster's data directory: not done");
+                } else {
+                    targets.push(i);
+                    desc = format!("{name} reboots with another cluster's data directory");
+                    self.crash(i);
+                    self.nodes[i].pg = self.foreign_data();
+                    self.nodes[i].epoch += 1;
+                    self.restart(i);
+                    self.check.count("fault_foreign_data");
+                }
+            }
             FaultKind::CorruptLeader => {
                 desc = "an undecodable leader key replaces the leader record".into();
                 self.store_changed_by(|s, _| s.inject_corrupt(hacore::dcs::Key::Leader, "simulated garbage"));
@@ -2993,6 +3045,7 @@ impl World {
                 }
             }
             FaultKind::BadConfig => self.fix_bad_config(),
+            FaultKind::ForeignData(_) => self.remove_foreign_data(targets[0]),
             FaultKind::DcsOutage => {
                 self.store_down = self.store_down.saturating_sub(1);
                 if self.store_down == 0 && self.p.mode == DcsMode::Etcd {
@@ -3038,6 +3091,49 @@ impl World {
         n.wake_at = None;
         n.wake_gen += 1;
         n.stale_view = None;
+    }
+
+    /// Another cluster's data directory: the timelines of the most advanced member's data
+    /// (the same switch points), other records on them (none of this cluster's writes),
+    /// and more of them. In half of the draws that is all (only the system identifier
+    /// tells it apart); in the other half the other cluster went on to later timelines
+    /// (its history is then newer than any this cluster's store holds).
+    fn foreign_data(&mut self) -> SimPg {
+        let later = self.rng.chance(0.5).then(|| self.rng.range(1, 4) as u32);
+        let best = self.nodes.iter().map(|n| &n.pg).filter(|pg| pg.system_id.is_some()).max_by_key(|pg| pg.end());
+        let mut pg = SimPg { system_id: Some(FOREIGN_SYSTEM_ID), role: Some(Role::Primary), ..SimPg::default() };
+        let Some(best) = best else { return pg };
+        pg.history = best.history.clone();
+        for k in 0..best.wal.len() {
+            let Some(r) = best.wal.get(k) else { break };
+            pg.timeline = r.timeline;
+            pg.append(None, r.at);
+        }
+        pg.timeline = best.timeline;
+        for _ in 0..200 {
+            pg.append(None, self.now);
+        }
+        if let Some(k) = later {
+            pg.promote(pg.timeline + k, self.now);
+            pg.upstream_idx = None;
+        }
+        pg.min_recovery = pg.wal.len();
+        pg
+    }
+
+    /// The operator removes another cluster's data directory from member `i` (if it is
+    /// still there): the machine's services are stopped, the directory deleted and the
+    /// services started again; the member clones anew.
+    fn remove_foreign_data(&mut self, i: usize) {
+        if self.nodes[i].pg.system_id == Some(FOREIGN_SYSTEM_ID) {
+            let up = self.nodes[i].up;
+            self.crash(i);
+            self.nodes[i].pg = SimPg::default();
+            self.nodes[i].epoch += 1;
+            if up {
+                self.restart(i);
+            }
+        }
     }
 
     /// PostgreSQL is fast again: operations started while it was slow end by the time
@@ -3186,6 +3282,7 @@ impl World {
             self.nodes[i].start_broken = false;
             self.nodes[i].stale_view = None;
             self.nodes[i].restart_until = None;
+            self.remove_foreign_data(i);
             self.resume(i);
             self.restart(i);
         }

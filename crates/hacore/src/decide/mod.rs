@@ -491,8 +491,12 @@ impl<'a> Cx<'a> {
             .leader
             .as_ref()
             .is_some_and(|l| l.value.holder == self.cfg.name && self.mem.lease.is_some_and(|h| h.term == l.value.term));
-        let unknown_timeline = self.obs.pg.system_id().is_some()
-            && view.initialize.is_some()
+        // Only WAL of this cluster dates the read: another cluster's data directory (a
+        // wrong volume, a wrong backup) may be on any timeline, and the member must go on
+        // reading to say so (`system_id_mismatch`).
+        let cluster = view.initialize.as_ref().map(|i| i.value.system_id);
+        let unknown_timeline = cluster.is_some()
+            && self.obs.pg.system_id() == cluster
             && mine > known
             && !leads
             && !self.upstream_wal_only(view);
