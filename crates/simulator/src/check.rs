@@ -58,6 +58,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("standby_in_catchup_seen", 80),
     ("fault_foreign_data", 15),
     ("system_id_mismatch", 15),
+    ("final_paused_failover_fence_fails", 5),
 ];
 
 /// What one run found.

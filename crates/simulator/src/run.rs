@@ -445,6 +445,55 @@ fn final_paused_failover_unconfirmed(w: &mut World, bound: Millis) -> &'static s
     outcome
 }
 
+/// A manual failover in maintenance mode while the old primary cannot be stopped: in a run
+/// without the guard, the cluster is paused, the primary loses the store and every
+/// PostgreSQL command on it fails, so its fence at the lease deadline leaves it running,
+/// and its daemon says so to its peers. An operator asks for a replica that could take
+/// over: it must not (O6: the old primary is not confirmed stopped; taking over would
+/// make two writers) for as long as the stop fails. Then the commands work again, the
+/// fence stops the old primary, and the failover must happen.
+fn final_paused_failover_fence_fails(w: &mut World, bound: Millis) -> &'static str {
+    let allowed = !w.standby_active() && !w.p.guard && !w.p.settings.failsafe_mode;
+    let Some((l, to)) = paused_with_a_ready_replica(w, allowed) else {
+        return "final_paused_failover_fence_fails_not_allowed";
+    };
+    let (ttl, loop_wait, lat) = (w.p.settings.ttl, w.p.settings.loop_wait, w.p.dcs_latency.1);
+    let (old, new) = (w.nodes[l].name.clone(), w.nodes[to].name.clone());
+    w.fail_ops(l, true);
+    w.cut_from_store(l, true);
+    w.run_for(ttl + 2 * loop_wait + 8 * lat);
+    w.ask_failover_to(to);
+    let wait = ttl + 4 * loop_wait + 16 * lat + 2_000;
+    let took_over = w.run_until_cond(wait, |w| w.is_writable(to) || w.leader() == Some(to));
+    let mut outcome = "final_paused_failover_fence_fails";
+    if took_over.is_some() {
+        w.violation(format!(
+            "O6: {new} took over in maintenance mode while {old}, whose stop kept failing, still ran PostgreSQL"
+        ));
+        outcome = "final_paused_failover_fence_fails_failed";
+    }
+    w.fail_ops(l, false);
+    let promoted = w.run_until_cond(wait, |w| w.is_writable(to) && w.leader() == Some(to));
+    if took_over.is_none() && promoted.is_none() {
+        w.violation(format!(
+            "O6: a manual failover to {new} in maintenance mode did not happen once {old}'s fence stopped it"
+        ));
+        outcome = "final_paused_failover_fence_fails_failed";
+    }
+    w.cut_from_store(l, false);
+    let _ = w.edit_config(|c| c.paused = false);
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(
+            w,
+            format!(
+                "L1: no convergence within {bound} ms after a manual failover waited for a fence in maintenance mode"
+            ),
+        );
+        return "final_paused_failover_fence_fails_failed";
+    }
+    outcome
+}
+
 /// The store is lost and rebuilt empty, by the runbook (6.2): every daemon stops, the
 /// store is emptied, the most advanced node's daemon starts alone and founds the cluster
 /// again on its data (O7: within a few loops), then the others start and follow it (L1).
@@ -601,6 +650,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let outage = final_store_outage(&mut w, bound);
             let paused_failover = final_paused_failover(&mut w, bound);
             let unconfirmed = final_paused_failover_unconfirmed(&mut w, bound);
+            let fence_fails = final_paused_failover_fence_fails(&mut w, bound);
             let rebuilt = final_store_rebuilt(&mut w, bound);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
@@ -619,6 +669,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(outage);
             w.check.count(paused_failover);
             w.check.count(unconfirmed);
+            w.check.count(fence_fails);
             w.check.count(rebuilt);
             w.check.count(failover);
             w.check.count(departure);

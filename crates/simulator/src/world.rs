@@ -3356,6 +3356,13 @@ impl World {
         self.trace.event(self.now, "restart_asked", &[("node", &name)]);
     }
 
+    /// Every PostgreSQL operation on node `i` fails from now on (`true`), or none (`false`).
+    pub fn fail_ops(&mut self, i: usize, fail: bool) {
+        self.nodes[i].fail_next = if fail { u32::MAX } else { 0 };
+        let name = self.nodes[i].name.clone();
+        self.trace.event(self.now, if fail { "ops_fail" } else { "ops_work" }, &[("node", &name)]);
+    }
+
     /// Node `i`'s next PostgreSQL operation to finish fails (a `fail-pg-once` fault).
     pub fn fail_next_op(&mut self, i: usize) {
         self.nodes[i].fail_next += 1;
