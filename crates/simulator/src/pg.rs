@@ -154,6 +154,22 @@ impl Wal {
     }
 }
 
+/// `len` records of another cluster's WAL (the `foreign-data` fault): none is any record
+/// of this cluster's (their hash chain starts elsewhere), and they are the same for every
+/// caller (a function of the index alone), so they are built once per process and shared
+/// by chunks: the fault costs no copy of a long WAL.
+pub fn foreign_wal(len: usize) -> Wal {
+    static BUILT: std::sync::Mutex<Wal> = std::sync::Mutex::new(Wal { sealed: Vec::new(), tail: Vec::new() });
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    while built.len() < len {
+        let prev = built.last().map_or(0x0F0E_1647_0F0E_1647, |r| r.chain);
+        built.push(Record { timeline: 1, write: None, at: 0, chain: chain(prev, 1, None) });
+    }
+    let mut wal = Wal::default();
+    wal.extend_from(&built, 0, len);
+    wal
+}
+
 /// What role the instance runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

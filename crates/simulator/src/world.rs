@@ -3094,8 +3094,8 @@ impl World {
     }
 
     /// Another cluster's data directory: the timelines of the most advanced member's data
-    /// (the same switch points), other records on them (none of this cluster's writes),
-    /// and more of them. In half of the draws that is all (only the system identifier
+    /// (the same switch points), other records (none of this cluster's writes), and more
+    /// of them. In half of the draws that is all (only the system identifier
     /// tells it apart); in the other half the other cluster went on to later timelines
     /// (its history is then newer than any this cluster's store holds).
     fn foreign_data(&mut self) -> SimPg {
@@ -3104,15 +3104,9 @@ impl World {
         let mut pg = SimPg { system_id: Some(FOREIGN_SYSTEM_ID), role: Some(Role::Primary), ..SimPg::default() };
         let Some(best) = best else { return pg };
         pg.history = best.history.clone();
-        for k in 0..best.wal.len() {
-            let Some(r) = best.wal.get(k) else { break };
-            pg.timeline = r.timeline;
-            pg.append(None, r.at);
-        }
         pg.timeline = best.timeline;
-        for _ in 0..200 {
-            pg.append(None, self.now);
-        }
+        pg.wal = crate::pg::foreign_wal(best.wal.len() + 200);
+        pg.replayed = pg.wal.len();
         if let Some(k) = later {
             pg.promote(pg.timeline + k, self.now);
             pg.upstream_idx = None;
