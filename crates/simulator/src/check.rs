@@ -59,6 +59,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("fault_foreign_data", 15),
     ("system_id_mismatch", 15),
     ("final_paused_failover_fence_fails", 5),
+    ("final_slow_start", 80),
 ];
 
 /// What one run found.

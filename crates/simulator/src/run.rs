@@ -318,6 +318,34 @@ fn final_start_fails(w: &mut World, bound: Millis) -> &'static str {
     "final_start_fails"
 }
 
+/// A slow start in place (the crash recovery of a big instance): the primary's
+/// PostgreSQL dies while its commands run slow, so that its start outlasts a ttl (and ends
+/// well within `primary_start_timeout`). The leader restarts it in place under the lease
+/// it keeps renewing; the guard must follow every renewal meanwhile (A2: it never kills a
+/// primary its daemon counts writable, a late start included), and the primary must be
+/// writable again under the same leader.
+fn final_slow_start(w: &mut World, bound: Millis) -> &'static str {
+    let Some(l) = w.leader().filter(|&l| !w.standby_active() && w.is_writable(l)) else {
+        return "final_slow_start_not_allowed";
+    };
+    let (ttl, start) = (w.p.settings.ttl, w.p.durations.start.max(1));
+    let x = (ttl * 3 / 2).div_ceil(start);
+    let name = w.nodes[l].name.clone();
+    w.slow_pg(l, x);
+    w.kill_pg(l);
+    let back = w.run_until_cond(w.p.settings.primary_start_timeout + bound, |w| w.is_writable(l));
+    w.slow_pg(l, 1);
+    if back.is_none() || w.leader() != Some(l) {
+        w.violation(format!("L1: {name}'s slow start in place did not bring it back as the primary under its lease"));
+        return "final_slow_start_failed";
+    }
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(w, format!("L1: no convergence within {bound} ms after {name}'s slow start"));
+        return "final_slow_start_failed";
+    }
+    "final_slow_start"
+}
+
 /// The store goes down for everyone for two ttls. With failsafe mode on, every member
 /// answers the primary, so it must stay writable throughout (S1' is what makes that safe);
 /// without it, the primary must stop accepting writes by its lease deadline. Either way the
@@ -647,6 +675,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let refused = final_refused_switchover(&mut w);
             let restarts = final_restarts(&mut w);
             let start_fails = final_start_fails(&mut w, bound);
+            let slow_start = final_slow_start(&mut w, bound);
             let outage = final_store_outage(&mut w, bound);
             let paused_failover = final_paused_failover(&mut w, bound);
             let unconfirmed = final_paused_failover_unconfirmed(&mut w, bound);
@@ -666,6 +695,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(refused);
             w.check.count(restarts);
             w.check.count(start_fails);
+            w.check.count(slow_start);
             w.check.count(outage);
             w.check.count(paused_failover);
             w.check.count(unconfirmed);

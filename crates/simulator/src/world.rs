@@ -3350,6 +3350,26 @@ impl World {
         self.trace.event(self.now, "restart_asked", &[("node", &name)]);
     }
 
+    /// PostgreSQL operations on node `i` take `x` times longer from now on (1: normal
+    /// speed again), as a `slow-pg` fault.
+    pub fn slow_pg(&mut self, i: usize, x: u64) {
+        if x <= 1 {
+            self.end_slowness(i);
+        } else {
+            self.nodes[i].slow = x;
+        }
+        let name = self.nodes[i].name.clone();
+        self.trace.event(self.now, "slow_pg", &[("node", &name), ("times", &x.to_string())]);
+    }
+
+    /// PostgreSQL alone is killed on node `i`, as a `kill-pg` fault.
+    pub fn kill_pg(&mut self, i: usize) {
+        self.nodes[i].pg.running = false;
+        self.nodes[i].pg.streaming = false;
+        let name = self.nodes[i].name.clone();
+        self.trace.event(self.now, "pg_killed", &[("node", &name)]);
+    }
+
     /// Every PostgreSQL operation on node `i` fails from now on (`true`), or none (`false`).
     pub fn fail_ops(&mut self, i: usize, fail: bool) {
         self.nodes[i].fail_next = if fail { u32::MAX } else { 0 };
