@@ -2920,8 +2920,9 @@ impl World {
                 let name = self.nodes[i].name.clone();
                 // Only where this cluster's data survives elsewhere: not on the leader or the
                 // last primary, not on a published synchronous standby (each may hold the
-                // only copy of acknowledged writes), and with another member that could lead. Losing the
-                // last copy is a restore from backup, not a failover's business.
+                // only copy of acknowledged writes), and with another member that could
+                // lead. Losing the last copy is a restore from backup, not a failover's
+                // business.
                 let leader = self.writable().first().copied().or_else(|| self.leader());
                 let cluster = self.nodes.iter().find_map(|n| n.pg.system_id.filter(|&s| s != FOREIGN_SYSTEM_ID));
                 let in_sync = self.store.sync().is_some_and(|s| s.leader == name || s.members.contains(&name))
@@ -3109,7 +3110,6 @@ impl World {
         pg.replayed = pg.wal.len();
         if let Some(k) = later {
             pg.promote(pg.timeline + k, self.now);
-            pg.upstream_idx = None;
         }
         pg.min_recovery = pg.wal.len();
         pg
