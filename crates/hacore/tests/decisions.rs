@@ -675,6 +675,24 @@ table!(
 );
 
 table!(
+    switchover_transfers_on_a_short_lease,
+    "the fastest preset with a store round trip above the loop: a step comes two round trips \
+     after the renewal, so less than two retry_timeouts of the lease are left, but more than \
+     the one write the transfer is: it goes out instead of the renewal",
+    Scenario::cluster3("n1")
+        .settings(|s| {
+            s.ttl = 5_000;
+            s.loop_wait = 500;
+            s.retry_timeout = 1_000;
+        })
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 99_000)
+        .pg_stopped(1, AT + 0x28, false)
+        .holding(3, 40, 93_520)
+        .peer_replica("n2", AT + 0x28)
+);
+
+table!(
     switchover_timeout_resumes,
     "n2 did not catch up within switchover_timeout: resume as primary under the lease",
     Scenario::cluster3("n1")

@@ -146,8 +146,10 @@ impl Cx<'_> {
         if self.mem.lease_op.is_some() || self.now < lease.sent_at.saturating_add(self.s.loop_wait) {
             return;
         }
-        // PostgreSQL is down (not writable): the lease held only has to outlast the transfer.
-        if self.transfer_due() && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout.saturating_mul(2) {
+        // PostgreSQL is down (not writable): the lease held only has to outlast the transfer,
+        // one write bounded by retry_timeout. (Not two: with a store round trip above the
+        // loop, a step comes every two round trips, and a short ttl never left two.)
+        if self.transfer_due() && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout {
             return;
         }
         // The action that waited goes out first on the grant held, if that grant outlasts
