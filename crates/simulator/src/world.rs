@@ -2951,17 +2951,7 @@ impl World {
                 self.check.count("fault_corrupt_leader");
             }
             FaultKind::WipeStore => {
-                desc = if self.store_down > 0 {
-                    "operator: empty the store refused: the store is down".into()
-                } else {
-                    self.store_changed_by(|s, _| s.wipe());
-                    // Terms start again from 1: what was recorded of the old ones is moot.
-                    self.term_origin.clear();
-                    self.unsure_acquires.clear();
-                    self.transferred = None;
-                    self.request_at = None;
-                    "operator: empty the store".into()
-                };
+                desc = self.wipe_store();
                 self.check.count("fault_wipe_store");
             }
             FaultKind::RestartDaemon(t) => {
@@ -3436,6 +3426,25 @@ impl World {
             .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))
     }
 
+    /// An operator empties the store (every key of the cluster, the term included), as
+    /// the `wipe-store` fault does; also after the heal, where faults no longer start.
+    pub fn wipe_store(&mut self) -> String {
+        if self.store_down > 0 {
+            return "operator: empty the store refused: the store is down".into();
+        }
+        self.store_changed_by(|s, _| s.wipe());
+        // Terms start again from 1: what was recorded of the old ones is moot.
+        self.term_origin.clear();
+        self.unsure_acquires.clear();
+        self.transferred = None;
+        self.request_at = None;
+        let desc = "operator: empty the store".to_string();
+        if self.healed {
+            self.trace.event(self.now, "store_wiped", &[]);
+        }
+        desc
+    }
+
     /// The runbook's recovery onto an empty store (6.2): every daemon is stopped (a primary
     /// still running is killed by its guard at its deadline), the store is emptied, and the
     /// daemon of the most advanced node starts alone. Returns that node.
@@ -3445,7 +3454,8 @@ impl World {
         }
         let ttl = self.p.settings.ttl;
         self.run_until_cond(2 * ttl, |w| w.writable().is_empty())?;
-        self.inject(Fault { at: self.now, dur: 0, kind: FaultKind::WipeStore });
+        // After the heal no fault starts: empty it directly.
+        self.wipe_store();
         // The most advanced data: the longest WAL that every other node's is a prefix of
         // or forks from before (normally the last primary's).
         let best = (0..self.nodes.len())
