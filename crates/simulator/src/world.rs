@@ -2668,7 +2668,8 @@ impl World {
         }
     }
 
-    /// Applies a fault now (tests and the scenario runner call this directly).
+    /// Applies a fault now (tests and the scenario runner call this directly). Once the run
+    /// has healed (the liveness phase) no fault starts: this does nothing then.
     pub fn inject(&mut self, fault: Fault) {
         let k = self.faults.len();
         self.faults.push(fault);
