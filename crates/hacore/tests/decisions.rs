@@ -693,6 +693,21 @@ table!(
 );
 
 table!(
+    settings_kept_when_the_store_loses_them,
+    "the store holds no settings (emptied under the running daemon, which started while the \
+     cluster was paused and has applied its resumption since): the settings last applied stay \
+     in force, not the paused ones it started from, and the leader writes them back",
+    Scenario::cluster3("n1")
+        .settings(|s| s.paused = true)
+        .memory(|m| {
+            if let Some((_, s)) = &mut m.applied {
+                s.paused = false;
+            }
+        })
+        .store(|v| v.config = None)
+);
+
+table!(
     switchover_timeout_resumes,
     "n2 did not catch up within switchover_timeout: resume as primary under the lease",
     Scenario::cluster3("n1")

@@ -60,6 +60,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("system_id_mismatch", 15),
     ("final_paused_failover_fence_fails", 5),
     ("final_slow_start", 80),
+    ("final_store_wiped_live", 80),
 ];
 
 /// What one run found.

@@ -586,6 +586,35 @@ fn final_store_rebuilt(w: &mut World, bound: Millis) -> &'static str {
     "final_store_rebuilt"
 }
 
+/// An operator empties the store while every daemon runs (a recreated etcd cluster or
+/// table, a `hashell remove` on the wrong cluster): the mistake the runbook (6.2) warns
+/// of, here where it is safe, a converged cluster in which only the primary's data is a
+/// primary's. Its daemon must found the cluster again on that data (O7); the others, who
+/// saw higher terms than the new store's, take its reads for stale ones until it has kept
+/// changing for a ttl, then follow it; everyone must converge within the L1 bound.
+fn final_store_wiped_live(w: &mut World, bound: Millis) -> &'static str {
+    let allowed = w.p.settings.standby_cluster.is_none() && w.converged();
+    let Some(l) = w.leader().filter(|&l| allowed && w.is_writable(l) && w.only_primary_data(l)) else {
+        return "final_store_wiped_live_not_allowed";
+    };
+    w.wipe_store();
+    if w.run_until_cond(bound, |w| w.leader() == Some(l) && w.is_writable(l)).is_none() {
+        let name = w.nodes[l].name.clone();
+        w.violation(format!(
+            "O7: the store was emptied under running daemons; {name}, the only one with a primary's data, did not found the cluster again within {bound} ms"
+        ));
+        return "final_store_wiped_live_failed";
+    }
+    if converge(w, bound, World::converged).is_none() {
+        not_converged(
+            w,
+            format!("L1: no convergence within {bound} ms after the store was emptied under running daemons"),
+        );
+        return "final_store_wiped_live_failed";
+    }
+    "final_store_wiped_live"
+}
+
 /// The leader's machine stops for good: the rest must converge again.
 fn final_failover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &'static str {
     let t0 = w.now;
@@ -715,6 +744,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             let paused_failover = final_paused_failover(&mut w, bound);
             let unconfirmed = final_paused_failover_unconfirmed(&mut w, bound);
             let fence_fails = final_paused_failover_fence_fails(&mut w, bound);
+            let wiped = final_store_wiped_live(&mut w, bound);
             let rebuilt = final_store_rebuilt(&mut w, bound);
             let failover = match switchover {
                 "final_switchover_failed" => "final_failover_not_tried",
@@ -736,6 +766,7 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(unconfirmed);
             w.check.count(fence_fails);
             w.check.count(rebuilt);
+            w.check.count(wiped);
             w.check.count(failover);
             w.check.count(departure);
         }

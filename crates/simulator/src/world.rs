@@ -3427,6 +3427,12 @@ impl World {
             .max_by_key(|&j| (self.nodes[j].pg.end(), std::cmp::Reverse(j)))
     }
 
+    /// Whether node `l` holds the only primary's data: every other machine is up and its
+    /// PostgreSQL a standby (so no other daemon would found a cluster on an empty store).
+    pub fn only_primary_data(&self, l: usize) -> bool {
+        (0..self.nodes.len()).all(|j| j == l || (self.nodes[j].up && self.nodes[j].pg.role == Some(Role::Standby)))
+    }
+
     /// An operator empties the store (every key of the cluster, the term included), as
     /// the `wipe-store` fault does; also after the heal, where faults no longer start.
     pub fn wipe_store(&mut self) -> String {

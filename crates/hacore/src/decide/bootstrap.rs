@@ -75,7 +75,7 @@ impl Cx<'_> {
             Expect::Absent,
         )];
         if view.config.is_none() {
-            writes.push(Write::put(Value::Config(self.cfg.defaults.clone()), Expect::Absent));
+            writes.push(Write::put(Value::Config(self.s.clone()), Expect::Absent));
         }
         self.leader_write(rec, writes, true);
         self.set(Reason::BootstrapRegistering, format!("system identifier {system_id}"));

@@ -415,7 +415,7 @@ impl Cx<'_> {
         self.correct_fork(view, rec);
         self.publish_status(view, rec);
         if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
-            self.leader_put_tail(rec, Value::Config(self.cfg.defaults.clone()), Expect::Absent);
+            self.leader_put_tail(rec, Value::Config(self.s.clone()), Expect::Absent);
         }
         self.publish_failsafe(view, rec);
         self.manage_sync(view, rec);

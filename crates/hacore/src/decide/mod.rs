@@ -135,7 +135,7 @@ impl<'a> Cx<'a> {
             election: None,
             can_lead: false,
             lineage: Lineage::Diverged,
-            config_version: mem.applied.as_ref().map(|(v, _)| *v),
+            config_version: mem.applied.as_ref().map(|(v, _)| *v).filter(|&v| v != KEPT_SETTINGS),
             notes: Vec::new(),
             renewing: false,
             renew_last: false,
@@ -447,8 +447,13 @@ impl<'a> Cx<'a> {
             },
             None => {
                 if view.corrupt_key(&Key::Config).is_none() {
-                    self.mem.applied = None;
-                    self.s = self.cfg.defaults.clone();
+                    // The store holds no settings (emptied, or the key deleted, while this
+                    // daemon runs): those last applied stay in force, as they would for a
+                    // daemon restarted now (its settings cache), and the leader writes them
+                    // back. Only a node that never applied any runs on its defaults.
+                    let kept = self.mem.applied.take().map(|(_, s)| s);
+                    self.s = kept.clone().unwrap_or_else(|| self.cfg.defaults.clone());
+                    self.mem.applied = kept.map(|s| (KEPT_SETTINGS, s));
                     self.config_version = None;
                     self.wake = self.wake.min(self.s.loop_wait);
                 }
@@ -1021,6 +1026,10 @@ impl<'a> Cx<'a> {
 
 /// The versions of every record of a read, folded: two reads of a store that did not
 /// change give the same value.
+/// The version [`Memory::applied`] carries for settings kept while the store holds none
+/// (no store version is 0).
+const KEPT_SETTINGS: Version = Version(0);
+
 fn view_fingerprint(view: &ClusterView) -> u64 {
     let versions = [
         view.leader.as_ref().map(|r| r.version),

@@ -59,7 +59,7 @@ impl Cx<'_> {
         self.mirror_upstream_timelines(view, rec);
         self.publish_status(view, rec);
         if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
-            self.leader_put_tail(rec, Value::Config(self.cfg.defaults.clone()), Expect::Absent);
+            self.leader_put_tail(rec, Value::Config(self.s.clone()), Expect::Absent);
         }
         self.manage_slots(view);
         self.remove_stale_members(view, rec);

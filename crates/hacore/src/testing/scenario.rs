@@ -371,6 +371,12 @@ impl Scenario {
         self
     }
 
+    /// Mutates the store's view (when the store is readable).
+    pub fn store(mut self, f: impl FnOnce(&mut ClusterView)) -> Self {
+        f(view(&mut self.obs));
+        self
+    }
+
     /// Mutates memory.
     pub fn memory(mut self, f: impl FnOnce(&mut Memory)) -> Self {
         f(&mut self.mem);
