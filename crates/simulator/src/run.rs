@@ -71,7 +71,7 @@ pub fn failover_gap_bound(p: &Params) -> Millis {
     // A slow store (`slow_store`): the new leader's four steps after its acquire (the wait
     // for a fresh grant, the WAL receiver's stop, the wait for it, the fork and promotion)
     // each renew first.
-    let round_trips = if slow_store(p) { 5 + 4 } else { 5 };
+    let round_trips = 5 + renewals_first(p, 4);
     s.ttl + notice + 2 * round_trips * p.dcs_latency.1 + promotion(p) + 1_000
 }
 
@@ -84,7 +84,7 @@ pub fn switchover_gap_bound(p: &Params) -> Millis {
     // With every round trip longer than the loop, each step on the path (the old leader's
     // stop and transfer; the candidate's claim, its wait for a fresh grant, the WAL
     // receiver's stop, the wait for it, the fork and promotion) renews first: 7 more.
-    let round_trips = if slow_store(p) { 8 + 7 } else { 8 };
+    let round_trips = 8 + renewals_first(p, 7);
     p.settings.loop_wait + d.stop_fast + d.stop_fast / 4 + 2 * round_trips * p.dcs_latency.1 + promotion(p) + 1_000
 }
 
@@ -92,6 +92,16 @@ pub fn switchover_gap_bound(p: &Params) -> Millis {
 /// lease due and renews it (a round trip) before its action.
 fn slow_store(p: &Params) -> bool {
     2 * p.dcs_latency.0 > p.settings.loop_wait
+}
+
+/// The extra round trips of `steps` steps on a slow store (`slow_store`), each renewing
+/// the lease before its action; none otherwise.
+fn renewals_first(p: &Params, steps: Millis) -> Millis {
+    if slow_store(p) {
+        steps
+    } else {
+        0
+    }
 }
 
 /// The longest promotion: its duration (the simulation draws up to a quarter more) and
@@ -189,7 +199,7 @@ fn final_refused_switchover(w: &mut World) -> &'static str {
     w.ask_switchover_from(wrong);
     // A slow store (`slow_store`): the step that read just before the request renews
     // first, and so does the step that reads it: two more round trips.
-    let round_trips = if slow_store(&w.p) { 4 + 2 } else { 4 };
+    let round_trips = 4 + renewals_first(&w.p, 2);
     let bound = w.p.settings.loop_wait + 2 * round_trips * w.p.dcs_latency.1 + 1_000;
     // A standby cluster's leader is never writable: that is no lost lease.
     let (fired, writable) = (w.check.get("guard_fired"), w.standby_active() || w.is_writable(l));
@@ -665,7 +675,7 @@ fn final_departure(w: &mut World) -> &'static str {
     }
     // A slow store (`slow_store`): the record's removal and the first read without it are
     // steps that renew first; four of them, two round trips each.
-    let slow = if slow_store(&w.p) { 16 * w.p.dcs_latency.1 } else { 0 };
+    let slow = 2 * renewals_first(&w.p, 4) * w.p.dcs_latency.1;
     w.run_for(7 * ttl + slow);
     if w.leader() != Some(leader) {
         return "final_departure_leader_changed";
