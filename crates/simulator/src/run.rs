@@ -462,6 +462,16 @@ fn final_paused_failover(w: &mut World, bound: Millis) -> &'static str {
                 "O6: a manual failover to {new} in maintenance mode, {old} confirmed stopped, did not happen"
             ));
             "final_paused_failover_failed"
+        } else if w
+            .run_until_cond(loop_wait + (8 + 2 * renewals_first(&w.p, 2)) * lat + 1_000, |w| !w.request_pending())
+            .is_none()
+        {
+            // Done is done: a request left behind would act again later (an operator's
+            // failover asked once must not be served twice).
+            w.violation(format!(
+                "O6: the manual failover to {new} in maintenance mode is done, and its request is still in the store"
+            ));
+            "final_paused_failover_failed"
         } else {
             "final_paused_failover"
         }
