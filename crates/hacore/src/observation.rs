@@ -86,6 +86,13 @@ pub struct PgObservation {
     pub timeline: Timeline,
     /// Contents of the current timeline's history file.
     pub history: Vec<TimelineSwitch>,
+    /// The newest timeline taken as far as PostgreSQL can tell: history files in `pg_wal`
+    /// for `timeline + 1`, `timeline + 2`, ... up to this one (a promotion that died after
+    /// writing its new timeline's history file leaves one, and PostgreSQL never reuses
+    /// it). A promotion takes the timeline after this one, so a fork must name that.
+    /// Zero when nothing beyond `timeline` is known.
+    #[serde(default)]
+    pub newest_timeline: Timeline,
     /// Primary: flushed LSN. Standby: received-and-flushed LSN. Stopped: end of local WAL.
     pub flush_lsn: Lsn,
     /// Standby: replayed LSN.
@@ -107,6 +114,12 @@ pub struct PgObservation {
 }
 
 impl PgObservation {
+    /// The newest timeline a promotion of this instance may not take (its own, or a
+    /// later one whose history file it holds): it takes the one after.
+    pub fn taken_timeline(&self) -> Timeline {
+        self.timeline.max(self.newest_timeline)
+    }
+
     /// Where the local WAL ends.
     pub fn position(&self) -> WalPosition {
         WalPosition { timeline: self.timeline, lsn: self.flush_lsn }

@@ -611,6 +611,18 @@ table!(
 );
 
 table!(
+    promotion_retried_after_one_that_died_takes_the_next_timeline,
+    "this term's promotion to timeline 2 died after writing 2's history file: PostgreSQL will take 3, so the fork is recorded again as 1->3 (same cause), then the promotion",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .history(&[(1, AT, 2, 4, "n2")])
+        .pg(|p| p.newest_timeline = hacore::types::Timeline(2))
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::Failover))
+);
+
+table!(
     stopped_standby_leader_starts_for_promotion,
     "holding the lease with a stopped standby: start it (as standby) so it can be promoted",
     Scenario::cluster3("n2").leader("n2", 4, 61).holding(4, 61, 99_900).pg_stopped(1, AT, true)

@@ -61,6 +61,7 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("final_paused_failover_fence_fails", 5),
     ("final_slow_start", 80),
     ("final_store_wiped_live", 80),
+    ("promotion_died_midway", 3),
 ];
 
 /// What one run found.

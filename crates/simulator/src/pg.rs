@@ -192,6 +192,10 @@ pub struct SimPg {
     pub history: Vec<TimelineSwitch>,
     /// Current timeline.
     pub timeline: u32,
+    /// The newest timeline with a history file in `pg_wal`: a promotion that died after
+    /// writing its new timeline's history file leaves one no WAL is on, and PostgreSQL
+    /// never reuses it (the next promotion takes the one after).
+    pub newest_timeline: u32,
     /// Postmaster running.
     pub running: bool,
     /// Role while running; role of the data when stopped.
@@ -249,6 +253,8 @@ impl SimPg {
             wal: self.wal.clone(),
             history: self.history.clone(),
             timeline: self.timeline,
+            // A base backup carries the timeline history files in `pg_wal`.
+            newest_timeline: self.newest_timeline,
             role: Some(Role::Standby),
             replayed: len.saturating_sub((len / 100).max(1)),
             min_recovery: len,
@@ -266,6 +272,7 @@ impl SimPg {
         let end = self.end();
         self.history.push(TimelineSwitch { timeline: Timeline(self.timeline), lsn: end });
         self.timeline = timeline;
+        self.newest_timeline = self.newest_timeline.max(timeline);
         self.role = Some(Role::Primary);
         self.upstream = None;
         self.streaming = false;
@@ -298,6 +305,7 @@ impl SimPg {
             in_recovery: self.role.map(|r| r == Role::Standby),
             timeline: Timeline(self.timeline),
             history: self.history.clone(),
+            newest_timeline: Timeline(self.newest_timeline),
             flush_lsn: self.end(),
             replay_lsn: Lsn(self.replayed as u64 * RECORD),
             upstream: if self.running { self.upstream.clone() } else { None },

@@ -1820,6 +1820,9 @@ impl World {
             once || (self.nodes[i].fail_pg > 0 && self.rng.chance(0.5)) || (start && self.nodes[i].start_broken);
         let result = if fails {
             self.check.count("pg_operation_failed");
+            if let SimOp::Promote { timeline } = op {
+                self.promotion_dies(i, timeline);
+            }
             Err(Failure::Failed)
         } else {
             self.finish(i, op)
@@ -1836,6 +1839,21 @@ impl World {
         if !self.nodes[i].paused {
             self.nudge(i, 0);
         }
+    }
+
+    /// Half of the failed promotions die midway (a crash, a full disk at the end-of-recovery
+    /// checkpoint): PostgreSQL had written the new timeline's history file and stops, still
+    /// a standby on the old timeline. Its next promotion skips that timeline, so the fork
+    /// the leader recorded names one that PostgreSQL did not take.
+    fn promotion_dies(&mut self, i: usize, timeline: u32) {
+        let pg = &mut self.nodes[i].pg;
+        if !pg.running || pg.hung || pg.role != Some(Role::Standby) || !self.rng.chance(0.5) {
+            return;
+        }
+        let taken = timeline.max(pg.timeline + 1).max(pg.newest_timeline + 1);
+        pg.newest_timeline = taken;
+        self.kill_pg(i);
+        self.check.count("promotion_died_midway");
     }
 
     fn finish(&mut self, i: usize, op: SimOp) -> Result<Done, Failure> {
@@ -1892,8 +1910,11 @@ impl World {
                 let common = SimPg::common_prefix(&me.wal, &src.wal);
                 let discarded = me.wal.len() - common;
                 let (wal, history, timeline) = (src.wal.clone(), src.history.clone(), src.timeline);
+                let newest = src.newest_timeline;
                 let n = &mut self.nodes[i];
                 let len = wal.len();
+                // pg_rewind copies the source's timeline history files; its own stay.
+                n.pg.newest_timeline = n.pg.newest_timeline.max(newest);
                 n.pg.wal = wal;
                 n.pg.history = history;
                 n.pg.timeline = timeline;
@@ -1967,7 +1988,7 @@ impl World {
                 }
                 // PostgreSQL never reuses a timeline: it takes the one after the newest it
                 // knows of (hashell places history files to skip to the one asked for).
-                let timeline = timeline.max(pg.timeline + 1);
+                let timeline = timeline.max(pg.timeline + 1).max(pg.newest_timeline + 1);
                 pg.promote(timeline, self.now);
                 // The fork is in this node's WAL (and, recorded before the promotion, in the
                 // published history): from now on it is the WAL a new term must agree with,
@@ -2331,10 +2352,16 @@ impl World {
     fn check_config_rejected(&mut self, i: usize, obs: &Observation, d: &hacore::Decision) {
         use hacore::dcs::DcsOp as Op;
         let n = &self.nodes[i];
-        let recorded = d
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Dcs { op: Op::AppendEvent(e), .. } if e.reason == Reason::ConfigRejected));
+        let mut recorded = false;
+        for a in &d.actions {
+            if let Action::Dcs { op: Op::AppendEvent(e), .. } = a {
+                recorded |= e.reason == Reason::ConfigRejected;
+                if e.reason == Reason::HistoryCorrected {
+                    // The leader rewrote its fork (a promotion that took another timeline).
+                    self.check.count("history_corrected");
+                }
+            }
+        }
         let Some(c) = obs.dcs.as_ref().ok().and_then(|v| v.config.as_ref()) else { return };
         // Validated once per version (a step is hot; the settings rarely change).
         let bad = match n.config_checked {

@@ -294,10 +294,16 @@ impl Cx<'_> {
         }
         let term = rec.value.term;
         let mut writes = Vec::new();
-        let timeline = match history.fork_by(self.me(), term) {
-            Some(f) => f.timeline,
-            None => {
-                let timeline = history.next_timeline(base, pg.timeline);
+        // PostgreSQL takes the timeline after the newest it holds a history file for. A
+        // fork already recorded in this term names one it would skip when an earlier
+        // attempt died after writing that file: the record is rewritten to name the one
+        // it will take, before the promotion (S4: every timeline is recorded first).
+        let taken = pg.taken_timeline();
+        let recorded = history.fork_index_by(self.me(), term);
+        let timeline = match recorded.map(|i| &history.forks[i]) {
+            Some(f) if f.timeline > taken => f.timeline,
+            _ => {
+                let timeline = history.next_timeline(base, taken);
                 let mut next = history.clone();
                 // The upstream's switches added above are recorded by this leader, now.
                 let forks = Arc::make_mut(&mut next.forks);
@@ -306,7 +312,7 @@ impl Cx<'_> {
                     f.node = self.cfg.name.clone();
                     f.wall_time_ms = self.obs.wall_time_ms;
                 }
-                forks.push(Fork {
+                let fork = Fork {
                     parent: pg.timeline,
                     lsn: pg.flush_lsn,
                     timeline,
@@ -318,7 +324,16 @@ impl Cx<'_> {
                         self.mem.acquired_via.unwrap_or(ForkCause::Failover)
                     },
                     wall_time_ms: self.obs.wall_time_ms,
-                });
+                };
+                match recorded {
+                    Some(i) => {
+                        let skipped = forks[i].timeline;
+                        forks[i] = Fork { cause: forks[i].cause, ..fork };
+                        let detail = format!("timeline {skipped} is taken (its history file exists): {timeline}");
+                        self.note(Reason::HistoryCorrected, detail);
+                    }
+                    None => forks.push(fork),
+                }
                 writes.push(Write::put(Value::History(next), Expect::from_current(view.history.as_ref())));
                 timeline
             }

@@ -499,6 +499,9 @@ pub fn render_inputs(s: &Scenario) -> Vec<String> {
         let h: Vec<_> = pg.history.iter().map(|s| format!("{}@{}", lsn(s.lsn), s.timeline)).collect();
         let _ = write!(l, ", history [{}]", h.join(" "));
     }
+    if pg.newest_timeline > pg.timeline {
+        let _ = write!(l, ", history files up to timeline {}", pg.newest_timeline);
+    }
     if pg.sync_standbys != SyncStandbys::Off {
         let _ = write!(l, ", sync_standbys {}", render_sync(&pg.sync_standbys));
     }

@@ -142,7 +142,8 @@ fn pg() -> impl Strategy<Value = PgObservation> {
             0..4,
         ),
         prop::collection::vec(name(), 0..3),
-        (any::<bool>(), any::<bool>()),
+        // One in ten holds a history file beyond its timeline (a promotion that died).
+        (any::<bool>(), any::<bool>(), prop::option::weighted(0.1, timeline())),
     )
         .prop_map(
             |(
@@ -157,7 +158,7 @@ fn pg() -> impl Strategy<Value = PgObservation> {
                 sync_standbys,
                 standbys,
                 slots,
-                (rewind_capable, pending_restart),
+                (rewind_capable, pending_restart, newest_timeline),
             )| PgObservation {
                 data,
                 running,
@@ -174,6 +175,7 @@ fn pg() -> impl Strategy<Value = PgObservation> {
                 slots,
                 rewind_capable,
                 pending_restart,
+                newest_timeline: newest_timeline.unwrap_or_default(),
             },
         )
 }

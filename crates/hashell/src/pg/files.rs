@@ -154,9 +154,40 @@ pub fn read_history(data_dir: &Path, timeline: Timeline) -> Result<Vec<TimelineS
     parse_history(&text)
 }
 
+/// The newest timeline PostgreSQL would count as taken when it promotes: it probes
+/// `pg_wal` for the history files of the timelines after `timeline`, one by one, and takes
+/// the first one missing. A promotion that died after writing its history file leaves
+/// one behind (as do hashell's placeholders for skipped timelines).
+pub fn newest_timeline(data_dir: &Path, timeline: Timeline) -> Timeline {
+    let wal = data_dir.join("pg_wal");
+    let mut t = timeline.0;
+    // Bounded: a directory full of history files must not stall the observation.
+    while t < timeline.0.saturating_add(1_000) && wal.join(format!("{:08X}.history", t + 1)).exists() {
+        t += 1;
+    }
+    Timeline(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_timeline_counts_contiguous_history_files_after_the_current_one() {
+        let dir = std::env::temp_dir().join(format!("hashell-newest-tl-{}", std::process::id()));
+        let wal = dir.join("pg_wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(3), "no history file beyond the current one");
+        // A promotion from 3 that died after writing 00000004.history; 6 is not contiguous.
+        std::fs::write(wal.join("00000004.history"), "3\t0/5000000\tno recovery target specified\n").unwrap();
+        std::fs::write(wal.join("00000006.history"), "").unwrap();
+        std::fs::write(wal.join("00000002.history"), "").unwrap();
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(4));
+        std::fs::write(wal.join("00000005.history"), "").unwrap();
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(6));
+        assert_eq!(newest_timeline(&dir.join("missing"), Timeline(3)), Timeline(3), "no pg_wal: nothing known");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_killed_child_named_postgres_is_reaped_and_no_other_child_is() {

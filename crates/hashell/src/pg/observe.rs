@@ -3,7 +3,7 @@
 //! "query failed" are told apart for the logs, and a running server that does not answer
 //! is reported as running but not responsive (the core's hang detection needs that).
 
-use super::files::{is_postgres, parse_lsn, postmaster_pid, read_history, ControlData};
+use super::files::{is_postgres, newest_timeline, parse_lsn, postmaster_pid, read_history, ControlData};
 use hacore::observation::{DataDir, PgObservation, StandbyState, SyncStandbys};
 use hacore::types::{Lsn, Timeline};
 use std::path::PathBuf;
@@ -237,6 +237,7 @@ pub async fn observe(t: &PgTarget) -> (PgObservation, Option<Trouble>) {
     if let Ok(h) = read_history(&t.data_dir, pg.timeline) {
         pg.history = h;
     }
+    pg.newest_timeline = newest_timeline(&t.data_dir, pg.timeline);
     (pg, trouble)
 }
 
