@@ -705,6 +705,19 @@ table!(
 );
 
 table!(
+    paused_mid_switchover_keeps_renewing,
+    "paused while the switchover awaits its candidate, which has caught up: nothing is handed \
+     over in maintenance mode, so the renewal that gave way to the transfer goes out after all",
+    Scenario::cluster3("n1")
+        .settings(|s| s.paused = true)
+        .switchover(SWITCHOVER, Some("n1"), Some("n2"))
+        .in_switchover("n2", SwitchoverPhase::AwaitCandidate, 99_000)
+        .pg_stopped(1, AT + 0x28, false)
+        .holding(3, 40, 98_900)
+        .peer_replica("n2", AT + 0x28)
+);
+
+table!(
     settings_kept_when_the_store_loses_them,
     "the store holds no settings (emptied under the running daemon, which started while the \
      cluster was paused and has applied its resumption since): the settings last applied stay \

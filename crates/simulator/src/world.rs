@@ -1480,6 +1480,23 @@ impl World {
                 self.violation(msg);
             }
         }
+        // R10, renewals are not skipped either: a leader holding a valid grant, nothing in
+        // flight, renews in the first step at which the renewal is due, unless that step
+        // hands the lease over or gives it up.
+        if let Some(l) = d.memory.lease.filter(|l| l.deadline > now_local && d.memory.lease_op.is_none()) {
+            let loop_wait = in_force(&self.nodes[i].cfg, &d.memory).loop_wait;
+            // A claim (the record moved: its own renewal whose reply was lost) is the renewal.
+            let claiming = d.status.reason == hacore::Reason::Claiming;
+            if now_local >= l.sent_at.saturating_add(loop_wait) && d.memory.stepping_down.is_none() && !claiming {
+                let msg = format!(
+                    "R10: {} holds a grant requested {} ms ago (loop_wait {loop_wait} ms) and does not renew it ({})",
+                    self.nodes[i].name,
+                    now_local.saturating_sub(l.sent_at),
+                    d.status.reason
+                );
+                self.violation(msg);
+            }
+        }
         let n = &self.nodes[i];
         if let Some(msg) = crate::check::reported_can_lead(&n.name, &n.cfg, &obs, &d.status) {
             self.violation(msg);

@@ -149,13 +149,18 @@ impl Cx<'_> {
         // PostgreSQL is down (not writable): the lease held only has to outlast the transfer,
         // one write bounded by retry_timeout. (Not two: with a store round trip above the
         // loop, a step comes every two round trips, and a short ttl never left two.)
-        if self.transfer_due() && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout {
+        // Should the transfer not go out after all (the switchover aborted in this step, or
+        // paused: nothing is handed over then), the renewal goes out last instead. Neither
+        // deferral when the renewal lowers the deadline held (a shorter ttl): an action
+        // must not carry the higher one, so the renewal comes first.
+        let lowers = self.renewal_lowers(lease);
+        if self.transfer_due() && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout && !lowers {
+            self.renew_last = true;
             return;
         }
         // The action that waited goes out first on the grant held, if that grant outlasts
-        // the one write that may precede it. Not when the renewal lowers the ttl: that
-        // renewal lowers the deadline the action may carry, so it must come first.
-        if waited && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout && self.s.ttl >= lease.ttl {
+        // the one write that may precede it.
+        if waited && lease.deadline.saturating_sub(self.now) >= self.s.retry_timeout && !lowers {
             self.renew_last = true;
             return;
         }

@@ -715,8 +715,8 @@ impl<'a> Cx<'a> {
     /// can guarantee, and the guard with it, before the request leaves.
     pub fn renew(&mut self, guard: LeaderGuard, lease: HeldLease) {
         let ttl = self.s.ttl;
-        let bound = self.now.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl));
-        if bound < lease.deadline {
+        if self.renewal_lowers(lease) {
+            let bound = self.now.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl));
             if let Some(held) = self.mem.lease.as_mut().filter(|l| l.term == lease.term) {
                 held.deadline = bound;
             }
@@ -726,6 +726,13 @@ impl<'a> Cx<'a> {
         }
         let id = self.dcs(DcsOp::RenewLeader { guard, ttl });
         self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Renew, term: lease.term });
+    }
+
+    /// Whether renewing `lease` now with the configured ttl lowers the deadline held (an
+    /// operator shortened the ttl): [`Cx::renew`] then lowers it before the request leaves.
+    pub fn renewal_lowers(&self, lease: HeldLease) -> bool {
+        let ttl = self.s.ttl;
+        self.now.saturating_add(ttl).saturating_sub(self.cfg.safety.margin(ttl)) < lease.deadline
     }
 
     /// Hands the guard the current writable deadline when it moved.
