@@ -623,6 +623,20 @@ table!(
 );
 
 table!(
+    promotion_retried_on_the_recorded_timeline_adds_a_fork,
+    "this term's promotion to timeline 2 got as far as timeline 2 before PostgreSQL came back \
+     in recovery on it: that fork stands, and the next promotion, to 3, is recorded as one more \
+     fork from 2 in the same term",
+    Scenario::cluster3("n2")
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(2, AT + 0x100, None, false)
+        .pg_history(&[(1, AT)])
+        .history(&[(1, AT, 2, 4, "n2")])
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::Failover))
+);
+
+table!(
     stopped_standby_leader_starts_for_promotion,
     "holding the lease with a stopped standby: start it (as standby) so it can be promoted",
     Scenario::cluster3("n2").leader("n2", 4, 61).holding(4, 61, 99_900).pg_stopped(1, AT, true)

@@ -331,11 +331,20 @@ impl Cx<'_> {
                     wall_time_ms: self.obs.wall_time_ms,
                 };
                 match recorded {
-                    Some(i) => {
+                    // Still on the recorded parent: PostgreSQL never took the recorded
+                    // timeline (it only wrote its history file), so the record names the
+                    // one it will take instead.
+                    Some(i) if forks[i].parent == pg.timeline => {
                         let skipped = forks[i].timeline;
                         forks[i] = Fork { cause: forks[i].cause, ..fork };
                         let detail = format!("timeline {skipped} is taken (its history file exists): {timeline}");
                         self.note(Reason::HistoryCorrected, detail);
+                    }
+                    // PostgreSQL did take it (it came back in recovery on it): that fork
+                    // stands, and this promotion is one more in the term, from there.
+                    Some(i) => {
+                        let cause = forks[i].cause;
+                        forks.push(Fork { cause, ..fork });
                     }
                     None => forks.push(fork),
                 }
