@@ -121,7 +121,7 @@ reasons! {
     Promoting = true,
     /// The new leader's PostgreSQL is a stopped standby: starting it so it can be promoted.
     StartingForPromotion = true,
-    /// The history record of this term's promotion was rewritten: before a retried promotion, because an earlier attempt died after writing the new timeline's history file (PostgreSQL never reuses that timeline, so the record now names the next one); or after a promotion that forked at another point than recorded.
+    /// The history record of this term's promotion was rewritten: before a retried promotion, because an earlier attempt died after writing the new timeline's history file (PostgreSQL never reuses that timeline and forks the next one from it, so the retry is recorded as one more fork from it); or after a promotion that forked at another point than recorded.
     HistoryCorrected = true,
     /// Starting PostgreSQL as a standby of the leader.
     StartingReplica = true,

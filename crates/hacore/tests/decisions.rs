@@ -612,7 +612,7 @@ table!(
 
 table!(
     promotion_retried_after_one_that_died_takes_the_next_timeline,
-    "this term's promotion to timeline 2 died after writing 2's history file: PostgreSQL will take 3, so the fork is recorded again as 1->3 (same cause), then the promotion",
+    "this term's promotion to timeline 2 died after writing 2's history file: PostgreSQL now recovers towards 2 and will fork 3 from it, so the fork 1->2 stands and the retry is recorded as 2->3 at the same point (same cause), then the promotion",
     Scenario::cluster3("n2")
         .leader("n2", 4, 61)
         .holding(4, 61, 99_900)

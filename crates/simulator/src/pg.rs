@@ -271,6 +271,12 @@ impl SimPg {
     pub fn promote(&mut self, timeline: u32, at: u64) {
         let end = self.end();
         self.history.push(TimelineSwitch { timeline: Timeline(self.timeline), lsn: end });
+        // Recovery follows the newest timeline it has a history file for
+        // (`recovery_target_timeline = latest`): timelines a promotion that died left behind
+        // (no WAL on them) lie between, each forking at the end of the WAL.
+        for dead in self.timeline + 1..=self.newest_timeline.min(timeline.saturating_sub(1)) {
+            self.history.push(TimelineSwitch { timeline: Timeline(dead), lsn: end });
+        }
         self.timeline = timeline;
         self.newest_timeline = self.newest_timeline.max(timeline);
         self.role = Some(Role::Primary);

@@ -1930,8 +1930,8 @@ impl World {
                 let newest = src.newest_timeline;
                 let n = &mut self.nodes[i];
                 let len = wal.len();
-                // pg_rewind copies the source's timeline history files; its own stay.
-                n.pg.newest_timeline = n.pg.newest_timeline.max(newest);
+                // pg_rewind makes the target's files the source's: its own history files go.
+                n.pg.newest_timeline = newest;
                 n.pg.wal = wal;
                 n.pg.history = history;
                 n.pg.timeline = timeline;

@@ -299,14 +299,16 @@ impl Cx<'_> {
         }
         let term = rec.value.term;
         let mut writes = Vec::new();
-        // PostgreSQL takes the timeline after the newest it holds a history file for. A
-        // fork already recorded in this term names one it would skip when an earlier
-        // attempt died after writing that file: the record is rewritten to name the one
-        // it will take, before the promotion (S4: every timeline is recorded first).
+        // PostgreSQL takes the timeline after the newest it holds a history file for, and
+        // forks it from the newest it recovered towards (`recovery_target_timeline` is
+        // `latest`). An attempt in this term that died after writing its timeline's history
+        // file leaves that timeline as the parent of the next one, at the same point: the
+        // recorded fork stands, and the retry is recorded as one more fork from it, before
+        // the promotion (S4: every timeline is recorded first).
         let taken = pg.taken_timeline();
-        let recorded = history.fork_index_by(self.me(), term);
-        let timeline = match recorded.map(|i| &history.forks[i]) {
-            Some(f) if f.timeline > taken => f.timeline,
+        let recorded = history.fork_by(self.me(), term).map(|f| (f.timeline, f.cause));
+        let timeline = match recorded {
+            Some((t, _)) if t > taken => t,
             _ => {
                 let timeline = history.next_timeline(base, taken);
                 let mut next = history.clone();
@@ -317,36 +319,27 @@ impl Cx<'_> {
                     f.node = self.cfg.name.clone();
                     f.wall_time_ms = self.obs.wall_time_ms;
                 }
-                let fork = Fork {
-                    parent: pg.timeline,
-                    lsn: pg.flush_lsn,
+                let cause = match recorded {
+                    Some((_, cause)) => cause,
+                    None if first_promotion => ForkCause::ClusterPromotion,
+                    None => self.mem.acquired_via.unwrap_or(ForkCause::Failover),
+                };
+                // A retry forks from the timeline an earlier attempt took or left its
+                // history file for; a first promotion from the local timeline.
+                let parent = if recorded.is_some() { taken } else { pg.timeline };
+                let lsn = pg.flush_lsn;
+                forks.push(Fork {
+                    parent,
+                    lsn,
                     timeline,
                     term,
                     node: self.cfg.name.clone(),
-                    cause: if first_promotion {
-                        ForkCause::ClusterPromotion
-                    } else {
-                        self.mem.acquired_via.unwrap_or(ForkCause::Failover)
-                    },
+                    cause,
                     wall_time_ms: self.obs.wall_time_ms,
-                };
-                match recorded {
-                    // Still on the recorded parent: PostgreSQL never took the recorded
-                    // timeline (it only wrote its history file), so the record names the
-                    // one it will take instead.
-                    Some(i) if forks[i].parent == pg.timeline => {
-                        let skipped = forks[i].timeline;
-                        forks[i] = Fork { cause: forks[i].cause, ..fork };
-                        let detail = format!("timeline {skipped} is taken (its history file exists): {timeline}");
-                        self.note(Reason::HistoryCorrected, detail);
-                    }
-                    // PostgreSQL did take it (it came back in recovery on it): that fork
-                    // stands, and this promotion is one more in the term, from there.
-                    Some(i) => {
-                        let cause = forks[i].cause;
-                        forks.push(Fork { cause, ..fork });
-                    }
-                    None => forks.push(fork),
+                });
+                if let Some((t, _)) = recorded {
+                    let detail = format!("timeline {t} is taken: the retry forks {parent} -> {timeline}");
+                    self.note(Reason::HistoryCorrected, detail);
                 }
                 writes.push(Write::put(Value::History(next), Expect::from_current(view.history.as_ref())));
                 timeline
