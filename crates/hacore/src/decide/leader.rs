@@ -324,9 +324,10 @@ impl Cx<'_> {
                     None if first_promotion => ForkCause::ClusterPromotion,
                     None => self.mem.acquired_via.unwrap_or(ForkCause::Failover),
                 };
-                // A retry forks from the timeline an earlier attempt took or left its
-                // history file for; a first promotion from the local timeline.
-                let parent = if recorded.is_some() { taken } else { pg.timeline };
+                // PostgreSQL forks from the newest timeline it recovered towards: the local
+                // one, or one an attempt that died left its history file for (in this term
+                // or an earlier one: that fork is recorded too).
+                let parent = taken;
                 let lsn = pg.flush_lsn;
                 forks.push(Fork {
                     parent,
