@@ -267,6 +267,13 @@ impl SimPg {
         self.replayed >= self.min_recovery
     }
 
+    /// The timeline a promotion asked for `asked` creates: PostgreSQL never reuses one, it
+    /// takes the one after the newest it knows of (hashell places history files to skip to
+    /// the one asked for).
+    pub fn promotion_timeline(&self, asked: u32) -> u32 {
+        asked.max(self.timeline + 1).max(self.newest_timeline + 1)
+    }
+
     /// Promotes: a fork to `timeline` at the end of the WAL.
     pub fn promote(&mut self, timeline: u32, at: u64) {
         let end = self.end();

@@ -1867,7 +1867,7 @@ impl World {
         if !pg.running || pg.hung || pg.role != Some(Role::Standby) || !self.rng.chance(0.5) {
             return;
         }
-        let taken = timeline.max(pg.timeline + 1).max(pg.newest_timeline + 1);
+        let taken = pg.promotion_timeline(timeline);
         pg.newest_timeline = taken;
         self.kill_pg(i);
         self.check.count("promotion_died_midway");
@@ -2003,9 +2003,7 @@ impl World {
                 if !pg.running || pg.role != Some(Role::Standby) || pg.hung {
                     return Err(Failure::Failed);
                 }
-                // PostgreSQL never reuses a timeline: it takes the one after the newest it
-                // knows of (hashell places history files to skip to the one asked for).
-                let timeline = timeline.max(pg.timeline + 1).max(pg.newest_timeline + 1);
+                let timeline = pg.promotion_timeline(timeline);
                 pg.promote(timeline, self.now);
                 // The fork is in this node's WAL (and, recorded before the promotion, in the
                 // published history): from now on it is the WAL a new term must agree with,
