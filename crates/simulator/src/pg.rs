@@ -196,6 +196,12 @@ pub struct SimPg {
     /// writing its new timeline's history file leaves one no WAL is on, and PostgreSQL
     /// never reuses it (the next promotion takes the one after).
     pub newest_timeline: u32,
+    /// What that history file holds when it is above `timeline`: the switches of the
+    /// timeline a promotion that died forked from, then the switch to it. PostgreSQL,
+    /// started again with `recovery_target_timeline = latest`, recovers towards it
+    /// (hashell's placeholders make the files contiguous): it follows no other line, and
+    /// its next promotion forks from it.
+    pub dead_history: Vec<TimelineSwitch>,
     /// Postmaster running.
     pub running: bool,
     /// Role while running; role of the data when stopped.
@@ -255,6 +261,7 @@ impl SimPg {
             timeline: self.timeline,
             // A base backup carries the timeline history files in `pg_wal`.
             newest_timeline: self.newest_timeline,
+            dead_history: self.dead_history.clone(),
             role: Some(Role::Standby),
             replayed: len.saturating_sub((len / 100).max(1)),
             min_recovery: len,
@@ -274,22 +281,54 @@ impl SimPg {
         asked.max(self.timeline + 1).max(self.newest_timeline + 1)
     }
 
+    /// The timeline PostgreSQL recovers towards, and where it forks off its own line (the
+    /// end of the WAL at the promotion that died): the newest history file's timeline
+    /// when a promotion died after writing it.
+    pub fn dead_target(&self) -> Option<(u32, Lsn)> {
+        let fork = self.dead_history.last()?;
+        (self.newest_timeline > self.timeline).then_some((self.newest_timeline, fork.lsn))
+    }
+
+    /// Whether `timeline` is on this WAL's line (its own or one it forked from).
+    pub fn on_line(&self, timeline: u32) -> bool {
+        self.timeline == timeline || self.history.iter().any(|h| h.timeline.0 == timeline)
+    }
+
+    /// The history a promotion to `timeline` gives: PostgreSQL forks it from the timeline
+    /// it recovers towards, at the end of the WAL.
+    fn forked_history(&self, timeline: u32) -> Vec<TimelineSwitch> {
+        let (parent, mut history) = match self.dead_target() {
+            Some((t, _)) => (t, self.dead_history.clone()),
+            None => (self.timeline, self.history.clone()),
+        };
+        debug_assert!(parent < timeline);
+        history.push(TimelineSwitch { timeline: Timeline(parent), lsn: self.end() });
+        history
+    }
+
+    /// A promotion to `timeline` that died after writing the new timeline's history file.
+    pub fn promotion_died(&mut self, timeline: u32) {
+        self.dead_history = self.forked_history(timeline);
+        self.newest_timeline = timeline;
+    }
+
     /// Promotes: a fork to `timeline` at the end of the WAL.
     pub fn promote(&mut self, timeline: u32, at: u64) {
-        let end = self.end();
-        self.history.push(TimelineSwitch { timeline: Timeline(self.timeline), lsn: end });
-        // Recovery follows the newest timeline it has a history file for
-        // (`recovery_target_timeline = latest`): timelines a promotion that died left behind
-        // (no WAL on them) lie between, each forking at the end of the WAL.
-        for dead in self.timeline + 1..=self.newest_timeline.min(timeline.saturating_sub(1)) {
-            self.history.push(TimelineSwitch { timeline: Timeline(dead), lsn: end });
-        }
+        self.history = self.forked_history(timeline);
+        self.dead_history.clear();
         self.timeline = timeline;
         self.newest_timeline = self.newest_timeline.max(timeline);
         self.role = Some(Role::Primary);
         self.upstream = None;
         self.streaming = false;
         self.append(None, at);
+    }
+
+    /// After a rewind hashell removes the history files of timelines above the data's:
+    /// what a promotion that died left behind would hold PostgreSQL to that timeline.
+    pub fn drop_dead_history(&mut self) {
+        self.newest_timeline = self.newest_timeline.min(self.timeline);
+        self.dead_history.clear();
     }
 
     /// Length of the common prefix of two WALs (binary search on the hash chains).

@@ -1868,7 +1868,7 @@ impl World {
             return;
         }
         let taken = pg.promotion_timeline(timeline);
-        pg.newest_timeline = taken;
+        pg.promotion_died(taken);
         self.kill_pg(i);
         self.check.count("promotion_died_midway");
     }
@@ -1927,14 +1927,14 @@ impl World {
                 let common = SimPg::common_prefix(&me.wal, &src.wal);
                 let discarded = me.wal.len() - common;
                 let (wal, history, timeline) = (src.wal.clone(), src.history.clone(), src.timeline);
-                let newest = src.newest_timeline;
                 let n = &mut self.nodes[i];
                 let len = wal.len();
-                // pg_rewind makes the target's files the source's: its own history files go.
-                n.pg.newest_timeline = newest;
                 n.pg.wal = wal;
                 n.pg.history = history;
                 n.pg.timeline = timeline;
+                // pg_rewind makes the target's files the source's (when it finds nothing to
+                // rewind it leaves them, and hashell removes those above the data's timeline).
+                n.pg.drop_dead_history();
                 n.pg.role = Some(Role::Standby);
                 // What came from the source is replayed once the node starts (from the
                 // last common checkpoint, modelled as the fork point).
@@ -2645,6 +2645,9 @@ impl World {
         let Some((what, from)) = rebuild else { return };
         let Some(j) = self.index(&from).filter(|&j| j != i) else { return };
         let (mine, theirs) = (&self.nodes[i].pg.wal, &self.nodes[j].pg.wal);
+        if self.nodes[i].pg.dead_target().is_some_and(|(t, _)| !self.nodes[j].pg.on_line(t)) {
+            return; // it would never follow: PostgreSQL recovers towards a dead timeline
+        }
         if !mine.is_empty() && mine.is_prefix_of(theirs) {
             let msg = format!(
                 "R8: {} {what} although its WAL ({} records) is a prefix of {from}'s ({} records): {}",
@@ -3677,7 +3680,22 @@ fn stream(me: &mut Node, up: &SimPg, cutoff: Millis, now: Millis, check: &mut Ch
         return;
     }
     let start = me.pg.wal.len();
-    let end = up.wal.partition_point(start, |r| r.at <= cutoff);
+    let mut end = up.wal.partition_point(start, |r| r.at <= cutoff);
+    if let Some((dead, fork)) = me.pg.dead_target() {
+        // PostgreSQL recovers towards the timeline a promotion that died left: it takes
+        // its own timeline up to that fork and no other (a line without that timeline "is
+        // not a child" of it), so it waits there for ever.
+        if !up.on_line(dead) {
+            let own = me.pg.timeline;
+            let limit = ((fork.0 / RECORD) as usize).min(end);
+            end = start.max((start..limit).find(|&k| up.wal.get(k).is_none_or(|r| r.timeline != own)).unwrap_or(limit));
+            if end == start {
+                check.count("stream_stuck_on_dead_timeline");
+                me.pg.streaming = false;
+                return;
+            }
+        }
+    }
     if !me.pg.streaming {
         // A WAL sender starts in `catchup` for as long as the backlog takes to send.
         me.catchup_until = now + 100 + ((end - start) as Millis / 20).min(5_000);
