@@ -125,6 +125,15 @@ impl PgObservation {
         WalPosition { timeline: self.timeline, lsn: self.flush_lsn }
     }
 
+    /// Where the local WAL ends, for a reason's detail; names the timeline PostgreSQL
+    /// recovers towards when a promotion that died left a later one.
+    pub fn position_detail(&self) -> String {
+        match self.newest_timeline > self.timeline {
+            true => format!("{} (recovering towards timeline {})", self.position(), self.newest_timeline),
+            false => self.position().to_string(),
+        }
+    }
+
     /// Whether PostgreSQL may be accepting writes (running and not known to be in recovery).
     pub fn maybe_writable(&self) -> bool {
         self.running && self.in_recovery != Some(true)

@@ -844,6 +844,33 @@ table!(
 );
 
 table!(
+    standby_held_by_a_dead_promotion_rewinds,
+    "our promotion to timeline 2 died after writing 2's history file, and n2 then forked 3 from 1: \
+     our WAL is a prefix of n2's, but PostgreSQL would recover towards 2 and never follow 3, so \
+     rewind (which removes that file)",
+    Scenario::cluster3("n1")
+        .leader("n2", 5, 61)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT, true)
+        .pg(|p| p.newest_timeline = hacore::types::Timeline(2))
+        .history(&[(1, AT, 2, 4, "n1"), (1, AT + 0x300, 3, 5, "n2")])
+        .member("n2", MemberRole::Primary, AT + 0x300)
+);
+
+table!(
+    standby_whose_dead_promotion_the_line_took_up_starts,
+    "our promotion to timeline 2 died after writing 2's history file, and the leader's line \
+     goes on from 2: PostgreSQL recovers towards 2 and follows it, so start as a standby",
+    Scenario::cluster3("n1")
+        .leader("n2", 5, 61)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT, true)
+        .pg(|p| p.newest_timeline = hacore::types::Timeline(2))
+        .history(&[(1, AT, 2, 4, "n1"), (2, AT, 3, 5, "n2")])
+        .member("n2", MemberRole::Primary, AT + 0x300)
+);
+
+table!(
     diverged_without_rewind_reclones,
     "diverged and no wal_log_hints/checksums: re-clone",
     Scenario::cluster3("n1")

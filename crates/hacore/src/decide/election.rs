@@ -162,7 +162,7 @@ impl Cx<'_> {
             return Err((Reason::IneligibleBusy, "PostgreSQL state not settled".into()));
         }
         if self.lineage != Lineage::Along {
-            return Err((Reason::IneligibleDiverged, format!("local {}", pg.position())));
+            return Err((Reason::IneligibleDiverged, format!("local {}", pg.position_detail())));
         }
         if let Some(t) = self.mem.catchup_to {
             return Err((Reason::IneligibleCatchingUp, format!("replayed {} of {t}", pg.replay_lsn)));

@@ -73,7 +73,7 @@ impl Cx<'_> {
         if pg.running {
             if self.lineage == Lineage::Diverged {
                 self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
-                return self.set(Reason::StoppingDiverged, format!("local {} vs history", pg.position()));
+                return self.set(Reason::StoppingDiverged, format!("local {} vs history", pg.position_detail()));
             }
             if pg.upstream.as_deref() != Some(leader.as_str()) {
                 self.actions.push(Action::Follow { upstream: Some(leader.clone()) });
@@ -96,11 +96,13 @@ impl Cx<'_> {
                     return self.set(Reason::Rewinding, "waiting a loop after a failed rewind or clone");
                 }
                 self.pg_op(PgOpKind::Rewind, |id| Action::Rewind { id, from: leader.clone() });
-                return self.set(Reason::Rewinding, format!("local {} forks from the history", pg.position()));
+                return self.set(Reason::Rewinding, format!("local {} forks from the history", pg.position_detail()));
             }
             if !self.cfg.reclone_on_rewind_failure {
-                return self
-                    .set(Reason::DivergedNeedsReinit, format!("local {} forks from the history", pg.position()));
+                return self.set(
+                    Reason::DivergedNeedsReinit,
+                    format!("local {} forks from the history", pg.position_detail()),
+                );
             }
             if self.backing_off(PgOpKind::Clone) {
                 return self.set(Reason::Recloning, "waiting a loop after a failed rewind or clone");
@@ -181,7 +183,7 @@ impl Cx<'_> {
         }
         if self.lineage == Lineage::Diverged {
             self.end_restart();
-            let detail = format!("not started again: local {} forks from the history", self.obs.pg.position());
+            let detail = format!("not started again: local {} forks from the history", self.obs.pg.position_detail());
             return self.set(Reason::Paused, detail);
         }
         if self.backing_off(PgOpKind::StartReplica) {

@@ -29,7 +29,7 @@ use crate::memory::{FailsafeRound, HeldLease, LastFailure, LeaseOp, LeaseOpKind,
 use crate::observation::{Done, Failure, GuardState, Observation};
 use crate::reason::Reason;
 use crate::status::{ElectionReport, NodeStatus};
-use crate::types::{Millis, NodeName, OpId, Timeline, Version, Versioned};
+use crate::types::{Millis, NodeName, OpId, Timeline, Version, Versioned, WalPosition};
 use serde::{Deserialize, Serialize};
 
 /// Longest wait between two loops while something is in flux (see `Cx::busy_wait`).
@@ -583,12 +583,17 @@ impl<'a> Cx<'a> {
         }
         let base = Self::base_timeline(view);
         let history = Self::history(view);
+        // PostgreSQL recovers towards the newest timeline it holds a history file for
+        // (`recovery_target_timeline = latest`): one a promotion that died left behind holds
+        // it to that timeline, so the WAL is judged as on it. Off the line it follows
+        // nothing ("not a child" of it) and waits for ever; a rewind clears the files.
+        let pos = WalPosition { timeline: pg.taken_timeline(), lsn: pg.flush_lsn };
         if self.upstream_wal_only(view) {
             if let Some(extended) = Self::with_upstream_switches(history, base, &pg.history, pg.timeline) {
-                return extended.lineage(base, pg.position(), &pg.history);
+                return extended.lineage(base, pos, &pg.history);
             }
         }
-        history.lineage(base, pg.position(), &pg.history)
+        history.lineage(base, pos, &pg.history)
     }
 
     /// Could lead now, election or not (tags, data, lineage, catch-up).

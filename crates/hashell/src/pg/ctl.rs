@@ -421,6 +421,14 @@ impl PgCtl {
         });
         self.apply_files().await?;
         let cd = controldata(&self.target).await?;
+        // When pg_rewind found nothing to rewind it left every file: a history file that a
+        // promotion which died wrote would still hold PostgreSQL to a timeline off the
+        // leader's line.
+        let timeline = cd.timeline.max(cd.min_recovery_timeline);
+        let removed = super::files::remove_history_after(self.data(), timeline)?;
+        if !removed.is_empty() {
+            tracing::info!(?removed, %timeline, "removed history files of timelines after the data's");
+        }
         Ok(cd.min_recovery_end.max(cd.checkpoint))
     }
 

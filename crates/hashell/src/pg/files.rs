@@ -168,6 +168,30 @@ pub fn newest_timeline(data_dir: &Path, timeline: Timeline) -> Timeline {
     Timeline(t)
 }
 
+/// Removes the history files in `pg_wal` of the timelines after `timeline` and returns
+/// them. PostgreSQL recovers towards the newest contiguous one it holds: one that a
+/// promotion which died wrote (or a placeholder hashell wrote to skip a timeline) holds a
+/// standby to a timeline no other member is on, and it follows nothing else. Called only
+/// with PostgreSQL stopped and the data just rewound to the leader's timeline; a standby
+/// fetches the history files of its upstream's later timelines from the upstream.
+pub fn remove_history_after(data_dir: &Path, timeline: Timeline) -> Result<Vec<Timeline>, String> {
+    let wal = data_dir.join("pg_wal");
+    let entries = std::fs::read_dir(&wal).map_err(|e| format!("{}: {e}", wal.display()))?;
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", wal.display()))?;
+        let name = entry.file_name();
+        let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".history")) else { continue };
+        let Some(t) = (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok()).flatten() else { continue };
+        if t > timeline.0 {
+            std::fs::remove_file(entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            removed.push(Timeline(t));
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +210,26 @@ mod tests {
         std::fs::write(wal.join("00000005.history"), "").unwrap();
         assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(6));
         assert_eq!(newest_timeline(&dir.join("missing"), Timeline(3)), Timeline(3), "no pg_wal: nothing known");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn history_files_after_the_timeline_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("hashell-drop-tl-{}", std::process::id()));
+        let wal = dir.join("pg_wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        for f in
+            ["00000002.history", "00000003.history", "00000005.history", "00000004000000000000000A", "0000000X.history"]
+        {
+            std::fs::write(wal.join(f), "").unwrap();
+        }
+        assert_eq!(remove_history_after(&dir, Timeline(3)).unwrap(), vec![Timeline(5)]);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["00000002.history", "00000003.history", "00000004000000000000000A", "0000000X.history"]);
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(3));
+        assert!(remove_history_after(&dir.join("missing"), Timeline(3)).is_err(), "no pg_wal: an error");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
