@@ -150,3 +150,136 @@ async fn the_observer_keeps_one_connection_and_rereads_a_changed_control_file() 
     let second = observers();
     assert!(!second.is_empty() && second != first, "{second:?} after {first:?}");
 }
+
+/// hashell's placeholder history files against a real PostgreSQL 15: they make a promotion
+/// skip timelines and are in no ancestry; left by a promotion that failed early, they are
+/// never reported as the timeline recovered towards, PostgreSQL started on them never
+/// becomes consistent, and once they are removed it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholder_history_files_skip_timelines_and_are_removed_before_a_start() {
+    use hashell::pg::files::{newest_timeline, read_history, remove_trailing_placeholders, PLACEHOLDER_MARK};
+    let primary = PgInstance::initdb();
+    primary.start();
+    primary.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let standby = PgInstance::clone_from(&primary, "n2");
+    standby.start();
+    primary.stop("fast");
+    let wal = standby.data.join("pg_wal");
+    // A promotion asked for timeline 4 wrote placeholders for 2 and 3, then failed before
+    // PostgreSQL wrote a history file of its own (timeline 1 has none to copy).
+    let place = |t: u32| {
+        std::fs::write(wal.join(format!("{t:08X}.history")), format!("{PLACEHOLDER_MARK}: timeline {t} is taken\n"))
+            .unwrap()
+    };
+    place(2);
+    place(3);
+    let (o, _) = observe(&standby.target()).await;
+    assert_eq!(o.timeline, Timeline(1));
+    assert_eq!(o.newest_timeline, Timeline(1), "a placeholder is never the timeline recovered towards");
+    standby.stop("fast");
+    let log = standby.root.join("refused.log");
+    let out = hashell::pg::testing::pg_command("pg_ctl")
+        .arg("-D")
+        .arg(&standby.data)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-t", "10", "start"])
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    // It recovers towards 3, whose history names no earlier timeline, so it waits for
+    // timeline 3's WAL from the start and never becomes consistent.
+    assert!(!out.status.success(), "PostgreSQL became available on a placeholder target:\n{text}");
+    assert!(!text.contains("consistent recovery state reached"), "{text}");
+    standby.stop("fast");
+    assert_eq!(remove_trailing_placeholders(&standby.data, Timeline(1)).unwrap(), vec![Timeline(2), Timeline(3)]);
+    standby.start();
+    // The next promotion asks for 4 again: placeholders, then PostgreSQL takes 4, forked
+    // from 1, with neither placeholder in its history.
+    place(2);
+    place(3);
+    let out = hashell::pg::testing::pg_command("pg_ctl")
+        .arg("-D")
+        .arg(&standby.data)
+        .args(["-w", "-t", "30", "promote"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_ctl promote: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(standby.psql("SELECT pg_walfile_name(pg_current_wal_lsn())").starts_with("00000004"));
+    let history = read_history(&standby.data, Timeline(4)).unwrap();
+    assert_eq!(history.iter().map(|s| s.timeline).collect::<Vec<_>>(), [Timeline(1)]);
+    assert_eq!(newest_timeline(&standby.data, Timeline(4)), Timeline(4));
+}
+
+/// A promotion that died after writing its timeline's history file, against a real
+/// PostgreSQL 15: started again, the standby recovers towards that timeline and follows
+/// no primary whose line lacks it (what the simulator models, and why the core rewinds
+/// it); once hashell removed the history files after the data's timeline (as after
+/// pg_rewind), it follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_removed() {
+    use hashell::pg::files::{remove_history_after, PLACEHOLDER_MARK};
+    let primary = PgInstance::initdb();
+    primary.start();
+    primary.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let a = PgInstance::clone_from(&primary, "n2");
+    let b = PgInstance::clone_from(&primary, "n3");
+    a.start();
+    b.start();
+    let end = primary.psql("SELECT pg_current_wal_flush_lsn()");
+    let replayed = |pg: &PgInstance| pg.psql("SELECT pg_last_wal_replay_lsn()");
+    let caught_up = |pg: &PgInstance| {
+        (0..200).any(|_| {
+            let lsn = pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{end}'"));
+            lsn == "t" || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                false
+            }
+        })
+    };
+    assert!(caught_up(&a) && caught_up(&b), "the standbys did not catch up");
+    primary.stop("fast");
+    // n2's promotion died after PostgreSQL wrote 00000002.history (forking at the end
+    // of what it replayed) and before it wrote any WAL on timeline 2.
+    let fork = replayed(&a);
+    a.stop("fast");
+    let wal = a.data.join("pg_wal");
+    std::fs::write(wal.join("00000002.history"), format!("1\t{fork}\tno recovery target specified\n")).unwrap();
+    // n3 is promoted instead, to timeline 3 (skipping 2, as hashell does), and writes.
+    std::fs::write(b.data.join("pg_wal/00000002.history"), format!("{PLACEHOLDER_MARK}: timeline 2 is taken\n"))
+        .unwrap();
+    let out = hashell::pg::testing::pg_command("pg_ctl")
+        .arg("-D")
+        .arg(&b.data)
+        .args(["-w", "-t", "30", "promote"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_ctl promote: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(b.psql("SELECT pg_walfile_name(pg_current_wal_lsn())").starts_with("00000003"));
+    b.psql("INSERT INTO t SELECT generate_series(2, 1000)");
+    let b_end = b.psql("SELECT pg_current_wal_flush_lsn()");
+    // n2 follows n3: its WAL is a prefix of n3's, yet it waits for timeline 2 for ever.
+    let conninfo = format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name=n2'\n", b.port);
+    let auto = a.data.join("postgresql.auto.conf");
+    let follow = |conf: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&auto).unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+    };
+    follow(&conninfo);
+    a.start();
+    let reaches = |pg: &PgInstance, lsn: &str, tries: u32| {
+        (0..tries).any(|_| {
+            pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'")) == "t" || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                false
+            }
+        })
+    };
+    assert!(!reaches(&a, &b_end, 50), "n2 followed n3 although it recovers towards timeline 2");
+    assert_eq!(replayed(&a), fork, "n2 replayed past the fork of the timeline it recovers towards");
+    a.stop("fast");
+    // 3's file, fetched from n3, goes too: n3 sends it again.
+    assert_eq!(remove_history_after(&a.data, Timeline(1)).unwrap(), vec![Timeline(2), Timeline(3)]);
+    a.start();
+    assert!(reaches(&a, &b_end, 300), "n2 did not follow n3 once the history file was gone");
+}

@@ -435,6 +435,15 @@ impl PgCtl {
     /// pg_ctl start, waiting until it accepts connections.
     pub async fn start(&self, limit: Duration) -> Result<(), String> {
         self.apply_files().await?;
+        // Placeholders a promotion that failed early left would be the newest history
+        // files: PostgreSQL would recover towards one and never become consistent.
+        if let Ok(cd) = controldata(&self.target).await {
+            let timeline = cd.timeline.max(cd.min_recovery_timeline);
+            let removed = super::files::remove_trailing_placeholders(self.data(), timeline)?;
+            if !removed.is_empty() {
+                tracing::info!(?removed, %timeline, "removed placeholder history files a failed promotion left");
+            }
+        }
         // A crashed postmaster that is still our zombie makes pg_ctl refuse to start.
         super::files::reap_postgres_zombies();
         let mut cmd = tokio::process::Command::new(self.bin("pg_ctl"));
@@ -509,7 +518,7 @@ impl PgCtl {
         for t in current.0 + 1..timeline.0 {
             let p = wal.join(format!("{t:08X}.history"));
             if !p.exists() {
-                write_private(&p, &format!("{parent}# placeholder written by hashell: timeline {t} is taken\n"))?;
+                write_private(&p, &format!("{parent}{}: timeline {t} is taken\n", super::files::PLACEHOLDER_MARK))?;
             }
         }
         let mut cmd = tokio::process::Command::new(self.bin("pg_ctl"));

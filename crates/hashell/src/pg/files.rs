@@ -154,18 +154,59 @@ pub fn read_history(data_dir: &Path, timeline: Timeline) -> Result<Vec<TimelineS
     parse_history(&text)
 }
 
-/// The newest timeline PostgreSQL would count as taken when it promotes: it probes
-/// `pg_wal` for the history files of the timelines after `timeline`, one by one, and takes
-/// the first one missing. A promotion that died after writing its history file leaves
-/// one behind (as do hashell's placeholders for skipped timelines).
+/// What marks the history files hashell writes so that a promotion skips timelines
+/// other members took: they hold the current timeline's history without the switch from
+/// it, so they are in no timeline's ancestry: PostgreSQL recovering towards one looks
+/// for all of its WAL on that timeline and never becomes consistent (tested against
+/// PostgreSQL 15).
+pub const PLACEHOLDER_MARK: &str = "# placeholder written by hashell";
+
+fn history_path(wal: &Path, timeline: u32) -> std::path::PathBuf {
+    wal.join(format!("{timeline:08X}.history"))
+}
+
+fn is_placeholder(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.contains(PLACEHOLDER_MARK))
+}
+
+/// The timelines after `timeline` with a history file in `pg_wal`, one by one up to the
+/// first missing, as PostgreSQL probes them; bounded, so that a directory full of
+/// history files cannot stall the observation.
+fn contiguous_after(wal: &Path, timeline: Timeline) -> impl Iterator<Item = u32> + '_ {
+    (timeline.0.saturating_add(1)..=timeline.0.saturating_add(1_000)).take_while(|&t| history_path(wal, t).exists())
+}
+
+/// The timeline PostgreSQL recovers towards and forks its next promotion from: it probes
+/// `pg_wal` for the history files of the timelines after `timeline`, one by one, up to
+/// the first missing, and takes the newest (`recovery_target_timeline = latest`). A
+/// promotion that died after writing its history file leaves one. hashell's own
+/// placeholders count for the probe but are never the answer: PostgreSQL running keeps
+/// the target it had (it takes no timeline whose history does not hold its own), and
+/// hashell removes trailing placeholders before it starts PostgreSQL.
 pub fn newest_timeline(data_dir: &Path, timeline: Timeline) -> Timeline {
     let wal = data_dir.join("pg_wal");
-    let mut t = timeline.0;
-    // Bounded: a directory full of history files must not stall the observation.
-    while t < timeline.0.saturating_add(1_000) && wal.join(format!("{:08X}.history", t + 1)).exists() {
-        t += 1;
+    let real = contiguous_after(&wal, timeline).filter(|&t| !is_placeholder(&history_path(&wal, t))).last();
+    Timeline(real.unwrap_or(timeline.0))
+}
+
+/// Removes hashell's placeholders after the timeline PostgreSQL would recover towards
+/// (the newest real history file of the contiguous run after `timeline`): left by a
+/// promotion that failed before PostgreSQL wrote its own file, they would be what a
+/// start recovers towards, and it would never become consistent. Called with PostgreSQL stopped; the next promotion writes them again.
+pub fn remove_trailing_placeholders(data_dir: &Path, timeline: Timeline) -> Result<Vec<Timeline>, String> {
+    let wal = data_dir.join("pg_wal");
+    let target = newest_timeline(data_dir, timeline);
+    let trailing: Vec<u32> = contiguous_after(&wal, target).collect();
+    let mut removed = Vec::new();
+    for t in trailing {
+        let path = history_path(&wal, t);
+        if !is_placeholder(&path) {
+            break;
+        }
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        removed.push(Timeline(t));
     }
-    Timeline(t)
+    Ok(removed)
 }
 
 /// Removes the history files in `pg_wal` of the timelines after `timeline` and returns
@@ -210,6 +251,35 @@ mod tests {
         std::fs::write(wal.join("00000005.history"), "").unwrap();
         assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(6));
         assert_eq!(newest_timeline(&dir.join("missing"), Timeline(3)), Timeline(3), "no pg_wal: nothing known");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn placeholders_count_for_the_probe_but_are_never_the_target() {
+        let dir = std::env::temp_dir().join(format!("hashell-placeholders-{}", std::process::id()));
+        let wal = dir.join("pg_wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        let placeholder = |t: u32| {
+            std::fs::write(wal.join(format!("{t:08X}.history")), format!("1\t0/3000000\tx\n{PLACEHOLDER_MARK}\n"))
+                .unwrap()
+        };
+        // A promotion from 3 asked for 6: placeholders 4 and 5, then it failed before
+        // PostgreSQL wrote 6's file. PostgreSQL still recovers towards 3.
+        placeholder(4);
+        placeholder(5);
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(3));
+        // The next attempt died after PostgreSQL wrote 6's: it recovers towards 6.
+        std::fs::write(wal.join("00000006.history"), "3\t0/5000000\tno recovery target specified\n").unwrap();
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(6));
+        // A third asked for 9 and failed early: 7 and 8 would be the start's target.
+        placeholder(7);
+        placeholder(8);
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(6));
+        assert_eq!(remove_trailing_placeholders(&dir, Timeline(3)).unwrap(), vec![Timeline(7), Timeline(8)]);
+        assert!(wal.join("00000004.history").exists(), "placeholders below the target stay: they lead to it");
+        assert!(wal.join("00000006.history").exists());
+        assert_eq!(newest_timeline(&dir, Timeline(3)), Timeline(6));
+        assert_eq!(remove_trailing_placeholders(&dir, Timeline(3)).unwrap(), vec![]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
