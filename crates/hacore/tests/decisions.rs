@@ -637,6 +637,20 @@ table!(
 );
 
 table!(
+    leader_whose_dead_promotion_the_line_lacks_forks_from_it,
+    "our promotion to timeline 2 died in term 4 after writing 2's history file; n2 then forked 3 \
+     from 1 and is gone. Now leading in term 6, our WAL is along the line: the promotion forks \
+     from 2, where PostgreSQL recovers towards, and that fork is recorded first",
+    Scenario::cluster3("n1")
+        .leader("n1", 6, 61)
+        .holding(6, 61, 99_900)
+        .pg_replica(1, AT, None, false)
+        .pg(|p| p.newest_timeline = hacore::types::Timeline(2))
+        .history(&[(1, AT, 2, 4, "n1"), (1, AT + 0x300, 3, 5, "n2")])
+        .memory(|m| m.acquired_via = Some(hacore::ForkCause::Failover))
+);
+
+table!(
     stopped_standby_leader_starts_for_promotion,
     "holding the lease with a stopped standby: start it (as standby) so it can be promoted",
     Scenario::cluster3("n2").leader("n2", 4, 61).holding(4, 61, 99_900).pg_stopped(1, AT, true)

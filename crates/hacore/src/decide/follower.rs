@@ -70,8 +70,10 @@ impl Cx<'_> {
             self.busy();
             return self.set(Reason::HistoryBehindLeader, format!("{leader} is on timeline {tl}"));
         }
+        let lineage = self.follow_lineage(view);
+        let pg = &self.obs.pg;
         if pg.running {
-            if self.lineage == Lineage::Diverged {
+            if lineage == Lineage::Diverged {
                 self.pg_op(PgOpKind::StopFast, |id| Action::Stop { id, mode: StopMode::Fast });
                 return self.set(Reason::StoppingDiverged, format!("local {} vs history", pg.position_detail()));
             }
@@ -87,7 +89,7 @@ impl Cx<'_> {
         }
         // PostgreSQL is down.
         self.busy();
-        if self.lineage == Lineage::Diverged {
+        if lineage == Lineage::Diverged {
             if !leader_primary {
                 return self.set(Reason::WaitingForLeaderPrimary, format!("{leader} is not primary yet"));
             }
@@ -181,7 +183,7 @@ impl Cx<'_> {
             self.busy();
             return self.set(Reason::Restarting, format!("waiting for {leader} to settle before starting"));
         }
-        if self.lineage == Lineage::Diverged {
+        if self.follow_lineage(view) == Lineage::Diverged {
             self.end_restart();
             let detail = format!("not started again: local {} forks from the history", self.obs.pg.position_detail());
             return self.set(Reason::Paused, detail);

@@ -577,23 +577,38 @@ impl<'a> Cx<'a> {
     }
 
     fn judge_lineage(&self, view: &ClusterView) -> Lineage {
+        self.lineage_on(view, self.obs.pg.timeline)
+    }
+
+    /// The node's WAL judged against the history as if it ended on `timeline`.
+    fn lineage_on(&self, view: &ClusterView, timeline: Timeline) -> Lineage {
         let pg = &self.obs.pg;
         if pg.system_id().is_none() {
             return Lineage::Diverged;
         }
         let base = Self::base_timeline(view);
         let history = Self::history(view);
-        // PostgreSQL recovers towards the newest timeline it holds a history file for
-        // (`recovery_target_timeline = latest`): one a promotion that died left behind holds
-        // it to that timeline, so the WAL is judged as on it. Off the line it follows
-        // nothing ("not a child" of it) and waits for ever; a rewind clears the files.
-        let pos = WalPosition { timeline: pg.taken_timeline(), lsn: pg.flush_lsn };
+        let pos = WalPosition { timeline, lsn: pg.flush_lsn };
         if self.upstream_wal_only(view) {
             if let Some(extended) = Self::with_upstream_switches(history, base, &pg.history, pg.timeline) {
                 return extended.lineage(base, pos, &pg.history);
             }
         }
         history.lineage(base, pos, &pg.history)
+    }
+
+    /// The lineage a standby follows the leader with. PostgreSQL recovers towards the
+    /// newest timeline it holds a history file for (`recovery_target_timeline = latest`):
+    /// one that a promotion which died left behind holds it to that timeline, and off the
+    /// line it follows nothing ("not a child" of it) and waits for ever, so its WAL is
+    /// judged as on that timeline (a rewind clears the files). Leading is judged on the
+    /// WAL alone: a promotion forks from that timeline, and the fork is recorded first.
+    fn follow_lineage(&self, view: &ClusterView) -> Lineage {
+        let pg = &self.obs.pg;
+        if pg.newest_timeline <= pg.timeline || self.lineage == Lineage::Diverged {
+            return self.lineage;
+        }
+        self.lineage_on(view, pg.newest_timeline)
     }
 
     /// Could lead now, election or not (tags, data, lineage, catch-up).
