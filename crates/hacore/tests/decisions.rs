@@ -872,15 +872,16 @@ table!(
 );
 
 table!(
-    standby_whose_dead_promotion_the_line_took_up_starts,
-    "our promotion to timeline 2 died after writing 2's history file, and the leader's line \
-     goes on from 2: PostgreSQL recovers towards 2 and follows it, so start as a standby",
+    standby_holding_an_unrecorded_later_history_file_starts,
+    "our pg_wal holds timeline 2's history file, which no fork in the history creates (an \
+     upstream's, fetched before its WAL, as in a standby cluster): no promotion that died \
+     left it (those are recorded first), so start as a standby",
     Scenario::cluster3("n1")
         .leader("n2", 5, 61)
         .memory(|m| m.lease = None)
         .pg_stopped(1, AT, true)
         .pg(|p| p.newest_timeline = hacore::types::Timeline(2))
-        .history(&[(1, AT, 2, 4, "n1"), (2, AT, 3, 5, "n2")])
+        .history(&[(1, AT + 0x300, 3, 5, "n2")])
         .member("n2", MemberRole::Primary, AT + 0x300)
 );
 

@@ -275,8 +275,14 @@ async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_r
             }
         })
     };
-    assert!(!reaches(&a, &b_end, 50), "n2 followed n3 although it recovers towards timeline 2");
+    // Long enough for several connection attempts (wal_retrieve_retry_interval is 5 s).
+    assert!(!reaches(&a, &b_end, 120), "n2 followed n3 although it recovers towards timeline 2");
     assert_eq!(replayed(&a), fork, "n2 replayed past the fork of the timeline it recovers towards");
+    let log = std::fs::read_to_string(a.root.join("log")).unwrap_or_default();
+    assert!(
+        log.contains("timeline 2") && log.contains("not in this server's history"),
+        "n2 did not ask n3 for timeline 2:\n{log}"
+    );
     a.stop("fast");
     // 3's file, fetched from n3, goes too: n3 sends it again.
     assert_eq!(remove_history_after(&a.data, Timeline(1)).unwrap(), vec![Timeline(2), Timeline(3)]);

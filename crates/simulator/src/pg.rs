@@ -259,9 +259,10 @@ impl SimPg {
             wal: self.wal.clone(),
             history: self.history.clone(),
             timeline: self.timeline,
-            // A base backup carries the timeline history files in `pg_wal`.
-            newest_timeline: self.newest_timeline,
-            dead_history: self.dead_history.clone(),
+            // `pg_basebackup -X stream` (as hashell clones) copies no file of `pg_wal`: the
+            // WAL stream writes the current timeline's history file alone, so no file a
+            // promotion that died left comes along.
+            newest_timeline: self.timeline,
             role: Some(Role::Standby),
             replayed: len.saturating_sub((len / 100).max(1)),
             min_recovery: len,

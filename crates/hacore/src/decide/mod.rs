@@ -603,9 +603,15 @@ impl<'a> Cx<'a> {
     /// line it follows nothing ("not a child" of it) and waits for ever, so its WAL is
     /// judged as on that timeline (a rewind clears the files). Leading is judged on the
     /// WAL alone: a promotion forks from that timeline, and the fork is recorded first.
+    /// A later timeline the history does not record is no promotion's that died (those
+    /// are recorded first, S4): it is an upstream's a standby fetched before its WAL (a
+    /// standby cluster records them later), which the standby follows in time.
     fn follow_lineage(&self, view: &ClusterView) -> Lineage {
         let pg = &self.obs.pg;
         if pg.newest_timeline <= pg.timeline || self.lineage == Lineage::Diverged {
+            return self.lineage;
+        }
+        if !Self::history(view).forks.iter().any(|f| f.timeline == pg.newest_timeline) {
             return self.lineage;
         }
         self.lineage_on(view, pg.newest_timeline)

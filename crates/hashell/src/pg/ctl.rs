@@ -424,10 +424,15 @@ impl PgCtl {
         // When pg_rewind found nothing to rewind it left every file: a history file that a
         // promotion which died wrote would still hold PostgreSQL to a timeline off the
         // leader's line.
+        // pg_rewind succeeded: a failed clean-up does not undo that (the core would
+        // re-clone), it is reported, and the core rewinds again if the file holds it.
         let timeline = cd.timeline.max(cd.min_recovery_timeline);
-        let removed = super::files::remove_history_after(self.data(), timeline)?;
-        if !removed.is_empty() {
-            tracing::info!(?removed, %timeline, "removed history files of timelines after the data's");
+        match super::files::remove_history_after(self.data(), timeline) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(?removed, %timeline, "removed history files of timelines after the data's")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove the history files after the data's timeline"),
         }
         Ok(cd.min_recovery_end.max(cd.checkpoint))
     }
