@@ -289,3 +289,74 @@ async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_r
     a.start();
     assert!(reaches(&a, &b_end, 300), "n2 did not follow n3 once the history file was gone");
 }
+
+/// A standby on an older timeline fetches from its upstream the history file of every
+/// timeline number up to the upstream's, skipped ones included. A clone (pg_basebackup
+/// -X stream) holds only its own timeline's file, so when it is primary it cannot serve
+/// the numbers a promotion skipped, and the standby never takes its timeline; with the
+/// gaps filled with placeholders, as hashell does before a start, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_serves_the_timeline_numbers_a_promotion_skipped_once_the_gaps_are_filled() {
+    use hashell::pg::files::{fill_history_gaps, PLACEHOLDER_MARK};
+    let primary = PgInstance::initdb();
+    primary.start();
+    primary.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let old = PgInstance::clone_from(&primary, "n2");
+    let next = PgInstance::clone_from(&primary, "n3");
+    next.start();
+    old.start();
+    let end = primary.psql("SELECT pg_current_wal_flush_lsn()");
+    let reaches = |pg: &PgInstance, lsn: &str, tries: u32| {
+        (0..tries).any(|_| {
+            pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'")) == "t" || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                false
+            }
+        })
+    };
+    assert!(reaches(&next, &end, 200) && reaches(&old, &end, 200), "the standbys did not catch up");
+    primary.stop("fast");
+    old.stop("fast");
+    // n3 is promoted to timeline 3, skipping 2 (a placeholder, as hashell writes).
+    std::fs::write(next.data.join("pg_wal/00000002.history"), format!("{PLACEHOLDER_MARK}: timeline 2 is taken\n"))
+        .unwrap();
+    let pg_ctl = |pg: &PgInstance, args: &[&str]| {
+        let out = hashell::pg::testing::pg_command("pg_ctl").arg("-D").arg(&pg.data).args(args).output().unwrap();
+        assert!(out.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    pg_ctl(&next, &["-w", "-t", "30", "promote"]);
+    next.psql("CHECKPOINT");
+    // n4 is a clone of n3: timeline 3's history file only.
+    let clone = PgInstance::clone_from(&next, "n4");
+    assert!(!clone.data.join("pg_wal/00000002.history").exists(), "pg_basebackup -X stream copied a skipped file");
+    next.stop("fast");
+    clone.start();
+    pg_ctl(&clone, &["-w", "-t", "30", "promote"]);
+    clone.psql("INSERT INTO t SELECT generate_series(2, 1000)");
+    let clone_end = clone.psql("SELECT pg_current_wal_flush_lsn()");
+    // n2, still on timeline 1, follows n4.
+    let conninfo =
+        format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name=n2'\n", clone.port);
+    let mut f = std::fs::OpenOptions::new().append(true).open(old.data.join("postgresql.auto.conf")).unwrap();
+    std::io::Write::write_all(&mut f, conninfo.as_bytes()).unwrap();
+    old.start();
+    assert!(!reaches(&old, &clone_end, 120), "n2 streamed although n4 lacks timeline 2's history file");
+    let log = std::fs::read_to_string(old.root.join("log")).unwrap_or_default();
+    assert!(log.contains("00000002.history"), "n2 did not fail on timeline 2's history file:\n{log}");
+    // hashell fills the gaps below the data's timeline before it starts PostgreSQL.
+    clone.stop("fast");
+    assert_eq!(fill_history_gaps(&clone.data, Timeline(4)).unwrap(), vec![Timeline(2)]);
+    clone.start();
+    // n2 now fetches every history file and recovers towards n4's timeline. (It cannot
+    // stream here: n4's WAL starts at its base backup, after n2's end; in a cluster a
+    // slot or an archive keeps that WAL.)
+    let retarget = (0..300).any(|_| {
+        let log = std::fs::read_to_string(old.root.join("log")).unwrap_or_default();
+        log.contains("new target timeline is 4") || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    let log = std::fs::read_to_string(old.root.join("log")).unwrap_or_default();
+    assert!(retarget, "n2 did not take n4's timeline once the gap was filled:\n{log}");
+}

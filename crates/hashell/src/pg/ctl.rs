@@ -448,6 +448,12 @@ impl PgCtl {
             if !removed.is_empty() {
                 tracing::info!(?removed, %timeline, "removed placeholder history files a failed promotion left");
             }
+            // A clone holds its own timeline's history file only: standbys on an older
+            // timeline fetch every number up to ours, skipped ones too.
+            let filled = super::files::fill_history_gaps(self.data(), timeline)?;
+            if !filled.is_empty() {
+                tracing::info!(?filled, %timeline, "placeholder history files for skipped timelines");
+            }
         }
         // A crashed postmaster that is still our zombie makes pg_ctl refuse to start.
         super::files::reap_postgres_zombies();

@@ -209,6 +209,26 @@ pub fn remove_trailing_placeholders(data_dir: &Path, timeline: Timeline) -> Resu
     Ok(removed)
 }
 
+/// Writes a placeholder history file for every timeline number below `timeline` (from 2)
+/// that has none, and returns them. A standby on an older timeline fetches from its
+/// upstream the history file of every number up to the upstream's timeline, skipped ones
+/// included, and streams nothing while one is missing; a clone (`pg_basebackup -X
+/// stream`) holds only its own timeline's file. A placeholder is never what a standby
+/// recovers towards: the upstream's real file comes after it.
+pub fn fill_history_gaps(data_dir: &Path, timeline: Timeline) -> Result<Vec<Timeline>, String> {
+    let wal = data_dir.join("pg_wal");
+    let mut filled = Vec::new();
+    for t in 2..timeline.0 {
+        let path = history_path(&wal, t);
+        if !path.exists() {
+            std::fs::write(&path, format!("{PLACEHOLDER_MARK}: timeline {t} is taken\n"))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            filled.push(Timeline(t));
+        }
+    }
+    Ok(filled)
+}
+
 /// Removes the history files in `pg_wal` of the timelines after `timeline` and returns
 /// them. PostgreSQL recovers towards the newest contiguous one it holds: one that a
 /// promotion which died wrote (or a placeholder hashell wrote to skip a timeline) holds a
