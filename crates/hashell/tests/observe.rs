@@ -151,28 +151,57 @@ async fn the_observer_keeps_one_connection_and_rereads_a_changed_control_file() 
     assert!(!second.is_empty() && second != first, "{second:?} after {first:?}");
 }
 
+/// Whether `pg` replays up to `lsn` within `tries` tenths of a second.
+fn replays_to(pg: &PgInstance, lsn: &str, tries: u32) -> bool {
+    (0..tries).any(|_| {
+        pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'")) == "t" || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    })
+}
+
+/// pg_ctl promote, waiting for the end of recovery.
+fn promote(pg: &PgInstance) {
+    let out =
+        hashell::pg::testing::pg_command("pg_ctl").arg("-D").arg(&pg.data).args(["-w", "-t", "30", "promote"]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "pg_ctl promote: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A placeholder history file for `timeline`, as hashell writes it (timeline 1 has no
+/// history to copy).
+fn place(pg: &PgInstance, timeline: u32) {
+    let path = pg.data.join(format!("pg_wal/{timeline:08X}.history"));
+    let text = format!("{}: timeline {timeline} is taken\n", hashell::pg::files::PLACEHOLDER_MARK);
+    std::fs::write(path, text).unwrap();
+}
+
+/// Points the standby `pg` (named `name`) at `upstream` for its next start.
+fn follow(pg: &PgInstance, upstream: &PgInstance, name: &str) {
+    let conf =
+        format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={name}'\n", upstream.port);
+    let mut f = std::fs::OpenOptions::new().append(true).open(pg.data.join("postgresql.auto.conf")).unwrap();
+    std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+}
+
 /// hashell's placeholder history files against a real PostgreSQL 15: they make a promotion
 /// skip timelines and are in no ancestry; left by a promotion that failed early, they are
 /// never reported as the timeline recovered towards, PostgreSQL started on them never
 /// becomes consistent, and once they are removed it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placeholder_history_files_skip_timelines_and_are_removed_before_a_start() {
-    use hashell::pg::files::{newest_timeline, read_history, remove_trailing_placeholders, PLACEHOLDER_MARK};
+    use hashell::pg::files::{newest_timeline, read_history, remove_trailing_placeholders};
     let primary = PgInstance::initdb();
     primary.start();
     primary.psql("CREATE TABLE t AS SELECT 1 AS x");
     let standby = PgInstance::clone_from(&primary, "n2");
     standby.start();
     primary.stop("fast");
-    let wal = standby.data.join("pg_wal");
     // A promotion asked for timeline 4 wrote placeholders for 2 and 3, then failed before
-    // PostgreSQL wrote a history file of its own (timeline 1 has none to copy).
-    let place = |t: u32| {
-        std::fs::write(wal.join(format!("{t:08X}.history")), format!("{PLACEHOLDER_MARK}: timeline {t} is taken\n"))
-            .unwrap()
-    };
-    place(2);
-    place(3);
+    // PostgreSQL wrote a history file of its own.
+    place(&standby, 2);
+    place(&standby, 3);
     let (o, _) = observe(&standby.target()).await;
     assert_eq!(o.timeline, Timeline(1));
     assert_eq!(o.newest_timeline, Timeline(1), "a placeholder is never the timeline recovered towards");
@@ -196,15 +225,9 @@ async fn placeholder_history_files_skip_timelines_and_are_removed_before_a_start
     standby.start();
     // The next promotion asks for 4 again: placeholders, then PostgreSQL takes 4, forked
     // from 1, with neither placeholder in its history.
-    place(2);
-    place(3);
-    let out = hashell::pg::testing::pg_command("pg_ctl")
-        .arg("-D")
-        .arg(&standby.data)
-        .args(["-w", "-t", "30", "promote"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pg_ctl promote: {}", String::from_utf8_lossy(&out.stderr));
+    place(&standby, 2);
+    place(&standby, 3);
+    promote(&standby);
     assert!(standby.psql("SELECT pg_walfile_name(pg_current_wal_lsn())").starts_with("00000004"));
     let history = read_history(&standby.data, Timeline(4)).unwrap();
     assert_eq!(history.iter().map(|s| s.timeline).collect::<Vec<_>>(), [Timeline(1)]);
@@ -218,7 +241,7 @@ async fn placeholder_history_files_skip_timelines_and_are_removed_before_a_start
 /// pg_rewind), it follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_removed() {
-    use hashell::pg::files::{remove_history_after, PLACEHOLDER_MARK};
+    use hashell::pg::files::remove_history_after;
     let primary = PgInstance::initdb();
     primary.start();
     primary.psql("CREATE TABLE t AS SELECT 1 AS x");
@@ -228,16 +251,7 @@ async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_r
     b.start();
     let end = primary.psql("SELECT pg_current_wal_flush_lsn()");
     let replayed = |pg: &PgInstance| pg.psql("SELECT pg_last_wal_replay_lsn()");
-    let caught_up = |pg: &PgInstance| {
-        (0..200).any(|_| {
-            let lsn = pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{end}'"));
-            lsn == "t" || {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                false
-            }
-        })
-    };
-    assert!(caught_up(&a) && caught_up(&b), "the standbys did not catch up");
+    assert!(replays_to(&a, &end, 100) && replays_to(&b, &end, 100), "the standbys did not catch up");
     primary.stop("fast");
     // n2's promotion died after PostgreSQL wrote 00000002.history (forking at the end
     // of what it replayed) and before it wrote any WAL on timeline 2.
@@ -246,37 +260,16 @@ async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_r
     let wal = a.data.join("pg_wal");
     std::fs::write(wal.join("00000002.history"), format!("1\t{fork}\tno recovery target specified\n")).unwrap();
     // n3 is promoted instead, to timeline 3 (skipping 2, as hashell does), and writes.
-    std::fs::write(b.data.join("pg_wal/00000002.history"), format!("{PLACEHOLDER_MARK}: timeline 2 is taken\n"))
-        .unwrap();
-    let out = hashell::pg::testing::pg_command("pg_ctl")
-        .arg("-D")
-        .arg(&b.data)
-        .args(["-w", "-t", "30", "promote"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pg_ctl promote: {}", String::from_utf8_lossy(&out.stderr));
+    place(&b, 2);
+    promote(&b);
     assert!(b.psql("SELECT pg_walfile_name(pg_current_wal_lsn())").starts_with("00000003"));
     b.psql("INSERT INTO t SELECT generate_series(2, 1000)");
     let b_end = b.psql("SELECT pg_current_wal_flush_lsn()");
     // n2 follows n3: its WAL is a prefix of n3's, yet it waits for timeline 2 for ever.
-    let conninfo = format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name=n2'\n", b.port);
-    let auto = a.data.join("postgresql.auto.conf");
-    let follow = |conf: &str| {
-        let mut f = std::fs::OpenOptions::new().append(true).open(&auto).unwrap();
-        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
-    };
-    follow(&conninfo);
+    follow(&a, &b, "n2");
     a.start();
-    let reaches = |pg: &PgInstance, lsn: &str, tries: u32| {
-        (0..tries).any(|_| {
-            pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'")) == "t" || {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                false
-            }
-        })
-    };
     // Long enough for several connection attempts (wal_retrieve_retry_interval is 5 s).
-    assert!(!reaches(&a, &b_end, 120), "n2 followed n3 although it recovers towards timeline 2");
+    assert!(!replays_to(&a, &b_end, 120), "n2 followed n3 although it recovers towards timeline 2");
     assert_eq!(replayed(&a), fork, "n2 replayed past the fork of the timeline it recovers towards");
     let log = std::fs::read_to_string(a.root.join("log")).unwrap_or_default();
     assert!(
@@ -287,7 +280,7 @@ async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_r
     // 3's file, fetched from n3, goes too: n3 sends it again.
     assert_eq!(remove_history_after(&a.data, Timeline(1)).unwrap(), vec![Timeline(2), Timeline(3)]);
     a.start();
-    assert!(reaches(&a, &b_end, 300), "n2 did not follow n3 once the history file was gone");
+    assert!(replays_to(&a, &b_end, 300), "n2 did not follow n3 once the history file was gone");
 }
 
 /// A standby on an older timeline fetches from its upstream the history file of every
@@ -297,7 +290,7 @@ async fn a_standby_held_by_a_dead_promotion_follows_once_its_history_files_are_r
 /// gaps filled with placeholders, as hashell does before a start, it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_serves_the_timeline_numbers_a_promotion_skipped_once_the_gaps_are_filled() {
-    use hashell::pg::files::{fill_history_gaps, PLACEHOLDER_MARK};
+    use hashell::pg::files::fill_history_gaps;
     let primary = PgInstance::initdb();
     primary.start();
     primary.psql("CREATE TABLE t AS SELECT 1 AS x");
@@ -306,32 +299,19 @@ async fn a_clone_serves_the_timeline_numbers_a_promotion_skipped_once_the_gaps_a
     next.start();
     old.start();
     let end = primary.psql("SELECT pg_current_wal_flush_lsn()");
-    let reaches = |pg: &PgInstance, lsn: &str, tries: u32| {
-        (0..tries).any(|_| {
-            pg.psql(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'")) == "t" || {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                false
-            }
-        })
-    };
-    assert!(reaches(&next, &end, 200) && reaches(&old, &end, 200), "the standbys did not catch up");
+    assert!(replays_to(&next, &end, 200) && replays_to(&old, &end, 200), "the standbys did not catch up");
     primary.stop("fast");
     old.stop("fast");
     // n3 is promoted to timeline 3, skipping 2 (a placeholder, as hashell writes).
-    std::fs::write(next.data.join("pg_wal/00000002.history"), format!("{PLACEHOLDER_MARK}: timeline 2 is taken\n"))
-        .unwrap();
-    let pg_ctl = |pg: &PgInstance, args: &[&str]| {
-        let out = hashell::pg::testing::pg_command("pg_ctl").arg("-D").arg(&pg.data).args(args).output().unwrap();
-        assert!(out.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    pg_ctl(&next, &["-w", "-t", "30", "promote"]);
+    place(&next, 2);
+    promote(&next);
     next.psql("CHECKPOINT");
     // n4 is a clone of n3: timeline 3's history file only.
     let clone = PgInstance::clone_from(&next, "n4");
     assert!(!clone.data.join("pg_wal/00000002.history").exists(), "pg_basebackup -X stream copied a skipped file");
     next.stop("fast");
     clone.start();
-    pg_ctl(&clone, &["-w", "-t", "30", "promote"]);
+    promote(&clone);
     clone.psql("INSERT INTO t SELECT generate_series(2, 1000)");
     let clone_end = clone.psql("SELECT pg_current_wal_flush_lsn()");
     // n2, still on timeline 1, follows n4.
@@ -340,7 +320,7 @@ async fn a_clone_serves_the_timeline_numbers_a_promotion_skipped_once_the_gaps_a
     let mut f = std::fs::OpenOptions::new().append(true).open(old.data.join("postgresql.auto.conf")).unwrap();
     std::io::Write::write_all(&mut f, conninfo.as_bytes()).unwrap();
     old.start();
-    assert!(!reaches(&old, &clone_end, 120), "n2 streamed although n4 lacks timeline 2's history file");
+    assert!(!replays_to(&old, &clone_end, 120), "n2 streamed although n4 lacks timeline 2's history file");
     let log = std::fs::read_to_string(old.root.join("log")).unwrap_or_default();
     assert!(log.contains("00000002.history"), "n2 did not fail on timeline 2's history file:\n{log}");
     // hashell fills the gaps below the data's timeline before it starts PostgreSQL.
