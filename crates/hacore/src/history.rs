@@ -106,16 +106,27 @@ impl History {
     /// recorded forks reach. Sorted by timeline; where a (corrupt) history names a
     /// timeline twice on the walk, the occurrence nearest the tip counts.
     fn line(&self, base: Timeline) -> Vec<(Timeline, Option<Lsn>)> {
-        let mut on = Vec::new();
+        let mut on = Vec::with_capacity(self.forks.len() + 2);
         let Some(tip) = self.forks.last() else {
             on.push((base, None));
             return on;
         };
         on.push((tip.timeline, None));
-        // The latest fork that created each timeline (sorted for lookup).
-        let mut latest: Vec<(Timeline, usize)> = self.forks.iter().enumerate().map(|(i, f)| (f.timeline, i)).collect();
-        latest.sort_unstable_by_key(|&(t, i)| (t, std::cmp::Reverse(i)));
-        latest.dedup_by_key(|e| e.0);
+        // The latest fork that created each timeline. Forks are recorded with ever higher
+        // timelines, so the list itself is usually sorted by timeline, each fork its
+        // timeline's only one; otherwise (a corrupt or hand-edited history) an index
+        // sorted for lookup is built.
+        let in_order = self.forks.windows(2).all(|w| w[0].timeline < w[1].timeline);
+        let mut latest: Vec<(Timeline, usize)> = Vec::new();
+        if !in_order {
+            latest = self.forks.iter().enumerate().map(|(i, f)| (f.timeline, i)).collect();
+            latest.sort_unstable_by_key(|&(t, i)| (t, std::cmp::Reverse(i)));
+            latest.dedup_by_key(|e| e.0);
+        }
+        let creator = |t: Timeline| match in_order {
+            true => self.forks.binary_search_by_key(&t, |f| f.timeline).ok(),
+            false => latest.binary_search_by_key(&t, |e| e.0).ok().map(|k| latest[k].1),
+        };
         let mut child = tip;
         let mut hops = self.forks.len() + 1;
         loop {
@@ -124,12 +135,18 @@ impl History {
                 break;
             }
             hops -= 1;
-            match latest.binary_search_by_key(&child.parent, |e| e.0) {
-                Ok(k) => child = &self.forks[latest[k].1],
-                Err(_) => break,
+            match creator(child.parent) {
+                Some(i) => child = &self.forks[i],
+                None => break,
             }
         }
-        // Stable: among equal timelines the walk order stays, and dedup keeps the first.
+        // A well-formed line walks down through ever lower timelines: reversed, it is
+        // sorted. Otherwise sort, stably: among equal timelines the walk order stays, and
+        // dedup keeps the first.
+        if on.windows(2).all(|w| w[0].0 > w[1].0) {
+            on.reverse();
+            return on;
+        }
         on.sort_by_key(|e| e.0);
         on.dedup_by_key(|e| e.0);
         on
@@ -203,6 +220,21 @@ mod tests {
             let h = History::new(raw.iter().map(|&(p, l, t)| fork(p, l, t, 1)).collect());
             let line = h.line(Timeline(base));
             for t in 0..9 {
+                prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
+            }
+        }
+
+        /// The same for histories recorded in timeline order (what the store holds unless
+        /// corrupted), which `line` looks up without an index: parents anywhere, cycles
+        /// through higher timelines included.
+        #[test]
+        fn line_of_an_ordered_history_agrees_with_the_walk(
+            raw in proptest::collection::btree_map(0u32..12, (0u32..12, 0u64..5), 0..10),
+            base in 0u32..3,
+        ) {
+            let h = History::new(raw.iter().map(|(&t, &(p, l))| fork(p, l, t, 1)).collect());
+            let line = h.line(Timeline(base));
+            for t in 0..13 {
                 prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
             }
         }

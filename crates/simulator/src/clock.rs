@@ -23,9 +23,14 @@ impl Clock {
 
     /// The local reading at global time `t` (t >= the piece start).
     pub fn local(&self, t: Millis) -> Millis {
-        let dt = t.saturating_sub(self.since) as i128;
-        let skew = dt * self.drift_ppm as i128 / 1_000_000;
-        (self.base as i128 + dt + skew).max(self.base as i128) as Millis
+        let dt = t.saturating_sub(self.since);
+        // In 64 bits while the product fits (always, for runs shorter than ~290 years at
+        // 1,000 ppm): 128-bit division was 3% of a run. Both truncate towards zero.
+        let skew = match (dt as i64).checked_mul(self.drift_ppm) {
+            Some(p) if dt <= i64::MAX as u64 => (p / 1_000_000) as i128,
+            _ => dt as i128 * self.drift_ppm as i128 / 1_000_000,
+        };
+        (self.base as i128 + dt as i128 + skew).max(self.base as i128) as Millis
     }
 
     /// The earliest global time at which the local reading reaches `local`.
@@ -33,9 +38,13 @@ impl Clock {
         if local <= self.base {
             return self.since;
         }
-        let want = (local - self.base) as i128;
-        // dt * (1 + d) >= want  =>  dt >= want / (1 + d)
-        let mut dt = want * 1_000_000 / (1_000_000 + self.drift_ppm as i128);
+        let want = local - self.base;
+        // dt * (1 + d) >= want  =>  dt >= want / (1 + d); in 64 bits while it fits.
+        let rate = 1_000_000 + self.drift_ppm;
+        let mut dt = match (want as i64).checked_mul(1_000_000) {
+            Some(p) if want <= i64::MAX as u64 => (p / rate) as i128,
+            _ => want as i128 * 1_000_000 / rate as i128,
+        };
         while self.local(self.since + dt as Millis) < local {
             dt += 1;
         }

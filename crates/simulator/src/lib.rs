@@ -31,6 +31,24 @@ pub use world::{Acked, Node, Stint, World};
 #[doc(hidden)]
 pub use mimalloc;
 
+/// With the `mimalloc` feature: tells mimalloc to keep the memory a run frees for the next
+/// run instead of handing it back to the kernel (its `purge_delay` option set to -1). A run
+/// frees its WAL chunks (tens of MiB an hour) at its end; handed back, the next run's
+/// chunks fault in fresh pages that the kernel zeroes first, which was 10-14% of the speed
+/// benchmark's time (docs/benchmarks.md). The process keeps its peak instead. Called by
+/// [`World::new`]; harmless where mimalloc is not the global allocator.
+pub(crate) fn keep_freed_memory() {
+    #[cfg(feature = "mimalloc")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // `mi_option_purge_delay` in mimalloc's v2 and v3 headers; libmimalloc-sys names
+        // the options before and after it (14, 16) but not this one.
+        const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        // SAFETY: mi_option_set only stores the value; any option index and value is valid.
+        ONCE.call_once(|| unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) });
+    }
+}
+
 /// Makes mimalloc the allocator of the binary that invokes it (this crate's feature
 /// `mimalloc`, on by default; without it the macro expands to nothing). The library never
 /// sets an allocator itself. A simulation allocates and frees a view and an observation

@@ -387,6 +387,10 @@ pub struct World {
     good_config: Option<hacore::ClusterSettings>,
     /// S2 reported for a synchronous-set member (once per run, not at every event).
     sync_member_flagged: bool,
+    /// What the last passing S2 check of the synchronous set depended on (see
+    /// `check_sync_members`), and a buffer for the next one's.
+    sync_key_passed: Vec<(u64, u64, u64, Option<u64>)>,
+    sync_key_scratch: Vec<(u64, u64, u64, Option<u64>)>,
     /// The first primary after a standby cluster's promotion was checked.
     promotion_checked: bool,
     next_upstream_write: u64,
@@ -396,6 +400,7 @@ impl World {
     /// A world for `p`: fresh nodes without data, an empty store, the faults of
     /// `p.schedule` queued.
     pub fn new(p: Params) -> World {
+        crate::keep_freed_memory();
         let opts = match p.mode {
             DcsMode::Etcd => StoreOptions::etcd_like(),
             DcsMode::Dynamo => StoreOptions::dynamo_like(),
@@ -520,6 +525,8 @@ impl World {
             }),
             standby_active: p.settings.standby_cluster.is_some(),
             sync_member_flagged: false,
+            sync_key_passed: Vec::new(),
+            sync_key_scratch: Vec::new(),
             transferred: None,
             term_origin: BTreeMap::new(),
             unsure_acquires: Vec::new(),
@@ -847,6 +854,28 @@ impl World {
             return;
         }
         let Some(sync) = self.store.sync() else { return };
+        // What the answer depends on: the acknowledged writes (they only grow, and the
+        // compaction drops only writes every node holds), the published set, and each
+        // member's data and WAL, whose length and last chain identify its whole content.
+        // Unchanged since a check that passed, it passes again: most events touch none of
+        // them, and the check walks every stint for every member.
+        let mut key = std::mem::take(&mut self.sync_key_scratch);
+        key.clear();
+        key.push((u64::MAX, self.acked_total, self.acked.len() as u64, None));
+        for name in &sync.members {
+            match self.index(name) {
+                Some(i) => {
+                    let pg = &self.nodes[i].pg;
+                    let chain = pg.wal.last().map_or(0, |r| r.chain);
+                    key.push((i as u64, pg.wal.len() as u64, chain, pg.system_id));
+                }
+                None => key.push((u64::MAX - 1, 0, 0, None)),
+            }
+        }
+        if key == self.sync_key_passed {
+            self.sync_key_scratch = key;
+            return;
+        }
         let lacking = sync.members.iter().find_map(|name| {
             let n = &self.nodes[self.index(name)?];
             // A member without data of this cluster (none, or another's) holds no writes
@@ -857,7 +886,9 @@ impl World {
             let last = self.acked.iter().filter_map(|st| st.writes.last()).find(|a| !held(a))?;
             Some((name.clone(), last.lsn))
         });
+        self.sync_key_scratch = std::mem::replace(&mut self.sync_key_passed, key);
         if let Some((name, lsn)) = lacking {
+            self.sync_key_passed.clear();
             self.sync_member_flagged = true;
             self.violation(format!(
                 "S2: {name}, a published synchronous standby, lacks acknowledged writes (up to {lsn})"
