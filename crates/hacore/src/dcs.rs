@@ -619,6 +619,18 @@ impl ClusterView {
     pub fn corrupt_key(&self, key: &Key) -> Option<&CorruptKey> {
         self.corrupt.iter().find(|c| &c.key == key)
     }
+
+    /// Why the history read cannot be judged against, if it cannot: its key does not
+    /// decode, or a fork in it does not go to a higher timeline
+    /// ([`crate::History::fault`]). No member's WAL can then be judged on the cluster's
+    /// line: the core promotes, rewinds and starts nobody on its word, and the leader
+    /// writes it again from its own timeline history.
+    pub fn history_fault(&self) -> Option<String> {
+        if let Some(c) = self.corrupt_key(&Key::History) {
+            return Some(format!("the history key does not decode ({})", c.reason));
+        }
+        self.history.as_ref().and_then(|h| h.value.fault())
+    }
 }
 
 /// A distributed configuration store. Async, with no runtime dependency; every method is

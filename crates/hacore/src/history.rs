@@ -89,6 +89,48 @@ impl History {
         Timeline(max.0.saturating_add(1))
     }
 
+    /// What makes this history unusable, if anything: a fork that does not go to a higher
+    /// timeline. PostgreSQL numbers a new timeline above every one it knows, so none of
+    /// its forks does, and a cycle in the ancestry needs one; such a history was written
+    /// by hand or by a broken tool, and no member's WAL can be judged against it.
+    pub fn fault(&self) -> Option<String> {
+        self.forks.iter().find(|f| f.timeline <= f.parent).map(|f| {
+            format!(
+                "its fork to timeline {} names timeline {} as its parent (a fork goes to a higher timeline)",
+                f.timeline, f.parent
+            )
+        })
+    }
+
+    /// The line a node's own timeline history describes (`local`, the switches from
+    /// `base` on, ending on `timeline`), as forks: what a primary writes over a history
+    /// that is unusable. Each fork is attributed to `node` in term 0, which no leader
+    /// holds: who forked when, and branches the line left behind, are not in a timeline
+    /// history file.
+    pub fn from_local(
+        local: &[TimelineSwitch],
+        timeline: Timeline,
+        base: Timeline,
+        node: &NodeName,
+        wall_time_ms: u64,
+    ) -> History {
+        let on: Vec<&TimelineSwitch> = local.iter().filter(|s| s.timeline >= base && s.timeline < timeline).collect();
+        let forks = on
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Fork {
+                parent: s.timeline,
+                lsn: s.lsn,
+                timeline: on.get(i + 1).map_or(timeline, |n| n.timeline),
+                term: Term(0),
+                node: node.clone(),
+                cause: ForkCause::Failover,
+                wall_time_ms,
+            })
+            .collect();
+        History::new(forks)
+    }
+
     /// The promotion fork recorded by `node` in `term`, if any. A standby cluster's leader
     /// also records its upstream's timeline switches (cause [`ForkCause::Upstream`]) in its
     /// term; those are not its own promotion and never count here.
@@ -256,6 +298,34 @@ mod tests {
     }
     fn sw(t: u32, l: u64) -> TimelineSwitch {
         TimelineSwitch { timeline: Timeline(t), lsn: Lsn(l) }
+    }
+
+    #[test]
+    fn a_fork_that_does_not_go_up_makes_the_history_unusable() {
+        assert_eq!(History::default().fault(), None);
+        assert_eq!(History::new(vec![fork(1, 100, 2, 2), fork(2, 300, 3, 3)]).fault(), None);
+        // A cycle: 3 -> 2 after 2 -> 3.
+        let cycle = History::new(vec![fork(1, 100, 2, 2), fork(2, 300, 3, 3), fork(3, 300, 2, 3)]);
+        assert!(cycle.fault().is_some_and(|f| f.contains("fork to timeline 2 names timeline 3")));
+        assert!(History::new(vec![fork(2, 100, 2, 2)]).fault().is_some());
+    }
+
+    #[test]
+    fn the_history_rebuilt_from_a_timeline_history_holds_its_line() {
+        let local = [sw(1, 100), sw(2, 300), sw(4, 500)];
+        let h = History::from_local(&local, Timeline(5), Timeline(1), &"n1".into(), 7);
+        let made: Vec<(u32, u64, u32)> = h.forks.iter().map(|f| (f.parent.0, f.lsn.0, f.timeline.0)).collect();
+        assert_eq!(made, [(1, 100, 2), (2, 300, 4), (4, 500, 5)]);
+        assert!(h.forks.iter().all(|f| f.term == Term(0) && f.node == "n1" && f.wall_time_ms == 7));
+        assert_eq!(h.fault(), None);
+        // The node itself, and one behind it on the line, are along it; one past a fork is not.
+        assert_eq!(h.lineage(Timeline(1), pos(5, 900), &local), Lineage::Along);
+        assert_eq!(h.lineage(Timeline(1), pos(4, 450), &[sw(1, 100), sw(2, 300)]), Lineage::Along);
+        assert_eq!(h.lineage(Timeline(1), pos(2, 400), &[sw(1, 100)]), Lineage::Diverged);
+        // Switches below the cluster's first timeline are not the cluster's.
+        let h = History::from_local(&local, Timeline(5), Timeline(2), &"n1".into(), 7);
+        assert_eq!(h.forks.len(), 2);
+        assert_eq!(History::from_local(&[], Timeline(1), Timeline(1), &"n1".into(), 7).forks.len(), 0);
     }
 
     #[test]

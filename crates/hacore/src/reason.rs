@@ -217,6 +217,8 @@ reasons! {
     StandbyBootstrapCloning = true @ 3 => Cloning,
     /// The standby cluster's upstream switched timelines (a failover there); the standby leader recorded the switch in this cluster's history.
     UpstreamTimelineRecorded = true @ 3 => HistoryCorrected,
+    /// The store's history key cannot be used (it does not decode, or a fork in it does not go to a higher timeline): no member's WAL can be judged against it, so nobody is promoted, rewound or started as a standby until the leader rewrites it from its own timeline history. Without a leader, write the key again by hand (docs/runbooks.md).
+    HistoryUnusable = true @ 3 => HistoryBehindLeader,
     /// PostgreSQL accepted writes on a standby cluster's leader (its data was a primary's, or someone promoted it by hand): fenced, since a standby cluster accepts no writes.
     StandbyClusterWritable = true @ 3 => FencingNotLeader,
 }

@@ -283,6 +283,19 @@ table!(
     Scenario::cluster3("n2").memory(|m| m.catchup_to = Some(hacore::Lsn(AT + 0x1000))).leader_dead()
 );
 
+table!(
+    fresh_daemon_after_an_unfinished_clone_catches_up_first,
+    "the daemon restarted while it cloned (its member record still says uninitialized); the clone \
+     finished without it: its consistency point is unknown, so the end of the WAL stands for it \
+     and the node may not lead before it replayed that far",
+    Scenario::cluster3("n2")
+        .leader_dead()
+        .memory(|m| *m = hacore::Memory::default())
+        .pg_stopped(1, AT, true)
+        .member("n2", MemberRole::Uninitialized, 0)
+        .peer_candidate("n3", AT - 0x100, true, true)
+);
+
 // ----- leader's PostgreSQL down or hung ----------------------------------------------------
 
 table!(
@@ -883,6 +896,51 @@ table!(
         .pg(|p| p.newest_timeline = hacore::types::Timeline(2))
         .history(&[(1, AT + 0x300, 3, 5, "n2")])
         .member("n2", MemberRole::Primary, AT + 0x300)
+);
+
+table!(
+    leader_rewrites_an_undecodable_history,
+    "the history key does not decode: the primary writes it again from its own timeline history \
+     (conditioned on the undecodable value's version)",
+    Scenario::cluster3("n1").pg_primary(3, AT).pg_history(&[(1, 0x100_0000), (2, 0x300_0000)]).store(|v| {
+        v.history = None;
+        v.corrupt.push(hacore::dcs::CorruptKey {
+            key: hacore::dcs::Key::History,
+            version: Version(70),
+            reason: "expected JSON, found 0xff".into(),
+        });
+    })
+);
+
+table!(
+    follower_holds_on_a_cyclic_history,
+    "the history's newest fork goes back from timeline 2 to 1 (written by hand): nothing can be \
+     judged against it, so no rewind, clone or start until the leader writes it again",
+    Scenario::cluster3("n1")
+        .leader("n2", 4, 61)
+        .memory(|m| m.lease = None)
+        .pg_stopped(1, AT + 0x300, false)
+        .history(&[(1, AT, 2, 4, "n2"), (2, AT, 1, 4, "n2")])
+        .member("n2", MemberRole::Primary, AT)
+);
+
+table!(
+    election_refused_on_an_undecodable_history,
+    "leader gone and the history key does not decode: no member can be judged on the cluster's \
+     line, so nobody is promoted (a member left on an older timeline could win over acknowledged writes)",
+    Scenario::cluster3("n2")
+        .leader_dead()
+        .pg_replica(2, AT, None, false)
+        .pg_history(&[(1, 0x100_0000)])
+        .peer_candidate("n3", AT - 0x100, true, true)
+        .store(|v| {
+            v.history = None;
+            v.corrupt.push(hacore::dcs::CorruptKey {
+                key: hacore::dcs::Key::History,
+                version: Version(70),
+                reason: "expected JSON, found 0xff".into(),
+            });
+        })
 );
 
 table!(

@@ -62,6 +62,8 @@ pub const REQUIRED_COVERAGE: &[(&str, u32)] = &[
     ("final_slow_start", 80),
     ("final_store_wiped_live", 80),
     ("promotion_died_midway", 3),
+    ("fault_corrupt_history", 20),
+    ("history_rebuilt", 10),
 ];
 
 /// What one run found.

@@ -116,6 +116,13 @@ pub enum FaultKind {
     /// The leader key is overwritten with bytes no member can decode (a bad manual write,
     /// a buggy client): members take it over once it has aged a full ttl.
     CorruptLeader,
+    /// The history key is overwritten with bytes no member can decode (`false`) or with a
+    /// history that decodes but whose newest fork goes back to an older timeline, a cycle
+    /// (`true`): a bad manual write, a broken tool. Nobody may be promoted, rewound or
+    /// started on its word; the leader writes it again from its own timeline history.
+    /// When the fault ends the operator puts back what was overwritten if it is still
+    /// unusable. The swarm draws it from a stream of its own.
+    CorruptHistory(bool),
     /// An operator empties the store (every key of the cluster, the term included). Under
     /// running daemons this starts a bootstrap race between former primaries' data that
     /// the runbook forbids (6.2); the swarm never draws it, the final phase follows the
@@ -159,6 +166,7 @@ impl FaultKind {
         "corrupt-leader",
         "bad-config",
         "foreign-data",
+        "corrupt-history",
         "wipe-store",
         "upstream-down",
         "upstream-failover",
@@ -195,6 +203,7 @@ impl FaultKind {
             FaultKind::CorruptLeader => "corrupt-leader",
             FaultKind::BadConfig => "bad-config",
             FaultKind::ForeignData(_) => "foreign-data",
+            FaultKind::CorruptHistory(_) => "corrupt-history",
             FaultKind::WipeStore => "wipe-store",
             FaultKind::UpstreamDown => "upstream-down",
             FaultKind::UpstreamFailover => "upstream-failover",
@@ -360,6 +369,17 @@ impl Schedule {
                 t += foreign.range(mean / 2, mean * 3 / 2);
             }
         }
+        // An unusable history key, from its own stream too.
+        let mut history = Rng::stream(seed, "corrupt-history");
+        if history.chance(0.3) {
+            let mean = history.range(300_000, 1_500_000);
+            let mut t = start + history.range(0, mean);
+            while t < duration {
+                let dur = history.range(2_000, ttl * 6);
+                faults.push(Fault { at: t, dur, kind: FaultKind::CorruptHistory(history.chance(0.5)) });
+                t += history.range(mean / 2, mean * 3 / 2);
+            }
+        }
         faults.sort_by_key(|f| f.at);
         Schedule { faults }
     }
@@ -468,6 +488,7 @@ impl fmt::Display for Fault {
             | FaultKind::ForeignData(t) => write!(f, " {t}")?,
             FaultKind::CutDcs(t, d) => write!(f, " {t} {d}")?,
             FaultKind::CutPeer(a, b, d) => write!(f, " {a} {b} {d}")?,
+            FaultKind::CorruptHistory(cycle) => f.write_str(if cycle { " cycle" } else { " garbage" })?,
             FaultKind::DcsOutage
             | FaultKind::StoreLeaderChange
             | FaultKind::Pause
@@ -604,6 +625,11 @@ fn parse_fault(line: &str) -> Result<Fault, String> {
         "corrupt-leader" => FaultKind::CorruptLeader,
         "bad-config" => FaultKind::BadConfig,
         "foreign-data" => FaultKind::ForeignData(parse_target(arg(0)?)?),
+        "corrupt-history" => FaultKind::CorruptHistory(match args.first().copied() {
+            Some("cycle") => true,
+            Some("garbage") | None => false,
+            Some(other) => return Err(format!("corrupt-history takes `cycle` or `garbage`, not `{other}`")),
+        }),
         "wipe-store" => FaultKind::WipeStore,
         "upstream-down" => FaultKind::UpstreamDown,
         "upstream-failover" => FaultKind::UpstreamFailover,

@@ -385,6 +385,8 @@ pub struct World {
     ttl_max: Millis,
     /// The settings an operator's bad write replaced, put back when the fault ends.
     good_config: Option<hacore::ClusterSettings>,
+    /// What an unusable history key overwrote (None inside: there was none).
+    good_history: Option<Option<hacore::History>>,
     /// S2 reported for a synchronous-set member (once per run, not at every event).
     sync_member_flagged: bool,
     /// What the last passing S2 check of the synchronous set depended on (see
@@ -532,6 +534,7 @@ impl World {
             unsure_acquires: Vec::new(),
             ttl_max: 0,
             good_config: None,
+            good_history: None,
             request_at: None,
             healed: false,
             promotion_checked: false,
@@ -2399,13 +2402,23 @@ impl World {
         use hacore::dcs::DcsOp as Op;
         let n = &self.nodes[i];
         let mut recorded = false;
+        let unusable = obs.dcs.as_ref().is_ok_and(|v| v.history_fault().is_some());
         for a in &d.actions {
-            if let Action::Dcs { op: Op::AppendEvent(e), .. } = a {
-                recorded |= e.reason == Reason::ConfigRejected;
-                if e.reason == Reason::HistoryCorrected {
-                    // The leader rewrote its fork (a promotion that took another timeline).
-                    self.check.count("history_corrected");
+            match a {
+                Action::Dcs { op: Op::AppendEvent(e), .. } => {
+                    recorded |= e.reason == Reason::ConfigRejected;
+                    if e.reason == Reason::HistoryCorrected {
+                        // The leader rewrote its fork (a promotion that took another
+                        // timeline), or the whole history over an unusable one.
+                        self.check.count("history_corrected");
+                    }
                 }
+                Action::Dcs { op: Op::LeaderWrite { writes, .. }, .. }
+                    if unusable && writes.iter().any(|w| matches!(w.value, Some(hacore::dcs::Value::History(_)))) =>
+                {
+                    self.check.count("history_rebuilt");
+                }
+                _ => {}
             }
         }
         let Some(c) = obs.dcs.as_ref().ok().and_then(|v| v.config.as_ref()) else { return };
@@ -2992,6 +3005,51 @@ impl World {
                     "operator: write a ttl in seconds into the store: refused".into()
                 };
             }
+            FaultKind::CorruptHistory(cycle) => {
+                let view = self.view();
+                let before = view.history.as_ref().map(|h| h.value.clone());
+                let written = if self.store_down > 0 {
+                    false
+                } else if cycle {
+                    // The newest fork goes back to the timeline its parent came from.
+                    let mut bad = before.clone().unwrap_or_default();
+                    let forks = std::sync::Arc::make_mut(&mut bad.forks);
+                    let base = view.initialize.as_ref().map_or(hacore::types::Timeline(1), |i| i.value.base_timeline);
+                    let tip = forks.last().map_or(base, |f| f.timeline);
+                    let back = forks.last().map_or(base, |f| f.parent);
+                    let mut fork = forks.last().cloned().unwrap_or_else(|| hacore::Fork {
+                        parent: base,
+                        lsn: hacore::types::Lsn(0),
+                        timeline: base,
+                        term: Term(0),
+                        node: "operator".into(),
+                        cause: hacore::ForkCause::Failover,
+                        wall_time_ms: 0,
+                    });
+                    (fork.parent, fork.timeline) = (tip, back);
+                    forks.push(fork);
+                    let expect = view.history.as_ref().map_or(Expect::Absent, |h| Expect::Version(h.version));
+                    let op = DcsOp::Put(Write::put(Value::History(bad), expect));
+                    self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).is_ok()
+                } else {
+                    self.store_changed_by(|s, _| s.inject_corrupt(hacore::dcs::Key::History, "simulated garbage"));
+                    true
+                };
+                desc = match (written, cycle) {
+                    (false, _) => "operator: overwrite the history key: not written".into(),
+                    (true, true) => "operator: write a history whose newest fork goes back to an older timeline".into(),
+                    (true, false) => "an undecodable history key replaces the history".into(),
+                };
+                if written {
+                    // What the operator puts back: the last usable history (an earlier
+                    // fault's overwrite may still be in place).
+                    if view.history_fault().is_none() || self.good_history.is_none() {
+                        self.good_history = Some(before);
+                    }
+                    targets.push(0); // a marker, as for `bad-config`
+                    self.check.count("fault_corrupt_history");
+                }
+            }
             FaultKind::ForeignData(t) => {
                 let i = self.resolve(t);
                 let name = self.nodes[i].name.clone();
@@ -3113,6 +3171,7 @@ impl World {
                 }
             }
             FaultKind::BadConfig => self.fix_bad_config(),
+            FaultKind::CorruptHistory(_) => self.fix_history(),
             FaultKind::ForeignData(_) => self.remove_foreign_data(targets[0]),
             FaultKind::DcsOutage => {
                 self.store_down = self.store_down.saturating_sub(1);
@@ -3318,6 +3377,28 @@ impl World {
         }
     }
 
+    /// The operator puts back the history an unusable one overwrote, if the leader has
+    /// not written it again already.
+    fn fix_history(&mut self) {
+        if self.store_down > 0 {
+            return; // `heal` tries again
+        }
+        let Some(good) = self.good_history.take() else { return };
+        let view = self.view();
+        if view.history_fault().is_none() {
+            return;
+        }
+        let version = view.corrupt_key(&hacore::dcs::Key::History).map(|c| c.version);
+        let Some(version) = version.or(view.history.as_ref().map(|h| h.version)) else { return };
+        let op = match good {
+            Some(h) => DcsOp::Put(Write::put(Value::History(h), Expect::Version(version))),
+            None => DcsOp::Put(Write::delete(hacore::dcs::Key::History, Expect::Version(version))),
+        };
+        if self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).is_ok() {
+            self.trace.event(self.now, "fault", &[("what", "operator: put the overwritten history back")]);
+        }
+    }
+
     fn operator_request(&mut self, request: SwitchoverRequest) {
         let value = Value::Switchover(request);
         let op = DcsOp::Put(Write::put(value, Expect::Absent));
@@ -3363,6 +3444,7 @@ impl World {
         // a cluster that is not paused).
         // They also put back the ttl the run was drawn with (the L1 bound is counted in it).
         self.fix_bad_config();
+        self.fix_history();
         let ttl = self.p.settings.ttl;
         if self.view().config.is_some_and(|c| c.value.paused || c.value.ttl != ttl) {
             let _ = self.edit_config(|c| {

@@ -161,11 +161,18 @@ impl Cx<'_> {
         if pg.maybe_writable() || (pg.running && (!pg.responsive || pg.in_recovery.is_none())) {
             return Err((Reason::IneligibleBusy, "PostgreSQL state not settled".into()));
         }
+        if let Some(fault) = &self.history_fault {
+            return Err((Reason::HistoryUnusable, format!("{fault}; no member can be judged on the cluster's line")));
+        }
         if self.lineage != Lineage::Along {
             return Err((Reason::IneligibleDiverged, format!("local {}", pg.position_detail())));
         }
         if let Some(t) = self.mem.catchup_to {
-            return Err((Reason::IneligibleCatchingUp, format!("replayed {} of {t}", pg.replay_lsn)));
+            let detail = match pg.running {
+                true => format!("replayed {} of {t}", pg.replay_lsn),
+                false => format!("PostgreSQL is down; it must replay to {t} as a standby first"),
+            };
+            return Err((Reason::IneligibleCatchingUp, detail));
         }
         // The sync set decides only once a synchronous primary has published one: it does
         // so before it can acknowledge a commit (S2), so without a record no commit waited

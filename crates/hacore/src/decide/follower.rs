@@ -55,6 +55,13 @@ impl Cx<'_> {
             self.busy();
             return self.set(Reason::FencingNotLeader, String::new());
         }
+        if let Some(fault) = self.history_fault.clone() {
+            // Nothing can be judged against it: no rewind, clone or start on its word, and
+            // a running standby streams on (PostgreSQL refuses WAL that forks from its
+            // own). The leader rewrites it from its timeline history; nothing to hurry.
+            let state = if pg.running { "streaming on" } else { "staying down" };
+            return self.set(Reason::HistoryUnusable, format!("{fault}; {state} until {leader} rewrites it"));
+        }
         let leader_primary = view.member(&leader).is_some_and(|m| m.value.role.leads());
         if !Self::leader_established(view, rec) {
             // A new reign's leader may be about to fork: its fork record can land just after
@@ -176,6 +183,9 @@ impl Cx<'_> {
         if self.obs.pg.system_id().is_none() || self.obs.pg.system_id() != cluster {
             self.end_restart();
             return self.set(Reason::Paused, "not started again: its data is not this cluster's");
+        }
+        if let Some(fault) = self.history_fault.clone() {
+            return self.set(Reason::HistoryUnusable, format!("{fault}; not started until {leader} rewrites it"));
         }
         // The checks a standby's start gets outside maintenance mode (S4): the leader's
         // reign settled, its timeline explained by the history read, no fork from it.

@@ -7,7 +7,7 @@ use crate::dcs::{
     ClusterView, DcsOp, Expect, FailsafeMember, FailsafeRecord, Key, LeaderRecord, LeaseModel, StatusRecord,
     SwitchoverKind, SyncRecord, Value, Write,
 };
-use crate::history::{Fork, ForkCause};
+use crate::history::{Fork, ForkCause, History};
 use crate::memory::{HeldLease, LeaseOp, LeaseOpKind, PgOpKind, Seen};
 use crate::observation::SyncStandbys;
 use crate::reason::Reason;
@@ -435,7 +435,9 @@ impl Cx<'_> {
         self.arm_guard();
         self.set(Reason::LeaderHealthy, String::new());
         self.prune_departed(view);
-        self.correct_fork(view, rec);
+        if !self.rebuild_history(view, rec) {
+            self.correct_fork(view, rec);
+        }
         self.publish_status(view, rec);
         if view.config.is_none() && view.corrupt_key(&Key::Config).is_none() {
             self.leader_put_tail(rec, Value::Config(self.s.clone()), Expect::Absent);
@@ -445,6 +447,24 @@ impl Cx<'_> {
         self.manage_slots(view);
         self.remove_stale_members(view, rec);
         self.serve_switchover(view, rec);
+    }
+
+    /// A history no member can be judged against ([`ClusterView::history_fault`]) is written
+    /// again from this primary's own timeline history: the line it is on is the
+    /// cluster's. Conditioned on the unusable value's version, so a repair by hand that
+    /// lands first stands. Whether it was needed.
+    fn rebuild_history(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) -> bool {
+        let Some(fault) = self.history_fault.clone() else {
+            return false;
+        };
+        let pg = &self.obs.pg;
+        let base = Self::base_timeline(view);
+        let next = History::from_local(&pg.history, pg.timeline, base, &self.cfg.name, self.obs.wall_time_ms);
+        let expect = Self::history_expect(view);
+        let detail = format!("rebuilt from the local timeline history ({} forks), since {fault}", next.forks.len());
+        self.leader_put_tail(rec, Value::History(next), expect);
+        self.note(Reason::HistoryCorrected, detail);
+        true
     }
 
     /// After promotion, make the recorded fork say what PostgreSQL actually did.

@@ -104,6 +104,8 @@ pub(crate) struct Cx<'a> {
     pub election: Option<ElectionReport>,
     pub can_lead: bool,
     pub lineage: Lineage,
+    /// Why the history read cannot be judged against, if it cannot ([`ClusterView::history_fault`]).
+    pub history_fault: Option<String>,
     /// Version of the config key applied this step.
     pub config_version: Option<Version>,
     /// Events to record (only when the DCS is readable).
@@ -135,6 +137,7 @@ impl<'a> Cx<'a> {
             election: None,
             can_lead: false,
             lineage: Lineage::Diverged,
+            history_fault: None,
             config_version: mem.applied.as_ref().map(|(v, _)| *v).filter(|&v| v != KEPT_SETTINGS),
             notes: Vec::new(),
             renewing: false,
@@ -161,6 +164,8 @@ impl<'a> Cx<'a> {
                 self.view = Some(view);
                 self.adopt_settings(view);
                 self.track_leader(view);
+                self.history_fault = view.history_fault();
+                self.adopt_unfinished_build(view);
                 self.lineage = self.judge_lineage(view);
                 self.can_lead = self.judge_can_lead(view);
                 self.adopt_guard_deadline(view);
@@ -298,6 +303,15 @@ impl<'a> Cx<'a> {
     pub fn history(view: &ClusterView) -> &History {
         static EMPTY: std::sync::LazyLock<History> = std::sync::LazyLock::new(History::default);
         view.history.as_ref().map_or(&EMPTY, |h| &h.value)
+    }
+
+    /// What a write of the history key is conditioned on: the version of the value read,
+    /// one that does not decode included.
+    pub fn history_expect(view: &ClusterView) -> crate::dcs::Expect {
+        match view.corrupt_key(&Key::History) {
+            Some(c) => crate::dcs::Expect::Version(c.version),
+            None => crate::dcs::Expect::from_current(view.history.as_ref()),
+        }
     }
 
     /// The cluster's first timeline.
@@ -500,11 +514,13 @@ impl<'a> Cx<'a> {
         // wrong volume, a wrong backup) may be on any timeline, and the member must go on
         // reading to say so (`system_id_mismatch`).
         let cluster = view.initialize.as_ref().map(|i| i.value.system_id);
+        // A history that cannot be read dates nothing (`history_unusable` says so).
         let unknown_timeline = cluster.is_some()
             && self.obs.pg.system_id() == cluster
             && mine > known
             && !leads
-            && !self.upstream_wal_only(view);
+            && !self.upstream_wal_only(view)
+            && view.history_fault().is_none();
         // A store without a cluster (emptied, or new) is never stale: nothing in it can
         // mislead, and a node that waited for it to change would wait for ever.
         let why = if view.initialize.is_none() {
@@ -577,6 +593,10 @@ impl<'a> Cx<'a> {
     }
 
     fn judge_lineage(&self, view: &ClusterView) -> Lineage {
+        // Nothing is along a history that cannot be read (callers say why first).
+        if self.history_fault.is_some() {
+            return Lineage::Diverged;
+        }
         self.lineage_on(view, self.obs.pg.timeline)
     }
 
@@ -615,6 +635,26 @@ impl<'a> Cx<'a> {
             return self.lineage;
         }
         self.lineage_on(view, pg.newest_timeline)
+    }
+
+    /// A daemon that started after its predecessor died building this node's data (a
+    /// clone or rewind whose end it never saw) knows no consistency point for it, and
+    /// PostgreSQL replays such a copy's WAL before it is consistent. The member record the
+    /// predecessor left says `uninitialized`: take the end of the local WAL as the point
+    /// replay must pass before this node may lead (S4), as a finished rewind or clone
+    /// would have reported it.
+    fn adopt_unfinished_build(&mut self, view: &ClusterView) {
+        let pg = &self.obs.pg;
+        let predecessor_building = view.member(self.me()).is_some_and(|m| m.value.role == MemberRole::Uninitialized);
+        if predecessor_building
+            && self.mem.catchup_to.is_none()
+            && self.mem.pending.is_none()
+            && !pg.running
+            && pg.system_id().is_some()
+            && pg.in_recovery == Some(true)
+        {
+            self.mem.catchup_to = Some(pg.flush_lsn);
+        }
     }
 
     /// Could lead now, election or not (tags, data, lineage, catch-up).

@@ -147,7 +147,9 @@ impl Cx<'_> {
     fn mirror_upstream_timelines(&mut self, view: &ClusterView, rec: &Versioned<LeaderRecord>) {
         let pg = &self.obs.pg;
         let base = Self::base_timeline(view);
-        let history = Self::history(view);
+        // An unusable history is written again from the switches alone.
+        let empty = History::default();
+        let history = if self.history_fault.is_some() { &empty } else { Self::history(view) };
         let mut next = history.clone();
         for (i, switch) in pg.history.iter().enumerate() {
             let child = pg.history.get(i + 1).map_or(pg.timeline, |s| s.timeline);
@@ -168,8 +170,8 @@ impl Cx<'_> {
                 format!("timeline {child} from {}@{}", switch.lsn, switch.timeline),
             );
         }
-        if next != *history {
-            self.leader_put_tail(rec, Value::History(next), Expect::from_current(view.history.as_ref()));
+        if next != *history || self.history_fault.is_some() {
+            self.leader_put_tail(rec, Value::History(next), Self::history_expect(view));
         }
     }
 }
