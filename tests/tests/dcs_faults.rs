@@ -89,3 +89,43 @@ fn only_the_primary_cut_off_from_etcd_fences_and_another_node_takes_over() {
     c.dcs_path(old).set_cut(false);
     assert_eq!(c.wait_healthy(Duration::from_secs(120)), new);
 }
+
+/// The history key overwritten by hand with bytes nobody can decode: the primary writes it
+/// again from its own timeline history (the fork of the switchover before it included),
+/// and a failover afterwards works, judged against the rebuilt history.
+#[test]
+fn an_undecodable_history_key_is_written_again_by_the_primary() {
+    let mut c = Cluster::start(Options::default());
+    let first = c.wait_healthy(Duration::from_secs(120));
+    let named = (first + 1) % 3;
+    let (code, out, err) = c.cli(first, &["switchover", "--candidate", &c.nodes[named].name.clone()]);
+    assert_eq!(code, 0, "switchover failed: {out}{err}\n{}", c.table());
+    assert_eq!(c.wait_healthy(Duration::from_secs(60)), named);
+    let key = "/service/local/history";
+    let forks = |c: &Cluster| -> Option<Vec<serde_json::Value>> {
+        let raw = c.etcd.etcdctl(&["get", "--print-value-only", key]);
+        let doc: serde_json::Value = serde_json::from_str(raw.trim()).ok()?;
+        doc["forks"].as_array().cloned()
+    };
+    let before = forks(&c).expect("a history after the switchover");
+    assert_eq!(before.last().map(|f| f["timeline"].clone()), Some(serde_json::json!(2)), "{before:?}");
+
+    c.etcd.etcdctl(&["put", key, "not json"]);
+    let rebuilt = c.wait_for("the primary to write the history again", Duration::from_secs(30), forks);
+    let last = rebuilt.last().expect("the rebuilt history holds the switchover's fork");
+    assert_eq!((last["parent"].clone(), last["timeline"].clone()), (serde_json::json!(1), serde_json::json!(2)));
+    assert_eq!(last["lsn"], before.last().unwrap()["lsn"], "the fork point from the timeline history file");
+    let log = std::fs::read_to_string(c.nodes[named].log()).unwrap();
+    assert!(log.contains("rebuilt from the local timeline history"), "no history_corrected event:\n{log}");
+
+    // Judged against the rebuilt history, a failover still happens and the old primary rejoins.
+    c.kill_daemon(named);
+    c.kill_guards(named);
+    c.kill_postgres(named);
+    let new = c.wait_for("a new primary", Duration::from_secs(60), |c| {
+        let p = c.primaries();
+        (p.len() == 1 && p[0] != named).then(|| p[0])
+    });
+    c.start_daemon(named);
+    assert_eq!(c.wait_healthy(Duration::from_secs(120)), new, "{}", c.table());
+}
