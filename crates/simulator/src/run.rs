@@ -142,8 +142,14 @@ fn final_switchover(w: &mut World, bound: Millis, gap: &mut Option<Millis>) -> &
     let slice = 5 * w.p.settings.loop_wait;
     while w.now < deadline {
         if converge(w, slice.min(deadline - w.now), |w| w.converged() && w.leader() == Some(to)).is_some() {
-            let stopped = first_shown(w, t0, from, Shown::Primary, true);
-            *gap = stopped.and_then(|s| Some(first_shown(w, s, to, Shown::Primary, false)? - s));
+            // The switchover's own gap: from the old primary's last stop before the new one
+            // took writes. A stop before that which the old primary came back from (a fence
+            // after its own lost-reply renewal was refused) is a gap of its own.
+            let took = first_shown(w, t0, to, Shown::Primary, false);
+            let last_up = took
+                .and_then(|p| w.timeline.iter().rposition(|&(at, i, s)| at <= p && i == from && s == Shown::Primary));
+            let stopped = last_up.and_then(|k| first_shown(w, w.timeline[k].0, from, Shown::Primary, true));
+            *gap = took.zip(stopped).map(|(p, s)| p.saturating_sub(s));
             let most = switchover_gap_bound(&w.p);
             if let Some(g) = gap.filter(|&g| g > most) {
                 let (from, to) = (w.nodes[from].name.clone(), w.nodes[to].name.clone());

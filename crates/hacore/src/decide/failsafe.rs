@@ -34,8 +34,13 @@ pub fn answer_failsafe(cfg: &Config, mem: &Memory, req: &FailsafeRequest, now: M
     if refuse {
         return (false, mem.clone());
     }
+    // A promise never shrinks: the leader counts on the latest deadline any of its rounds
+    // gave it, so a later round with a shorter ttl (lowered meanwhile) leaves the hold an
+    // earlier one promised.
+    let promised = mem.failsafe_ack.as_ref().map_or(0, |a| a.at.saturating_add(a.ttl));
+    let ttl = req.ttl.max(promised.saturating_sub(now));
     let mut next = mem.clone();
-    next.failsafe_ack = Some(FailsafeAck { leader: req.leader.clone(), term: req.term, at: now, ttl: req.ttl });
+    next.failsafe_ack = Some(FailsafeAck { leader: req.leader.clone(), term: req.term, at: now, ttl });
     (true, next)
 }
 
@@ -57,5 +62,22 @@ mod tests {
 
         let newer = Memory { max_term: Term(4), ..mem };
         assert!(!answer_failsafe(&cfg, &newer, &req, 100).0);
+    }
+
+    #[test]
+    fn a_shorter_round_keeps_the_hold_an_earlier_one_promised() {
+        let cfg = Config::new("n2");
+        let long = FailsafeRequest { leader: "n1".into(), term: Term(3), ttl: 21_000 };
+        let (_, mem) = answer_failsafe(&cfg, &Memory::default(), &long, 1_000);
+        // The ttl was lowered; the next round asks for 9 s, 4 s later.
+        let short = FailsafeRequest { ttl: 9_000, ..long.clone() };
+        let (ok, mem) = answer_failsafe(&cfg, &mem, &short, 5_000);
+        assert!(ok);
+        let ack = mem.failsafe_ack.clone().expect("an acknowledgement");
+        assert_eq!(ack.at + ack.ttl, 22_000, "the first round's promise still holds");
+        // Once past it, the new round's ttl counts from its own time.
+        let (_, mem) = answer_failsafe(&cfg, &mem, &short, 30_000);
+        let ack = mem.failsafe_ack.expect("an acknowledgement");
+        assert_eq!((ack.at, ack.ttl), (30_000, 9_000));
     }
 }
