@@ -631,6 +631,15 @@ impl ClusterView {
         }
         self.history.as_ref().and_then(|h| h.value.fault())
     }
+
+    /// What a write of the history key is conditioned on: the version of the value read,
+    /// one that does not decode included.
+    pub fn history_expect(&self) -> Expect {
+        match self.corrupt_key(&Key::History) {
+            Some(c) => Expect::Version(c.version),
+            None => Expect::from_current(self.history.as_ref()),
+        }
+    }
 }
 
 /// A distributed configuration store. Async, with no runtime dependency; every method is

@@ -902,14 +902,7 @@ table!(
     leader_rewrites_an_undecodable_history,
     "the history key does not decode: the primary writes it again from its own timeline history \
      (conditioned on the undecodable value's version)",
-    Scenario::cluster3("n1").pg_primary(3, AT).pg_history(&[(1, 0x100_0000), (2, 0x300_0000)]).store(|v| {
-        v.history = None;
-        v.corrupt.push(hacore::dcs::CorruptKey {
-            key: hacore::dcs::Key::History,
-            version: Version(70),
-            reason: "expected JSON, found 0xff".into(),
-        });
-    })
+    Scenario::cluster3("n1").pg_primary(3, AT).pg_history(&[(1, 0x100_0000), (2, 0x300_0000)]).corrupt_history(70)
 );
 
 table!(
@@ -933,14 +926,7 @@ table!(
         .pg_replica(2, AT, None, false)
         .pg_history(&[(1, 0x100_0000)])
         .peer_candidate("n3", AT - 0x100, true, true)
-        .store(|v| {
-            v.history = None;
-            v.corrupt.push(hacore::dcs::CorruptKey {
-                key: hacore::dcs::Key::History,
-                version: Version(70),
-                reason: "expected JSON, found 0xff".into(),
-            });
-        })
+        .corrupt_history(70)
 );
 
 table!(
@@ -1521,6 +1507,9 @@ trait More {
     fn without_peer(self, name: &str) -> Self;
     fn peer_priority(self, name: &str, prio: u32) -> Self;
     fn corrupt_leader(self, version: u64) -> Self;
+    fn corrupt_history(self, version: u64) -> Self;
+    /// `key` holds bytes nobody can decode, at `version`.
+    fn corrupt(self, key: hacore::dcs::Key, version: u64) -> Self;
     fn in_switchover(self, to: &str, phase: SwitchoverPhase, since: u64) -> Self;
     fn scheduled(self) -> Self;
     fn no_reclone(self) -> Self;
@@ -1562,13 +1551,20 @@ impl More for Scenario {
         }
         self
     }
-    fn corrupt_leader(mut self, version: u64) -> Self {
+    fn corrupt_leader(self, version: u64) -> Self {
+        self.corrupt(hacore::dcs::Key::Leader, version)
+    }
+    fn corrupt(mut self, key: hacore::dcs::Key, version: u64) -> Self {
         self.view_mut().corrupt.push(hacore::dcs::CorruptKey {
-            key: hacore::dcs::Key::Leader,
+            key,
             version: Version(version),
             reason: "expected JSON, found 0xff".into(),
         });
         self
+    }
+    fn corrupt_history(mut self, version: u64) -> Self {
+        self.view_mut().history = None;
+        self.corrupt(hacore::dcs::Key::History, version)
     }
     fn in_switchover(mut self, to: &str, phase: SwitchoverPhase, since: u64) -> Self {
         self.mem.switchover = Some(SwitchoverProgress { candidate: to.into(), request: Version(33), phase, since });

@@ -348,38 +348,19 @@ impl Schedule {
                 t += r.range(mean / 2, mean * 3 / 2).max(1_000);
             }
         }
-        // Settings written by hand that fail validation, from their own stream.
-        let mut bad = Rng::stream(seed, "bad-configs");
-        if bad.chance(0.4) {
-            let mean = bad.range(200_000, 1_200_000);
-            let mut t = start + bad.range(0, mean);
-            while t < duration {
-                faults.push(Fault { at: t, dur: bad.range(5_000, ttl * 4), kind: FaultKind::BadConfig });
-                t += bad.range(mean / 2, mean * 3 / 2);
-            }
-        }
-        // Another cluster's data directory on a member, from its own stream too.
-        let mut foreign = Rng::stream(seed, "foreign-data");
-        if foreign.chance(0.3) {
-            let mean = foreign.range(300_000, 1_500_000);
-            let mut t = start + foreign.range(0, mean);
-            while t < duration {
-                let dur = foreign.range(5_000, ttl * 6);
-                faults.push(Fault { at: t, dur, kind: FaultKind::ForeignData(Target::Replica) });
-                t += foreign.range(mean / 2, mean * 3 / 2);
-            }
-        }
-        // An unusable history key, from its own stream too.
-        let mut history = Rng::stream(seed, "corrupt-history");
-        if history.chance(0.3) {
-            let mean = history.range(300_000, 1_500_000);
-            let mut t = start + history.range(0, mean);
-            while t < duration {
-                let dur = history.range(2_000, ttl * 6);
-                faults.push(Fault { at: t, dur, kind: FaultKind::CorruptHistory(history.chance(0.5)) });
-                t += history.range(mean / 2, mean * 3 / 2);
-            }
-        }
+        // Settings written by hand that fail validation; another cluster's data directory
+        // on a member; an unusable history key.
+        let mut own = |name, chance, means, each: &mut dyn FnMut(&mut Rng) -> (Millis, FaultKind)| {
+            own_stream(seed, name, chance, means, (start, duration), &mut faults, each)
+        };
+        own("bad-configs", 0.4, (200_000, 1_200_000), &mut |r| (r.range(5_000, ttl * 4), FaultKind::BadConfig));
+        own("foreign-data", 0.3, (300_000, 1_500_000), &mut |r| {
+            (r.range(5_000, ttl * 6), FaultKind::ForeignData(Target::Replica))
+        });
+        own("corrupt-history", 0.3, (300_000, 1_500_000), &mut |r| {
+            let dur = r.range(2_000, ttl * 6);
+            (dur, FaultKind::CorruptHistory(r.chance(0.5)))
+        });
         faults.sort_by_key(|f| f.at);
         Schedule { faults }
     }
@@ -430,6 +411,31 @@ impl Schedule {
         }
         faults.sort_by_key(|f| f.at);
         Ok(Schedule { faults })
+    }
+}
+
+/// Faults of one kind from a random stream of their own (so the seed's other draws stay
+/// those of earlier versions): in a `chance` share of runs, with a mean gap drawn from
+/// `means`, from `window.0` until `window.1`; `each` draws one fault's duration and kind.
+fn own_stream(
+    seed: u64,
+    name: &str,
+    chance: f64,
+    means: (Millis, Millis),
+    window: (Millis, Millis),
+    faults: &mut Vec<Fault>,
+    each: &mut dyn FnMut(&mut Rng) -> (Millis, FaultKind),
+) {
+    let mut r = Rng::stream(seed, name);
+    if !r.chance(chance) {
+        return;
+    }
+    let mean = r.range(means.0, means.1);
+    let mut t = window.0 + r.range(0, mean);
+    while t < window.1 {
+        let (dur, kind) = each(&mut r);
+        faults.push(Fault { at: t, dur, kind });
+        t += r.range(mean / 2, mean * 3 / 2);
     }
 }
 

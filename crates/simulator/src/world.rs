@@ -3388,11 +3388,10 @@ impl World {
         if view.history_fault().is_none() {
             return;
         }
-        let version = view.corrupt_key(&hacore::dcs::Key::History).map(|c| c.version);
-        let Some(version) = version.or(view.history.as_ref().map(|h| h.version)) else { return };
+        let expect = view.history_expect();
         let op = match good {
-            Some(h) => DcsOp::Put(Write::put(Value::History(h), Expect::Version(version))),
-            None => DcsOp::Put(Write::delete(hacore::dcs::Key::History, Expect::Version(version))),
+            Some(h) => DcsOp::Put(Write::put(Value::History(h), expect)),
+            None => DcsOp::Put(Write::delete(hacore::dcs::Key::History, expect)),
         };
         if self.store_changed_by(|s, t| s.apply("cli", &op, t, t)).is_ok() {
             self.trace.event(self.now, "fault", &[("what", "operator: put the overwritten history back")]);

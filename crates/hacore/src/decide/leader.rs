@@ -460,7 +460,7 @@ impl Cx<'_> {
         let pg = &self.obs.pg;
         let base = Self::base_timeline(view);
         let next = History::from_local(&pg.history, pg.timeline, base, &self.cfg.name, self.obs.wall_time_ms);
-        let expect = Self::history_expect(view);
+        let expect = view.history_expect();
         let detail = format!("rebuilt from the local timeline history ({} forks), since {fault}", next.forks.len());
         self.leader_put_tail(rec, Value::History(next), expect);
         self.note(Reason::HistoryCorrected, detail);

@@ -150,6 +150,7 @@ impl<'a> Cx<'a> {
         self.ingest_outcomes();
         self.track_pg();
         let obs = self.obs;
+        self.history_fault = obs.dcs.as_ref().ok().and_then(ClusterView::history_fault);
         match &obs.dcs {
             Err(e) => {
                 self.fence_if_needed();
@@ -164,7 +165,6 @@ impl<'a> Cx<'a> {
                 self.view = Some(view);
                 self.adopt_settings(view);
                 self.track_leader(view);
-                self.history_fault = view.history_fault();
                 self.adopt_unfinished_build(view);
                 self.lineage = self.judge_lineage(view);
                 self.can_lead = self.judge_can_lead(view);
@@ -303,15 +303,6 @@ impl<'a> Cx<'a> {
     pub fn history(view: &ClusterView) -> &History {
         static EMPTY: std::sync::LazyLock<History> = std::sync::LazyLock::new(History::default);
         view.history.as_ref().map_or(&EMPTY, |h| &h.value)
-    }
-
-    /// What a write of the history key is conditioned on: the version of the value read,
-    /// one that does not decode included.
-    pub fn history_expect(view: &ClusterView) -> crate::dcs::Expect {
-        match view.corrupt_key(&Key::History) {
-            Some(c) => crate::dcs::Expect::Version(c.version),
-            None => crate::dcs::Expect::from_current(view.history.as_ref()),
-        }
     }
 
     /// The cluster's first timeline.
@@ -520,7 +511,7 @@ impl<'a> Cx<'a> {
             && mine > known
             && !leads
             && !self.upstream_wal_only(view)
-            && view.history_fault().is_none();
+            && self.history_fault.is_none();
         // A store without a cluster (emptied, or new) is never stale: nothing in it can
         // mislead, and a node that waited for it to change would wait for ever.
         let why = if view.initialize.is_none() {

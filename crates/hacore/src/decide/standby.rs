@@ -171,7 +171,7 @@ impl Cx<'_> {
             );
         }
         if next != *history || self.history_fault.is_some() {
-            self.leader_put_tail(rec, Value::History(next), Self::history_expect(view));
+            self.leader_put_tail(rec, Value::History(next), view.history_expect());
         }
     }
 }
