@@ -70,13 +70,16 @@ proptest! {
             return Ok(());
         }
         let peers = i.obs.peers.iter().filter_map(|p| p.status.as_ref().map(|s| s.term)).max().unwrap_or_default();
-        let lower_term = v.term < i.mem.max_term.max(peers);
+        // What this node knows includes a term it was granted in this very step (an
+        // acquire's outcome), not only the memory it came in with.
+        let seen = i.mem.max_term.max(d.memory.max_term).max(peers);
+        let lower_term = v.term < seen;
         let base = v.initialize.as_ref().map_or(hacore::Timeline(1), |r| r.value.base_timeline);
         let known = v.history.iter().flat_map(|h| h.value.forks.iter().map(|f| f.timeline)).max().unwrap_or(base).max(base);
         let unknown_timeline = i.obs.pg.timeline > known;
         prop_assert!(v.initialize.is_some(), "a store without a cluster judged stale");
         prop_assert!(lower_term || unknown_timeline, "read judged stale without cause: term {} seen {} timeline {} known {known}",
-            v.term, i.mem.max_term.max(peers), i.obs.pg.timeline);
+            v.term, seen, i.obs.pg.timeline);
     }
 
     /// S1: PostgreSQL that may accept writes without a writable deadline is fenced, paused
