@@ -205,6 +205,68 @@ impl History {
         if pos.timeline < base {
             return Lineage::Diverged;
         }
+        if let Some(judged) = self.lineage_ordered(base, pos, local) {
+            return judged;
+        }
+        self.lineage_by_line(base, pos, local)
+    }
+
+    /// [`History::lineage`] without building the line, for what the store and PostgreSQL
+    /// hold unless corrupted: forks recorded in timeline order, each to a higher timeline
+    /// than its parent (so the walk from the tip goes down through ever lower timelines),
+    /// and a timeline history file in timeline order. The line is walked once, from the
+    /// tip down, beside the node's switches taken newest first. None when the inputs are
+    /// not so ordered.
+    fn lineage_ordered(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Option<Lineage> {
+        let forks = &self.forks[..];
+        let ordered = forks.windows(2).all(|w| w[0].timeline < w[1].timeline)
+            && forks.iter().all(|f| f.parent < f.timeline)
+            && local.windows(2).all(|w| w[0].timeline < w[1].timeline);
+        if !ordered {
+            return None;
+        }
+        let mut pos_pending = true;
+        let mut switches = local.iter().rev().take_while(|s| s.timeline >= base).peekable();
+        // Each entry of the line, highest timeline first: whether it leaves no query behind.
+        let mut visit = |timeline: Timeline, end: Option<Lsn>| {
+            if pos_pending {
+                if pos.timeline > timeline || (pos.timeline == timeline && end.is_some_and(|e| pos.lsn > e)) {
+                    return false;
+                }
+                pos_pending = pos.timeline != timeline;
+            }
+            match switches.peek() {
+                Some(sw) if sw.timeline > timeline => false,
+                Some(sw) if sw.timeline == timeline => end == Some(sw.lsn) && switches.next().is_some(),
+                _ => true,
+            }
+        };
+        let along = match forks.last() {
+            None => visit(base, None),
+            Some(tip) => {
+                let mut ok = visit(tip.timeline, None);
+                let mut child = tip;
+                while ok {
+                    ok = visit(child.parent, Some(child.lsn));
+                    if child.parent == base {
+                        break;
+                    }
+                    match forks.binary_search_by_key(&child.parent, |f| f.timeline) {
+                        Ok(i) => child = &forks[i],
+                        Err(_) => break,
+                    }
+                }
+                ok
+            }
+        };
+        Some(match along && !pos_pending && switches.peek().is_none() {
+            true => Lineage::Along,
+            false => Lineage::Diverged,
+        })
+    }
+
+    /// [`History::lineage`] over the line built in full: any history, corrupt ones included.
+    fn lineage_by_line(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Lineage {
         let line = self.line(base);
         match Self::line_end(&line, pos.timeline) {
             Err(()) => return Lineage::Diverged,
@@ -280,6 +342,44 @@ mod tests {
                 prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
             }
         }
+    }
+
+    proptest! {
+        /// The walk without a line judges as the line does: ordered histories with parents
+        /// anywhere (what it refuses falls back), switches in any order, any position.
+        #[test]
+        fn ordered_lineage_agrees_with_the_line(
+            raw in proptest::collection::btree_map(0u32..12, (0u32..12, 0u64..4), 0..10),
+            local in proptest::collection::vec((0u32..12, 0u64..4), 0..5),
+            sorted in any::<bool>(),
+            base in 0u32..3,
+            at in (0u32..13, 0u64..5),
+        ) {
+            let h = History::new(raw.iter().map(|(&t, &(p, l))| fork(p, l, t, 1)).collect());
+            let mut local: Vec<TimelineSwitch> = local.iter().map(|&(t, l)| sw(t, l)).collect();
+            if sorted {
+                local.sort_by_key(|s| s.timeline);
+                local.dedup_by_key(|s| s.timeline);
+            }
+            let (base, p) = (Timeline(base), pos(at.0, at.1));
+            let by_line = if p.timeline < base { Lineage::Diverged } else { h.lineage_by_line(base, p, &local) };
+            prop_assert_eq!(h.lineage(base, p, &local), by_line);
+        }
+    }
+
+    /// The fast walk is taken on what the store and PostgreSQL normally hold.
+    #[test]
+    fn an_ordered_history_is_judged_without_a_line() {
+        let h = History::new(vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3), fork(3, 300, 4, 4)]);
+        let local = [sw(1, 80), sw(3, 300)];
+        assert_eq!(h.lineage_ordered(Timeline(1), pos(4, 900), &local), Some(Lineage::Along));
+        assert_eq!(h.lineage_ordered(Timeline(1), pos(2, 150), &[sw(1, 100)]), Some(Lineage::Diverged));
+        assert_eq!(h.lineage_ordered(Timeline(1), pos(3, 301), &[sw(1, 80)]), Some(Lineage::Diverged));
+        assert_eq!(h.lineage_ordered(Timeline(1), pos(3, 300), &[sw(1, 80)]), Some(Lineage::Along));
+        // Out of order: the line is built.
+        assert_eq!(h.lineage_ordered(Timeline(1), pos(4, 900), &[sw(3, 300), sw(1, 80)]), None);
+        let cycle = History::new(vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)]);
+        assert_eq!(cycle.lineage_ordered(Timeline(1), pos(1, 1), &[]), None);
     }
 
     fn fork(parent: u32, lsn: u64, timeline: u32, term: u64) -> Fork {

@@ -755,6 +755,7 @@ pub fn run(p: Params) -> (RunReport, World) {
         // forbid one. The coverage counters stay those of the faults (these are in every
         // run), plus each operation's outcome.
         Some(_) => {
+            w.count_writes();
             let counters = w.check.counters.clone();
             // The timed operations run on a network that loses no replies: each lost one
             // costs a retry_timeout, which would hide the write gaps being measured.
@@ -796,6 +797,9 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(failover);
             w.check.count(departure);
         }
+    }
+    if converged.is_none() {
+        w.count_writes();
     }
     let report = RunReport {
         seed: w.p.seed,
