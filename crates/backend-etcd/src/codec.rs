@@ -94,7 +94,7 @@ mod tests {
         let leader = json(&LeaderRecord { holder: "n1".into(), term: Term(3), ttl: 10_000 });
         let member = json(&MemberRecord { name: "n2".into(), ..Default::default() });
         let wrong_name = json(&MemberRecord { name: "n9".into(), ..Default::default() });
-        let sync = json(&SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] });
+        let sync = json(&SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()].into() });
         let huge = vec![b' '; MAX_VALUE_BYTES + 1];
         let view = decode_view(
             &p,

@@ -171,7 +171,9 @@ pub struct SyncRecord {
     /// Term of that leader.
     pub term: Term,
     /// Standbys that acknowledge every commit (`FIRST n` of exactly these n names).
-    pub members: Vec<NodeName>,
+    /// Shared, as [`History::forks`](crate::history::History::forks) is: every read and
+    /// every copy of a view carries it.
+    pub members: Arc<Vec<NodeName>>,
 }
 
 /// The `initialize` key: the cluster's identity, written by the bootstrapping leader.
@@ -199,8 +201,8 @@ pub struct FailsafeMember {
 /// The `failsafe` key: who must acknowledge a primary during a DCS outage (S1').
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailsafeRecord {
-    /// Members of the failsafe set, the leader included.
-    pub members: Vec<FailsafeMember>,
+    /// Members of the failsafe set, the leader included. Shared, as the sync set is.
+    pub members: Arc<Vec<FailsafeMember>>,
 }
 
 /// Planned switchover or manual failover.

@@ -10,6 +10,7 @@ use crate::history::ForkCause;
 use crate::reason::Reason;
 use crate::types::{Lsn, Millis, NodeName, OpId, Term, Version};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The lease this node holds, as of its last successful acquire or renewal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +188,7 @@ pub struct Memory {
     /// When the last failsafe round was sent (rounds are paced at one per loop).
     pub failsafe_pinged_at: Option<Millis>,
     /// Members that must acknowledge a failsafe ping (from the last `failsafe` key seen).
-    pub failsafe_set: Vec<FailsafeMember>,
+    pub failsafe_set: Arc<Vec<FailsafeMember>>,
     /// Last failsafe acknowledgement given.
     pub failsafe_ack: Option<FailsafeAck>,
     /// Deadline last handed to the guard.

@@ -1472,7 +1472,7 @@ table!(
         .sync("n1", 3, &[])
         .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
         .memory(|m| m.sync_known =
-            Some(hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] }))
+            Some(hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()].into() }))
 );
 
 table!(
@@ -1947,9 +1947,11 @@ fn an_unknown_sync_write_outcome_forgets_the_confirmed_record() {
         .pg(|p| p.sync_standbys = SyncStandbys::First(vec!["n2".into()]))
         .memory(|m| {
             m.sync_known =
-                Some(hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()] });
-            m.sync_write =
-                Some((OpId(7), hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec![] }));
+                Some(hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: vec!["n2".into()].into() });
+            m.sync_write = Some((
+                OpId(7),
+                hacore::dcs::SyncRecord { leader: "n1".into(), term: Term(3), members: Default::default() },
+            ));
         })
         .outcome(7, Err(Failure::Indeterminate))
         .step();

@@ -187,7 +187,7 @@ pub fn cluster_doc(sh: &Shared) -> Option<ClusterDoc> {
     let view = view?;
     let my_name = sh.cfg.name.clone();
     let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
-    let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.clone()).unwrap_or_default();
+    let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.to_vec()).unwrap_or_default();
     let mut rows: Vec<(MemberDoc, hacore::Lsn, hacore::Lsn)> = view
         .members
         .iter()

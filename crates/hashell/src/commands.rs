@@ -59,7 +59,7 @@ pub async fn cluster(cfg: &FileConfig, store: &dyn DynDcs) -> Result<ClusterDoc,
 /// The cluster from the store alone (positions as published, no lag).
 fn from_view(cluster: &str, view: &ClusterView) -> ClusterDoc {
     let leader = view.leader.as_ref().map(|l| l.value.holder.clone());
-    let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.clone()).unwrap_or_default();
+    let sync: Vec<String> = view.sync.as_ref().map(|s| s.value.members.to_vec()).unwrap_or_default();
     ClusterDoc {
         cluster: cluster.to_string(),
         leader: leader.clone(),

@@ -892,7 +892,7 @@ impl World {
         let mut key = std::mem::take(&mut self.sync_key_scratch);
         key.clear();
         key.push((u64::MAX, self.acked_total, self.acked.len() as u64, None));
-        for name in &sync.members {
+        for name in sync.members.iter() {
             match self.index(name) {
                 Some(i) => {
                     let pg = &self.nodes[i].pg;

@@ -381,7 +381,7 @@ impl Cx<'_> {
         let taken =
             view.sync.as_ref().is_some_and(|s| mine(&s.value)) || self.mem.sync_known.as_ref().is_some_and(mine);
         (self.s.synchronous_mode.enabled() && !taken).then(|| {
-            let record = SyncRecord { leader: self.cfg.name.clone(), term, members: Vec::new() };
+            let record = SyncRecord { leader: self.cfg.name.clone(), term, members: Arc::default() };
             (Write::put(Value::Sync(record.clone()), Expect::from_current(view.sync.as_ref())), record)
         })
     }
@@ -551,11 +551,11 @@ impl Cx<'_> {
             }
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
-        if view.failsafe.as_ref().is_some_and(|f| f.value.members == members) {
+        if view.failsafe.as_ref().is_some_and(|f| *f.value.members == members) {
             return;
         }
         let expect = Expect::from_current(view.failsafe.as_ref());
-        self.leader_put_tail(rec, Value::Failsafe(FailsafeRecord { members }), expect);
+        self.leader_put_tail(rec, Value::Failsafe(FailsafeRecord { members: members.into() }), expect);
     }
 
     pub(super) fn manage_slots(&mut self, view: &ClusterView) {

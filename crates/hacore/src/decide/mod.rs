@@ -31,6 +31,7 @@ use crate::reason::Reason;
 use crate::status::{ElectionReport, NodeStatus};
 use crate::types::{Millis, NodeName, OpId, Timeline, Version, Versioned, WalPosition};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Longest wait between two loops while something is in flux (see `Cx::busy_wait`).
 const BUSY_WAIT_MAX: Millis = 100;
@@ -476,7 +477,7 @@ impl<'a> Cx<'a> {
                 self.mem.failsafe_set = f.value.members.clone();
             }
         } else if !self.mem.failsafe_set.is_empty() {
-            self.mem.failsafe_set.clear();
+            self.mem.failsafe_set = Arc::default();
         }
     }
 

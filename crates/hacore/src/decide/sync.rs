@@ -18,6 +18,7 @@ use crate::memory::SyncAdd;
 use crate::observation::{Done, Failure, SyncStandbys};
 use crate::reason::Reason;
 use crate::types::{NodeName, OpId, Version, Versioned};
+use std::sync::Arc;
 
 impl Cx<'_> {
     /// Learns the outcome of a sync-record write.
@@ -39,9 +40,9 @@ impl Cx<'_> {
             // the rest of its reign: the published set would never be completed again).
             Err(Failure::Indeterminate | Failure::TimedOut) => {
                 let known = self.mem.sync_known.take().map(|k| k.members).unwrap_or_default();
-                for n in known.into_iter().chain(record.members) {
-                    if !self.mem.sync_unsure.contains(&n) {
-                        self.mem.sync_unsure.push(n);
+                for n in known.iter().chain(record.members.iter()) {
+                    if !self.mem.sync_unsure.contains(n) {
+                        self.mem.sync_unsure.push(n.clone());
                     }
                 }
             }
@@ -80,9 +81,9 @@ impl Cx<'_> {
         let term = rec.value.term;
         let me = &self.cfg.name;
         let mine = |s: &SyncRecord| s.leader == *me && s.term == term;
-        let read = view.sync.as_ref().filter(|s| mine(&s.value)).map(|s| &s.value.members);
-        let known = self.mem.sync_known.as_ref().filter(|s| mine(s)).map(|s| &s.members);
-        let published = known.or(read)?.clone();
+        let read = view.sync.as_ref().filter(|s| mine(&s.value)).map(|s| &s.value.members[..]);
+        let known = self.mem.sync_known.as_ref().filter(|s| mine(s)).map(|s| &s.members[..]);
+        let published = known.or(read)?.to_vec();
         let mut maybe = published.clone();
         let extra = read
             .into_iter()
@@ -115,7 +116,7 @@ impl Cx<'_> {
         let Some((published, maybe)) = self.sync_sets(view, rec) else {
             if self.mem.sync_write.is_none() {
                 // Take the record over with an empty set; the setting follows.
-                self.write_sync(rec, SyncRecord { leader: me, term, members: Vec::new() }, cas);
+                self.write_sync(rec, SyncRecord { leader: me, term, members: Arc::default() }, cas);
             }
             return;
         };
@@ -157,7 +158,7 @@ impl Cx<'_> {
                 return;
             }
             let gone: Vec<_> = published.iter().filter(|n| !keep.contains(n)).cloned().collect();
-            self.write_sync(rec, SyncRecord { leader: me, term, members: keep }, cas);
+            self.write_sync(rec, SyncRecord { leader: me, term, members: keep.into() }, cas);
             self.note(Reason::SyncSetChanged, format!("removed {}", gone.join(", ")));
             return;
         }
@@ -178,7 +179,7 @@ impl Cx<'_> {
                     if flushed.is_some_and(|f| f >= t) {
                         let mut members = published.clone();
                         members.push(a.name.clone());
-                        self.write_sync(rec, SyncRecord { leader: me, term, members }, cas);
+                        self.write_sync(rec, SyncRecord { leader: me, term, members: members.into() }, cas);
                         self.note(Reason::SyncSetChanged, format!("added {}", a.name));
                     }
                 }

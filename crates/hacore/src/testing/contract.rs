@@ -16,6 +16,7 @@ use crate::testing::linearizability::{self, Entry, RegOp, RegRet};
 use crate::types::{Lsn, Millis, NodeName, Term, Version};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a backend provides to run the suite against one fresh cluster.
 pub trait Harness: Sync {
@@ -174,7 +175,7 @@ pub async fn leader_writes_are_atomic_and_guarded<H: Harness>(h: &H) {
     let v = read(&a).await;
     let g = guard_of(&v);
     let status = Value::Status(StatusRecord { leader: "a".into(), term: Term(1), lsn: Lsn(42), ..Default::default() });
-    let sync = Value::Sync(SyncRecord { leader: "a".into(), term: Term(1), members: vec!["b".into()] });
+    let sync = Value::Sync(SyncRecord { leader: "a".into(), term: Term(1), members: vec!["b".into()].into() });
     ok(
         &a,
         &DcsOp::LeaderWrite {
@@ -189,7 +190,7 @@ pub async fn leader_writes_are_atomic_and_guarded<H: Harness>(h: &H) {
 
     // One failing condition: nothing applied.
     let status2 = Value::Status(StatusRecord { leader: "a".into(), term: Term(1), lsn: Lsn(43), ..Default::default() });
-    let sync2 = Value::Sync(SyncRecord { leader: "a".into(), term: Term(1), members: vec![] });
+    let sync2 = Value::Sync(SyncRecord { leader: "a".into(), term: Term(1), members: Default::default() });
     conflict(
         &a,
         &DcsOp::LeaderWrite {
@@ -270,7 +271,7 @@ pub async fn acquire_respects_the_sync_record<H: Harness>(h: &H) {
         Value::Sync(SyncRecord {
             leader: "a".into(),
             term: Term(1),
-            members: m.iter().map(|x| x.to_string()).collect(),
+            members: Arc::new(m.iter().map(|x| x.to_string()).collect()),
         })
     };
     ok(&a, &DcsOp::LeaderWrite { guard: g.clone(), writes: vec![Write::put(sync(&["b"]), Expect::Absent)] }).await;

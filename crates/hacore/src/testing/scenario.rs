@@ -213,7 +213,7 @@ impl Scenario {
             value: SyncRecord {
                 leader: leader.into(),
                 term: Term(term),
-                members: members.iter().map(|m| m.to_string()).collect(),
+                members: Arc::new(members.iter().map(|m| m.to_string()).collect()),
             },
         });
         self
@@ -273,11 +273,12 @@ impl Scenario {
         let members = members
             .iter()
             .map(|m| FailsafeMember { name: m.to_string(), api_url: format!("http://{m}:8008") })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         view(&mut self.obs).failsafe = Some(Versioned { version: Version(35), value: FailsafeRecord { members } });
         self.mem.failsafe_set = match &self.obs.dcs {
             Ok(v) => v.failsafe.as_ref().map(|f| f.value.members.clone()).unwrap_or_default(),
-            Err(_) => Vec::new(),
+            Err(_) => Arc::default(),
         };
         self
     }

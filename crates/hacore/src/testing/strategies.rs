@@ -284,7 +284,7 @@ fn view(now: Millis) -> impl Strategy<Value = ClusterView> {
                     }),
                     sync: sync.map(|(leader, t, members)| Versioned {
                         version: Version(31),
-                        value: SyncRecord { leader, term: Term(t), members },
+                        value: SyncRecord { leader, term: Term(t), members: members.into() },
                     }),
                     history: history.map(|forks| Versioned { version: Version(32), value: History::new(forks) }),
                     status: status.map(|(leader, lsn)| Versioned {
@@ -301,7 +301,8 @@ fn view(now: Millis) -> impl Strategy<Value = ClusterView> {
                             members: names
                                 .into_iter()
                                 .map(|n| FailsafeMember { api_url: format!("http://{n}:8008"), name: n })
-                                .collect(),
+                                .collect::<Vec<_>>()
+                                .into(),
                         },
                     }),
                     corrupt: if corrupt {
@@ -687,7 +688,8 @@ fn shaped(mut i: StepInput, shape: u8, age: Millis, other: NodeName, flip: bool)
             i.mem.failsafe_set = [me.as_str(), other.as_str()]
                 .iter()
                 .map(|n| FailsafeMember { name: n.to_string(), api_url: String::new() })
-                .collect();
+                .collect::<Vec<_>>()
+                .into();
         }
         // A switchover waiting for its candidate, caught up or not.
         6 => {
