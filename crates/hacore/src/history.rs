@@ -143,91 +143,38 @@ impl History {
         self.forks.iter().rposition(|f| f.term == term && f.node == node && f.cause != ForkCause::Upstream)
     }
 
-    /// The current line: every timeline on it with where the line leaves it (None: the
-    /// tip), walking the ancestry from the last fork down to `base` as far as the
-    /// recorded forks reach. Sorted by timeline; where a (corrupt) history names a
-    /// timeline twice on the walk, the occurrence nearest the tip counts.
-    fn line(&self, base: Timeline) -> Vec<(Timeline, Option<Lsn>)> {
-        let mut on = Vec::with_capacity(self.forks.len() + 2);
-        let Some(tip) = self.forks.last() else {
-            on.push((base, None));
-            return on;
-        };
-        on.push((tip.timeline, None));
-        // The latest fork that created each timeline. Forks are recorded with ever higher
-        // timelines, so the list itself is usually sorted by timeline, each fork its
-        // timeline's only one; otherwise (a corrupt or hand-edited history) an index
-        // sorted for lookup is built.
-        let in_order = self.forks.windows(2).all(|w| w[0].timeline < w[1].timeline);
-        let mut latest: Vec<(Timeline, usize)> = Vec::new();
-        if !in_order {
-            latest = self.forks.iter().enumerate().map(|(i, f)| (f.timeline, i)).collect();
-            latest.sort_unstable_by_key(|&(t, i)| (t, std::cmp::Reverse(i)));
-            latest.dedup_by_key(|e| e.0);
-        }
-        let creator = |t: Timeline| match in_order {
-            true => self.forks.binary_search_by_key(&t, |f| f.timeline).ok(),
-            false => latest.binary_search_by_key(&t, |e| e.0).ok().map(|k| latest[k].1),
-        };
-        let mut child = tip;
-        let mut hops = self.forks.len() + 1;
-        loop {
-            on.push((child.parent, Some(child.lsn)));
-            if child.parent == base || hops == 0 {
-                break;
-            }
-            hops -= 1;
-            match creator(child.parent) {
-                Some(i) => child = &self.forks[i],
-                None => break,
-            }
-        }
-        // A well-formed line walks down through ever lower timelines: reversed, it is
-        // sorted. Otherwise sort, stably: among equal timelines the walk order stays, and
-        // dedup keeps the first.
-        if on.windows(2).all(|w| w[0].0 > w[1].0) {
-            on.reverse();
-            return on;
-        }
-        on.sort_by_key(|e| e.0);
-        on.dedup_by_key(|e| e.0);
-        on
-    }
-
-    /// Where `line` leaves `timeline` (None: the tip); `Err` when it is not on the line.
-    fn line_end(line: &[(Timeline, Option<Lsn>)], timeline: Timeline) -> Result<Option<Lsn>, ()> {
-        line.binary_search_by_key(&timeline, |e| e.0).map(|k| line[k].1).map_err(|_| ())
-    }
-
-    /// Judges a node's WAL against the current line. `pos` is the end of the node's WAL;
-    /// `local` its timeline history file; `base` the cluster's first timeline.
+    /// Judges a node's WAL against the current line: the ancestry of the last fork's
+    /// timeline, walked down to `base` as far as the recorded forks reach, each timeline
+    /// created by the last fork recorded before the one that branched from it (a timeline
+    /// exists before anything forks from it). `pos` is the end of the node's WAL; `local`
+    /// its timeline history file; `base` the cluster's first timeline. Along when `pos`
+    /// lies on the line, not past where the line leaves its timeline, and every switch of
+    /// `local` from `base` on is a fork of the line (same timeline, same LSN). A history
+    /// with a fork that does not go up ([`History::fault`]) is unusable: nothing is along
+    /// it.
     pub fn lineage(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Lineage {
-        if pos.timeline < base {
+        let forks = &self.forks[..];
+        if pos.timeline < base || forks.iter().any(|f| f.timeline <= f.parent) {
             return Lineage::Diverged;
         }
-        if let Some(judged) = self.lineage_ordered(base, pos, local) {
-            return judged;
-        }
-        self.lineage_by_line(base, pos, local)
-    }
-
-    /// [`History::lineage`] without building the line, for what the store and PostgreSQL
-    /// hold unless corrupted: forks recorded in timeline order, each to a higher timeline
-    /// than its parent (so the walk from the tip goes down through ever lower timelines),
-    /// and a timeline history file in timeline order. The line is walked once, from the
-    /// tip down, beside the node's switches taken newest first. None when the inputs are
-    /// not so ordered.
-    fn lineage_ordered(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Option<Lineage> {
-        let forks = &self.forks[..];
-        let ordered = forks.windows(2).all(|w| w[0].timeline < w[1].timeline)
-            && forks.iter().all(|f| f.parent < f.timeline)
-            && local.windows(2).all(|w| w[0].timeline < w[1].timeline);
-        if !ordered {
-            return None;
-        }
+        // Every fork goes up, so the walk from the tip meets ever lower timelines, and
+        // each creator lies before its child in the list: the line is judged in one pass
+        // down the list, highest timeline first, beside the node's switches taken the
+        // same way (a history file lists them in timeline order).
+        let sorted: Vec<TimelineSwitch>;
+        let switches: &[TimelineSwitch] = match local.windows(2).all(|w| w[0].timeline <= w[1].timeline) {
+            true => local,
+            false => {
+                let mut copy = local.to_vec();
+                copy.sort_by_key(|s| s.timeline);
+                sorted = copy;
+                &sorted
+            }
+        };
+        let mut switches = switches.iter().rev().take_while(|s| s.timeline >= base).peekable();
         let mut pos_pending = true;
-        let mut switches = local.iter().rev().take_while(|s| s.timeline >= base).peekable();
-        // Each entry of the line, highest timeline first: whether it leaves no query behind.
+        // One entry of the line: `timeline`, left at `end` (None: the tip). False when a
+        // query above it found no entry, or this one contradicts the node's WAL.
         let mut visit = |timeline: Timeline, end: Option<Lsn>| {
             if pos_pending {
                 if pos.timeline > timeline || (pos.timeline == timeline && end.is_some_and(|e| pos.lsn > e)) {
@@ -235,52 +182,35 @@ impl History {
                 }
                 pos_pending = pos.timeline != timeline;
             }
-            match switches.peek() {
-                Some(sw) if sw.timeline > timeline => false,
-                Some(sw) if sw.timeline == timeline => end == Some(sw.lsn) && switches.next().is_some(),
-                _ => true,
+            while let Some(sw) = switches.next_if(|sw| sw.timeline >= timeline) {
+                if sw.timeline > timeline || end != Some(sw.lsn) {
+                    return false;
+                }
             }
+            true
         };
-        let along = match forks.last() {
+        let along = match forks.split_last() {
             None => visit(base, None),
-            Some(tip) => {
-                let mut ok = visit(tip.timeline, None);
+            Some((tip, mut before)) => {
                 let mut child = tip;
-                while ok {
-                    ok = visit(child.parent, Some(child.lsn));
+                let mut along = visit(tip.timeline, None);
+                while along {
+                    along = visit(child.parent, Some(child.lsn));
                     if child.parent == base {
                         break;
                     }
-                    match forks.binary_search_by_key(&child.parent, |f| f.timeline) {
-                        Ok(i) => child = &forks[i],
-                        Err(_) => break,
+                    match before.iter().rposition(|f| f.timeline == child.parent) {
+                        Some(i) => (child, before) = (&before[i], &before[..i]),
+                        None => break,
                     }
                 }
-                ok
+                along
             }
         };
-        Some(match along && !pos_pending && switches.peek().is_none() {
+        match along && !pos_pending && switches.peek().is_none() {
             true => Lineage::Along,
             false => Lineage::Diverged,
-        })
-    }
-
-    /// [`History::lineage`] over the line built in full: any history, corrupt ones included.
-    fn lineage_by_line(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Lineage {
-        let line = self.line(base);
-        match Self::line_end(&line, pos.timeline) {
-            Err(()) => return Lineage::Diverged,
-            Ok(Some(end)) if pos.lsn > end => return Lineage::Diverged,
-            Ok(_) => {}
         }
-        // Contents: every switch in the node's own history must be a fork of the line.
-        for sw in local.iter().filter(|s| s.timeline >= base) {
-            match Self::line_end(&line, sw.timeline) {
-                Ok(Some(end)) if end == sw.lsn => {}
-                _ => return Lineage::Diverged,
-            }
-        }
-        Lineage::Along
     }
 }
 
@@ -289,8 +219,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The plain walk from the tip, one query at a time: the reference `line` must agree
-    /// with on every history, corrupt ones (cycles, gaps, repeated timelines) included.
+    /// The plain walk from the tip, one query at a time, each timeline created by the last
+    /// fork recorded before its child: where the line leaves `timeline` (None: the tip),
+    /// `Err` when it is not on the line.
     fn walk(h: &History, base: Timeline, timeline: Timeline) -> Result<Option<Lsn>, ()> {
         let Some(tip) = h.forks.last() else {
             return if timeline == base { Ok(None) } else { Err(()) };
@@ -298,88 +229,109 @@ mod tests {
         if timeline == tip.timeline {
             return Ok(None);
         }
-        let mut child = tip;
-        let mut hops = h.forks.len() + 1;
+        let mut k = h.forks.len() - 1;
         loop {
+            let child = &h.forks[k];
             if child.parent == timeline {
                 return Ok(Some(child.lsn));
             }
-            if child.parent == base || hops == 0 {
+            if child.parent == base {
                 return Err(());
             }
-            hops -= 1;
-            match h.forks.iter().rev().find(|f| f.timeline == child.parent) {
-                Some(f) => child = f,
+            match (0..k).rev().find(|&i| h.forks[i].timeline == child.parent) {
+                Some(i) => k = i,
                 None => return Err(()),
             }
         }
     }
 
-    proptest! {
-        #[test]
-        fn line_agrees_with_the_walk(
-            raw in proptest::collection::vec((0u32..8, 0u64..5, 0u32..8), 0..10),
-            base in 0u32..3,
-        ) {
-            let h = History::new(raw.iter().map(|&(p, l, t)| fork(p, l, t, 1)).collect());
-            let line = h.line(Timeline(base));
-            for t in 0..9 {
-                prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
+    /// The reference `lineage` must agree with: every query walked on its own.
+    fn reference(h: &History, base: Timeline, p: WalPosition, local: &[TimelineSwitch]) -> Lineage {
+        if p.timeline < base || h.fault().is_some() {
+            return Lineage::Diverged;
+        }
+        match walk(h, base, p.timeline) {
+            Err(()) => return Lineage::Diverged,
+            Ok(Some(end)) if p.lsn > end => return Lineage::Diverged,
+            Ok(_) => {}
+        }
+        for s in local.iter().filter(|s| s.timeline >= base) {
+            match walk(h, base, s.timeline) {
+                Ok(Some(end)) if end == s.lsn => {}
+                _ => return Lineage::Diverged,
             }
         }
-
-        /// The same for histories recorded in timeline order (what the store holds unless
-        /// corrupted), which `line` looks up without an index: parents anywhere, cycles
-        /// through higher timelines included.
-        #[test]
-        fn line_of_an_ordered_history_agrees_with_the_walk(
-            raw in proptest::collection::btree_map(0u32..12, (0u32..12, 0u64..5), 0..10),
-            base in 0u32..3,
-        ) {
-            let h = History::new(raw.iter().map(|(&t, &(p, l))| fork(p, l, t, 1)).collect());
-            let line = h.line(Timeline(base));
-            for t in 0..13 {
-                prop_assert_eq!(History::line_end(&line, Timeline(t)), walk(&h, Timeline(base), Timeline(t)));
-            }
-        }
+        Lineage::Along
     }
 
     proptest! {
-        /// The walk without a line judges as the line does: ordered histories with parents
-        /// anywhere (what it refuses falls back), switches in any order, any position.
+        #![proptest_config(ProptestConfig { cases: 4_096, .. ProptestConfig::default() })]
+
+        /// Usable histories with forks in any order (a parent's creator recorded before or
+        /// after its child, repeated timelines), switches in any order, repeated or not,
+        /// any position.
         #[test]
-        fn ordered_lineage_agrees_with_the_line(
-            raw in proptest::collection::btree_map(0u32..12, (0u32..12, 0u64..4), 0..10),
-            local in proptest::collection::vec((0u32..12, 0u64..4), 0..5),
-            sorted in any::<bool>(),
+        fn lineage_agrees_with_the_walk(
+            raw in proptest::collection::vec((0u32..7, 0u32..3, 0u64..4), 0..10),
+            local in proptest::collection::vec((0u32..10, 0u64..4), 0..5),
+            base in 0u32..3,
+            at in (0u32..11, 0u64..5),
+        ) {
+            let h = History::new(raw.iter().map(|&(p, up, l)| fork(p, l, p + 1 + up, 1)).collect());
+            let local: Vec<TimelineSwitch> = local.iter().map(|&(t, l)| sw(t, l)).collect();
+            let (base, p) = (Timeline(base), pos(at.0, at.1));
+            prop_assert_eq!(h.lineage(base, p, &local), reference(&h, base, p, &local));
+        }
+
+        /// The same for what the store and PostgreSQL hold unless corrupted: forks in
+        /// timeline order, each going up, and a history file in timeline order, often
+        /// along the line, with stray switches whose LSNs meet the line's.
+        #[test]
+        fn lineage_of_an_ordered_history_agrees_with_the_walk(
+            raw in proptest::collection::btree_map(1u32..12, (0u32..11, 0u64..4), 0..10),
+            extra in proptest::collection::vec((0u32..12, 0u64..4), 0..3),
             base in 0u32..3,
             at in (0u32..13, 0u64..5),
         ) {
-            let h = History::new(raw.iter().map(|(&t, &(p, l))| fork(p, l, t, 1)).collect());
-            let mut local: Vec<TimelineSwitch> = local.iter().map(|&(t, l)| sw(t, l)).collect();
-            if sorted {
-                local.sort_by_key(|s| s.timeline);
-                local.dedup_by_key(|s| s.timeline);
-            }
+            let forks: Vec<Fork> = raw.iter().map(|(&t, &(p, l))| fork(p.min(t - 1), l, t, 1)).collect();
+            let mut local: Vec<TimelineSwitch> = forks.iter().map(|f| sw(f.parent.0, f.lsn.0)).collect();
+            local.extend(extra.iter().map(|&(t, l)| sw(t, l)));
+            local.sort_by_key(|s| s.timeline);
+            let h = History::new(forks);
             let (base, p) = (Timeline(base), pos(at.0, at.1));
-            let by_line = if p.timeline < base { Lineage::Diverged } else { h.lineage_by_line(base, p, &local) };
-            prop_assert_eq!(h.lineage(base, p, &local), by_line);
+            prop_assert_eq!(h.lineage(base, p, &local), reference(&h, base, p, &local));
+        }
+
+        /// Nothing is along an unusable history.
+        #[test]
+        fn nothing_is_along_an_unusable_history(
+            raw in proptest::collection::vec((0u32..8, 0u64..4, 0u32..8), 1..6),
+            at in (1u32..9, 0u64..5),
+        ) {
+            let mut forks: Vec<Fork> = raw.iter().map(|&(p, l, t)| fork(p, l, t, 1)).collect();
+            let k = forks.len() / 2;
+            forks[k].timeline = forks[k].parent;
+            let h = History::new(forks);
+            let local: Vec<TimelineSwitch> = h.forks.iter().map(|f| sw(f.parent.0, f.lsn.0)).collect();
+            prop_assert_eq!(h.lineage(Timeline(1), pos(at.0, at.1), &local), Lineage::Diverged);
         }
     }
 
-    /// The fast walk is taken on what the store and PostgreSQL normally hold.
     #[test]
-    fn an_ordered_history_is_judged_without_a_line() {
-        let h = History::new(vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3), fork(3, 300, 4, 4)]);
+    fn forks_out_of_order_and_switches_out_of_order_are_judged_alike() {
+        let ordered = History::new(vec![fork(1, 100, 2, 2), fork(1, 80, 3, 3), fork(3, 300, 4, 4)]);
+        let shuffled = History::new(vec![fork(1, 100, 2, 2), fork(3, 300, 4, 4), fork(1, 80, 3, 3)]);
         let local = [sw(1, 80), sw(3, 300)];
-        assert_eq!(h.lineage_ordered(Timeline(1), pos(4, 900), &local), Some(Lineage::Along));
-        assert_eq!(h.lineage_ordered(Timeline(1), pos(2, 150), &[sw(1, 100)]), Some(Lineage::Diverged));
-        assert_eq!(h.lineage_ordered(Timeline(1), pos(3, 301), &[sw(1, 80)]), Some(Lineage::Diverged));
-        assert_eq!(h.lineage_ordered(Timeline(1), pos(3, 300), &[sw(1, 80)]), Some(Lineage::Along));
-        // Out of order: the line is built.
-        assert_eq!(h.lineage_ordered(Timeline(1), pos(4, 900), &[sw(3, 300), sw(1, 80)]), None);
-        let cycle = History::new(vec![fork(3, 100, 2, 1), fork(2, 100, 3, 2)]);
-        assert_eq!(cycle.lineage_ordered(Timeline(1), pos(1, 1), &[]), None);
+        assert_eq!(ordered.lineage(Timeline(1), pos(4, 900), &local), Lineage::Along);
+        assert_eq!(ordered.lineage(Timeline(1), pos(4, 900), &[sw(3, 300), sw(1, 80)]), Lineage::Along);
+        assert_eq!(ordered.lineage(Timeline(1), pos(3, 300), &[sw(1, 80)]), Lineage::Along);
+        assert_eq!(ordered.lineage(Timeline(1), pos(3, 301), &[sw(1, 80)]), Lineage::Diverged);
+        assert_eq!(ordered.lineage(Timeline(1), pos(2, 150), &[sw(1, 100)]), Lineage::Diverged);
+        // Listed last, the fork to 3 is the tip: 4 is off the line.
+        assert_eq!(shuffled.lineage(Timeline(1), pos(3, 500), &[sw(1, 80)]), Lineage::Along);
+        assert_eq!(shuffled.lineage(Timeline(1), pos(4, 900), &local), Lineage::Diverged);
+        // A switch repeated with another LSN is not along.
+        assert_eq!(ordered.lineage(Timeline(1), pos(3, 200), &[sw(1, 80), sw(1, 90)]), Lineage::Diverged);
     }
 
     fn fork(parent: u32, lsn: u64, timeline: u32, term: u64) -> Fork {

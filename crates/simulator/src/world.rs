@@ -591,12 +591,16 @@ impl World {
 
     /// Index of a node by name.
     pub fn index(&self, name: &str) -> Option<usize> {
-        let number = name.strip_prefix(self.p.name_prefix.as_str())?;
-        // A one-digit number (every cluster the swarm draws) is read without the general
-        // parse: the per-event checks look names up half a million times a run.
-        let n = match number.as_bytes() {
-            &[d @ b'1'..=b'9'] => usize::from(d - b'0'),
-            _ => number.parse::<usize>().ok()?,
+        // A one-digit number (every cluster the swarm draws) is read byte by byte, without
+        // the general parse: the per-event checks look names up half a million times a run.
+        let (bytes, prefix) = (name.as_bytes(), self.p.name_prefix.as_bytes());
+        let n = match bytes.split_last() {
+            Some((&d @ b'1'..=b'9', head))
+                if head.len() == prefix.len() && head.iter().zip(prefix).all(|(a, b)| a == b) =>
+            {
+                usize::from(d - b'0')
+            }
+            _ => name.strip_prefix(self.p.name_prefix.as_str())?.parse::<usize>().ok()?,
         };
         (n >= 1 && n <= self.nodes.len()).then(|| n - 1)
     }
