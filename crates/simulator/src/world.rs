@@ -399,6 +399,9 @@ pub struct World {
     /// What the last passing S2 check of the synchronous set depended on (see
     /// `check_sync_members`), and a buffer for the next one's.
     sync_key_passed: Vec<(u64, u64, u64, Option<u64>)>,
+    /// The published synchronous set last seen and its members' node indexes, looked up
+    /// once per record rather than after every event.
+    sync_names: Option<(std::sync::Arc<Vec<hacore::NodeName>>, Vec<Option<usize>>)>,
     sync_key_scratch: Vec<(u64, u64, u64, Option<u64>)>,
     /// The first primary after a standby cluster's promotion was checked.
     promotion_checked: bool,
@@ -537,6 +540,7 @@ impl World {
             standby_active: p.settings.standby_cluster.is_some(),
             sync_member_flagged: false,
             sync_key_passed: Vec::new(),
+            sync_names: None,
             sync_key_scratch: Vec::new(),
             transferred: None,
             term_origin: BTreeMap::new(),
@@ -893,11 +897,16 @@ impl World {
         // member's data and WAL, whose length and last chain identify its whole content.
         // Unchanged since a check that passed, it passes again: most events touch none of
         // them, and the check walks every stint for every member.
+        if !self.sync_names.as_ref().is_some_and(|(names, _)| std::sync::Arc::ptr_eq(names, &sync.members)) {
+            let indexes = sync.members.iter().map(|name| self.index(name)).collect();
+            self.sync_names = Some((sync.members.clone(), indexes));
+        }
+        let Some((names, indexes)) = &self.sync_names else { return };
         let mut key = std::mem::take(&mut self.sync_key_scratch);
         key.clear();
         key.push((u64::MAX, self.acked_total, self.acked.len() as u64, None));
-        for name in sync.members.iter() {
-            match self.index(name) {
+        for &index in indexes {
+            match index {
                 Some(i) => {
                     let pg = &self.nodes[i].pg;
                     let chain = pg.wal.last().map_or(0, |r| r.chain);
@@ -910,8 +919,8 @@ impl World {
             self.sync_key_scratch = key;
             return;
         }
-        let lacking = sync.members.iter().find_map(|name| {
-            let n = &self.nodes[self.index(name)?];
+        let lacking = names.iter().zip(indexes).find_map(|(name, &index)| {
+            let n = &self.nodes[index?];
             // A member without data of this cluster (none, or another's) holds no writes
             // to lose: it is not a candidate (what S3 and S4 check).
             n.pg.system_id.filter(|&s| s != FOREIGN_SYSTEM_ID)?;
