@@ -261,6 +261,9 @@ impl Ord for Queued {
     }
 }
 
+/// A published synchronous set and the node index of each member (None: no such node).
+type SyncNames = (std::sync::Arc<Vec<hacore::NodeName>>, Vec<Option<usize>>);
+
 /// A write the client saw acknowledged.
 #[derive(Clone, Copy, Debug)]
 pub struct Acked {
@@ -401,7 +404,7 @@ pub struct World {
     sync_key_passed: Vec<(u64, u64, u64, Option<u64>)>,
     /// The published synchronous set last seen and its members' node indexes, looked up
     /// once per record rather than after every event.
-    sync_names: Option<(std::sync::Arc<Vec<hacore::NodeName>>, Vec<Option<usize>>)>,
+    sync_names: Option<SyncNames>,
     sync_key_scratch: Vec<(u64, u64, u64, Option<u64>)>,
     /// The first primary after a standby cluster's promotion was checked.
     promotion_checked: bool,
