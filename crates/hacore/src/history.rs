@@ -94,7 +94,7 @@ impl History {
     /// its forks does, and a cycle in the ancestry needs one; such a history was written
     /// by hand or by a broken tool, and no member's WAL can be judged against it.
     pub fn fault(&self) -> Option<String> {
-        self.forks.iter().find(|f| f.timeline <= f.parent).map(|f| {
+        self.unusable_fork().map(|f| {
             format!(
                 "its fork to timeline {} names timeline {} as its parent (a fork goes to a higher timeline)",
                 f.timeline, f.parent
@@ -131,6 +131,11 @@ impl History {
         History::new(forks)
     }
 
+    /// The first fork that does not go to a higher timeline ([`History::fault`]).
+    fn unusable_fork(&self) -> Option<&Fork> {
+        self.forks.iter().find(|f| f.timeline <= f.parent)
+    }
+
     /// The promotion fork recorded by `node` in `term`, if any. A standby cluster's leader
     /// also records its upstream's timeline switches (cause [`ForkCause::Upstream`]) in its
     /// term; those are not its own promotion and never count here.
@@ -154,23 +159,17 @@ impl History {
     /// it.
     pub fn lineage(&self, base: Timeline, pos: WalPosition, local: &[TimelineSwitch]) -> Lineage {
         let forks = &self.forks[..];
-        if pos.timeline < base || forks.iter().any(|f| f.timeline <= f.parent) {
+        if pos.timeline < base || self.unusable_fork().is_some() {
             return Lineage::Diverged;
         }
         // Every fork goes up, so the walk from the tip meets ever lower timelines, and
         // each creator lies before its child in the list: the line is judged in one pass
         // down the list, highest timeline first, beside the node's switches taken the
         // same way (a history file lists them in timeline order).
-        let sorted: Vec<TimelineSwitch>;
-        let switches: &[TimelineSwitch] = match local.windows(2).all(|w| w[0].timeline <= w[1].timeline) {
-            true => local,
-            false => {
-                let mut copy = local.to_vec();
-                copy.sort_by_key(|s| s.timeline);
-                sorted = copy;
-                &sorted
-            }
-        };
+        let mut switches = std::borrow::Cow::Borrowed(local);
+        if !local.windows(2).all(|w| w[0].timeline <= w[1].timeline) {
+            switches.to_mut().sort_by_key(|s| s.timeline);
+        }
         let mut switches = switches.iter().rev().take_while(|s| s.timeline >= base).peekable();
         let mut pos_pending = true;
         // One entry of the line: `timeline`, left at `end` (None: the tip). False when a

@@ -747,6 +747,8 @@ pub fn run(p: Params) -> (RunReport, World) {
     let bound = bound + w.corrupt_leader_wait();
     let converged = converge(&mut w, bound, World::converged);
     let (mut switchover_gap, mut failover_gap) = (None, None);
+    // The client's writes count up to here; those of the final phases do not.
+    w.count_writes();
     match converged {
         None => not_converged(&mut w, format!("L1: no lasting convergence within {bound} ms after the faults stopped")),
         // Then two operations every healthy cluster must complete within the same bound:
@@ -755,7 +757,6 @@ pub fn run(p: Params) -> (RunReport, World) {
         // forbid one. The coverage counters stay those of the faults (these are in every
         // run), plus each operation's outcome.
         Some(_) => {
-            w.count_writes();
             let counters = w.check.counters.clone();
             // The timed operations run on a network that loses no replies: each lost one
             // costs a retry_timeout, which would hide the write gaps being measured.
@@ -797,9 +798,6 @@ pub fn run(p: Params) -> (RunReport, World) {
             w.check.count(failover);
             w.check.count(departure);
         }
-    }
-    if converged.is_none() {
-        w.count_writes();
     }
     let report = RunReport {
         seed: w.p.seed,
