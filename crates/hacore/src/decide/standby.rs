@@ -151,6 +151,9 @@ impl Cx<'_> {
         let empty = History::default();
         let history = if self.history_fault.is_some() { &empty } else { Self::history(view) };
         let mut next = history.clone();
+        // One event for the lot: a history put back from an old backup can lack dozens of
+        // the upstream's timelines, and an event each would flood the store (R7).
+        let mut recorded: Option<(Timeline, Timeline, String)> = None;
         for (i, switch) in pg.history.iter().enumerate() {
             let child = pg.history.get(i + 1).map_or(pg.timeline, |s| s.timeline);
             if child <= base || switch.timeline < base || next.forks.iter().any(|f| f.timeline == child) {
@@ -165,10 +168,16 @@ impl Cx<'_> {
                 cause: ForkCause::Upstream,
                 wall_time_ms: self.obs.wall_time_ms,
             });
-            self.note(
-                Reason::UpstreamTimelineRecorded,
-                format!("timeline {child} from {}@{}", switch.lsn, switch.timeline),
-            );
+            let at = || format!("{}@{}", switch.lsn, switch.timeline);
+            let (first, from) = recorded.take().map_or_else(|| (child, at()), |(f, _, from)| (f, from));
+            recorded = Some((first, child, from));
+        }
+        if let Some((first, last, at)) = recorded {
+            let detail = match first == last {
+                true => format!("timeline {first} from {at}"),
+                false => format!("timelines {first} to {last}, the first from {at}"),
+            };
+            self.note(Reason::UpstreamTimelineRecorded, detail);
         }
         if next != *history || self.history_fault.is_some() {
             self.leader_put_tail(rec, Value::History(next), view.history_expect());
