@@ -284,6 +284,16 @@ table!(
 );
 
 table!(
+    rebuilt_with_no_leader_starts_to_catch_up,
+    "a clone finished as the leader vanished: PostgreSQL down, its consistency point not yet \
+     replayed, nobody to follow; start it as a standby of nobody so that it can replay and lead",
+    Scenario::cluster3("n2")
+        .memory(|m| m.catchup_to = Some(hacore::Lsn(AT + 0x1000)))
+        .pg_stopped(1, AT, true)
+        .leader_dead()
+);
+
+table!(
     fresh_daemon_after_an_unfinished_clone_catches_up_first,
     "the daemon restarted while it cloned (its member record still says uninitialized); the clone \
      finished without it: its consistency point is unknown, so the end of the WAL stands for it \
@@ -1724,6 +1734,19 @@ table!(
         .holding(4, 61, 99_900)
         .pg_replica(2, AT, Some(hacore::UPSTREAM), true)
         .pg_history(&[(1, 0x400_0000)])
+        .memory(pointed_at_dc1)
+);
+
+table!(
+    standby_leader_records_many_upstream_timelines_in_one_event,
+    "standby cluster leader on the upstream's timeline 5, the history recording none of its switches (put back \
+     from an old copy): record all four, with one event, not one each",
+    Scenario::cluster3("n2")
+        .settings(standby)
+        .leader("n2", 4, 61)
+        .holding(4, 61, 99_900)
+        .pg_replica(5, AT, Some(hacore::UPSTREAM), true)
+        .pg_history(&[(1, 0x100_0000), (2, 0x200_0000), (3, 0x300_0000), (4, 0x400_0000)])
         .memory(pointed_at_dc1)
 );
 

@@ -58,6 +58,9 @@ impl Cx<'_> {
         if let Err((reason, detail)) = self.eligibility(view) {
             self.election = Some(report(false));
             self.mem.election_since = None;
+            if reason == Reason::IneligibleCatchingUp && !pg.running {
+                return self.start_to_catch_up(detail);
+            }
             return self.set(reason, detail);
         }
         if manual_to_me && self.s.paused {
@@ -126,6 +129,19 @@ impl Cx<'_> {
         let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
         self.acquire(view, record, expect);
         self.set(Reason::Acquiring, format!("at {}", pg.position()));
+    }
+
+    /// Data fresh from a rewind or a clone, PostgreSQL down and no leader to follow: start
+    /// it as a standby of nobody, so that it replays its own WAL to its consistency point
+    /// and may lead. Without this a cluster whose last candidate was rebuilt just as its
+    /// leader vanished would wait for a leader that only this member could become.
+    fn start_to_catch_up(&mut self, detail: String) {
+        self.busy();
+        if self.backing_off(PgOpKind::StartReplica) {
+            return self.set(Reason::IneligibleCatchingUp, detail);
+        }
+        self.pg_op(PgOpKind::StartReplica, |id| Action::StartReplica { id, upstream: None });
+        self.set(Reason::IneligibleCatchingUp, format!("{detail}: starting it, following nobody"))
     }
 
     /// Whether this node may take the lease now; otherwise the reason why not.
