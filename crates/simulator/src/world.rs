@@ -3705,7 +3705,7 @@ impl World {
     /// Whether the rest could fail over from leader `l`: at least two more machines up, one
     /// of them with WAL that does not fork from the leader's and, in synchronous mode, a
     /// member of the published set, in asynchronous mode within `maximum_lag_on_failover`
-    /// of the last published position.
+    /// of the last published position (in a standby cluster, any).
     pub fn failover_possible(&mut self, l: usize) -> bool {
         if self.nodes.iter().filter(|n| n.up).count() < 3 {
             return false;
@@ -3721,7 +3721,11 @@ impl World {
                 && n.cfg.tags.can_lead()
                 && n.pg.system_id.is_some()
                 && n.pg.wal.is_prefix_of(&leader.pg.wal)
-                && if sync { members.contains(&n.name) } else { n.pg.end().0.saturating_add(max_lag) >= status_lsn.0 }
+                && if sync {
+                    members.contains(&n.name)
+                } else {
+                    self.standby_active || n.pg.end().0.saturating_add(max_lag) >= status_lsn.0
+                }
         })
     }
 

@@ -194,22 +194,27 @@ impl Cx<'_> {
         // so before it can acknowledge a commit (S2), so without a record no commit waited
         // for a standby and the lag bound applies (a cluster promoted from a standby cluster
         // whose leader died, or synchronous mode just switched on). The acquire is
-        // conditioned on the record still being absent. A standby cluster writes nothing:
-        // there the lag bound applies too.
+        // conditioned on the record still being absent. A standby cluster acknowledges no
+        // commit, so neither bound has anything to protect there; and since its members
+        // get WAL only through its leader, one behind by more than the lag bound could
+        // never catch up to lead: with the most advanced member gone it would stay
+        // leaderless for good. Most advanced still wins among those that answer (S3).
         let sync_record = view.sync.is_some() || view.corrupt_key(&crate::dcs::Key::Sync).is_some();
-        if self.s.synchronous_mode.enabled() && !self.standby_cluster() && sync_record {
-            let in_set =
-                view.sync.as_ref().is_some_and(|s| s.value.leader == me || s.value.members.iter().any(|m| m == me));
-            if !in_set {
-                return Err((Reason::IneligibleNotSynchronous, String::new()));
-            }
-        } else if let Some(st) = &view.status {
-            let lag = pg.flush_lsn.lag_behind(st.value.lsn);
-            if lag > self.s.maximum_lag_on_failover {
-                return Err((
-                    Reason::IneligibleLagging,
-                    format!("{lag} bytes behind {} > {}", st.value.lsn, self.s.maximum_lag_on_failover),
-                ));
+        if !self.standby_cluster() {
+            if self.s.synchronous_mode.enabled() && sync_record {
+                let in_set =
+                    view.sync.as_ref().is_some_and(|s| s.value.leader == me || s.value.members.iter().any(|m| m == me));
+                if !in_set {
+                    return Err((Reason::IneligibleNotSynchronous, String::new()));
+                }
+            } else if let Some(st) = &view.status {
+                let lag = pg.flush_lsn.lag_behind(st.value.lsn);
+                if lag > self.s.maximum_lag_on_failover {
+                    return Err((
+                        Reason::IneligibleLagging,
+                        format!("{lag} bytes behind {} > {}", st.value.lsn, self.s.maximum_lag_on_failover),
+                    ));
+                }
             }
         }
         if self.s.failsafe_mode {
