@@ -3705,12 +3705,19 @@ impl World {
     /// Whether the rest could fail over from leader `l`: at least two more machines up, one
     /// of them with WAL that does not fork from the leader's and, in synchronous mode, a
     /// member of the published set, in asynchronous mode within `maximum_lag_on_failover`
-    /// of the last published position (in a standby cluster, any).
+    /// of the last published position (in a standby cluster, any); in failsafe mode, named
+    /// in the published failsafe set if there is one (S1': the leader may be riding out a
+    /// store outage on the answers of that set alone, so nobody else may take the lease;
+    /// a member that joined since the leader last published it waits for the next
+    /// publication, which a leader stopped for good never makes).
     pub fn failover_possible(&mut self, l: usize) -> bool {
         if self.nodes.iter().filter(|n| n.up).count() < 3 {
             return false;
         }
-        let status_lsn = self.view().status.map_or(Lsn(0), |s| s.value.lsn);
+        let view = self.view();
+        let status_lsn = view.status.map_or(Lsn(0), |s| s.value.lsn);
+        let failsafe_mode = view.config.map_or(self.p.settings.failsafe_mode, |c| c.value.failsafe_mode);
+        let failsafe_set = view.failsafe.filter(|_| failsafe_mode).map(|f| f.value.members);
         let sync = self.p.settings.synchronous_mode.enabled() && !self.standby_active;
         let max_lag = self.p.settings.maximum_lag_on_failover;
         let members = self.store.sync().map(|s| s.members.clone()).unwrap_or_default();
@@ -3721,6 +3728,7 @@ impl World {
                 && n.cfg.tags.can_lead()
                 && n.pg.system_id.is_some()
                 && n.pg.wal.is_prefix_of(&leader.pg.wal)
+                && failsafe_set.as_ref().is_none_or(|set| set.iter().any(|m| m.name == n.name))
                 && if sync {
                     members.contains(&n.name)
                 } else {

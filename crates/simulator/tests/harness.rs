@@ -2,7 +2,8 @@
 //! real core over the simulated store in virtual time. Every run also checks S1-S5 after
 //! every event (see `World`), and these tests assert the outcome a user cares about.
 
-use hacore::dcs::SwitchoverKind;
+use hacore::dcs::{Expect, FailsafeRecord, LeaderGuard, SwitchoverKind, Value, Write};
+use hacore::DcsOp;
 use hacore::SyncMode;
 use simulator::{Dir, Fault, FaultKind, Params, Target, World};
 
@@ -140,6 +141,39 @@ fn failsafe_primary_cut_off_from_everyone_fences() {
     let primary = w.writable()[0];
     inject(&mut w, 60_000, FaultKind::Isolate(Target::Node(primary)));
     w.run_until_cond(40_000, |w| w.writable().len() == 1 && w.writable()[0] != primary).expect("failover");
+    assert_clean(&w);
+}
+
+/// A member missing from the published failsafe set may not take the lease (S1': the
+/// leader may be riding out a store outage on the answers of that set alone), so the
+/// final phases must not expect a failover to it if the leader stops for good before it
+/// publishes the set again (seed 13806: right after the store was emptied under running
+/// daemons, the leader stopped while its set named two members tagged nofailover only).
+#[test]
+fn no_failover_expected_for_members_outside_the_failsafe_set() {
+    let mut p = Params::quiet(10, 3);
+    p.settings.failsafe_mode = true;
+    let mut w = bootstrapped(p);
+    w.run_for(12_000);
+    let l = w.leader().expect("a leader");
+    assert!(w.failover_possible(l), "every member is in the published failsafe set");
+    // The set as the leader publishes it on an emptied store before the others registered.
+    let view = w.view();
+    let (rec, set) = (view.leader.expect("a leader record"), view.failsafe.expect("a failsafe set"));
+    let me = rec.value.holder.clone();
+    let alone = set.value.members.iter().filter(|m| m.name == me).cloned().collect::<Vec<_>>();
+    let guard = LeaderGuard { holder: me.clone(), term: rec.value.term, version: rec.version };
+    let put = Write::put(Value::Failsafe(FailsafeRecord { members: alone.into() }), Expect::Version(set.version));
+    w.store.apply(&me, &DcsOp::LeaderWrite { guard, writes: vec![put] }, 0, 0).expect("the write applies");
+    assert!(!w.failover_possible(l), "nobody else is in the failsafe set");
+    // The leader names the others again within a few loops.
+    w.run_until_cond(10_000, World::converged).expect("still converged");
+    let mut waited = 0;
+    while !w.failover_possible(l) {
+        assert!(waited < 10_000, "the leader never named the others in the failsafe set again");
+        w.run_for(100);
+        waited += 100;
+    }
     assert_clean(&w);
 }
 
