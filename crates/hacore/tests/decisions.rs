@@ -1741,7 +1741,11 @@ table!(
     standby_cluster_election_ignores_the_lag_bound,
     "standby cluster, no leader, the last status far ahead (its leader's data is gone): the lag \
      bound protects no commit here, and only as leader can this member catch up: it campaigns",
-    Scenario::cluster3("n2").settings(standby).leader_dead().pg_replica(1, AT, None, false).status("n1", 3, AT + 0x20_0000)
+    Scenario::cluster3("n2").settings(standby).leader_dead().pg_replica(1, AT, None, false).status(
+        "n1",
+        3,
+        AT + 0x20_0000
+    )
 );
 
 table!(
