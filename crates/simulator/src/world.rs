@@ -215,6 +215,11 @@ struct Req {
     machine: u64,
     daemon: u64,
     first_half: Option<ClusterView>,
+    /// For a transfer: the candidate, its machine and its data's system identifier when
+    /// the leader sent it. The leader judged the data that machine had; one that reboots
+    /// while the transfer is on the wire may come back with other data (an operator's
+    /// doing, seen by no one in time).
+    transfer_to: Option<(usize, u64, Option<u64>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -1059,6 +1064,12 @@ impl World {
         self.count_request(node, op_is_read);
         let id = self.next_req;
         self.next_req += 1;
+        let transfer_to = match &op {
+            Some(DcsOp::TransferLeader { to, .. }) => {
+                self.index(&to.holder).map(|j| (j, self.nodes[j].machine, self.nodes[j].pg.system_id))
+            }
+            _ => None,
+        };
         let n = &self.nodes[node];
         let sent_local = n.local(self.now);
         let mut give_up_local = sent_local + self.p.settings.retry_timeout;
@@ -1076,7 +1087,8 @@ impl World {
             give_up_local = sent_local + self.p.settings.retry_timeout.min(room).max(50);
         }
         let (machine, daemon) = (n.machine, n.daemon);
-        let req = Req { node, op, result: None, sent_local, give_up_local, machine, daemon, first_half: None };
+        let req =
+            Req { node, op, result: None, sent_local, give_up_local, machine, daemon, first_half: None, transfer_to };
         self.reqs.insert(id, Box::new(req));
         let give_up = self.nodes[node].clock.global(give_up_local).max(self.now + 1);
         if op_is_read && self.nodes[node].stale_view.is_some() {
@@ -1135,7 +1147,7 @@ impl World {
             }
             Some(op) => {
                 let name = self.nodes[node].name.clone();
-                let (sent, sender) = (req.sent_local, (req.machine, req.daemon));
+                let (sent, sender, transfer_to) = (req.sent_local, (req.machine, req.daemon), req.transfer_to);
                 self.check_store_op(node, &op);
                 let before_history = match &op {
                     DcsOp::LeaderWrite { writes, .. } if writes.iter().any(|w| w.key == hacore::dcs::Key::History) => {
@@ -1178,7 +1190,7 @@ impl World {
                         self.note_term_origin(to.term, j, hacore::ForkCause::Switchover);
                     }
                     let served = request.filter(|(v, _)| Some(*v) == *clear_switchover).map(|(_, r)| r);
-                    self.check_transfer(node, &to.holder, served);
+                    self.check_transfer(node, &to.holder, served, transfer_to);
                 }
                 if let (DcsOp::LeaderWrite { writes, .. }, Ok(_)) = (&op, &r) {
                     for w in writes {
@@ -2647,12 +2659,29 @@ impl World {
     /// O1, a switchover does what the operator asked: the transfer that serves a request
     /// hands the lease to the node it names (if any), from the leader it names (if any),
     /// and not before its scheduled time.
-    fn check_transfer(&mut self, from: usize, to: &str, served: Option<SwitchoverRequest>) {
+    fn check_transfer(
+        &mut self,
+        from: usize,
+        to: &str,
+        served: Option<SwitchoverRequest>,
+        sent_to: Option<(usize, u64, Option<u64>)>,
+    ) {
         // O2, the candidate can take over: data of this cluster, consistent, and WAL that
         // does not fork from the old leader's (it must be promoted without a rewind).
         if let Some(j) = self.index(to) {
             let (old, new) = (&self.nodes[from].pg, &self.nodes[j].pg);
-            let unfit = if new.system_id.is_none() || new.system_id != old.system_id {
+            let foreign = new.system_id.is_none() || new.system_id != old.system_id;
+            // A candidate that had this cluster's data when the leader sent the transfer,
+            // and whose machine rebooted while it was on the wire, may have come back
+            // with other data (or none): no leader can see that coming, and the
+            // candidate's own core must refuse to lead on it (S4 fails any start there).
+            let replaced = sent_to.is_some_and(|(k, machine, sid)| {
+                k == j && self.nodes[j].machine != machine && sid.is_some() && sid == old.system_id
+            });
+            let unfit = if foreign && replaced {
+                self.check.count("transfer_candidate_data_replaced");
+                None
+            } else if foreign {
                 Some("has no data of this cluster")
             } else if !new.consistent() {
                 Some("is not consistent yet")
