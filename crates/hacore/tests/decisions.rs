@@ -321,6 +321,27 @@ table!(
 );
 
 table!(
+    leader_down_waiting_for_a_grant_arms_the_guard,
+    "the leader took its lease back after a fence; PostgreSQL is down and its start waits for a fresh grant, but a start the fence superseded may still bring it up: the guard, left at the deadline that expired, follows the lease held before the renewal goes out",
+    Scenario::cluster3("n1")
+        .pg_stopped(1, AT, false)
+        .holding(3, 40, 93_500)
+        .memory(|m| m.armed_until = Some(97_000))
+        .guard(GuardState::Armed { deadline: 97_000, term: Term(3) })
+);
+
+table!(
+    leader_down_store_unreadable_arms_the_guard,
+    "the same with the store unreadable: the guard follows the lease held before the renewal is retried",
+    Scenario::cluster3("n1")
+        .pg_stopped(1, AT, false)
+        .holding(3, 40, 99_000)
+        .memory(|m| m.armed_until = Some(97_000))
+        .guard(GuardState::Armed { deadline: 97_000, term: Term(3) })
+        .dcs_down()
+);
+
+table!(
     leader_pg_unresponsive_holds,
     "the leader's PostgreSQL does not answer for 5 s: keep the lease for now",
     Scenario::cluster3("n1").pg(|p| p.responsive = false).memory(|m| m.unresponsive_since = Some(95_000))

@@ -188,7 +188,7 @@ impl<'a> Cx<'a> {
             }
         }
         // Whatever the situation, the guard follows the deadline PostgreSQL may write until.
-        if self.may_write() && !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
+        if self.guard_follows() && !self.mem.pending.is_some_and(|p| p.kind == PgOpKind::StopImmediate) {
             self.arm_guard();
         }
     }
@@ -741,6 +741,16 @@ impl<'a> Cx<'a> {
             || self.mem.pending.is_some_and(|p| matches!(p.kind, PgOpKind::Promote | PgOpKind::StartPrimary))
     }
 
+    /// Whether the guard must follow the writable deadline: while PostgreSQL may write
+    /// ([`Cx::may_write`]), and while this node holds a lease even with PostgreSQL down.
+    /// A primary start that a fence superseded can still bring PostgreSQL up after the
+    /// stop (which found no instance yet to stop): should this node have taken the lease
+    /// again meanwhile, that primary runs under the lease, and a guard left at the
+    /// deadline that expired would kill it the moment it comes up (A2).
+    pub fn guard_follows(&self) -> bool {
+        self.may_write() || self.mem.lease.is_some()
+    }
+
     fn fence_if_needed(&mut self) {
         if !self.may_write() {
             return;
@@ -779,7 +789,7 @@ impl<'a> Cx<'a> {
                 held.deadline = bound;
             }
         }
-        if self.may_write() {
+        if self.guard_follows() {
             self.arm_guard();
         }
         let id = self.dcs(DcsOp::RenewLeader { guard, ttl });
@@ -1058,7 +1068,7 @@ impl<'a> Cx<'a> {
         // Ordered by dependency: the executor stops at the first failure, and neither the
         // guard (armed from deadlines already known) nor the failsafe round depends on a
         // renewal that will most likely fail.
-        if self.may_write() {
+        if self.guard_follows() {
             self.arm_guard();
         }
         let pg = &self.obs.pg;
