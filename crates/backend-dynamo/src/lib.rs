@@ -672,6 +672,9 @@ impl DynamoDcs {
                 items.push(self.check(&Key::Sync, &Cond::expect(sync))?);
             }
         }
+        if let Some(history) = a.history.filter(|h| *h != Expect::Any) {
+            items.push(self.check(&Key::History, &Cond::expect(history))?);
+        }
         let sent_at = self.clock.now();
         self.transact(items).await?;
         Ok(DcsReply::Lease(LeaseGrant { sent_at, ttl: r.ttl, version: Version(version) }))

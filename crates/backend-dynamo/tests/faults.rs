@@ -21,6 +21,7 @@ fn acquire(holder: &str, term: u64, expect: Expect, term_was: u64) -> DcsOp {
         expect,
         term_was: Term(term_was),
         sync: None,
+        history: None,
     })
 }
 
@@ -181,6 +182,7 @@ async fn an_observer_frees_the_record_only_after_a_ttl_of_one_version_on_its_own
         expect: Expect::Absent,
         term_was: Term(0),
         sync: None,
+        history: None,
     });
     let first = grant(a.execute(&op).await);
 
@@ -230,6 +232,7 @@ async fn an_observer_frees_the_record_only_after_a_ttl_of_one_version_on_its_own
         expect: Expect::Version(version),
         term_was: Term(1),
         sync: None,
+        history: None,
     });
     let taken = grant(b.execute(&take).await);
     let guard = LeaderGuard { holder: "a".into(), term: Term(1), version: last.version };

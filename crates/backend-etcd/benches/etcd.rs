@@ -109,6 +109,7 @@ fn main() {
                 expect: Expect::Absent,
                 term_was: Term(term - 1),
                 sync: None,
+                history: None,
             })
         };
         a.execute(&acquire(1)).await.expect("acquire");

@@ -428,6 +428,9 @@ impl EtcdDcs {
         if let Some(s) = a.sync {
             cmp.extend(expect_compare(&self.key(&Key::Sync), s));
         }
+        if let Some(h) = a.history {
+            cmp.extend(expect_compare(&self.key(&Key::History), h));
+        }
         let term = a.term_was.max(a.record.term);
         let ops = vec![
             TxnOp::put(leader_key, json(&a.record), Some(PutOptions::new().with_lease(lease.id))),
@@ -435,7 +438,7 @@ impl EtcdDcs {
         ];
         let r = self.txn(Txn::new().when(cmp).and_then(ops)).await?;
         if !r.succeeded() {
-            return Err(DcsError::Conflict("term, leader or sync record not in the expected state".into()));
+            return Err(DcsError::Conflict("term, leader, sync or history record not in the expected state".into()));
         }
         let version = Version(r.header().map_or(0, |h| h.revision()) as u64);
         *self.seen_leader.lock().unwrap_or_else(|p| p.into_inner()) =

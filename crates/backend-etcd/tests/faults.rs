@@ -23,6 +23,7 @@ fn acquire(node: &str, term: u64, ttl: Millis, term_was: u64) -> DcsOp {
         expect: Expect::Absent,
         term_was: Term(term_was),
         sync: None,
+        history: None,
     })
 }
 

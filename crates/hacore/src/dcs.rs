@@ -443,6 +443,12 @@ pub struct Acquire {
     pub term_was: Term,
     /// S2: the `sync` key must still be in this state.
     pub sync: Option<Expect>,
+    /// S4: the `history` key must still be in this state: an election's acquire, so that
+    /// a member whose read predates the fork a new leader recorded (a stale read: a
+    /// lagging store member, a cache) cannot take the next term on WAL that fork left
+    /// behind. None: no condition (bootstrap, a claim of a record naming this node).
+    #[serde(default)]
+    pub history: Option<Expect>,
 }
 
 /// An operation on the store. The core emits these inside [`crate::Action::Dcs`].

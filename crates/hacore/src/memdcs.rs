@@ -344,7 +344,7 @@ impl MemStore {
         self.expire(now);
         let observer = self.opts.lease_model == LeaseModel::ObserverClock;
         match op {
-            DcsOp::AcquireLeader(Acquire { record, expect, term_was, sync }) => {
+            DcsOp::AcquireLeader(Acquire { record, expect, term_was, sync, history }) => {
                 if record.holder != node {
                     return Err(DcsError::Invalid("a node can only acquire the leader record for itself".into()));
                 }
@@ -357,6 +357,11 @@ impl MemStore {
                 if let Some(s) = sync {
                     if !self.holds(&Key::Sync, *s) {
                         return Err(DcsError::Conflict("sync record changed".into()));
+                    }
+                }
+                if let Some(h) = history {
+                    if !self.holds(&Key::History, *h) {
+                        return Err(DcsError::Conflict("history changed".into()));
                     }
                 }
                 let ttl = if observer { record.ttl } else { self.refresh_lease(node, record.ttl, now) };
@@ -628,7 +633,13 @@ mod tests {
     fn leader_expires_with_its_lease_and_extension_postpones_it() {
         let mut s = MemStore::new(StoreOptions::etcd_like());
         let record = LeaderRecord { holder: "a".into(), term: Term(1), ttl: 10_000 };
-        let op = DcsOp::AcquireLeader(Acquire { record, expect: Expect::Absent, term_was: Term(0), sync: None });
+        let op = DcsOp::AcquireLeader(Acquire {
+            record,
+            expect: Expect::Absent,
+            term_was: Term(0),
+            sync: None,
+            history: None,
+        });
         s.apply("a", &op, 0, 0).unwrap();
         assert!(s.read(9_999, 0).leader.is_some());
         s.extend_all_leases(5_000);

@@ -13,6 +13,7 @@ const SEEDS: &[(u64, bool, &str)] = &[
     (7518, true, "L1: the lag bound kept a standby cluster leaderless for good"),
     (8004, true, "L1: the lag bound kept a standby cluster leaderless for good"),
     (9248, true, "L1: the lag bound kept a standby cluster leaderless for good"),
+    (4449, false, "S4: a stale read hid a new leader's fork; the old primary took the next term"),
     (13806, false, "L1 (the check): a final failover expected of members outside the failsafe set"),
     (13842, false, "A2: the guard, left at an expired deadline, killed a late start under a lease"),
     (14059, false, "O2 (the check): a candidate's data replaced while the transfer was on the wire"),

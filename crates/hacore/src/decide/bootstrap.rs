@@ -41,7 +41,7 @@ impl Cx<'_> {
             return self.set(Reason::BootstrapAcquiring, "waiting for an operation");
         }
         let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
-        self.acquire(view, record, expect);
+        self.acquire(view, record, expect, false);
         self.set(Reason::BootstrapAcquiring, String::new());
     }
 

@@ -127,7 +127,7 @@ impl Cx<'_> {
         }
         self.mem.acquired_via = Some(if manual_to_me { ForkCause::ManualFailover } else { ForkCause::Failover });
         let record = LeaderRecord { holder: self.cfg.name.clone(), term: view.term.next(), ttl: self.s.ttl };
-        self.acquire(view, record, expect);
+        self.acquire(view, record, expect, true);
         self.set(Reason::Acquiring, format!("at {}", pg.position()));
     }
 

@@ -59,7 +59,7 @@ impl Cx<'_> {
                     self.mem.acquired_via.get_or_insert(ForkCause::Switchover);
                 }
                 let record = LeaderRecord { holder: self.cfg.name.clone(), term, ttl: self.s.ttl };
-                self.acquire(view, record, Expect::Version(rec.version));
+                self.acquire(view, record, Expect::Version(rec.version), false);
                 self.mem.claiming = Some(key);
             }
             return self.set(Reason::Claiming, format!("term {term}"));

@@ -861,11 +861,14 @@ impl<'a> Cx<'a> {
         self.mem.armed_until = None;
     }
 
-    /// Emits an acquire (or claim) of the leader record.
-    pub fn acquire(&mut self, view: &ClusterView, record: LeaderRecord, expect: crate::dcs::Expect) {
+    /// Emits an acquire (or claim) of the leader record; `history` conditions it on the
+    /// history key as read (an election's: see [`crate::dcs::Acquire::history`]).
+    pub fn acquire(&mut self, view: &ClusterView, record: LeaderRecord, expect: crate::dcs::Expect, history: bool) {
         let sync = self.s.synchronous_mode.enabled().then(|| crate::dcs::Expect::from_current(view.sync.as_ref()));
+        let history = history.then(|| view.history_expect());
         let term = record.term;
-        let id = self.dcs(DcsOp::AcquireLeader(crate::dcs::Acquire { record, expect, term_was: view.term, sync }));
+        let acquire = crate::dcs::Acquire { record, expect, term_was: view.term, sync, history };
+        let id = self.dcs(DcsOp::AcquireLeader(acquire));
         self.mem.lease_op = Some(LeaseOp { id, kind: LeaseOpKind::Acquire, term });
         self.busy();
     }

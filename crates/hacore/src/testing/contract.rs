@@ -11,9 +11,10 @@ use crate::dcs::{
     Acquire, ClusterView, Dcs, DcsError, DcsOp, DcsReply, Event, Expect, Key, LeaderGuard, LeaderRecord, LeaseGrant,
     LeaseModel, MemberRecord, StatusRecord, SwitchoverRequest, SyncRecord, Value, Write,
 };
+use crate::history::{Fork, ForkCause, History};
 use crate::reason::Reason;
 use crate::testing::linearizability::{self, Entry, RegOp, RegRet};
-use crate::types::{Lsn, Millis, NodeName, Term, Version};
+use crate::types::{Lsn, Millis, NodeName, Term, Timeline, Version};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,7 +48,13 @@ fn leader(holder: &str, term: u64, ttl: Millis) -> LeaderRecord {
 }
 
 fn acquire(holder: &str, term: u64, ttl: Millis, expect: Expect, term_was: u64) -> DcsOp {
-    DcsOp::AcquireLeader(Acquire { record: leader(holder, term, ttl), expect, term_was: Term(term_was), sync: None })
+    DcsOp::AcquireLeader(Acquire {
+        record: leader(holder, term, ttl),
+        expect,
+        term_was: Term(term_was),
+        sync: None,
+        history: None,
+    })
 }
 
 fn guard_of(view: &ClusterView) -> LeaderGuard {
@@ -92,6 +99,7 @@ where
     release_frees_the_record(&fresh().await).await;
     transfer_then_claim(&fresh().await).await;
     acquire_respects_the_sync_record(&fresh().await).await;
+    acquire_respects_the_history(&fresh().await).await;
     members_and_keepalive(&fresh().await).await;
     operator_puts_are_conditional(&fresh().await).await;
     events_are_appended(&fresh().await).await;
@@ -285,11 +293,49 @@ pub async fn acquire_respects_the_sync_record<H: Harness>(h: &H) {
             expect: Expect::Absent,
             term_was: Term(1),
             sync: Some(Expect::Version(v)),
+            history: None,
         })
     };
     conflict(&b, &op(judged), "acquire judged on a sync record that has since changed").await;
     let now = read(&b).await.sync.map(|s| s.version).expect("sync");
     ok(&b, &op(now)).await;
+}
+
+/// S4: an election's acquire conditioned on the history fails once the history moved (a
+/// new leader recorded its fork after the candidate's read), and on an absent history once
+/// one was written.
+pub async fn acquire_respects_the_history<H: Harness>(h: &H) {
+    let (a, b) = (h.client("a"), h.client("b"));
+    ok(&a, &acquire("a", 1, 10_000, Expect::Absent, 0)).await;
+    let g = guard_of(&read(&a).await);
+    let op = |expect: Expect| {
+        DcsOp::AcquireLeader(Acquire {
+            record: leader("b", 2, 10_000),
+            expect: Expect::Absent,
+            term_was: Term(1),
+            sync: None,
+            history: Some(expect),
+        })
+    };
+    let history = |forks: usize| {
+        let fork = |i: usize| Fork {
+            parent: Timeline(i as u32 + 1),
+            lsn: Lsn(0x100 * (i as u64 + 1)),
+            timeline: Timeline(i as u32 + 2),
+            term: Term(1),
+            node: "a".into(),
+            cause: ForkCause::Failover,
+            wall_time_ms: 0,
+        };
+        Value::History(History::new((0..forks).map(fork).collect()))
+    };
+    ok(&a, &DcsOp::LeaderWrite { guard: g.clone(), writes: vec![Write::put(history(1), Expect::Absent)] }).await;
+    let judged = read(&b).await.history_expect();
+    ok(&a, &DcsOp::LeaderWrite { guard: g.clone(), writes: vec![Write::put(history(2), judged)] }).await;
+    ok(&a, &DcsOp::ReleaseLeader { guard: g }).await;
+    conflict(&b, &op(judged), "acquire judged on a history that has since changed").await;
+    conflict(&b, &op(Expect::Absent), "acquire judged on no history, one written since").await;
+    ok(&b, &op(read(&b).await.history_expect())).await;
 }
 
 /// Members publish their own records; the read lists them sorted by name.
@@ -475,6 +521,7 @@ pub async fn concurrent_racers_are_linearizable<H: Harness>(h: &H, clients: usiz
                             expect,
                             term_was: term,
                             sync: None,
+                            history: None,
                         });
                         (Some(op), RegOp::Acquire { holder: me.clone(), term: new_term, expect, term_was: term })
                     }

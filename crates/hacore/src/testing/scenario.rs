@@ -814,12 +814,13 @@ pub fn render_action(a: &Action) -> String {
     match a {
         Action::Dcs { op, .. } => match op {
             DcsOp::AcquireLeader(x) => format!(
-                "dcs acquire_leader for {} term {} if leader {} and term {}{}",
+                "dcs acquire_leader for {} term {} if leader {} and term {}{}{}",
                 x.record.holder,
                 x.record.term,
                 render_expect(&x.expect),
                 x.term_was,
-                x.sync.map(|s| format!(" and sync {}", render_expect(&s))).unwrap_or_default()
+                x.sync.map(|s| format!(" and sync {}", render_expect(&s))).unwrap_or_default(),
+                x.history.map(|h| format!(" and history {}", render_expect(&h))).unwrap_or_default()
             ),
             DcsOp::RenewLeader { guard, ttl } => {
                 format!("dcs renew_leader term {} v{} ttl {ttl}", guard.term, guard.version)
