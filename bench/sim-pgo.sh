@@ -36,12 +36,5 @@ echo "built target/sim-pgo/simulator and target/sim-pgo/speed"
 cargo build -q --profile sim -p simulator --example speed
 cp target/sim/examples/speed "$tmp/speed-plain"
 cp target/sim-pgo/speed "$tmp/speed-pgo"
-for _ in $(seq "$rounds"); do
-    for which in plain pgo; do
-        echo "$which $("$tmp/speed-$which" 20 1)"
-    done
-done | tee "$tmp/runs"
-for which in plain pgo; do
-    grep "^$which " "$tmp/runs" | awk '{ gsub("x", "", $3); print $3 }' | sort -n |
-        awk -v w="$which" '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s: median of %d run medians %.0fx\n", w, NR, m }'
-done
+. bench/alternate.sh
+alternate_rounds "$tmp" "$rounds" plain pgo

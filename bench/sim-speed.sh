@@ -17,12 +17,5 @@ git worktree add -q --detach "$tmp/base" "$base"
 cargo build -q --profile sim -p simulator --example speed
 cp "$tmp/target/release/examples/speed" "$tmp/speed-base"
 cp target/sim/examples/speed "$tmp/speed-this"
-for _ in $(seq "$rounds"); do
-    for which in base this; do
-        echo "$which $("$tmp/speed-$which" 20 1)"
-    done
-done | tee "$tmp/runs"
-for which in base this; do
-    grep "^$which " "$tmp/runs" | awk '{ gsub("x", "", $3); print $3 }' | sort -n |
-        awk -v w="$which" '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s: median of %d run medians %.0fx\n", w, NR, m }'
-done
+. bench/alternate.sh
+alternate_rounds "$tmp" "$rounds" base this
